@@ -1,0 +1,586 @@
+"""Drives a candidate PyQt5 app like a user would, and reports what happened.
+
+Runs as the unprivileged candidate user, in the same process as the
+candidate (it has to: the memory plane is the app's own objects). It starts
+warm: PyQt5 imported and the QApplication made before the job arrives.
+
+Protocol (one report line per step, on a private pipe to the supervisor):
+compile -> launch -> find_window -> turn_1 -> turn_2 -> find_reset ->
+click_reset -> check_cleared -> turn_3. It stops at the first step that
+cannot go on. It never judges the next-request plane: the host does, from
+the fake server's recordings.
+"""
+
+import base64
+import json
+import os
+import re
+import runpy
+import sys
+import threading
+import time
+import traceback
+
+REPORT = os.fdopen(int(os.environ["QTJUDGE_REPORT_FD"]), "w", buffering=1)
+WORK_ROOT = os.environ.get("QTJUDGE_WORK_ROOT", "/tmp")
+
+
+def report(kind, **fields):
+    fields["type"] = kind
+    try:
+        REPORT.write(json.dumps(fields, default=str) + "\n")
+        REPORT.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def prepare_dirs():
+    for path in (os.environ["HOME"], os.environ["XDG_CACHE_HOME"], os.environ["XDG_CONFIG_HOME"]):
+        os.makedirs(path, exist_ok=True)
+    runtime = os.environ["XDG_RUNTIME_DIR"]
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    os.chmod(runtime, 0o700)
+
+
+prepare_dirs()
+
+from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
+from PyQt5.QtCore import QPoint, Qt  # noqa: E402
+from PyQt5.QtTest import QTest  # noqa: E402
+from PyQt5.QtWidgets import QApplication  # noqa: E402
+
+# Keep our own references: the candidate may rebind module attributes.
+_mouse_click = QTest.mouseClick
+_key_clicks = QTest.keyClicks
+_grab = QtWidgets.QWidget.grab
+_monotonic = time.monotonic
+
+APP = QApplication(["qtjudge-candidate"])
+APP.setStyle("Fusion")
+APP.setFont(QtGui.QFont("DejaVu Sans", 10))
+APP.setQuitOnLastWindowClosed(False)
+
+
+class Failure(Exception):
+    """A step that cannot go on; `detail` says why, for a person."""
+
+    def __init__(self, detail, **evidence):
+        super().__init__(detail)
+        self.detail = detail
+        self.evidence = evidence
+
+
+class Exceptions:
+    """Every exception the candidate raises where Qt would have aborted."""
+
+    def __init__(self):
+        self.items = []
+        self.step = "load"
+        self._lock = threading.Lock()
+
+    def hook(self, exc_type, exc, tb):
+        text = "".join(traceback.format_exception(exc_type, exc, tb))[-6000:]
+        with self._lock:
+            self.items.append({"step": self.step, "type": exc_type.__name__, "message": str(exc)[:500], "traceback": text})
+
+    def thread_hook(self, args):
+        self.hook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    def since(self, count):
+        with self._lock:
+            return self.items[count:]
+
+
+EXCEPTIONS = Exceptions()
+sys.excepthook = EXCEPTIONS.hook
+threading.excepthook = EXCEPTIONS.thread_hook
+
+
+# --- Neutralising the blocking parts of a Qt script -------------------------
+
+HELD_WINDOWS = []
+DIALOGS = []
+
+
+def _exec_instead(*_args, **_kwargs):
+    # The script's event loop would block forever; keep its windows alive
+    # (main() returns and drops its local `window`) and return at once.
+    HELD_WINDOWS.extend(w for w in QApplication.topLevelWidgets() if w not in HELD_WINDOWS)
+    return 0
+
+
+class _SingleApplication(type(QApplication)):
+    """`QApplication(...)` in the candidate returns the harness's instance."""
+
+    def __call__(cls, *_args, **_kwargs):
+        return APP
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, QApplication)
+
+
+def install_patches():
+    QApplication.exec_ = _exec_instead
+    QApplication.exec = _exec_instead
+    QtCore.QCoreApplication.exec_ = _exec_instead
+    QtCore.QCoreApplication.exec = _exec_instead
+    QtWidgets.QApplication = _SingleApplication("QApplication", (QApplication,), {})
+
+    box = QtWidgets.QMessageBox
+
+    def answer_box(kind):
+        def answer(*args, **_kwargs):
+            texts = [a for a in args if isinstance(a, str)]
+            DIALOGS.append({"step": EXCEPTIONS.step, "kind": f"QMessageBox.{kind}", "text": " | ".join(texts)[:300]})
+            return box.Yes if kind == "question" else box.Ok
+
+        return staticmethod(answer)
+
+    for kind in ("information", "warning", "critical", "question", "about"):
+        setattr(box, kind, answer_box(kind))
+
+    def no_files(*_args, **_kwargs):
+        DIALOGS.append({"step": EXCEPTIONS.step, "kind": "QFileDialog", "text": ""})
+        return ([], "")
+
+    def no_file(*_args, **_kwargs):
+        DIALOGS.append({"step": EXCEPTIONS.step, "kind": "QFileDialog", "text": ""})
+        return ("", "")
+
+    file_dialog = QtWidgets.QFileDialog
+    file_dialog.getOpenFileNames = staticmethod(no_files)
+    file_dialog.getOpenFileName = staticmethod(no_file)
+    file_dialog.getSaveFileName = staticmethod(no_file)
+    file_dialog.getExistingDirectory = staticmethod(lambda *a, **k: "")
+
+    def text_input(*args, **_kwargs):
+        DIALOGS.append({"step": EXCEPTIONS.step, "kind": "QInputDialog", "text": " | ".join(a for a in args if isinstance(a, str))[:300]})
+        return ("qtjudge", True)
+
+    QtWidgets.QInputDialog.getText = staticmethod(text_input)
+    QtWidgets.QInputDialog.getMultiLineText = staticmethod(text_input)
+
+
+def answer_modal_dialogs():
+    """Accepts any modal dialog the app opened with exec_() (it would block)."""
+    modal = QApplication.activeModalWidget()
+    if modal is None:
+        return
+    DIALOGS.append({"step": EXCEPTIONS.step, "kind": type(modal).__name__, "text": getattr(modal, "text", lambda: "")()[:300] if isinstance(modal, QtWidgets.QMessageBox) else modal.windowTitle()[:300]})
+    if isinstance(modal, QtWidgets.QMessageBox):
+        for role in (QtWidgets.QMessageBox.Yes, QtWidgets.QMessageBox.Ok):
+            button = modal.button(role)
+            if button is not None:
+                button.click()
+                return
+    if isinstance(modal, QtWidgets.QDialog):
+        modal.accept()
+    else:
+        modal.close()
+
+
+# --- Looking at the app ----------------------------------------------------
+
+
+def without_mnemonic(text):
+    return re.sub(r"&(.)", r"\1", text or "")
+
+
+def visible_texts(window):
+    """The text a person would read on the window, widget by widget."""
+    texts = []
+    for widget in [window] + window.findChildren(QtWidgets.QWidget):
+        if not widget.isVisible():
+            continue
+        text = None
+        if isinstance(widget, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)):
+            text = widget.toPlainText()
+        elif isinstance(widget, (QtWidgets.QLabel, QtWidgets.QLineEdit)):
+            text = widget.text()
+        elif isinstance(widget, QtWidgets.QListWidget):
+            text = "\n".join(widget.item(i).text() for i in range(widget.count()))
+        elif isinstance(widget, QtWidgets.QTableWidget):
+            cells = []
+            for row in range(widget.rowCount()):
+                for col in range(widget.columnCount()):
+                    item = widget.item(row, col)
+                    if item is not None:
+                        cells.append(item.text())
+            text = "\n".join(cells)
+        if text:
+            texts.append((attribute_names(window).get(id(widget)) or type(widget).__name__, text))
+    return texts
+
+
+_NAMES = {}
+
+
+def attribute_names(window):
+    """Maps id(object) to the window attribute that holds it (`prompt_entry`)."""
+    if not _NAMES:
+        for name, value in vars(window).items():
+            if isinstance(value, (QtWidgets.QWidget, QtWidgets.QLayout, QtWidgets.QAction)):
+                _NAMES.setdefault(id(value), name)
+    return _NAMES
+
+
+def find_markers(value, markers, path, found, depth=0, seen=None):
+    """Where in plain Python data (lists, dicts, strings) a marker still is."""
+    if seen is None:
+        seen = set()
+    if depth > 4 or id(value) in seen or len(found) > 20:
+        return
+    if isinstance(value, str):
+        for marker in markers:
+            if marker in value:
+                found.append(path)
+                return
+        return
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value[:100000]).decode("utf-8", "replace")
+        return find_markers(value, markers, path, found, depth, seen)
+    if isinstance(value, dict):
+        seen.add(id(value))
+        for key, item in list(value.items())[:2000]:
+            find_markers(item, markers, f"{path}[{key!r}]", found, depth + 1, seen)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        seen.add(id(value))
+        for index, item in enumerate(list(value)[:2000]):
+            find_markers(item, markers, f"{path}[{index}]", found, depth + 1, seen)
+
+
+def describe_widget(widget, names):
+    entry = {
+        "kind": "widget",
+        "class": type(widget).__name__,
+        "name": names.get(id(widget)),
+        "object_name": widget.objectName() or None,
+        "visible": widget.isVisible(),
+    }
+    text = None
+    if isinstance(widget, (QtWidgets.QAbstractButton, QtWidgets.QLabel, QtWidgets.QLineEdit)):
+        text = widget.text()
+    if text:
+        entry["text"] = text[:200]
+    geometry = widget.geometry()
+    entry["geometry"] = [geometry.x(), geometry.y(), geometry.width(), geometry.height()]
+    layout = widget.layout()
+    if layout is not None and not isinstance(widget, (QtWidgets.QAbstractButton,)):
+        entry["layout"] = describe_layout(layout, names)
+    return entry
+
+
+def describe_layout(layout, names):
+    items = []
+    for index in range(layout.count()):
+        item = layout.itemAt(index)
+        if item.widget() is not None:
+            items.append(describe_widget(item.widget(), names))
+        elif item.layout() is not None:
+            items.append(describe_layout(item.layout(), names))
+    return {"kind": "layout", "class": type(layout).__name__, "name": names.get(id(layout)), "items": items}
+
+
+def widget_tree(window):
+    names = attribute_names(window)
+    root = {"kind": "window", "class": type(window).__name__, "title": window.windowTitle()}
+    central = window.centralWidget() if isinstance(window, QtWidgets.QMainWindow) else window
+    if central is not None:
+        root["central"] = describe_widget(central, names)
+    return root
+
+
+def screenshot(window, name):
+    pixmap = _grab(window)
+    data = QtCore.QByteArray()
+    buffer = QtCore.QBuffer(data)
+    buffer.open(QtCore.QIODevice.WriteOnly)
+    pixmap.save(buffer, "PNG")
+    report("artifact", name=name, media_type="image/png", base64=base64.b64encode(bytes(data)).decode())
+
+
+# --- Acting on the app -----------------------------------------------------
+
+
+def pump(ms):
+    """Runs the event loop for `ms` milliseconds, answering modal dialogs."""
+    end = _monotonic() + ms / 1000.0
+    while True:
+        APP.processEvents(QtCore.QEventLoop.AllEvents, 20)
+        answer_modal_dialogs()
+        if _monotonic() >= end:
+            return
+        time.sleep(0.002)
+
+
+def wait_until(predicate, timeout_s):
+    """Pumps events until `predicate()` holds; True if it did in time."""
+    end = _monotonic() + timeout_s
+    while True:
+        APP.processEvents(QtCore.QEventLoop.AllEvents, 20)
+        answer_modal_dialogs()
+        if predicate():
+            return True
+        if _monotonic() >= end:
+            return False
+        time.sleep(0.005)
+
+
+def click(widget):
+    """A real left click at the widget's centre, delivered by Qt's event system."""
+    _mouse_click(widget, Qt.LeftButton, Qt.NoModifier, widget.rect().center())
+
+
+def widget_under_centre(widget):
+    top = widget.window()
+    point = widget.mapTo(top, widget.rect().center())
+    return top.childAt(point)
+
+
+class Run:
+    def __init__(self, job):
+        self.job = job
+        self.app_spec = job.get("app", {})
+        self.turns = job["turns"]
+        self.turn_timeout = float(job.get("turn_timeout_seconds", 8))
+        self.window = None
+        self.module = None
+
+    # Each step returns evidence (a dict) or raises Failure.
+    def step(self, name, action):
+        EXCEPTIONS.step = name
+        report("step_start", name=name)
+        started = _monotonic()
+        try:
+            evidence = action() or {}
+            outcome = {"ok": True, "detail": evidence.pop("detail", "ok"), "evidence": evidence}
+        except Failure as failure:
+            outcome = {"ok": False, "detail": failure.detail, "evidence": failure.evidence}
+        except Exception as exc:  # the harness's own bug must not look like a pass
+            outcome = {"ok": False, "detail": f"harness error: {exc!r}", "evidence": {"traceback": traceback.format_exc()[-4000:]}, "harness_error": True}
+        outcome["ms"] = round((_monotonic() - started) * 1000, 1)
+        report("step", name=name, **outcome)
+        return outcome["ok"]
+
+    def compile_script(self):
+        work = os.path.join(WORK_ROOT, "work")
+        os.makedirs(work, exist_ok=True)
+        filename = os.path.basename(self.job.get("filename") or "candidate.py") or "candidate.py"
+        self.path = os.path.join(work, filename)
+        source = self.job["script"]
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write(source)
+        try:
+            compile(source, filename, "exec")
+        except SyntaxError as exc:
+            raise Failure(f"SyntaxError: {exc.msg} (line {exc.lineno}, column {exc.offset})", line=exc.lineno, column=exc.offset, message=exc.msg)
+        except ValueError as exc:  # NUL bytes
+            raise Failure(f"cannot compile: {exc}", message=str(exc))
+        os.chdir(work)
+        sys.path.insert(0, work)
+        return {}
+
+    def launch(self):
+        install_patches()
+        before = len(EXCEPTIONS.items)
+        sys.argv = [self.path]
+        try:
+            self.module = runpy.run_path(self.path, run_name="__main__")
+        except SystemExit as exc:
+            if not HELD_WINDOWS and not visible_windows():
+                raise Failure(f"the script exited (sys.exit({exc.code!r})) before showing a window", exit_code=str(exc.code))
+        except BaseException as exc:  # noqa: B902 - any exception here is the candidate's
+            raise Failure(f"the script raised {type(exc).__name__} while starting: {exc}", traceback=traceback.format_exc()[-6000:])
+        pump(30)
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised while starting: {raised[0]['message']}", exceptions=raised)
+        return {}
+
+    def find_window(self):
+        wanted = self.app_spec.get("window_class")
+        candidates = visible_windows()
+        built = False
+        if not candidates and self.module and wanted and isinstance(self.module.get(wanted), type):
+            # A script that defines the window but never shows it (no entry).
+            window = self.module[wanted]()
+            HELD_WINDOWS.append(window)
+            window.show()
+            candidates = visible_windows()
+            built = True
+        if not candidates:
+            raise Failure("no window was shown: the script built no visible top-level window")
+        candidates.sort(key=lambda w: (type(w).__name__ != wanted, not isinstance(w, QtWidgets.QMainWindow), -(w.width() * w.height())))
+        self.window = candidates[0]
+        HELD_WINDOWS.append(self.window)
+        width, height = self.job.get("window_size", [1000, 700])
+        self.window.resize(width, height)
+        self.window.activateWindow()
+        pump(20)
+        report("widget_tree", tree=widget_tree(self.window))
+        return {"window_class": type(self.window).__name__, "built_by_harness": built, "title": self.window.windowTitle()}
+
+    def control(self, attribute, fallback_pattern, kinds):
+        widget = getattr(self.window, attribute, None) if attribute else None
+        if isinstance(widget, kinds) and widget.isVisible():
+            return widget, "configured"
+        for candidate in self.window.findChildren(kinds):
+            if candidate.isVisible() and candidate.isEnabled():
+                text = without_mnemonic(candidate.text()) if hasattr(candidate, "text") else ""
+                if fallback_pattern is None or re.search(fallback_pattern, text, re.I):
+                    if not (isinstance(candidate, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit, QtWidgets.QLineEdit)) and candidate.isReadOnly()):
+                        return candidate, "discovered"
+        return None, None
+
+    def turn(self, index):
+        turn = self.turns[index]
+        entry, _ = self.control(self.app_spec.get("prompt_entry"), None, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit, QtWidgets.QLineEdit))
+        if entry is None:
+            raise Failure("no visible, editable prompt input")
+        submit, _ = self.control(self.app_spec.get("submit_control"), r"\b(submit|send|ask)\b", (QtWidgets.QPushButton,))
+        if submit is None:
+            raise Failure("no visible submit/send button")
+        before = len(EXCEPTIONS.items)
+        entry.setFocus()
+        entry.clear()
+        _key_clicks(entry, turn["prompt"])
+        click(submit)
+        shown = wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised while sending turn {index + 1}: {raised[0]['message']}", exceptions=raised)
+        if not shown:
+            texts = visible_texts(self.window)
+            raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
+        return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def find_reset(self):
+        pattern = self.job["reset_pattern"]
+        submit = getattr(self.window, self.app_spec.get("submit_control") or "", None)
+        matches = []
+        for button in APP.allWidgets():
+            if not isinstance(button, QtWidgets.QAbstractButton) or button is submit:
+                continue
+            label = without_mnemonic(button.text()) + " " + button.toolTip() + " " + button.objectName()
+            if re.search(pattern, label):
+                matches.append(button)
+        actions = [a for a in self.window.findChildren(QtWidgets.QAction) if re.search(pattern, without_mnemonic(a.text()) + " " + a.toolTip())]
+        usable = []
+        seen = []
+        for button in matches:
+            state = {
+                "text": button.text(),
+                "class": type(button).__name__,
+                "in_window": button.window() is self.window,
+                "visible": button.isVisible(),
+                "enabled": button.isEnabled(),
+            }
+            if state["in_window"] and state["visible"] and state["enabled"]:
+                hit = widget_under_centre(button)
+                state["under_click_point"] = hit is button or (hit is not None and button.isAncestorOf(hit))
+                if state["under_click_point"]:
+                    usable.append(button)
+            seen.append(state)
+        if usable:
+            self.reset_control = ("button", usable[0])
+            return {"detail": f"button {usable[0].text()!r}", "text": usable[0].text(), "candidates": seen}
+        for action in actions:
+            if action.isEnabled() and action.isVisible() and action.associatedWidgets():
+                self.reset_control = ("action", action)
+                return {"detail": f"action {action.text()!r}", "text": action.text(), "candidates": seen}
+        if seen:
+            raise Failure("a reset control exists but a user cannot click it (" + "; ".join(_why_unusable(s) for s in seen) + ")", candidates=seen)
+        raise Failure("no control whose text matches the reset pattern", pattern=pattern)
+
+    def click_reset(self):
+        screenshot(self.window, "before_reset.png")
+        before = len(EXCEPTIONS.items)
+        kind, control = self.reset_control
+        if kind == "button":
+            click(control)
+            how = "mouse click at the button's centre"
+        else:
+            # Tool-bar actions have a button to click; menu actions are triggered.
+            widgets = [w for w in control.associatedWidgets() if isinstance(w, QtWidgets.QToolButton) and w.isVisible()]
+            if widgets:
+                click(widgets[0])
+                how = "mouse click on the tool-bar button"
+            else:
+                control.trigger()
+                how = "menu action triggered"
+        pump(150)
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
+        return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+
+    def check_cleared(self):
+        old = [t["prompt_marker"] for t in self.turns[:2]] + [t["reply_marker"] for t in self.turns[:2]]
+        screen_hits = [{"widget": name, "text": text[-300:]} for name, text in visible_texts(self.window) if any(m in text for m in old)]
+        attributes = {}
+        for name in self.app_spec.get("history_attributes", []):
+            if not hasattr(self.window, name):
+                attributes[name] = "missing"
+                continue
+            value = getattr(self.window, name)
+            if value is None:
+                attributes[name] = "None"
+            elif hasattr(value, "__len__"):
+                attributes[name] = f"{type(value).__name__} of {len(value)}"
+            else:
+                attributes[name] = type(value).__name__
+        still = []
+        for name, value in list(vars(self.window).items()):
+            if not isinstance(value, QtCore.QObject):
+                find_markers(value, old, f"self.{name}", still)
+        configured_empty = all(v == "None" or v.endswith(" of 0") for v in attributes.values() if v != "missing")
+        memory = configured_empty and not still
+        screen = not screen_hits
+        report("planes", memory=memory, screen=screen, attributes=attributes, memory_hits=still, screen_hits=screen_hits)
+        screenshot(self.window, "after_reset.png")
+        return {"memory": memory, "screen": screen, "attributes": attributes, "memory_hits": still, "screen_hits": screen_hits}
+
+    def run(self):
+        steps = [
+            ("compile", self.compile_script),
+            ("launch", self.launch),
+            ("find_window", self.find_window),
+            ("turn_1", lambda: self.turn(0)),
+            ("turn_2", lambda: self.turn(1)),
+            ("find_reset", self.find_reset),
+            ("click_reset", self.click_reset),
+            ("check_cleared", self.check_cleared),
+            ("turn_3", lambda: self.turn(2)),
+        ]
+        for name, action in steps:
+            if not self.step(name, action):
+                break
+        report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
+        report("done")
+
+
+def _why_unusable(state):
+    if not state["in_window"]:
+        return f"{state['text']!r} is not in the main window (never added to a layout?)"
+    if not state["visible"]:
+        return f"{state['text']!r} is hidden"
+    if not state["enabled"]:
+        return f"{state['text']!r} is disabled"
+    return f"{state['text']!r} is covered by another widget"
+
+
+def visible_windows():
+    return [w for w in QApplication.topLevelWidgets() if w.isVisible() and not isinstance(w, (QtWidgets.QMenu, QtWidgets.QDialog))]
+
+
+def main():
+    report("ready")
+    line = sys.stdin.buffer.readline()
+    job = json.loads(line.decode("utf-8"))
+    Run(job).run()
+    REPORT.flush()
+    os._exit(0)  # skip interpreter teardown: the candidate's objects may hang it
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""The sandbox's supervisor: the only process that talks to the host.
+
+Flow (see ARCHITECTURE.md, "Inside the sandbox"):
+1. start the fake Ollama server (a thread of this process);
+2. start the harness as the unprivileged candidate user, which imports PyQt5
+   and makes its QApplication while no answer is known yet (a warm start);
+3. read the job from stdin: one JSON line with a nonce and the answer;
+4. hand the job, without the nonce, to the harness and collect its reports;
+5. enforce the inner deadline, then print exactly one result line,
+   `<nonce> <json>`, on stdout: the harness never holds the container's
+   stdout, so it cannot print a result of its own.
+
+The verdict is not computed here: the host judges from the recordings, the
+harness's step reports and the resource counters this file gathers.
+"""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Run with `python3 -I`, which leaves the script's folder off sys.path.
+sys.path.insert(0, HERE)
+import fake_ollama  # noqa: E402
+CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
+MAX_JOB_BYTES = 16 * 1024 * 1024
+MAX_REPORT_LINE = 8 * 1024 * 1024
+MAX_REPORT_TOTAL = 24 * 1024 * 1024
+# Ports where local model servers usually listen: Ollama, LM Studio, vLLM,
+# llama.cpp. The app may talk to any of them.
+FAKE_PORTS = (11434, 1234, 8000, 8080)
+
+
+def main():
+    started = time.monotonic()
+    output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
+    recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
+
+    report_read, report_write = os.pipe()
+    child = spawn_harness(report_write)
+    os.close(report_write)
+    outputs = {
+        "stdout": CappedReader(child.stdout, output_cap),
+        "stderr": CappedReader(child.stderr, output_cap),
+    }
+    reports = ReportReader(report_read)
+    ready = reports.wait_ready(timeout=60)
+
+    job_line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
+    job_received = time.monotonic()
+    result = {"schema": 1, "supervisor": {"warm_start_ms": round((job_received - started) * 1000)}}
+    try:
+        job = json.loads(job_line.decode("utf-8"))
+        nonce = str(job.pop("nonce"))
+    except (ValueError, KeyError, UnicodeDecodeError):
+        # Without a nonce the host cannot read a result; say so on stderr.
+        sys.stderr.write("qtjudge supervisor: the job on stdin is not valid JSON with a nonce\n")
+        child.kill()
+        return 3
+
+    turns = job.get("turns", [])
+    conversation.configure([t["prompt_marker"] for t in turns], [t["reply"] for t in turns])
+    deadline = job_received + float(job.get("deadline_seconds", 25))
+    timed_out = False
+    if ready and child.poll() is None:
+        try:
+            child.stdin.write(json.dumps(job).encode() + b"\n")
+            child.stdin.close()
+        except OSError:
+            pass
+        timed_out = not wait_child(child, reports, deadline)
+    else:
+        # The harness died (or hung) before it was ready: an image problem,
+        # since no candidate code has run yet.
+        try:
+            child.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    if child.poll() is None:
+        kill_tree(child)
+    exit_status = child.wait()
+    reports.finish(timeout=1.0)
+    for reader in outputs.values():
+        reader.finish(timeout=0.5)
+
+    result.update(
+        {
+            "harness_ready": bool(ready),
+            "timed_out": timed_out,
+            "exit": describe_exit(exit_status),
+            "reports": reports.items,
+            "reports_dropped": reports.dropped,
+            "requests": recorder.snapshot(),
+            "requests_dropped": recorder.dropped,
+            "stdout": outputs["stdout"].text(),
+            "stdout_bytes": outputs["stdout"].total,
+            "stderr": outputs["stderr"].text(),
+            "stderr_bytes": outputs["stderr"].total,
+            "resources": {} if "QTJUDGE_WORK_ROOT" in os.environ else cgroup_counters(),
+            "elapsed_ms": round((time.monotonic() - job_received) * 1000),
+        }
+    )
+    out = sys.stdout.buffer
+    out.write(nonce.encode() + b" " + json.dumps(result).encode() + b"\n")
+    out.flush()
+    return 0
+
+
+def spawn_harness(report_fd):
+    """Starts harness.py as the candidate user, with its own output pipes."""
+    home = "/tmp/home"
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "XDG_RUNTIME_DIR": "/tmp/runtime-judge",
+        "XDG_CACHE_HOME": home + "/.cache",
+        "XDG_CONFIG_HOME": home + "/.config",
+        "QT_QPA_PLATFORM": "offscreen",
+        "QT_FONT_DPI": "96",
+        "QT_SCALE_FACTOR": "1",
+        "QT_ENABLE_HIGHDPI_SCALING": "0",
+        "QTJUDGE_REPORT_FD": str(report_fd),
+        "QTJUDGE_WORK_ROOT": os.environ.get("QTJUDGE_WORK_ROOT", "/tmp"),
+    }
+    if "QTJUDGE_WORK_ROOT" in os.environ:
+        # The local (development) sandbox has no /tmp of its own.
+        root = os.environ["QTJUDGE_WORK_ROOT"]
+        env.update(
+            HOME=root + "/home",
+            XDG_RUNTIME_DIR=root + "/runtime",
+            XDG_CACHE_HOME=root + "/home/.cache",
+            XDG_CONFIG_HOME=root + "/home/.config",
+        )
+    # The local (development) sandbox runs as the developer: nothing to drop.
+    drop = os.getuid() == 0 and "QTJUDGE_WORK_ROOT" not in os.environ
+    limits = {
+        "fsize": int(os.environ.get("QTJUDGE_FILE_SIZE_BYTES", "0")),
+        "nofile": int(os.environ.get("QTJUDGE_OPEN_FILES", "0")),
+    }
+
+    def become_candidate():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits["fsize"]:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
+        if limits["nofile"]:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
+        if drop:
+            os.setgroups([])
+            os.setgid(CANDIDATE_UID)
+            os.setuid(CANDIDATE_UID)
+
+    return subprocess.Popen(
+        [sys.executable, "-I", "-u", os.path.join(HERE, "harness.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(report_fd,),
+        env=env,
+        cwd=env["QTJUDGE_WORK_ROOT"],
+        preexec_fn=become_candidate,
+        start_new_session=True,
+    )
+
+
+def wait_child(child, reports, deadline):
+    """Waits for the harness to finish; False when the deadline passed."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if reports.done.wait(timeout=min(remaining, 0.05)):
+            # Give the harness a moment to exit on its own after "done".
+            end = min(deadline, time.monotonic() + 2.0)
+            while child.poll() is None and time.monotonic() < end:
+                time.sleep(0.01)
+            return True
+        if child.poll() is not None:
+            return True
+
+
+def kill_tree(child):
+    """Kills the harness and whatever it started in its session."""
+    for target in (lambda: os.killpg(child.pid, signal.SIGKILL), child.kill):
+        try:
+            target()
+        except OSError:
+            pass
+
+
+def describe_exit(status):
+    if status is None:
+        return {"code": None, "signal": None}
+    if status < 0:
+        return {"code": None, "signal": -status}
+    return {"code": status, "signal": None}
+
+
+class CappedReader:
+    """Drains a pipe in a thread, keeping the first `cap` bytes."""
+
+    def __init__(self, pipe, cap):
+        self.cap = cap
+        self.total = 0
+        self._chunks = []
+        self._kept = 0
+        self._thread = threading.Thread(target=self._run, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _run(self, pipe):
+        while True:
+            try:
+                chunk = pipe.read1(65536)
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return
+            self.total += len(chunk)
+            if self._kept < self.cap:
+                piece = chunk[: self.cap - self._kept]
+                self._chunks.append(piece)
+                self._kept += len(piece)
+
+    def finish(self, timeout):
+        # A detached grandchild may hold the pipe open: do not wait for it.
+        self._thread.join(timeout)
+
+    def text(self):
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+
+class ReportReader:
+    """Reads the harness's JSON-lines reports from its private pipe."""
+
+    def __init__(self, fd):
+        self.items = []
+        self.dropped = 0
+        self.done = threading.Event()
+        self._ready = threading.Event()
+        self.ready_seen = False
+        self._size = 0
+        self._thread = threading.Thread(target=self._run, args=(fd,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fd):
+        buffer = b""
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while True:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    self._take(line)
+                if len(buffer) > MAX_REPORT_LINE:
+                    buffer = b""
+                    self.dropped += 1
+        self.done.set()
+        self._ready.set()
+
+    def _take(self, line):
+        self._size += len(line)
+        if self._size > MAX_REPORT_TOTAL:
+            self.dropped += 1
+            return
+        try:
+            item = json.loads(line)
+        except ValueError:
+            self.dropped += 1
+            return
+        if not isinstance(item, dict):
+            self.dropped += 1
+            return
+        kind = item.get("type")
+        if kind == "ready":
+            self.ready_seen = True
+            self._ready.set()
+            return
+        self.items.append(item)
+        if kind == "done":
+            self.done.set()
+
+    def wait_ready(self, timeout):
+        """True once the harness said it is ready; False if it died first."""
+        self._ready.wait(timeout)
+        return self.ready_seen
+
+    def finish(self, timeout):
+        self._thread.join(timeout)
+
+
+def cgroup_counters():
+    """Memory and pids counters of the container's cgroup (v1 or v2)."""
+    found = {}
+
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    peak = read("/sys/fs/cgroup/memory/memory.max_usage_in_bytes") or read("/sys/fs/cgroup/memory.peak")
+    if peak:
+        found["peak_memory_bytes"] = int(peak.strip())
+    oom = read("/sys/fs/cgroup/memory/memory.oom_control") or read("/sys/fs/cgroup/memory.events")
+    if oom:
+        for line in oom.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                found["oom_kills"] = int(value)
+    pids = read("/sys/fs/cgroup/pids/pids.events") or read("/sys/fs/cgroup/pids.events")
+    if pids:
+        for line in pids.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max":
+                found["pids_limit_hits"] = int(value)
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+//! The command line: `verify`, `grade`, `report`, `image`, `reap`.
+//! Parses arguments, runs the library, and maps outcomes to exit codes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+
+use crate::report::{self, Counts, Format};
+use crate::sandbox::docker::DockerSandbox;
+use crate::sandbox::local::LocalSandbox;
+use crate::sandbox::Sandbox;
+use crate::task::{self, Task};
+use crate::verdict::Label;
+use crate::verify::{self, PreparedTask, Verification};
+
+/// Exit codes of every command.
+pub mod exit_codes {
+    /// The work was done (for `verify`: tier 1 or 2).
+    pub const OK: i32 = 0;
+    /// `verify`: tier 3 or not judged; `grade`: `--fail-under` not met.
+    pub const BELOW_BAR: i32 = 1;
+    /// Bad usage, or the environment (Docker, image, files) is not usable.
+    pub const USAGE_OR_ENVIRONMENT: i32 = 2;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "qtjudge", version, about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Verify one answer (a .py script or a model's raw Markdown answer).
+    Verify(VerifyArgs),
+    /// Grade many answers into the experiment's tiers (a benchmark stage).
+    Grade(GradeArgs),
+    /// Re-render a grade run's results in another format, without re-running.
+    Report(ReportArgs),
+    /// Build the sandbox image (offline when no registry can be reached).
+    Image {
+        #[command(subcommand)]
+        action: ImageAction,
+    },
+    /// Remove sandbox containers left behind by a qtjudge that is gone.
+    Reap,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageAction {
+    /// Build the image if it is missing (or always, with --force).
+    Build {
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the tag of the image this binary uses.
+    Tag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxKind {
+    /// A fresh hardened container per answer (the default).
+    Docker,
+    /// A host subprocess: NOT a sandbox, for development with trusted answers.
+    Local,
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The task the answers were written for (a folder of the tasks dir).
+    #[arg(long, default_value = "reset-conversation")]
+    pub task: String,
+    /// Where the tasks live.
+    #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub sandbox: SandboxKind,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The answer: a .py script or a raw model answer (Markdown).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: VerifyFormat,
+    /// Where to save the screenshots (default: a folder beside the answer's name in the temp dir).
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct GradeArgs {
+    /// Answer files, folders of answers named by model, or JSONL files of {"model", "output"}.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Answers verified at once (each in its own container).
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// Exit 1 when the share of tier-1 answers is below this (0..1).
+    #[arg(long)]
+    pub fail_under: Option<f64>,
+    /// Folder keeping each answer's result and screenshots.
+    #[arg(long, default_value = "qtjudge-run")]
+    pub run_dir: PathBuf,
+    /// Skip answers already graded in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    pub run_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Verify(args) => verify_command(args).await,
+        Command::Grade(args) => grade_command(args).await,
+        Command::Report(args) => {
+            let results = load_run(&args.run_dir)?;
+            print!("{}", report::render(&results, args.format));
+            Ok(exit_codes::OK)
+        }
+        Command::Image { action } => image_command(action).await,
+        Command::Reap => {
+            let sandbox = DockerSandbox::connect(&progress_line).await?;
+            let removed = sandbox.reap_orphans().await;
+            println!("removed {removed} orphan container(s)");
+            Ok(exit_codes::OK)
+        }
+    }
+}
+
+fn progress_line(line: &str) {
+    eprintln!("qtjudge: {line}");
+}
+
+async fn image_command(action: ImageAction) -> Result<i32> {
+    match action {
+        ImageAction::Tag => {
+            println!("{}", crate::image::sandbox_tag());
+            Ok(exit_codes::OK)
+        }
+        ImageAction::Build { force } => {
+            let docker = crate::sandbox::docker::connect_engine().await?;
+            let tag = if force {
+                crate::image::build(&docker, &progress_line).await?
+            } else {
+                crate::image::ensure(&docker, &progress_line).await?
+            };
+            println!("{tag}");
+            Ok(exit_codes::OK)
+        }
+    }
+}
+
+fn load_task(common: &Common) -> Result<Task> {
+    let dir = common.tasks_dir.clone().unwrap_or_else(task::default_tasks_dir);
+    Ok(Task::load(&dir, &common.task)?)
+}
+
+async fn make_sandbox(kind: SandboxKind) -> Result<Arc<dyn Sandbox>> {
+    Ok(match kind {
+        SandboxKind::Docker => {
+            let sandbox = DockerSandbox::connect(&progress_line).await?;
+            let reaped = sandbox.reap_orphans().await;
+            if reaped > 0 {
+                tracing::info!(reaped, "removed containers left behind by an earlier crash");
+            }
+            Arc::new(sandbox)
+        }
+        SandboxKind::Local => Arc::new(LocalSandbox::new()),
+    })
+}
+
+async fn verify_command(args: VerifyArgs) -> Result<i32> {
+    let task = load_task(&args.common)?;
+    let answer = read_answer(&args.file)?;
+    let sandbox = make_sandbox(args.common.sandbox).await?;
+    let prepared = PreparedTask::new(task, verify::default_cache_dir());
+    let model = model_name(&args.file);
+    eprintln!("qtjudge: verifying {} in the {} sandbox…", args.file.display(), sandbox.name());
+    let mut result = verify::verify(&answer, &model, &prepared, sandbox.as_ref()).await;
+    let dir = args
+        .artifacts
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("qtjudge-{}", sanitize(&model))));
+    verify::save_artifacts(&mut result, &dir).with_context(|| format!("saving screenshots under {}", dir.display()))?;
+    match args.format {
+        VerifyFormat::Json => {
+            result.script = None;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+        }
+        VerifyFormat::Text => print!("{}", verification_text(&result)),
+    }
+    Ok(match result.label {
+        Label::Flawless | Label::UnrequestedChanges => exit_codes::OK,
+        Label::Fail | Label::Error => exit_codes::BELOW_BAR,
+    })
+}
+
+/// The human-readable account of one verification.
+pub fn verification_text(v: &Verification) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let tier = v.tier.map(|t| format!("tier {t}")).unwrap_or_else(|| "not judged".into());
+    let _ = writeln!(out, "{}: {} ({})", v.model, tier, v.label.as_str());
+    let _ = writeln!(out, "  reason: {}", v.reason);
+    if let Some(failure) = &v.failure {
+        let _ = writeln!(out, "  failure: {failure}");
+    }
+    if let Some(p) = &v.history_cleared {
+        let show = |b: Option<bool>| match b {
+            Some(true) => "cleared",
+            Some(false) => "NOT cleared",
+            None => "not reached",
+        };
+        let _ = writeln!(
+            out,
+            "  history: memory {}, screen {}, next request {}",
+            show(p.memory),
+            show(p.screen),
+            show(p.next_request)
+        );
+    }
+    if !v.steps.is_empty() {
+        let _ = writeln!(out, "  steps:");
+        for s in &v.steps {
+            let _ = writeln!(out, "    {} {:<14} {:>7.1} ms  {}", if s.ok { "ok  " } else { "FAIL" }, s.name, s.ms, s.detail);
+        }
+    }
+    for m in &v.missing {
+        let _ = writeln!(out, "  missing: {} {} (original line {})", m.kind, m.name, m.original_line);
+    }
+    for c in &v.unrequested_changes {
+        let line = c.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        let _ = writeln!(out, "  unrequested [{}] {}: {}{}", c.source, c.kind, c.detail, line);
+    }
+    for a in &v.artifacts {
+        if let Some(path) = &a.path {
+            let _ = writeln!(out, "  screenshot: {path}");
+        }
+    }
+    if let Some(e) = &v.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    out
+}
+
+/// Reads an answer as text; invalid UTF-8 is replaced, not refused.
+fn read_answer(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the answer {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn model_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "answer".into())
+}
+
+/// A model label made safe as a file name.
+pub fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "answer".into()
+    } else {
+        cleaned.chars().take(100).collect()
+    }
+}
+
+/// One answer to grade.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub model: String,
+    pub output: String,
+}
+
+const ANSWER_EXTENSIONS: [&str; 4] = ["md", "py", "txt", "markdown"];
+
+/// Collects answers from files, folders and JSONL files.
+pub fn collect_answers(paths: &[PathBuf]) -> Result<Vec<Answer>> {
+    let mut answers = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| ANSWER_EXTENSIONS.contains(&e) || e == "jsonl")
+                })
+                .collect();
+            files.sort();
+            for file in files {
+                answers.extend(answers_of_file(&file)?);
+            }
+        } else if path.is_file() {
+            answers.extend(answers_of_file(path)?);
+        } else {
+            bail!("no such answer file or folder: {}", path.display());
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for answer in &mut answers {
+        let n = seen.entry(answer.model.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            answer.model = format!("{}#{}", answer.model, n);
+        }
+    }
+    Ok(answers)
+}
+
+fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
+    if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut answers = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+            let output = value["output"]
+                .as_str()
+                .with_context(|| format!("{} line {}: no \"output\" string", path.display(), i + 1))?;
+            let model = value["model"].as_str().map(String::from).unwrap_or_else(|| format!("line-{}", i + 1));
+            answers.push(Answer {
+                model,
+                output: output.to_string(),
+            });
+        }
+        return Ok(answers);
+    }
+    Ok(vec![Answer {
+        model: model_name(path),
+        output: read_answer(path)?,
+    }])
+}
+
+async fn grade_command(args: GradeArgs) -> Result<i32> {
+    let task = load_task(&args.common)?;
+    let answers = collect_answers(&args.paths)?;
+    if answers.is_empty() {
+        bail!("no answers found in {:?} (answers are .md, .py, .txt or .jsonl files)", args.paths);
+    }
+    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("cannot create the run folder {}", args.run_dir.display()))?;
+    let sandbox = make_sandbox(args.common.sandbox).await?;
+    let prepared = PreparedTask::new(task, verify::default_cache_dir());
+
+    let mut done: Vec<Verification> = Vec::new();
+    let mut todo = Vec::new();
+    for answer in answers {
+        let saved = args.run_dir.join(format!("{}.json", sanitize(&answer.model)));
+        if args.resume {
+            if let Some(previous) = std::fs::read(&saved).ok().and_then(|b| serde_json::from_slice::<Verification>(&b).ok()) {
+                done.push(previous);
+                continue;
+            }
+        }
+        todo.push(answer);
+    }
+    let bar = progress_bar(todo.len() as u64);
+    let jobs = args.jobs.max(1);
+    let run_dir = args.run_dir.clone();
+    let mut stream = futures_util::stream::iter(todo.into_iter().map(|answer| {
+        let prepared = prepared.clone();
+        let sandbox = sandbox.clone();
+        let run_dir = run_dir.clone();
+        let bar = bar.clone();
+        async move {
+            bar.set_message(answer.model.clone());
+            let mut v = verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
+            let name = sanitize(&answer.model);
+            if let Err(e) = verify::save_artifacts(&mut v, &run_dir.join(&name)) {
+                tracing::warn!(error = %e, "could not save screenshots");
+            }
+            if let Ok(json) = serde_json::to_vec_pretty(&v) {
+                let _ = std::fs::write(run_dir.join(format!("{name}.json")), json);
+            }
+            bar.inc(1);
+            v
+        }
+    }))
+    .buffer_unordered(jobs);
+    while let Some(v) = stream.next().await {
+        done.push(v);
+    }
+    bar.finish_and_clear();
+    done.sort_by(|a, b| a.model.cmp(&b.model));
+    let rendered = report::render(&done, args.format);
+    match &args.out {
+        Some(path) => std::fs::write(path, rendered).with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{rendered}"),
+    }
+    let counts = Counts::of(&done);
+    if let Some(bar) = args.fail_under {
+        if counts.tier1_rate() < bar {
+            eprintln!("qtjudge: tier-1 rate {:.2} is below --fail-under {bar:.2}", counts.tier1_rate());
+            return Ok(exit_codes::BELOW_BAR);
+        }
+    }
+    Ok(exit_codes::OK)
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Reads the results a grade run saved.
+pub fn load_run(dir: &Path) -> Result<Vec<Verification>> {
+    let mut results = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read the run folder {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            let bytes = std::fs::read(&path)?;
+            results.push(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a qtjudge result", path.display()))?);
+        }
+    }
+    results.sort_by(|a: &Verification, b| a.model.cmp(&b.model));
+    Ok(results)
+}

@@ -1,0 +1,15 @@
+//! qtjudge: verifies LLM-written refactorings of a PyQt5 app by running them
+//! in a locked-down sandbox and grading them into the experiment's tiers.
+//! See ARCHITECTURE.md for the codemap.
+
+pub mod cli;
+pub mod extract;
+pub mod harness;
+pub mod image;
+pub mod layout_diff;
+pub mod report;
+pub mod sandbox;
+pub mod static_grade;
+pub mod task;
+pub mod verdict;
+pub mod verify;

@@ -1,0 +1,396 @@
+//! The Docker sandbox: one fresh, locked-down container per answer, driven
+//! through the Engine API (bollard). The only file that talks to Docker,
+//! apart from `image`, which builds the image.
+//!
+//! The answer goes in on stdin (attach), the result comes out on stdout: no
+//! file is copied in or out, so the root file system stays read-only and the
+//! host never follows a path inside the sandbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+use crate::task::Limits;
+
+/// Every container qtjudge makes carries this label (the reaper's key).
+pub const LABEL: &str = "qtjudge";
+/// The run id of the verification a container serves.
+pub const LABEL_RUN: &str = "qtjudge.run";
+/// `<host>:<pid>` of the qtjudge process that owns the container.
+pub const LABEL_OWNER: &str = "qtjudge.owner";
+
+/// The result document with screenshots is a few hundred KB; anything past
+/// this is not a supervisor's output.
+const MAX_STDOUT: usize = 32 * 1024 * 1024;
+const MAX_STDERR: usize = 64 * 1024;
+/// Linux capabilities the supervisor keeps to drop to the candidate's uid
+/// and to kill it; the candidate itself has none.
+const SUPERVISOR_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
+
+#[derive(Clone)]
+pub struct DockerSandbox {
+    docker: Docker,
+    image: String,
+    owner: String,
+}
+
+impl DockerSandbox {
+    /// Connects to the engine and makes sure the sandbox image exists
+    /// (building it when missing; `progress` shows the build).
+    pub async fn connect(progress: &(dyn Fn(&str) + Sync)) -> Result<DockerSandbox, SandboxError> {
+        let docker = connect_engine().await?;
+        let image = crate::image::ensure(&docker, progress)
+            .await
+            .map_err(|e| SandboxError::Image(e.to_string()))?;
+        let sandbox = DockerSandbox {
+            docker,
+            image,
+            owner: owner_id(),
+        };
+        sandbox.log_versions().await;
+        Ok(sandbox)
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    pub fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    async fn log_versions(&self) {
+        if let Ok(version) = self.docker.version().await {
+            let runc = version
+                .components
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.name == "runc")
+                .map(|c| c.version)
+                .unwrap_or_default();
+            tracing::info!(engine = version.version.unwrap_or_default(), runc, image = %self.image, "docker sandbox ready");
+        }
+    }
+
+    /// Removes the containers that a crashed qtjudge left behind: those
+    /// whose owner process is gone. Returns how many were removed.
+    pub async fn reap_orphans(&self) -> usize {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![LABEL.to_string()]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        for container in containers {
+            let owner = container
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OWNER))
+                .cloned()
+                .unwrap_or_default();
+            if owner_alive(&owner) {
+                continue;
+            }
+            if let Some(id) = container.id {
+                tracing::warn!(container = %id, owner, "removing a container left behind by a qtjudge that is gone");
+                if remove(&self.docker, &id).await {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    async fn run_one(&self, request: SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
+        let started = Instant::now();
+        let nonce = new_nonce();
+        let name = format!("qtjudge-{}", request.run_id);
+        let config = container_config(&self.image, &request, &self.owner);
+        let created = self
+            .docker
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), config)
+            .await
+            .map_err(|e| engine_error("creating the container", e))?;
+        // From here on the container must go, whatever happens.
+        let guard = RemoveOnDrop::new(self.docker.clone(), created.id.clone());
+        let attach = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let mut io = self
+            .docker
+            .attach_container(&created.id, Some(attach))
+            .await
+            .map_err(|e| engine_error("attaching to the container", e))?;
+        self.docker
+            .start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| engine_error("starting the container", e))?;
+
+        let mut job = request.job.clone();
+        job["nonce"] = serde_json::Value::String(nonce.clone());
+        let mut line = serde_json::to_vec(&job).expect("a JSON value serialises");
+        line.push(b'\n');
+        let wall = Duration::from_secs(request.limits.wall_seconds);
+        let deadline = tokio::time::Instant::now() + wall;
+
+        // The candidate may never read stdin: writing is bounded by the wall clock too.
+        let write = async {
+            io.input.write_all(&line).await?;
+            io.input.flush().await?;
+            io.input.shutdown().await
+        };
+        let _ = tokio::time::timeout_at(deadline, write).await;
+
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let read = async {
+            while let Some(frame) = io.output.next().await {
+                match frame {
+                    Ok(bollard::container::LogOutput::StdOut { message })
+                    | Ok(bollard::container::LogOutput::Console { message }) => {
+                        if stdout.len() < MAX_STDOUT {
+                            stdout.extend_from_slice(&message);
+                        }
+                    }
+                    Ok(bollard::container::LogOutput::StdErr { message }) => {
+                        if stderr.len() < MAX_STDERR {
+                            stderr.extend_from_slice(&message);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let host_timeout = tokio::time::timeout_at(deadline, read).await.is_err();
+
+        let mut outcome = SandboxOutcome {
+            host_timeout,
+            supervisor_stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            ..Default::default()
+        };
+        match parse_result(&stdout, &nonce) {
+            Ok(result) => outcome.result = Some(result),
+            Err(why) => {
+                outcome.missing_result = Some(why);
+                // Only a run without a result needs the engine's view.
+                if let Ok(state) = self.docker.inspect_container(&created.id, None).await {
+                    let state = state.state.unwrap_or_default();
+                    outcome.oom_killed = state.oom_killed.unwrap_or(false);
+                    outcome.exit_code = state.exit_code;
+                }
+            }
+        }
+        guard.remove_now().await;
+        outcome.wall_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+}
+
+impl Sandbox for DockerSandbox {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+        Box::pin(self.run_one(request))
+    }
+}
+
+/// The hardened container: no network, read-only root, a capped tmpfs,
+/// no capabilities for the candidate, and the task's limits.
+fn container_config(image: &str, request: &SandboxRequest, owner: &str) -> ContainerCreateBody {
+    let limits: &Limits = &request.limits;
+    let mib = 1024 * 1024;
+    let mut labels = HashMap::new();
+    labels.insert(LABEL.to_string(), "1".to_string());
+    labels.insert(LABEL_RUN.to_string(), request.run_id.clone());
+    labels.insert(LABEL_OWNER.to_string(), owner.to_string());
+    let mut tmpfs = HashMap::new();
+    tmpfs.insert(
+        "/tmp".to_string(),
+        format!("rw,nosuid,nodev,size={}m,mode=1777", limits.tmpfs_mb),
+    );
+    let file_size = (limits.file_size_mb * mib) as i64;
+    let host_config = HostConfig {
+        network_mode: Some("none".into()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(SUPERVISOR_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        memory: Some((limits.memory_mb * mib) as i64),
+        memory_swap: Some((limits.memory_mb * mib) as i64),
+        pids_limit: Some(limits.pids),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        ulimits: Some(vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(limits.open_files as i64),
+                hard: Some(limits.open_files as i64),
+            },
+            ResourcesUlimits {
+                name: Some("fsize".into()),
+                soft: Some(file_size),
+                hard: Some(file_size),
+            },
+            ResourcesUlimits {
+                name: Some("core".into()),
+                soft: Some(0),
+                hard: Some(0),
+            },
+        ]),
+        init: Some(true),
+        // Output goes to the attached client only; nothing is logged to disk.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["python3".into(), "-I".into(), "/opt/qtjudge/supervisor.py".into()]),
+        user: Some("0".into()),
+        env: Some(vec![
+            "LANG=C.UTF-8".into(),
+            format!("QTJUDGE_OUTPUT_CAP_BYTES={}", limits.output_cap_kb * 1024),
+        ]),
+        working_dir: Some("/tmp".into()),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        network_disabled: Some(true),
+        labels: Some(labels),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// Connects with the usual defaults (DOCKER_HOST or the local socket) and
+/// agrees on an API version the engine speaks.
+pub async fn connect_engine() -> Result<Docker, SandboxError> {
+    let docker = Docker::connect_with_defaults().map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
+    Ok(docker)
+}
+
+/// Counts the containers with our label (all of them, or one run's).
+pub async fn count_labelled(docker: &Docker, run_id: Option<&str>) -> Result<usize, SandboxError> {
+    let label = match run_id {
+        Some(id) => format!("{LABEL_RUN}={id}"),
+        None => LABEL.to_string(),
+    };
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![label]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .map(|c| c.len())
+        .map_err(|e| engine_error("listing containers", e))
+}
+
+fn engine_error(doing: &'static str, error: bollard::errors::Error) -> SandboxError {
+    SandboxError::Engine {
+        doing,
+        message: error.to_string(),
+    }
+}
+
+async fn remove(docker: &Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => true,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => true,
+        Err(e) => {
+            tracing::warn!(container = id, error = %e, "could not remove a sandbox container; the reaper will retry");
+            false
+        }
+    }
+}
+
+/// Removes the container when dropped: on success, error, timeout,
+/// cancellation or panic alike.
+struct RemoveOnDrop {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl RemoveOnDrop {
+    fn new(docker: Docker, id: String) -> RemoveOnDrop {
+        RemoveOnDrop { docker, id: Some(id) }
+    }
+
+    async fn remove_now(mut self) {
+        if let Some(id) = self.id.take() {
+            remove(&self.docker, &id).await;
+        }
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let docker = self.docker.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    remove(&docker, &id).await;
+                });
+            }
+        }
+    }
+}
+
+fn owner_id() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Whether the qtjudge process named by an owner label still runs here.
+/// An owner on another host is left alone.
+fn owner_alive(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    if host != hostname() {
+        return true;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    // A pid that is ours is alive by definition; /proc tells for the rest.
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Shared handle used by the CLI and the service.
+pub type SharedSandbox = Arc<dyn Sandbox>;

@@ -1,0 +1,114 @@
+//! Where a candidate runs: the `Sandbox` trait, and what goes in and comes out.
+//!
+//! A sandbox takes a harness job (the answer's script and the turns to
+//! type), runs the in-container supervisor on it, and hands back the
+//! supervisor's one result document. It judges nothing: `harness` does.
+
+pub mod docker;
+pub mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::Limits;
+
+/// A boxed future, so that `Sandbox` can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Seconds the supervisor's own deadline leaves before the host's wall
+/// clock, so that a slow answer is reported with the step it hung in.
+pub const INNER_DEADLINE_MARGIN_SECONDS: f64 = 4.0;
+
+/// One run of the harness on one answer.
+#[derive(Debug, Clone)]
+pub struct SandboxRequest {
+    /// Identifies the run in container names and labels.
+    pub run_id: String,
+    /// The harness job (see `harness::Job`), sent to the supervisor on stdin.
+    pub job: serde_json::Value,
+    pub limits: Limits,
+}
+
+/// What the sandbox brought back, before any judgement.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SandboxOutcome {
+    /// The supervisor's result document, when exactly one arrived intact.
+    pub result: Option<serde_json::Value>,
+    /// Why there is no result, when there is none.
+    pub missing_result: Option<String>,
+    /// The host's wall clock ran out and the run was killed.
+    pub host_timeout: bool,
+    /// The engine reports the container was killed for memory.
+    pub oom_killed: bool,
+    pub exit_code: Option<i64>,
+    /// The supervisor's own stderr (not the candidate's), capped.
+    pub supervisor_stderr: String,
+    pub wall_ms: u64,
+}
+
+/// Could not run at all: never the answer's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot reach the Docker engine ({0}); start it (e.g. `systemctl start docker`) or point DOCKER_HOST at it")]
+    EngineUnavailable(String),
+    #[error("the sandbox image is missing and could not be built: {0}")]
+    Image(String),
+    #[error("docker engine error while {doing}: {message}")]
+    Engine { doing: &'static str, message: String },
+    #[error("the local sandbox could not run the harness: {0}")]
+    Local(String),
+}
+
+/// Runs the harness on one job somewhere isolated (or not: see `local`).
+pub trait Sandbox: Send + Sync {
+    /// A short name for reports: `docker` or `local`.
+    fn name(&self) -> &'static str;
+    fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>>;
+}
+
+/// Finds the supervisor's result line: `<nonce> <json>`. Exactly one line
+/// may carry the nonce; anything else is reported as missing.
+pub fn parse_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, String> {
+    let prefix = format!("{nonce} ");
+    let mut found = None;
+    for line in stdout.split(|b| *b == b'\n') {
+        if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
+            if found.is_some() {
+                return Err("more than one result line carried the run's nonce".into());
+            }
+            found = Some(rest);
+        }
+    }
+    let body = found.ok_or_else(|| "the supervisor printed no result (it died or was killed before the end)".to_string())?;
+    serde_json::from_slice(body).map_err(|e| format!("the result line is not valid JSON: {e}"))
+}
+
+/// A fresh random nonce for one run.
+pub fn new_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_result_line_with_the_nonce_is_read() {
+        let out = b"noise\nabc {\"schema\":1}\n";
+        assert_eq!(parse_result(out, "abc").unwrap()["schema"], 1);
+    }
+
+    #[test]
+    fn a_second_result_line_is_refused() {
+        let out = b"abc {\"schema\":1}\nabc {\"schema\":1}\n";
+        assert!(parse_result(out, "abc").is_err());
+    }
+
+    #[test]
+    fn a_line_without_the_nonce_is_not_a_result() {
+        assert!(parse_result(b"xyz {\"schema\":1}\n", "abc").is_err());
+        assert!(parse_result(b"", "abc").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The experiment's three tiers, from the evidence of one verification.
+//!
+//! - tier 3 `fail`: no code, a snippet, or any behavioural failure;
+//! - tier 2 `unrequested_changes`: the reset works, but something else
+//!   changed (static or layout evidence);
+//! - tier 1 `flawless`: the reset works and nothing else changed.
+//!
+//! A run that could not be judged (engine down, harness fault) gets no
+//! tier at all: an outage is never the answer's fault, and never a pass.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    Flawless,
+    UnrequestedChanges,
+    Fail,
+    /// Not judged: see `Verification::error`.
+    Error,
+}
+
+impl Label {
+    pub fn tier(self) -> Option<u8> {
+        match self {
+            Label::Flawless => Some(1),
+            Label::UnrequestedChanges => Some(2),
+            Label::Fail => Some(3),
+            Label::Error => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Flawless => "flawless",
+            Label::UnrequestedChanges => "unrequested_changes",
+            Label::Fail => "fail",
+            Label::Error => "error",
+        }
+    }
+}
+
+/// An unrequested change, from the source (`static`) or the running
+/// window (`layout`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnrequestedChange {
+    pub source: String,
+    pub kind: String,
+    pub detail: String,
+    pub line: Option<usize>,
+}
+
+/// What decided the tier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub tier: Option<u8>,
+    pub label: Label,
+    /// The primary failure code for tier 3.
+    pub failure: Option<String>,
+    /// One line for the experiment's table.
+    pub reason: String,
+}
+
+/// The evidence the verdict is made from.
+pub enum Evidence<'a> {
+    NoCode,
+    Snippet { missing: usize, placeholders: usize, fragment: bool },
+    NotJudged(&'a str),
+    Behaviour {
+        failure: Option<(&'a str, &'a str)>,
+        changes: &'a [UnrequestedChange],
+    },
+}
+
+pub fn decide(evidence: Evidence<'_>) -> Verdict {
+    match evidence {
+        Evidence::NoCode => fail("no_code", "the answer holds no code".into()),
+        Evidence::Snippet { missing, placeholders, fragment } => {
+            let mut parts = Vec::new();
+            if fragment {
+                parts.push("a fragment or diff, not the full script".to_string());
+            }
+            if missing > 0 {
+                parts.push(format!("{missing} original definition(s) missing"));
+            }
+            if placeholders > 0 {
+                parts.push(format!("{placeholders} placeholder(s) for omitted code"));
+            }
+            fail("snippet", format!("snippet instead of the full script: {}", parts.join(", ")))
+        }
+        Evidence::NotJudged(why) => Verdict {
+            tier: None,
+            label: Label::Error,
+            failure: None,
+            reason: format!("not judged: {why}"),
+        },
+        Evidence::Behaviour {
+            failure: Some((code, detail)),
+            ..
+        } => fail(code, detail.to_string()),
+        Evidence::Behaviour { failure: None, changes } if changes.is_empty() => Verdict {
+            tier: Some(1),
+            label: Label::Flawless,
+            failure: None,
+            reason: "reset clears memory, screen and next request; nothing else changed".into(),
+        },
+        Evidence::Behaviour { failure: None, changes } => {
+            let mut kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            Verdict {
+                tier: Some(2),
+                label: Label::UnrequestedChanges,
+                failure: None,
+                reason: format!("reset works, but with unrequested changes: {}", kinds.join(", ")),
+            }
+        }
+    }
+}
+
+fn fail(code: &str, reason: String) -> Verdict {
+    Verdict {
+        tier: Some(3),
+        label: Label::Fail,
+        failure: Some(code.to_string()),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_reset_without_changes_is_tier_one() {
+        let v = decide(Evidence::Behaviour { failure: None, changes: &[] });
+        assert_eq!((v.tier, v.label), (Some(1), Label::Flawless));
+    }
+
+    #[test]
+    fn working_reset_with_a_new_layout_is_tier_two() {
+        let changes = vec![UnrequestedChange {
+            source: "static".into(),
+            kind: "new_layout".into(),
+            detail: "button_layout = QHBoxLayout()".into(),
+            line: Some(80),
+        }];
+        let v = decide(Evidence::Behaviour { failure: None, changes: &changes });
+        assert_eq!(v.tier, Some(2));
+        assert!(v.reason.contains("new_layout"));
+    }
+
+    #[test]
+    fn any_failure_is_tier_three_with_its_code() {
+        let v = decide(Evidence::Behaviour { failure: Some(("history_broken", "no memory")), changes: &[] });
+        assert_eq!((v.tier, v.failure.as_deref()), (Some(3), Some("history_broken")));
+        assert_eq!(decide(Evidence::NoCode).failure.as_deref(), Some("no_code"));
+        let snippet = decide(Evidence::Snippet { missing: 3, placeholders: 1, fragment: false });
+        assert_eq!(snippet.failure.as_deref(), Some("snippet"));
+    }
+
+    #[test]
+    fn an_outage_gets_no_tier() {
+        let v = decide(Evidence::NotJudged("engine down"));
+        assert_eq!((v.tier, v.label), (None, Label::Error));
+    }
+}

@@ -1,0 +1,286 @@
+//! One verification, end to end: raw answer → script (`extract`) →
+//! static grade → behavioural run in a sandbox (`harness`) → layout diff →
+//! tier (`verdict`). The result is the JSON contract of `qtjudge verify`,
+//! `qtjudge grade --format json` and the service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::extract::{self, Extracted};
+use crate::harness::{self, Artifact, Behaviour, Planes, Step};
+use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
+use crate::static_grade::{self, OriginalIndex, StaticReport};
+use crate::task::Task;
+use crate::verdict::{self, Evidence, Label, UnrequestedChange};
+
+/// Everything known about one answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub model: String,
+    pub task: String,
+    pub tier: Option<u8>,
+    pub label: Label,
+    pub failure: Option<String>,
+    pub reason: String,
+    pub history_cleared: Option<Planes>,
+    pub unrequested_changes: Vec<UnrequestedChange>,
+    /// Original definitions the answer left out (a snippet's evidence).
+    pub missing: Vec<static_grade::Missing>,
+    pub steps: Vec<Step>,
+    pub artifacts: Vec<Artifact>,
+    pub extraction: Option<ExtractionSummary>,
+    #[serde(rename = "static")]
+    pub static_report: Option<StaticReport>,
+    pub behaviour: Option<Behaviour>,
+    /// Set when the answer could not be judged (never the answer's fault).
+    pub error: Option<String>,
+    pub sandbox: String,
+    /// Names the run's container (`qtjudge-<run_id>`, label `qtjudge.run`).
+    pub run_id: String,
+    pub duration_ms: u64,
+    /// The script that was run, as extracted from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractionSummary {
+    pub source: extract::ScriptSource,
+    pub block_index: Option<usize>,
+    pub notes: Vec<String>,
+}
+
+/// A task ready to grade against: parsed original and, once known, the
+/// original's widget tree (run once per task and sandbox image).
+pub struct PreparedTask {
+    pub task: Task,
+    pub index: OriginalIndex,
+    original_tree: OnceCell<Value>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl PreparedTask {
+    pub fn new(task: Task, cache_dir: Option<PathBuf>) -> Arc<PreparedTask> {
+        let index = OriginalIndex::new(&task);
+        Arc::new(PreparedTask {
+            task,
+            index,
+            original_tree: OnceCell::new(),
+            cache_dir,
+        })
+    }
+
+    /// The original app's widget tree, from the cache or one harness run.
+    async fn original_tree(&self, sandbox: &dyn Sandbox) -> Result<&Value, SandboxError> {
+        self.original_tree
+            .get_or_try_init(|| async {
+                let cache = self.cache_dir.as_ref().map(|d| {
+                    d.join(format!(
+                        "{}-{}-{}-widget-tree.json",
+                        self.task.id,
+                        sandbox.name(),
+                        crate::image::context_hash()
+                    ))
+                });
+                if let Some(tree) = cache
+                    .as_ref()
+                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                {
+                    return Ok(tree);
+                }
+                let turns = harness::new_turns();
+                let job = harness::job(&self.task, &self.task.original_source, "original.py", &turns);
+                let outcome = sandbox
+                    .run(SandboxRequest {
+                        run_id: format!("original-{}", short_id()),
+                        job,
+                        limits: self.task.limits,
+                    })
+                    .await?;
+                let tree = harness::judge(&outcome, &turns, self.task.limits.wall_seconds)
+                    .map(|b| b.widget_tree)
+                    .unwrap_or(Value::Null);
+                if tree.is_null() {
+                    tracing::warn!(task = %self.task.id, "the original app gave no widget tree: layout changes will not be detected");
+                } else if let Some(path) = &cache {
+                    if let Some(dir) = path.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    let _ = std::fs::write(path, serde_json::to_vec(&tree).unwrap_or_default());
+                }
+                Ok(tree)
+            })
+            .await
+    }
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/qtjudge` or `~/.cache/qtjudge`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .map(|d| d.join("qtjudge"))
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Verifies one raw answer. Never fails: what could not be judged is
+/// reported in `error` with no tier.
+pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox: &dyn Sandbox) -> Verification {
+    let started = std::time::Instant::now();
+    let task = &prepared.task;
+    let mut v = Verification {
+        model: model.to_string(),
+        task: task.id.clone(),
+        tier: None,
+        label: Label::Error,
+        failure: None,
+        reason: String::new(),
+        history_cleared: None,
+        unrequested_changes: Vec::new(),
+        missing: Vec::new(),
+        steps: Vec::new(),
+        artifacts: Vec::new(),
+        extraction: None,
+        static_report: None,
+        behaviour: None,
+        error: None,
+        sandbox: sandbox.name().to_string(),
+        run_id: short_id(),
+        duration_ms: 0,
+        script: None,
+    };
+    let extracted: Extracted = match extract::extract(answer, Some(&task.original_source)) {
+        Ok(e) => e,
+        Err(_) => {
+            apply(&mut v, verdict::decide(Evidence::NoCode));
+            v.duration_ms = started.elapsed().as_millis() as u64;
+            return v;
+        }
+    };
+    v.extraction = Some(ExtractionSummary {
+        source: extracted.source.clone(),
+        block_index: extracted.block_index,
+        notes: extracted.notes.clone(),
+    });
+    v.script = Some(extracted.script.clone());
+    let report = static_grade::grade_with(&extracted.script, &prepared.index);
+    v.missing = report.missing.clone();
+    let snippet = report.is_snippet() || extracted.source == extract::ScriptSource::Diff;
+    let static_changes: Vec<UnrequestedChange> = report
+        .unrequested_changes
+        .iter()
+        .chain(report.suspicious.iter())
+        .map(|c| UnrequestedChange {
+            source: "static".into(),
+            kind: c.kind.clone(),
+            detail: c.detail.clone(),
+            line: Some(c.line),
+        })
+        .collect();
+    if snippet {
+        apply(
+            &mut v,
+            verdict::decide(Evidence::Snippet {
+                missing: report.missing.len(),
+                placeholders: report.placeholders.len(),
+                fragment: report.is_fragment || extracted.source == extract::ScriptSource::Diff,
+            }),
+        );
+        v.static_report = Some(report);
+        v.duration_ms = started.elapsed().as_millis() as u64;
+        return v;
+    }
+    v.static_report = Some(report);
+
+    let turns = harness::new_turns();
+    let job = harness::job(task, &extracted.script, "candidate.py", &turns);
+    let run_id = v.run_id.clone();
+    let outcome = sandbox
+        .run(SandboxRequest {
+            run_id: run_id.clone(),
+            job,
+            limits: task.limits,
+        })
+        .await;
+    let behaviour = match outcome.map_err(|e| e.to_string()).and_then(|o| {
+        harness::judge(&o, &turns, task.limits.wall_seconds).map_err(|e| e.to_string())
+    }) {
+        Ok(b) => b,
+        Err(why) => {
+            tracing::error!(run = %run_id, model, error = %why, "verification could not be judged");
+            apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
+            v.error = Some(why);
+            v.duration_ms = started.elapsed().as_millis() as u64;
+            return v;
+        }
+    };
+    v.history_cleared = behaviour.history_cleared;
+    v.steps = behaviour.steps.clone();
+    v.artifacts = behaviour.artifacts.clone();
+
+    let mut changes = static_changes;
+    if behaviour.passed {
+        match prepared.original_tree(sandbox).await {
+            Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {
+                changes.extend(crate::layout_diff::diff(original, &behaviour.widget_tree).into_iter().map(|c| {
+                    UnrequestedChange {
+                        source: "layout".into(),
+                        kind: c.kind,
+                        detail: c.detail,
+                        line: None,
+                    }
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not run the original for the layout comparison"),
+        }
+    }
+    let failure = behaviour
+        .failure
+        .map(|f| (f.as_str(), behaviour.failure_detail.as_deref().unwrap_or("")));
+    apply(
+        &mut v,
+        verdict::decide(Evidence::Behaviour {
+            failure,
+            changes: &changes,
+        }),
+    );
+    v.unrequested_changes = changes;
+    v.behaviour = Some(behaviour);
+    v.duration_ms = started.elapsed().as_millis() as u64;
+    v
+}
+
+fn apply(v: &mut Verification, decided: verdict::Verdict) {
+    v.tier = decided.tier;
+    v.label = decided.label;
+    v.failure = decided.failure;
+    v.reason = decided.reason;
+}
+
+/// Writes a verification's artifacts under `dir` and records their paths.
+pub fn save_artifacts(v: &mut Verification, dir: &Path) -> std::io::Result<()> {
+    if v.artifacts.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    for artifact in &mut v.artifacts {
+        // Names come from a fixed list (harness::decode_artifact): no path
+        // from the sandbox reaches the file system.
+        let path = dir.join(&artifact.name);
+        std::fs::write(&path, &artifact.data)?;
+        artifact.path = Some(path.display().to_string());
+    }
+    if let Some(b) = v.behaviour.as_mut() {
+        b.artifacts = v.artifacts.clone();
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! qtjudge's integration tests: one crate, driving the real binary's
+//! library against a real Docker Engine, the real sandbox image and real
+//! PyQt5. Docker tests fail in CI when Docker is missing, and skip with a
+//! loud message elsewhere.
+
+mod support;
+
+mod fixtures_graded;
+mod vertical_slice;

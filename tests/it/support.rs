@@ -1,0 +1,64 @@
+//! Shared set-up: the task, the Docker sandbox (or a loud skip), fixtures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use qtjudge::sandbox::docker::DockerSandbox;
+use qtjudge::task::Task;
+use qtjudge::verify::{PreparedTask, Verification};
+use tokio::sync::OnceCell;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn task() -> Task {
+    Task::load(&repo().join("fixtures/tasks"), "reset-conversation").expect("the fixture task loads")
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = repo().join("fixtures/outputs/reset-conversation").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The Docker sandbox, or `None` (with a loud message) outside CI when
+/// the engine is unreachable. In CI a missing engine is a failure.
+pub async fn docker() -> Option<Arc<DockerSandbox>> {
+    static SANDBOX: OnceCell<Option<Arc<DockerSandbox>>> = OnceCell::const_new();
+    SANDBOX
+        .get_or_init(|| async {
+            match DockerSandbox::connect(&|line| eprintln!("image: {line}")).await {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!("CI=true but the Docker sandbox is not usable: {e}")
+                }
+                Err(e) => {
+                    eprintln!("\n!!!!!!!! SKIPPING DOCKER TEST: {e} !!!!!!!!\n");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+}
+
+pub fn prepared() -> Arc<PreparedTask> {
+    static PREPARED: std::sync::OnceLock<Arc<PreparedTask>> = std::sync::OnceLock::new();
+    PREPARED
+        .get_or_init(|| {
+            let cache = std::env::temp_dir().join(format!("qtjudge-test-cache-{}", std::process::id()));
+            PreparedTask::new(task(), Some(cache))
+        })
+        .clone()
+}
+
+/// Verifies `answer` in Docker and checks that its container is gone.
+pub async fn verify_in_docker(answer: &str, model: &str) -> Option<Verification> {
+    let sandbox = docker().await?;
+    let v = qtjudge::verify::verify(answer, model, &prepared(), sandbox.as_ref()).await;
+    let left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
+        .await
+        .expect("the engine lists containers");
+    assert_eq!(left, 0, "{model}: a container of run {} was left behind", v.run_id);
+    Some(v)
+}
