@@ -173,7 +173,15 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
     v.script = Some(extracted.script.clone());
     let report = static_grade::grade_with(&extracted.script, &prepared.index);
     v.missing = report.missing.clone();
-    let snippet = report.is_snippet() || extracted.source == extract::ScriptSource::Diff;
+    let snippet = extracted.source == extract::ScriptSource::Diff
+        || if report.syntax_errors.is_empty() {
+            report.is_snippet()
+        } else {
+            // A parse error can hide definitions from the tree: judge
+            // completeness by name, and let `compile()` in the sandbox
+            // report the syntax error of an otherwise full script.
+            !report.placeholders.is_empty() || !covers_original_by_name(&extracted.script, &task.original_source)
+        };
     let static_changes: Vec<UnrequestedChange> = report
         .unrequested_changes
         .iter()
@@ -257,6 +265,12 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
     v.behaviour = Some(behaviour);
     v.duration_ms = started.elapsed().as_millis() as u64;
     v
+}
+
+/// Every `def`/`class` name of the original appears in the script.
+fn covers_original_by_name(script: &str, original: &str) -> bool {
+    let names = extract::definition_names(script);
+    extract::definition_names(original).iter().all(|n| names.contains(n))
 }
 
 fn apply(v: &mut Verification, decided: verdict::Verdict) {

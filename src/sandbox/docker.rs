@@ -277,7 +277,6 @@ fn container_config(image: &str, request: &SandboxRequest, owner: &str) -> Conta
         open_stdin: Some(true),
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(true),
         labels: Some(labels),
         host_config: Some(host_config),
         ..Default::default()
