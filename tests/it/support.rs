@@ -6,7 +6,6 @@ use std::sync::Arc;
 use qtjudge::sandbox::docker::DockerSandbox;
 use qtjudge::task::Task;
 use qtjudge::verify::{PreparedTask, Verification};
-use tokio::sync::OnceCell;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,24 +21,19 @@ pub fn fixture(name: &str) -> String {
 }
 
 /// The Docker sandbox, or `None` (with a loud message) outside CI when
-/// the engine is unreachable. In CI a missing engine is a failure.
+/// the engine is unreachable. In CI a missing engine is a failure. Made per
+/// test: each test has its own runtime, and a client must not outlive it.
 pub async fn docker() -> Option<Arc<DockerSandbox>> {
-    static SANDBOX: OnceCell<Option<Arc<DockerSandbox>>> = OnceCell::const_new();
-    SANDBOX
-        .get_or_init(|| async {
-            match DockerSandbox::connect(&|line| eprintln!("image: {line}")).await {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-                    panic!("CI=true but the Docker sandbox is not usable: {e}")
-                }
-                Err(e) => {
-                    eprintln!("\n!!!!!!!! SKIPPING DOCKER TEST: {e} !!!!!!!!\n");
-                    None
-                }
-            }
-        })
-        .await
-        .clone()
+    match DockerSandbox::connect(&|line| eprintln!("image: {line}")).await {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but the Docker sandbox is not usable: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n!!!!!!!! SKIPPING DOCKER TEST: {e} !!!!!!!!\n");
+            None
+        }
+    }
 }
 
 pub fn prepared() -> Arc<PreparedTask> {
