@@ -125,6 +125,9 @@ pub struct GradeArgs {
     /// Skip answers already graded in --run-dir.
     #[arg(long)]
     pub resume: bool,
+    /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
+    #[arg(long)]
+    pub warm: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -186,10 +189,13 @@ fn load_task(common: &Common) -> Result<Task> {
     Ok(Task::load(&dir, &common.task)?)
 }
 
-async fn make_sandbox(kind: SandboxKind) -> Result<Arc<dyn Sandbox>> {
+/// The sandbox to run in; `warm` containers are kept started ahead.
+async fn make_sandbox(kind: SandboxKind, warm: usize) -> Result<Arc<dyn Sandbox>> {
     Ok(match kind {
         SandboxKind::Docker => {
-            let sandbox = DockerSandbox::connect(&progress_line).await?;
+            let sandbox = DockerSandbox::connect(&progress_line)
+                .await?
+                .with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
             let reaped = sandbox.reap_orphans().await;
             if reaped > 0 {
                 tracing::info!(reaped, "removed containers left behind by an earlier crash");
@@ -203,7 +209,8 @@ async fn make_sandbox(kind: SandboxKind) -> Result<Arc<dyn Sandbox>> {
 async fn verify_command(args: VerifyArgs) -> Result<i32> {
     let task = load_task(&args.common)?;
     let answer = read_answer(&args.file)?;
-    let sandbox = make_sandbox(args.common.sandbox).await?;
+    // One answer: a warm container would only be paid for and thrown away.
+    let sandbox = make_sandbox(args.common.sandbox, 0).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let model = model_name(&args.file);
     eprintln!("qtjudge: verifying {} in the {} sandbox…", args.file.display(), sandbox.name());
@@ -374,7 +381,7 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         bail!("no answers found in {:?} (answers are .md, .py, .txt or .jsonl files)", args.paths);
     }
     std::fs::create_dir_all(&args.run_dir).with_context(|| format!("cannot create the run folder {}", args.run_dir.display()))?;
-    let sandbox = make_sandbox(args.common.sandbox).await?;
+    let sandbox = make_sandbox(args.common.sandbox, args.warm.unwrap_or(args.jobs)).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
 
     let mut done: Vec<Verification> = Vec::new();
@@ -416,6 +423,7 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         done.push(v);
     }
     bar.finish_and_clear();
+    sandbox.shutdown().await;
     done.sort_by(|a, b| a.model.cmp(&b.model));
     let rendered = report::render(&done, args.format);
     match &args.out {

@@ -218,6 +218,11 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
             limits: task.limits,
         })
         .await;
+    if let Ok(o) = &outcome {
+        if !o.container_label.is_empty() {
+            v.run_id = o.container_label.clone();
+        }
+    }
     let behaviour = match outcome.map_err(|e| e.to_string()).and_then(|o| {
         harness::judge(&o, &turns, task.limits.wall_seconds).map_err(|e| e.to_string())
     }) {

@@ -55,6 +55,21 @@ _key_clicks = QTest.keyClicks
 _grab = QtWidgets.QWidget.grab
 _monotonic = time.monotonic
 
+# Modules chat front ends import: loading them now, before the answer
+# arrives, is part of the warm start.
+for _module in ("requests", "json", "datetime", "urllib.request", "http.client", "threading"):
+    try:
+        __import__(_module)
+    except ImportError:
+        pass
+
+def _qt_messages(_kind, _context, message):
+    # The offscreen platform's notice about size hints is noise, not the app's output.
+    if "propagateSizeHints" not in message:
+        sys.stderr.write(message + "\n")
+
+
+QtCore.qInstallMessageHandler(_qt_messages)
 APP = QApplication(["qtjudge-candidate"])
 APP.setStyle("Fusion")
 APP.setFont(QtGui.QFont("DejaVu Sans", 10))
@@ -391,7 +406,7 @@ class Run:
                 raise Failure(f"the script exited (sys.exit({exc.code!r})) before showing a window", exit_code=str(exc.code))
         except BaseException as exc:  # noqa: B902 - any exception here is the candidate's
             raise Failure(f"the script raised {type(exc).__name__} while starting: {exc}", traceback=traceback.format_exc()[-6000:])
-        pump(30)
+        pump(15)
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised while starting: {raised[0]['message']}", exceptions=raised)
@@ -508,7 +523,8 @@ class Run:
             else:
                 control.trigger()
                 how = "menu action triggered"
-        pump(150)
+        # Long enough for queued slots and a confirmation dialog to run.
+        pump(40)
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)

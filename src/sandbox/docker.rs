@@ -19,6 +19,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::warm_pool::{PoolConfig, WarmPool};
 use super::{new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
 use crate::task::Limits;
 
@@ -42,6 +43,24 @@ pub struct DockerSandbox {
     docker: Docker,
     image: String,
     owner: String,
+    pool: Option<Arc<WarmPool>>,
+}
+
+/// A started container waiting on stdin for its one job.
+pub struct Started {
+    id: String,
+    label: String,
+    pub(super) limits: Limits,
+    pub(super) born: Instant,
+    io: bollard::container::AttachContainerResults,
+    guard: RemoveOnDrop,
+}
+
+impl Started {
+    /// Removes the container now (a pooled one that is not handed out).
+    pub(super) async fn discard(self) {
+        self.guard.remove_now().await;
+    }
 }
 
 impl DockerSandbox {
@@ -56,9 +75,32 @@ impl DockerSandbox {
             docker,
             image,
             owner: owner_id(),
+            pool: None,
         };
         sandbox.log_versions().await;
         Ok(sandbox)
+    }
+
+    /// Keeps up to `config.size` containers started ahead, each with the
+    /// harness imported and waiting for an answer (see `warm_pool`).
+    pub fn with_warm_pool(mut self, config: PoolConfig) -> DockerSandbox {
+        if config.size > 0 {
+            self.pool = Some(WarmPool::new(config));
+        }
+        self
+    }
+
+    /// Removes the warm containers; call before exiting.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.pool {
+            pool.drain().await;
+        }
+    }
+
+    /// Starts a container for the pool (its label names no verification).
+    pub(super) async fn start_warm(&self, limits: &Limits) -> Result<Started, SandboxError> {
+        let label = format!("warm-{}", &new_nonce()[..12]);
+        self.start_container(&label, limits).await
     }
 
     pub fn image(&self) -> &str {
@@ -112,11 +154,11 @@ impl DockerSandbox {
         removed
     }
 
-    async fn run_one(&self, request: SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
-        let started = Instant::now();
-        let nonce = new_nonce();
-        let name = format!("qtjudge-{}", request.run_id);
-        let config = container_config(&self.image, &request, &self.owner);
+    /// Creates, attaches to and starts one hardened container. It waits on
+    /// stdin for its job, with the harness already warm inside.
+    async fn start_container(&self, label: &str, limits: &Limits) -> Result<Started, SandboxError> {
+        let name = format!("qtjudge-{label}");
+        let config = container_config(&self.image, label, limits, &self.owner);
         let created = self
             .docker
             .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), config)
@@ -130,7 +172,8 @@ impl DockerSandbox {
             .stderr(true)
             .stream(true)
             .build();
-        let mut io = self
+        // Attached before the start, so that no output can be missed.
+        let io = self
             .docker
             .attach_container(&created.id, Some(attach))
             .await
@@ -139,7 +182,36 @@ impl DockerSandbox {
             .start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .map_err(|e| engine_error("starting the container", e))?;
+        Ok(Started {
+            id: created.id,
+            label: label.to_string(),
+            limits: *limits,
+            born: Instant::now(),
+            io,
+            guard,
+        })
+    }
 
+    async fn run_one(&self, request: SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
+        let started = Instant::now();
+        let warm = match &self.pool {
+            Some(pool) => pool.take(&request.limits, self).await,
+            None => None,
+        };
+        let container = match warm {
+            Some(container) => container,
+            None => self.start_container(&request.run_id, &request.limits).await?,
+        };
+        let mut outcome = self.serve(container, &request).await?;
+        outcome.wall_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// Sends one job to a started container, reads its one result, and
+    /// removes it: a container never serves a second answer.
+    async fn serve(&self, container: Started, request: &SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
+        let Started { id, label, mut io, guard, .. } = container;
+        let nonce = new_nonce();
         let mut job = request.job.clone();
         job["nonce"] = serde_json::Value::String(nonce.clone());
         let mut line = serde_json::to_vec(&job).expect("a JSON value serialises");
@@ -180,6 +252,7 @@ impl DockerSandbox {
 
         let mut outcome = SandboxOutcome {
             host_timeout,
+            container_label: label,
             supervisor_stderr: String::from_utf8_lossy(&stderr).into_owned(),
             ..Default::default()
         };
@@ -188,7 +261,7 @@ impl DockerSandbox {
             Err(why) => {
                 outcome.missing_result = Some(why);
                 // Only a run without a result needs the engine's view.
-                if let Ok(state) = self.docker.inspect_container(&created.id, None).await {
+                if let Ok(state) = self.docker.inspect_container(&id, None).await {
                     let state = state.state.unwrap_or_default();
                     outcome.oom_killed = state.oom_killed.unwrap_or(false);
                     outcome.exit_code = state.exit_code;
@@ -196,7 +269,6 @@ impl DockerSandbox {
             }
         }
         guard.remove_now().await;
-        outcome.wall_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
     }
 }
@@ -209,16 +281,19 @@ impl Sandbox for DockerSandbox {
     fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
         Box::pin(self.run_one(request))
     }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(DockerSandbox::shutdown(self))
+    }
 }
 
 /// The hardened container: no network, read-only root, a capped tmpfs,
 /// no capabilities for the candidate, and the task's limits.
-fn container_config(image: &str, request: &SandboxRequest, owner: &str) -> ContainerCreateBody {
-    let limits: &Limits = &request.limits;
+fn container_config(image: &str, label: &str, limits: &Limits, owner: &str) -> ContainerCreateBody {
     let mib = 1024 * 1024;
     let mut labels = HashMap::new();
     labels.insert(LABEL.to_string(), "1".to_string());
-    labels.insert(LABEL_RUN.to_string(), request.run_id.clone());
+    labels.insert(LABEL_RUN.to_string(), label.to_string());
     labels.insert(LABEL_OWNER.to_string(), owner.to_string());
     let mut tmpfs = HashMap::new();
     tmpfs.insert(

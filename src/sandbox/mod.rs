@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod local;
+pub mod warm_pool;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,8 @@ pub struct SandboxOutcome {
     pub result: Option<serde_json::Value>,
     /// Why there is no result, when there is none.
     pub missing_result: Option<String>,
+    /// The label (`qtjudge.run`) of the container that served the run.
+    pub container_label: String,
     /// The host's wall clock ran out and the run was killed.
     pub host_timeout: bool,
     /// The engine reports the container was killed for memory.
@@ -66,6 +69,10 @@ pub trait Sandbox: Send + Sync {
     /// A short name for reports: `docker` or `local`.
     fn name(&self) -> &'static str;
     fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>>;
+    /// Releases what the sandbox keeps between runs (warm containers).
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Finds the supervisor's result line: `<nonce> <json>`. Exactly one line
