@@ -105,7 +105,8 @@ fn find_think_close(line: &str) -> Option<usize> {
 fn think_open_len(trimmed: &str) -> Option<usize> {
     THINK_OPENERS.iter().find_map(|tag| {
         let head = trimmed.as_bytes().get(..tag.len())?;
-        head.eq_ignore_ascii_case(tag.as_bytes()).then_some(tag.len())
+        head.eq_ignore_ascii_case(tag.as_bytes())
+            .then_some(tag.len())
     })
 }
 
@@ -294,10 +295,7 @@ impl Block {
             &self.lang
         };
         let plural = if self.lines == 1 { "" } else { "s" };
-        format!(
-            "block {} ({lang}, {} line{plural})",
-            self.index, self.lines
-        )
+        format!("block {} ({lang}, {} line{plural})", self.index, self.lines)
     }
 }
 
@@ -632,8 +630,7 @@ fn find_diff_region(lines: &[&str]) -> Option<(usize, usize)> {
         if !line.is_empty() {
             last_diff_line = end;
         }
-        if line.starts_with(['+', '-']) && !line.starts_with("+++ ") && !line.starts_with("--- ")
-        {
+        if line.starts_with(['+', '-']) && !line.starts_with("+++ ") && !line.starts_with("--- ") {
             changes += 1;
         }
         end += 1;
@@ -1078,11 +1075,7 @@ mod tests {
 
     #[test]
     fn without_the_original_the_longest_block_wins() {
-        let raw = format!(
-            "{}{}",
-            fenced("py", FULL),
-            fenced("python", "x = 1\n")
-        );
+        let raw = format!("{}{}", fenced("py", FULL), fenced("python", "x = 1\n"));
         let got = extract(&raw, None).unwrap();
         assert_eq!(got.block_index, Some(1));
         assert!(got.notes[0].contains("shorter than block 1"));
@@ -1098,16 +1091,25 @@ mod tests {
         let got = extract(&raw, Some(ORIGINAL)).unwrap();
         assert!(got.script.contains("self.y = 2"));
         assert_eq!(got.block_index, Some(1));
-        assert!(got.notes.iter().any(|n| n
-            == "reasoning (<think>) dropped: lines 1-22, with 1 draft code block"));
+        assert!(got
+            .notes
+            .iter()
+            .any(|n| n == "reasoning (<think>) dropped: lines 1-22, with 1 draft code block"));
     }
 
     #[test]
     fn inline_and_lone_closing_think_tags() {
-        let inline = format!("<think>plan the change</think>Here you go:\n{}", fenced("python", FULL));
+        let inline = format!(
+            "<think>plan the change</think>Here you go:\n{}",
+            fenced("python", FULL)
+        );
         let got = extract(&inline, Some(ORIGINAL)).unwrap();
         assert_eq!(got.script, FULL);
-        let lone = format!("thinking about it\n{}</think>\n{}", fenced("python", "x = 1\n"), fenced("python", FULL));
+        let lone = format!(
+            "thinking about it\n{}</think>\n{}",
+            fenced("python", "x = 1\n"),
+            fenced("python", FULL)
+        );
         // A fence before the lone tag: the tag is not trusted, both blocks stay.
         assert_eq!(extract(&lone, Some(ORIGINAL)).unwrap().block_index, Some(2));
         let eaten = format!("so I need a button\n</think>\n{}", fenced("python", FULL));
@@ -1119,12 +1121,16 @@ mod tests {
     #[test]
     fn unterminated_think_at_the_start_hides_everything() {
         let raw = format!("<thinking>\nlet me write it\n{}", fenced("python", FULL));
-        assert_eq!(extract(&raw, Some(ORIGINAL)).unwrap_err(), ExtractError::NoCode);
+        assert_eq!(
+            extract(&raw, Some(ORIGINAL)).unwrap_err(),
+            ExtractError::NoCode
+        );
     }
 
     #[test]
     fn think_tags_inside_code_are_code() {
-        let body = "import re\n\ndef strip(text):\n    return re.sub('<think>.*</think>', '', text)\n";
+        let body =
+            "import re\n\ndef strip(text):\n    return re.sub('<think>.*</think>', '', text)\n";
         let raw = format!("Here:\n{}", fenced("python", body));
         assert_eq!(extract(&raw, None).unwrap().script, body);
     }
@@ -1162,7 +1168,11 @@ mod tests {
     #[test]
     fn diffs_fenced_untagged_and_bare() {
         let diff = "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,4 @@\n import sys\n+import os\n \n class App:\n";
-        let tagged = format!("Patch:\n{}Apply with:\n{}", fenced("diff", diff), fenced("bash", "git apply reset.diff\n"));
+        let tagged = format!(
+            "Patch:\n{}Apply with:\n{}",
+            fenced("diff", diff),
+            fenced("bash", "git apply reset.diff\n")
+        );
         let got = extract(&tagged, Some(ORIGINAL)).unwrap();
         assert_eq!(got.source, ScriptSource::Diff);
         assert_eq!((got.block_index, got.script.as_str()), (Some(1), diff));
@@ -1170,7 +1180,10 @@ mod tests {
         assert_eq!(extract(&untagged, None).unwrap().source, ScriptSource::Diff);
         let bare = format!("The change:\n\n{diff}\nThat is all.\n");
         let got = extract(&bare, None).unwrap();
-        assert_eq!((got.source, got.script.as_str()), (ScriptSource::Diff, diff));
+        assert_eq!(
+            (got.source, got.script.as_str()),
+            (ScriptSource::Diff, diff)
+        );
     }
 
     #[test]
@@ -1180,7 +1193,10 @@ mod tests {
         assert_eq!(extract("", None).unwrap_err(), ExtractError::NoCode);
         assert_eq!(extract("hello", None).unwrap_err(), ExtractError::NoCode);
         let shell_only = format!("Install:\n{}", fenced("bash", "pip install requests\n"));
-        assert_eq!(extract(&shell_only, None).unwrap_err(), ExtractError::NoCode);
+        assert_eq!(
+            extract(&shell_only, None).unwrap_err(),
+            ExtractError::NoCode
+        );
     }
 
     #[test]
@@ -1240,6 +1256,10 @@ mod tests {
         let started = std::time::Instant::now();
         let got = extract(&raw, Some(ORIGINAL)).unwrap();
         assert_eq!(got.source, ScriptSource::FencedBlock);
-        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }

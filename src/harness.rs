@@ -246,9 +246,15 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
     }
 
     let resources = &result["resources"];
-    let hit_limit = resources["oom_kills"].as_u64().unwrap_or(0) > 0
-        || resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0
-        || outcome.oom_killed;
+    let oom = resources["oom_kills"].as_u64().unwrap_or(0) > 0 || outcome.oom_killed;
+    let pids = resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0;
+    let hit_limit = oom || pids;
+    let limit_note = match (oom, pids) {
+        (true, true) => "the memory and process limits were hit; ",
+        (true, false) => "the memory limit was hit; ",
+        (false, true) => "the process (pids) limit was hit; ",
+        (false, false) => "",
+    };
     let timed_out = result["timed_out"].as_bool() == Some(true) || outcome.host_timeout;
     let failed_step = behaviour.steps.iter().find(|s| !s.ok).cloned();
 
@@ -279,11 +285,11 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
             other => return Err(NotJudged(format!("unexpected failed step `{other}`"))),
         };
         let failure = if hit_limit { Failure::ResourceLimit } else { failure };
-        fail(&mut behaviour, failure, format!("{}: {}", step.name, step.detail));
+        fail(&mut behaviour, failure, format!("{limit_note}{}: {}", step.name, step.detail));
     } else if timed_out {
         let at = started_step.as_deref().unwrap_or("start-up");
         let failure = if hit_limit { Failure::ResourceLimit } else { Failure::Timeout };
-        fail(&mut behaviour, failure, format!("no result within the {wall_seconds} s limit: it hung in step `{at}`"));
+        fail(&mut behaviour, failure, format!("{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"));
     } else if !done {
         let at = started_step.as_deref().unwrap_or("start-up");
         let exit = &result["exit"];
@@ -293,7 +299,7 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
             None => format!("exit status {}", exit["code"]),
         };
         let failure = if hit_limit { Failure::ResourceLimit } else { Failure::Crashed };
-        fail(&mut behaviour, failure, format!("the app process ended with {how} during step `{at}`"));
+        fail(&mut behaviour, failure, format!("{limit_note}the app process ended with {how} during step `{at}`"));
     }
 
     // Baseline first: a reset cannot be judged in an app that keeps no history.

@@ -79,10 +79,12 @@ fn without_scripts(results: &[Verification]) -> Vec<Verification> {
         .collect()
 }
 
+/// `1 flawless`, `2 unrequested_changes`, or for tier 3 its failure code.
 fn tier_text(r: &Verification) -> String {
-    match r.tier {
-        Some(t) => format!("{t} {}", r.label.as_str()),
-        None => "- error".into(),
+    match (r.tier, r.label, &r.failure) {
+        (Some(t), Label::Fail, Some(failure)) => format!("{t} {failure}"),
+        (Some(t), label, _) => format!("{t} {}", label.as_str()),
+        (None, _, _) => "- not judged".into(),
     }
 }
 

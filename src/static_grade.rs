@@ -120,6 +120,8 @@ pub struct OriginalIndex {
     submit_handlers: HashSet<String>,
     /// The original's own comments, never placeholders.
     comments: HashSet<String>,
+    /// Attributes holding the conversation.
+    history_attributes: Vec<String>,
 }
 
 impl OriginalIndex {
@@ -156,6 +158,7 @@ impl OriginalIndex {
             may_extend,
             submit_handlers,
             comments,
+            history_attributes: task.app.history_attributes.clone(),
         }
     }
 }
@@ -193,7 +196,10 @@ pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
     let reset_names: Vec<String> = report
         .reset_control
         .iter()
-        .flat_map(|r| std::iter::once(r.attribute.clone()).chain(r.handler.clone()))
+        .flat_map(|r| {
+            let handler = r.handler.clone().or_else(|| grading.unconnected_handler());
+            std::iter::once(r.attribute.clone()).chain(handler)
+        })
         .collect();
     report.new_classes = grading.new_classes(&mut changes);
     grading.new_layouts(&mut changes);
@@ -279,7 +285,12 @@ struct Statement {
 
 impl Statement {
     fn mentions(&self, name: &str) -> bool {
-        self.normalised.split(' ').any(|token| token == name)
+        let text = self.normalised.as_bytes();
+        self.normalised.match_indices(name).any(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| text[i]);
+            let after = text.get(at + name.len()).copied();
+            !before.is_some_and(is_word_byte) && !after.is_some_and(is_word_byte)
+        })
     }
 
     /// The statement's first line as written, for details.
@@ -296,6 +307,9 @@ struct FunctionFacts {
     class: Option<String>,
     name: String,
     line: usize,
+    end_line: usize,
+    /// A syntax error inside: its statements cannot be compared.
+    broken: bool,
     /// The function's text on one line, for placeholders.
     summary: String,
     statements: Vec<Statement>,
@@ -437,7 +451,12 @@ impl Facts {
     }
 }
 
-const BUTTON_CLASSES: [&str; 4] = ["QPushButton", "QAction", "QToolButton", "QCommandLinkButton"];
+const BUTTON_CLASSES: [&str; 4] = [
+    "QPushButton",
+    "QAction",
+    "QToolButton",
+    "QCommandLinkButton",
+];
 const LAYOUT_CLASSES: [&str; 6] = [
     "QHBoxLayout",
     "QVBoxLayout",
@@ -480,11 +499,61 @@ const PATCH_TARGETS: [&str; 11] = [
     "__builtins__",
 ];
 const QT_MODULES: [&str; 7] = [
-    "PyQt5", "PyQt6", "PySide2", "PySide6", "sip", "shiboken2", "shiboken6",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "sip",
+    "shiboken2",
+    "shiboken6",
 ];
 /// At most this many syntax errors are listed: one broken line can make
 /// the parser flag hundreds.
 const MAX_SYNTAX_ERRORS: usize = 20;
+
+/// Field ids of the Python grammar, looked up once: a lookup by name
+/// compares strings on every call.
+struct Fields {
+    alias: u16,
+    arguments: u16,
+    attribute: u16,
+    body: u16,
+    condition: u16,
+    definition: u16,
+    function: u16,
+    left: u16,
+    module_name: u16,
+    name: u16,
+    object: u16,
+    right: u16,
+    superclasses: u16,
+    value: u16,
+}
+
+fn fields() -> &'static Fields {
+    static FIELDS: OnceLock<Fields> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        let language: tree_sitter::Language = tree_sitter_python::LANGUAGE.into();
+        // 0 is "no field": a lookup with it finds nothing.
+        let id = |name: &str| language.field_id_for_name(name).map_or(0, |id| id.get());
+        Fields {
+            alias: id("alias"),
+            arguments: id("arguments"),
+            attribute: id("attribute"),
+            body: id("body"),
+            condition: id("condition"),
+            definition: id("definition"),
+            function: id("function"),
+            left: id("left"),
+            module_name: id("module_name"),
+            name: id("name"),
+            object: id("object"),
+            right: id("right"),
+            superclasses: id("superclasses"),
+            value: id("value"),
+        }
+    })
+}
 
 /// One walk over a tree, filling [`Facts`].
 struct Collector<'s> {
@@ -494,6 +563,9 @@ struct Collector<'s> {
     scopes: Vec<(usize, ScopeEntry)>,
     import_depth: Option<usize>,
     error_depth: Option<usize>,
+    /// Where the first bracket error is: tree errors from there on follow
+    /// from it.
+    bracket_error_at: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -517,9 +589,12 @@ fn collect(source: &str, tree: &Tree) -> Facts {
         scopes: Vec::new(),
         import_depth: None,
         error_depth: None,
+        bracket_error_at: None,
     };
     if collector.facts.has_error {
-        collector.facts.syntax_errors = bracket_errors(source);
+        let errors = bracket_errors(source);
+        collector.bracket_error_at = errors.iter().map(|(_, at)| *at).min();
+        collector.facts.syntax_errors = errors.into_iter().map(|(e, _)| e).collect();
         collector.facts.text_definitions = text_definitions(source);
     }
     collector.module_level(root);
@@ -540,8 +615,8 @@ impl<'s> Collector<'s> {
         self.source.get(node.byte_range()).unwrap_or("")
     }
 
-    fn field_text(&self, node: Node, field: &str) -> &'s str {
-        node.child_by_field_name(field)
+    fn field_text(&self, node: Node, field: u16) -> &'s str {
+        node.child_by_field_id(field)
             .map_or("", |child| self.text(child))
     }
 
@@ -563,10 +638,14 @@ impl<'s> Collector<'s> {
 
     /// The recorded function the walk is in (not a nested one).
     fn current_function(&mut self) -> Option<&mut FunctionFacts> {
-        let index = self.scopes.iter().rev().find_map(|(_, entry)| match entry {
-            ScopeEntry::Function { index, .. } => Some(*index),
-            ScopeEntry::Class(_) => None,
-        })??;
+        let index = self
+            .scopes
+            .iter()
+            .rev()
+            .find_map(|(_, entry)| match entry {
+                ScopeEntry::Function { index, .. } => Some(*index),
+                ScopeEntry::Class(_) => None,
+            })??;
         self.facts.functions.get_mut(index)
     }
 
@@ -575,7 +654,8 @@ impl<'s> Collector<'s> {
         let mut cursor = root.walk();
         let mut first = true;
         for child in root.named_children(&mut cursor) {
-            let is_first = std::mem::take(&mut first);
+            // A shebang or comment above the docstring does not make it code.
+            let is_first = child.kind() != "comment" && std::mem::take(&mut first);
             match child.kind() {
                 "comment"
                 | "ERROR"
@@ -599,7 +679,7 @@ impl<'s> Collector<'s> {
 
     fn is_main_guard(&self, node: Node) -> bool {
         let condition: String = self
-            .field_text(node, "condition")
+            .field_text(node, fields().condition)
             .chars()
             .filter(|c| !c.is_whitespace())
             .map(|c| if c == '\'' { '"' } else { c })
@@ -649,7 +729,13 @@ impl<'s> Collector<'s> {
     }
 
     /// Records what `node` says; returns whether to walk its children.
-    fn visit(&mut self, node: Node, field: Option<&str>, parent: Option<Node>, depth: usize) -> bool {
+    fn visit(
+        &mut self,
+        node: Node,
+        field: Option<&str>,
+        parent: Option<Node>,
+        depth: usize,
+    ) -> bool {
         if node.is_missing() {
             self.syntax_error(node, format!("missing `{}`", node.kind()));
             return false;
@@ -714,7 +800,8 @@ impl<'s> Collector<'s> {
     }
 
     fn syntax_error(&mut self, node: Node, message: String) {
-        if self.facts.syntax_errors.len() >= MAX_SYNTAX_ERRORS * 2 {
+        let follows_bracket_error = self.bracket_error_at.is_some_and(|at| node.end_byte() > at);
+        if follows_bracket_error || self.facts.syntax_errors.len() >= MAX_SYNTAX_ERRORS {
             return;
         }
         let line = line_of(node);
@@ -737,11 +824,11 @@ impl<'s> Collector<'s> {
     }
 
     fn class_definition(&mut self, node: Node, depth: usize) {
-        let name = self.field_text(node, "name").to_string();
+        let name = self.field_text(node, fields().name).to_string();
         let module_level = self.scopes.is_empty();
         if module_level {
             let mut bases = Vec::new();
-            if let Some(arguments) = node.child_by_field_name("superclasses") {
+            if let Some(arguments) = node.child_by_field_id(fields().superclasses) {
                 let mut cursor = arguments.walk();
                 for base in arguments.named_children(&mut cursor) {
                     if base.kind() != "comment" {
@@ -750,18 +837,17 @@ impl<'s> Collector<'s> {
                 }
             }
             let mut methods = Vec::new();
-            if let Some(body) = node.child_by_field_name("body") {
+            if let Some(body) = node.child_by_field_id(fields().body) {
                 let mut cursor = body.walk();
                 for child in body.named_children(&mut cursor) {
                     let definition = if child.kind() == "decorated_definition" {
-                        child.child_by_field_name("definition")
+                        child.child_by_field_id(fields().definition)
                     } else {
                         Some(child)
                     };
-                    if let Some(function) =
-                        definition.filter(|d| d.kind() == "function_definition")
+                    if let Some(function) = definition.filter(|d| d.kind() == "function_definition")
                     {
-                        methods.push(self.field_text(function, "name").to_string());
+                        methods.push(self.field_text(function, fields().name).to_string());
                     }
                 }
             }
@@ -776,7 +862,7 @@ impl<'s> Collector<'s> {
     }
 
     fn function_definition(&mut self, node: Node, depth: usize) {
-        let name = self.field_text(node, "name").to_string();
+        let name = self.field_text(node, fields().name).to_string();
         let class = match self.scopes.last() {
             None => Some(None),
             Some((_, ScopeEntry::Class(class))) if self.scopes.len() == 1 => {
@@ -795,6 +881,8 @@ impl<'s> Collector<'s> {
                 class,
                 name: name.clone(),
                 line: line_of(node),
+                end_line: node.end_position().row + 1,
+                broken: node.has_error(),
                 summary: shorten(&collapse_whitespace(self.text(node))),
                 statements,
                 stub,
@@ -812,7 +900,7 @@ impl<'s> Collector<'s> {
     fn body(&self, function: Node) -> (Vec<Statement>, bool) {
         let mut statements = Vec::new();
         let mut stub = true;
-        let Some(body) = function.child_by_field_name("body") else {
+        let Some(body) = function.child_by_field_id(fields().body) else {
             return (statements, stub);
         };
         let mut cursor = body.walk();
@@ -832,7 +920,7 @@ impl<'s> Collector<'s> {
 
     fn statement(&self, node: Node) -> Statement {
         Statement {
-            normalised: normalise(self.source, node),
+            normalised: normalise(self.text(node)),
             line: line_of(node),
             start: node.start_byte(),
             end: node.end_byte(),
@@ -846,8 +934,8 @@ impl<'s> Collector<'s> {
         for name in node.children_by_field_name("name", &mut cursor) {
             let (path, alias) = match name.kind() {
                 "aliased_import" => (
-                    self.field_text(name, "name"),
-                    Some(self.field_text(name, "alias")),
+                    self.field_text(name, fields().name),
+                    Some(self.field_text(name, fields().alias)),
                 ),
                 _ => (self.text(name), None),
             };
@@ -863,7 +951,7 @@ impl<'s> Collector<'s> {
                 self.record_import(path, vec![bound], false, line);
             }
         } else {
-            let module = compact(self.field_text(node, "module_name"));
+            let module = compact(self.field_text(node, fields().module_name));
             let bound = names
                 .into_iter()
                 .map(|(path, alias)| {
@@ -885,10 +973,16 @@ impl<'s> Collector<'s> {
     fn record_import(&mut self, module: String, bound: Vec<String>, wildcard: bool, line: usize) {
         let root = module.split('.').next().unwrap_or("");
         let flagged = match root {
-            "inspect" => Some(("import inspect", "imports inspect (introspection of the running harness)")),
+            "inspect" => Some((
+                "import inspect",
+                "imports inspect (introspection of the running harness)",
+            )),
             "atexit" => Some(("atexit", "imports atexit (code run at interpreter exit)")),
             "ctypes" => Some(("ctypes", "imports ctypes (raw memory and C calls)")),
-            "builtins" => Some(("builtins", "imports builtins (can replace built-in functions)")),
+            "builtins" => Some((
+                "builtins",
+                "imports builtins (can replace built-in functions)",
+            )),
             _ => None,
         };
         if let Some((key, detail)) = flagged {
@@ -911,9 +1005,21 @@ impl<'s> Collector<'s> {
     fn identifier(&mut self, node: Node, field: Option<&str>, parent: Option<Node>) {
         let text = self.text(node);
         match text {
-            "QTest" => self.finding("QTest", "uses QTest (drives or inspects widgets like the harness)".into(), line_of(node)),
-            "__builtins__" => self.finding("builtins", "uses __builtins__ (can replace built-in functions)".into(), line_of(node)),
-            "__import__" => self.finding("__import__", "uses __import__ (hidden imports)".into(), line_of(node)),
+            "QTest" => self.finding(
+                "QTest",
+                "uses QTest (drives or inspects widgets like the harness)".into(),
+                line_of(node),
+            ),
+            "__builtins__" => self.finding(
+                "builtins",
+                "uses __builtins__ (can replace built-in functions)".into(),
+                line_of(node),
+            ),
+            "__import__" => self.finding(
+                "__import__",
+                "uses __import__ (hidden imports)".into(),
+                line_of(node),
+            ),
             _ => {}
         }
         if self.import_depth.is_some() {
@@ -933,16 +1039,31 @@ impl<'s> Collector<'s> {
     }
 
     fn attribute(&mut self, node: Node) {
-        let name = self.field_text(node, "attribute");
-        let object = self.field_text(node, "object");
+        // The name after the last dot: cheaper than two field lookups on
+        // the most common node of a PyQt script.
+        let text = self.text(node);
+        let (object, name) = text.rsplit_once('.').unwrap_or(("", text));
+        let (object, name) = (object.trim(), name.trim());
         let line = line_of(node);
         let flagged = match name {
-            "_getframe" | "_current_frames" => Some(("sys._getframe", "reads interpreter stack frames (sys._getframe)")),
-            "f_back" | "f_globals" | "f_locals" => Some(("frames", "walks stack frames (f_back/f_globals/f_locals)")),
-            "get_objects" | "get_referrers" | "get_referents" => Some(("gc.get_objects", "walks the heap (gc.get_objects and kin)")),
+            "_getframe" | "_current_frames" => Some((
+                "sys._getframe",
+                "reads interpreter stack frames (sys._getframe)",
+            )),
+            "f_back" | "f_globals" | "f_locals" => {
+                Some(("frames", "walks stack frames (f_back/f_globals/f_locals)"))
+            }
+            "get_objects" | "get_referrers" | "get_referents" => {
+                Some(("gc.get_objects", "walks the heap (gc.get_objects and kin)"))
+            }
             "settrace" | "setprofile" => Some(("sys.settrace", "installs a trace or profile hook")),
-            "_exit" if object == "os" => Some(("os._exit", "calls os._exit (exits without cleanup)")),
-            "grab" | "grabWindow" => Some((".grab(", "grabs widget pixels (what the harness screenshots)")),
+            "_exit" if object == "os" => {
+                Some(("os._exit", "calls os._exit (exits without cleanup)"))
+            }
+            "grab" | "grabWindow" => Some((
+                ".grab(",
+                "grabs widget pixels (what the harness screenshots)",
+            )),
             _ => None,
         };
         if let Some((key, detail)) = flagged {
@@ -952,20 +1073,20 @@ impl<'s> Collector<'s> {
 
     /// `Q.exec_ = …`, `sys.exit = …`, `time.sleep = …`, `sys.modules[…] = …`.
     fn patching(&mut self, node: Node) {
-        let Some(left) = node.child_by_field_name("left") else {
+        let Some(left) = node.child_by_field_id(fields().left) else {
             return;
         };
         let line = line_of(node);
         match left.kind() {
             "attribute" => {
-                let object = compact(self.field_text(left, "object"));
+                let object = compact(self.field_text(left, fields().object));
                 if PATCH_TARGETS.contains(&object.as_str()) {
                     let target = compact(self.text(left));
                     self.finding("patch", format!("monkey-patches `{target}`"), line);
                 }
             }
             "subscript" => {
-                let value = compact(self.field_text(left, "value"));
+                let value = compact(self.field_text(left, fields().value));
                 if value == "sys.modules" {
                     self.finding("sys.modules", "assigns into sys.modules".into(), line);
                 }
@@ -977,18 +1098,18 @@ impl<'s> Collector<'s> {
     fn assignment(&mut self, node: Node) {
         self.patching(node);
         let (Some(left), Some(right)) = (
-            node.child_by_field_name("left"),
-            node.child_by_field_name("right"),
+            node.child_by_field_id(fields().left),
+            node.child_by_field_id(fields().right),
         ) else {
             return;
         };
         let target = compact(self.text(left));
         let line = line_of(node);
         if right.kind() == "call" {
-            let function = right.child_by_field_name("function");
+            let function = right.child_by_field_id(fields().function);
             let callee = function.map_or(String::new(), |f| compact(self.text(f)));
             let class = callee.rsplit('.').next().unwrap_or("");
-            let arguments = right.child_by_field_name("arguments");
+            let arguments = right.child_by_field_id(fields().arguments);
             if BUTTON_CLASSES.contains(&class) {
                 let text = arguments.and_then(|a| self.first_string(a));
                 let keyword_handler = arguments.and_then(|a| self.keyword_handler(a));
@@ -1004,7 +1125,7 @@ impl<'s> Collector<'s> {
                 if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
                     let receiver = function
                         .filter(|f| f.kind() == "attribute")
-                        .map(|f| compact(self.field_text(f, "object")));
+                        .map(|f| compact(self.field_text(f, fields().object)));
                     self.facts.controls.push(Control {
                         scope: self.scope(),
                         target: target.clone(),
@@ -1052,7 +1173,10 @@ impl<'s> Collector<'s> {
 
     fn delete(&mut self, node: Node) {
         let text = compact(self.text(node));
-        let Some(target) = text.strip_prefix("del").and_then(|t| t.strip_prefix("self.")) else {
+        let Some(target) = text
+            .strip_prefix("del")
+            .and_then(|t| t.strip_prefix("self."))
+        else {
             return;
         };
         let cleared = format!("del {target}");
@@ -1062,15 +1186,15 @@ impl<'s> Collector<'s> {
     }
 
     fn call(&mut self, node: Node) {
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = node.child_by_field_id(fields().function) else {
             return;
         };
-        let arguments = node.child_by_field_name("arguments");
+        let arguments = node.child_by_field_id(fields().arguments);
         let line = line_of(node);
         match function.kind() {
             "attribute" => {
-                let receiver = compact(self.field_text(function, "object"));
-                let method = self.field_text(function, "attribute");
+                let receiver = compact(self.field_text(function, fields().object));
+                let method = self.field_text(function, fields().attribute);
                 self.method_call(node, function, &receiver, method, arguments);
                 if receiver == "sys.modules" {
                     self.finding("sys.modules", "changes sys.modules".into(), line);
@@ -1087,7 +1211,11 @@ impl<'s> Collector<'s> {
                         .map(|t| compact(self.text(t)))
                         .unwrap_or_default();
                     if PATCH_TARGETS.contains(&target.as_str()) {
-                        self.finding("patch", format!("monkey-patches `{target}` with setattr"), line);
+                        self.finding(
+                            "patch",
+                            format!("monkey-patches `{target}` with setattr"),
+                            line,
+                        );
                     }
                 }
             }
@@ -1122,15 +1250,15 @@ impl<'s> Collector<'s> {
                 }
             }
             "connect" => {
-                let signal_owner = function.child_by_field_name("object");
+                let signal_owner = function.child_by_field_id(fields().object);
                 if let Some(signal) = signal_owner.filter(|s| s.kind() == "attribute") {
-                    let signal_name = self.field_text(signal, "attribute");
+                    let signal_name = self.field_text(signal, fields().attribute);
                     if SIGNALS.contains(&signal_name) {
                         let handler = arguments
                             .and_then(|a| self.positional(a, 0))
                             .map_or(HandlerRef::Other, |h| self.handler_ref(h));
                         self.facts.connections.push(Connection {
-                            sender: compact(self.field_text(signal, "object")),
+                            sender: compact(self.field_text(signal, fields().object)),
                             handler,
                             line,
                             text: shorten(&collapse_whitespace(self.text(call))),
@@ -1160,14 +1288,15 @@ impl<'s> Collector<'s> {
 
     /// `self.w.clear()`, `self.w.setPlainText("")`: `w.clear()`.
     fn clear_by_call(&self, call: Node) -> Option<String> {
-        let function = call.child_by_field_name("function")?;
+        let function = call.child_by_field_id(fields().function)?;
         if function.kind() != "attribute" {
             return None;
         }
-        let method = self.field_text(function, "attribute");
-        let arguments = compact(self.field_text(call, "arguments"));
+        let method = self.field_text(function, fields().attribute);
+        let arguments = compact(self.field_text(call, fields().arguments));
         let clears = (method == "clear" && arguments == "()")
-            || (TEXT_CLEARERS.contains(&method) && matches!(arguments.as_str(), r#"("")"# | "('')"));
+            || (TEXT_CLEARERS.contains(&method)
+                && matches!(arguments.as_str(), r#"("")"# | "('')"));
         if !clears {
             return None;
         }
@@ -1192,7 +1321,9 @@ impl<'s> Collector<'s> {
             match argument.kind() {
                 "string" => return Some(string_value(self.text(argument))),
                 "call" => {
-                    let inner = argument.child_by_field_name("arguments")?;
+                    let Some(inner) = argument.child_by_field_id(fields().arguments) else {
+                        continue;
+                    };
                     let mut inner_cursor = inner.walk();
                     let found = inner
                         .named_children(&mut inner_cursor)
@@ -1214,8 +1345,8 @@ impl<'s> Collector<'s> {
         let found = arguments
             .named_children(&mut cursor)
             .filter(|a| a.kind() == "keyword_argument")
-            .find(|a| SIGNALS.contains(&self.field_text(*a, "name")))
-            .and_then(|a| a.child_by_field_name("value"))
+            .find(|a| SIGNALS.contains(&self.field_text(*a, fields().name)))
+            .and_then(|a| a.child_by_field_id(fields().value))
             .map(|value| self.handler_ref(value));
         found
     }
@@ -1223,17 +1354,17 @@ impl<'s> Collector<'s> {
     fn handler_ref(&self, node: Node) -> HandlerRef {
         match node.kind() {
             "identifier" => HandlerRef::Passed(self.text(node).to_string()),
-            "attribute" if compact(self.field_text(node, "object")) == "self" => {
-                HandlerRef::Passed(self.field_text(node, "attribute").to_string())
+            "attribute" if compact(self.field_text(node, fields().object)) == "self" => {
+                HandlerRef::Passed(self.field_text(node, fields().attribute).to_string())
             }
             "call" => {
-                let Some(function) = node.child_by_field_name("function") else {
+                let Some(function) = node.child_by_field_id(fields().function) else {
                     return HandlerRef::Other;
                 };
                 let callee = compact(self.text(function));
                 if callee.ends_with("partial") {
                     return node
-                        .child_by_field_name("arguments")
+                        .child_by_field_id(fields().arguments)
                         .and_then(|a| self.positional(a, 0))
                         .map_or(HandlerRef::Other, |h| match self.handler_ref(h) {
                             HandlerRef::Passed(name) => HandlerRef::Passed(name),
@@ -1247,7 +1378,7 @@ impl<'s> Collector<'s> {
                 }
             }
             "lambda" => {
-                let Some(body) = node.child_by_field_name("body") else {
+                let Some(body) = node.child_by_field_id(fields().body) else {
                     return HandlerRef::Other;
                 };
                 let mut calls = Vec::new();
@@ -1263,13 +1394,16 @@ impl<'s> Collector<'s> {
                     _ => {}
                 }
                 let handler = calls.iter().find_map(|call| {
-                    let callee = compact(self.field_text(*call, "function"));
+                    let callee = compact(self.field_text(*call, fields().function));
                     callee
                         .strip_prefix("self.")
                         .filter(|name| !name.contains('.'))
                         .map(str::to_string)
                 });
-                let clears = calls.iter().filter_map(|c| self.clear_by_call(*c)).collect();
+                let clears = calls
+                    .iter()
+                    .filter_map(|c| self.clear_by_call(*c))
+                    .collect();
                 HandlerRef::Lambda { handler, clears }
             }
             _ => HandlerRef::Other,
@@ -1288,7 +1422,7 @@ impl<'s> Collector<'s> {
         let mut cursor = block.walk();
         let statements = block
             .named_children(&mut cursor)
-            .filter(|c| c.kind() != "comment")
+            .filter(|c| c.kind() != "comment" && !is_docstring(*c))
             .count();
         let body_of_definition = block
             .parent()
@@ -1339,84 +1473,116 @@ fn shorten(text: &str) -> String {
 fn string_value(literal: &str) -> String {
     let body = literal.trim_start_matches(|c: char| c.is_ascii_alphabetic());
     for quote in [r#"""""#, "'''", "\"", "'"] {
-        if let Some(inner) = body
-            .strip_prefix(quote)
-            .and_then(|b| b.strip_suffix(quote))
-        {
+        if let Some(inner) = body.strip_prefix(quote).and_then(|b| b.strip_suffix(quote)) {
             return inner.to_string();
         }
     }
     body.to_string()
 }
 
-/// A literal with its quotes made uniform: `'a'` and `"a"` compare equal.
-fn normalise_string(literal: &str) -> String {
-    let prefix_len = literal.find(['"', '\'']).unwrap_or(0);
-    let (prefix, quoted) = literal.split_at(prefix_len);
-    let quote_len = if quoted.starts_with(r#"""""#) || quoted.starts_with("'''") {
-        3
-    } else {
-        1
-    };
-    match quoted.get(quote_len..quoted.len().saturating_sub(quote_len)) {
-        Some(inner) if quoted.len() >= 2 * quote_len => {
-            format!("{}\"{inner}\"", prefix.to_ascii_lowercase())
-        }
-        _ => literal.to_string(),
-    }
+fn is_word_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
 }
 
-/// The tokens of a statement joined by single spaces, comments left out,
-/// strings with uniform quotes and trailing commas dropped.
-fn normalise(source: &str, node: Node) -> String {
-    let mut out = String::new();
-    let mut cursor = node.walk();
-    let mut depth = 0usize;
-    loop {
-        let current = cursor.node();
-        let kind = current.kind();
-        let skip = matches!(kind, "comment" | "line_continuation");
-        let atomic = kind == "string" || current.child_count() == 0;
-        if !skip && atomic {
-            let text = source.get(current.byte_range()).unwrap_or("");
-            if matches!(text, ")" | "]" | "}") && out.ends_with(" ,") {
-                out.truncate(out.len() - 2);
+/// A statement's text with comments, formatting and quote style taken out,
+/// in one pass over its bytes: whitespace survives only between two word
+/// characters, strings get double quotes, and a comma before a closing
+/// bracket goes.
+fn normalise(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut spaced = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b'\\' => {
+                // A backslash outside strings only continues a line.
+                spaced = true;
+                i += 1;
             }
-            if !out.is_empty() {
-                out.push(' ');
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                spaced = true;
             }
-            if kind == "string" {
-                out.push_str(&normalise_string(text));
-            } else {
-                out.push_str(text);
+            b',' if closes_next(bytes, i + 1) => i += 1,
+            b'"' | b'\'' => {
+                let quote_len = if bytes[i..].starts_with(&[byte, byte, byte]) {
+                    3
+                } else {
+                    1
+                };
+                let start = i + quote_len;
+                let mut end = start;
+                while end < bytes.len() {
+                    if bytes[end] == b'\\' {
+                        end += 2;
+                        continue;
+                    }
+                    let closed = if quote_len == 3 {
+                        bytes[end..].starts_with(&[byte, byte, byte])
+                    } else {
+                        bytes[end] == byte || bytes[end] == b'\n'
+                    };
+                    if closed {
+                        break;
+                    }
+                    end += 1;
+                }
+                let end = end.min(bytes.len());
+                out.extend(std::iter::repeat_n(b'"', quote_len));
+                out.extend_from_slice(&bytes[start.min(end)..end]);
+                out.extend(std::iter::repeat_n(b'"', quote_len));
+                spaced = false;
+                i = end + quote_len;
             }
-        }
-        if !skip && !atomic && cursor.goto_first_child() {
-            depth += 1;
-            continue;
-        }
-        loop {
-            if depth == 0 {
-                return out;
+            _ => {
+                if spaced && is_word_byte(byte) && out.last().is_some_and(|b| is_word_byte(*b)) {
+                    out.push(b' ');
+                }
+                spaced = false;
+                out.push(byte);
+                i += 1;
             }
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            cursor.goto_parent();
-            depth -= 1;
         }
     }
+    // Only ASCII bytes were dropped or replaced, so this is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The next character after `from`, past blanks and comments, closes a
+/// bracket.
+fn closes_next(bytes: &[u8], from: usize) -> bool {
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\\' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b')' | b']' | b'}' => return true,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Unclosed and unmatched brackets, named as Python names them: the tree
 /// often puts the error far below the line that caused it.
-fn bracket_errors(source: &str) -> Vec<SyntaxError> {
-    let mut open: Vec<(u8, usize, usize)> = Vec::new();
+/// Each error comes with its byte offset.
+fn bracket_errors(source: &str) -> Vec<(SyntaxError, usize)> {
+    let mut open: Vec<(u8, usize, usize, usize)> = Vec::new();
     let mut errors = Vec::new();
     let bytes = source.as_bytes();
     let (mut i, mut line, mut line_start) = (0usize, 1usize, 0usize);
     let column = |at: usize, line_start: usize| {
-        source.get(line_start..at).map_or(1, |s| s.chars().count() + 1)
+        source
+            .get(line_start..at)
+            .map_or(1, |s| s.chars().count() + 1)
     };
     while i < bytes.len() {
         match bytes[i] {
@@ -1454,28 +1620,28 @@ fn bracket_errors(source: &str) -> Vec<SyntaxError> {
                     continue;
                 }
             }
-            b'(' | b'[' | b'{' => open.push((bytes[i], line, column(i, line_start))),
+            b'(' | b'[' | b'{' => open.push((bytes[i], line, column(i, line_start), i)),
             close @ (b')' | b']' | b'}') => {
                 let expected = match close {
                     b')' => b'(',
                     b']' => b'[',
                     _ => b'{',
                 };
-                match open.pop() {
-                    Some((opener, _, _)) if opener == expected => {}
-                    Some((opener, _, _)) => errors.push(SyntaxError {
+                let message = match open.pop() {
+                    Some((opener, ..)) if opener == expected => None,
+                    Some((opener, ..)) => Some(format!(
+                        "closing `{}` does not match `{}`",
+                        close as char, opener as char
+                    )),
+                    None => Some(format!("unmatched `{}`", close as char)),
+                };
+                if let Some(message) = message {
+                    let error = SyntaxError {
                         line,
                         column: column(i, line_start),
-                        message: format!(
-                            "closing `{}` does not match `{}`",
-                            close as char, opener as char
-                        ),
-                    }),
-                    None => errors.push(SyntaxError {
-                        line,
-                        column: column(i, line_start),
-                        message: format!("unmatched `{}`", close as char),
-                    }),
+                        message,
+                    };
+                    errors.push((error, i));
                 }
             }
             _ => {}
@@ -1485,15 +1651,13 @@ fn bracket_errors(source: &str) -> Vec<SyntaxError> {
         }
         i += 1;
     }
-    if let Some((opener, line, column)) = open.first() {
-        errors.insert(
-            0,
-            SyntaxError {
-                line: *line,
-                column: *column,
-                message: format!("`{}` was never closed", *opener as char),
-            },
-        );
+    if let Some((opener, line, column, at)) = open.first() {
+        let error = SyntaxError {
+            line: *line,
+            column: *column,
+            message: format!("`{}` was never closed", *opener as char),
+        };
+        errors.insert(0, (error, *at));
     }
     errors
 }
@@ -1555,7 +1719,8 @@ fn is_placeholder_comment(comment: &str) -> bool {
     let core = core.trim_end_matches('.').trim();
     let has_ellipsis = |s: &str| s.starts_with("...") || s.starts_with('…');
     let reversed: String = text.chars().rev().collect();
-    let elision = has_ellipsis(text.trim_start_matches('(')) || has_ellipsis(reversed.trim_start_matches(')'));
+    let elision = has_ellipsis(text.trim_start_matches('('))
+        || has_ellipsis(reversed.trim_start_matches(')'));
     (elision && elided.is_match(text)) || phrase.is_match(core)
 }
 
@@ -1576,6 +1741,16 @@ impl Grading<'_> {
             detail,
             line,
         }
+    }
+
+    /// A candidate function standing for code it left out: a stub or a
+    /// placeholder comment inside. Its differences are elisions, already
+    /// reported as placeholders, not changes.
+    fn elides(&self, function: &FunctionFacts) -> bool {
+        function.stub
+            || self.candidate.comments.iter().any(|(text, line)| {
+                (function.line..=function.end_line).contains(line) && is_placeholder_comment(text)
+            })
     }
 
     fn completeness(&self, report: &mut StaticReport, changes: &mut Vec<Change>) {
@@ -1630,7 +1805,10 @@ impl Grading<'_> {
             })
         };
         let anchored = !original.classes.is_empty() || original.main_entry.is_some();
-        let has_anchor = original.classes.iter().any(|c| candidate.has_class(&c.name))
+        let has_anchor = original
+            .classes
+            .iter()
+            .any(|c| candidate.has_class(&c.name))
             || (original.main_entry.is_some() && candidate.has_main_entry());
         let has_function = original
             .functions
@@ -1809,10 +1987,7 @@ impl Grading<'_> {
             };
             found.push((reset, connections));
         }
-        let chosen = found
-            .iter()
-            .position(|(r, _)| r.connected)
-            .unwrap_or(0);
+        let chosen = found.iter().position(|(r, _)| r.connected).unwrap_or(0);
         if found.is_empty() {
             return None;
         }
@@ -1830,6 +2005,24 @@ impl Grading<'_> {
             }
         }
         Some(reset)
+    }
+
+    /// A control connected to nothing still has a handler in mind: the new
+    /// method that empties the conversation.
+    fn unconnected_handler(&self) -> Option<String> {
+        let empties_history = |cleared: &String| {
+            self.index.history_attributes.iter().any(|attribute| {
+                cleared
+                    .strip_prefix(attribute.as_str())
+                    .is_some_and(|rest| rest.starts_with([' ', '.', '[']))
+            })
+        };
+        self.candidate
+            .functions
+            .iter()
+            .filter(|f| self.original.function(&f.qualname).is_none())
+            .find(|f| f.clears.iter().any(empties_history))
+            .map(|f| f.name.clone())
     }
 
     /// What a handler empties, following the methods it calls on `self`.
@@ -1911,37 +2104,16 @@ impl Grading<'_> {
 
     /// Original widgets added to another layout, or reordered within one.
     fn moved_widgets(&self, changes: &mut Vec<Change>) {
-        struct Placed<'p> {
-            layout_key: String,
-            placement: &'p Placement,
-        }
-        let first_placements = |facts: &'_ Facts| {
-            let mut by_item: HashMap<String, Placed<'_>> = HashMap::new();
-            let mut by_layout: HashMap<String, Vec<String>> = HashMap::new();
-            let mut layout_order: Vec<String> = Vec::new();
-            for placement in &facts.placements {
-                let item = placement.scope.key(&placement.item);
-                if by_item.contains_key(&item) {
-                    continue;
-                }
-                let layout_key = placement.scope.key(&placement.layout);
-                let items = by_layout.entry(layout_key.clone()).or_default();
-                if items.is_empty() {
-                    layout_order.push(layout_key.clone());
-                }
-                items.push(item.clone());
-                by_item.insert(
-                    item,
-                    Placed {
-                        layout_key,
-                        placement,
-                    },
-                );
-            }
-            (by_item, by_layout, layout_order)
-        };
-        let (original_items, original_layouts, layout_order) = first_placements(self.original);
-        let (candidate_items, candidate_layouts, _) = first_placements(self.candidate);
+        let PlacementMap {
+            by_item: original_items,
+            by_layout: original_layouts,
+            layout_order,
+        } = first_placements(self.original);
+        let PlacementMap {
+            by_item: candidate_items,
+            by_layout: candidate_layouts,
+            ..
+        } = first_placements(self.candidate);
         for placement in &self.original.placements {
             let item = placement.scope.key(&placement.item);
             let Some(original) = original_items.get(&item) else {
@@ -1953,7 +2125,8 @@ impl Grading<'_> {
             match candidate_items.get(&item) {
                 None => {
                     let method = placement.scope.qualname();
-                    if let Some(function) = self.candidate.function(&method) {
+                    let function = self.candidate.function(&method);
+                    if let Some(function) = function.filter(|f| !self.elides(f)) {
                         changes.push(Self::change(
                             "widget_moved",
                             format!(
@@ -2030,6 +2203,9 @@ impl Grading<'_> {
             let Some(candidate) = self.candidate.function(&original.qualname) else {
                 continue;
             };
+            if candidate.broken || self.elides(candidate) {
+                continue;
+            }
             let same = original.statements.len() == candidate.statements.len()
                 && original
                     .statements
@@ -2167,6 +2343,47 @@ impl Grading<'_> {
     }
 }
 
+/// Where an item was first added.
+struct Placed<'p> {
+    layout_key: String,
+    placement: &'p Placement,
+}
+
+/// The first placement of every item, and every layout's items in order.
+struct PlacementMap<'p> {
+    by_item: HashMap<String, Placed<'p>>,
+    by_layout: HashMap<String, Vec<String>>,
+    layout_order: Vec<String>,
+}
+
+fn first_placements(facts: &Facts) -> PlacementMap<'_> {
+    let mut map = PlacementMap {
+        by_item: HashMap::new(),
+        by_layout: HashMap::new(),
+        layout_order: Vec::new(),
+    };
+    for placement in &facts.placements {
+        let item = placement.scope.key(&placement.item);
+        if map.by_item.contains_key(&item) {
+            continue;
+        }
+        let layout_key = placement.scope.key(&placement.layout);
+        let items = map.by_layout.entry(layout_key.clone()).or_default();
+        if items.is_empty() {
+            map.layout_order.push(layout_key.clone());
+        }
+        items.push(item.clone());
+        map.by_item.insert(
+            item,
+            Placed {
+                layout_key,
+                placement,
+            },
+        );
+    }
+    map
+}
+
 /// `thread`, `worker`, `dialog`, `widget` or `other`, and why, for details.
 fn class_kind(class: &ClassFacts) -> (&'static str, &'static str) {
     let bases: Vec<&str> = class
@@ -2197,7 +2414,10 @@ fn class_kind(class: &ClassFacts) -> (&'static str, &'static str) {
 /// Original statements with no match in the candidate, and candidate
 /// statements with no match in the original (a longest common subsequence;
 /// a greedy match when the table would be too big).
-fn align<'a>(original: &'a [Statement], candidate: &'a [Statement]) -> (Vec<&'a Statement>, Vec<&'a Statement>) {
+fn align<'a>(
+    original: &'a [Statement],
+    candidate: &'a [Statement],
+) -> (Vec<&'a Statement>, Vec<&'a Statement>) {
     let (n, m) = (original.len(), candidate.len());
     let mut removed = Vec::new();
     let mut added = Vec::new();
@@ -2378,7 +2598,10 @@ if __name__ == "__main__":
         assert_eq!(reset.handler.as_deref(), Some("reset_conversation"));
         assert!(reset.connected);
         assert_eq!(reset.added_to_layout.as_deref(), Some("self.left_layout"));
-        assert_eq!(reset.clears, ["chat_history = []", "chat_history_display.clear()"]);
+        assert_eq!(
+            reset.clears,
+            ["chat_history = []", "chat_history_display.clear()"]
+        );
         assert_eq!(reset.line, 23);
     }
 
@@ -2390,11 +2613,11 @@ if __name__ == "__main__":
             HANDLER,
             (
                 "        prompt = self.prompt_entry.toPlainText()\n",
-                "        # read the prompt\n        prompt = (\n            self.prompt_entry.toPlainText()\n        )\n",
+                "        # read the prompt\n        prompt = self.prompt_entry.toPlainText(  )  # as typed\n",
             ),
             (
-                r#"{"role": "user", "content": prompt}"#,
-                "{'role': 'user', 'content': prompt,}",
+                r#"self.chat_history.append({"role": "user", "content": prompt})"#,
+                "self.chat_history.append(\n            {'role': 'user', 'content': prompt,}\n        )",
             ),
         ]);
         let report = grade(&script, &task());
@@ -2448,7 +2671,10 @@ if __name__ == "__main__":
         let report = grade(&stubbed, &task());
         assert_eq!(report.placeholders.len(), 1, "{report:#?}");
         assert_eq!(report.placeholders[0].line, 27);
-        let dotted = edit(&[("        self.init_ui()\n", "        ...\n        self.init_ui()\n")]);
+        let dotted = edit(&[(
+            "        self.init_ui()\n",
+            "        ...\n        self.init_ui()\n",
+        )]);
         assert_eq!(grade(&dotted, &task()).placeholders[0].text, "...");
     }
 
@@ -2482,10 +2708,19 @@ if __name__ == "__main__":
         let script = edit(&[("import json\n", "")]);
         let report = grade(&script, &task());
         assert_eq!(report.missing.len(), 1);
-        assert_eq!((report.missing[0].kind.as_str(), report.missing[0].name.as_str()), ("import", "json"));
+        assert_eq!(
+            (
+                report.missing[0].kind.as_str(),
+                report.missing[0].name.as_str()
+            ),
+            ("import", "json")
+        );
         let unused = edit(&[
             ("import json\n", ""),
-            ("reply = json.dumps(self.chat_history)", "reply = str(self.chat_history)"),
+            (
+                "reply = json.dumps(self.chat_history)",
+                "reply = str(self.chat_history)",
+            ),
         ]);
         assert!(grade(&unused, &task()).missing.is_empty());
     }
@@ -2511,9 +2746,15 @@ if __name__ == "__main__":
             .iter()
             .find(|c| c.kind == "widget_moved")
             .unwrap();
-        assert_eq!(moved.detail, "`self.submit_button` moved from `self.left_layout` to `button_layout`");
+        assert_eq!(
+            moved.detail,
+            "`self.submit_button` moved from `self.left_layout` to `button_layout`"
+        );
         assert_eq!(moved.line, 27);
-        assert_eq!(report.reset_control.unwrap().added_to_layout.as_deref(), Some("button_layout"));
+        assert_eq!(
+            report.reset_control.unwrap().added_to_layout.as_deref(),
+            Some("button_layout")
+        );
     }
 
     #[test]
@@ -2533,7 +2774,9 @@ if __name__ == "__main__":
             .filter(|c| c.kind == "widget_moved")
             .collect();
         assert_eq!(moved.len(), 1, "{report:#?}");
-        assert!(moved[0].detail.starts_with("order of the original widgets in `self.left_layout` changed"));
+        assert!(moved[0]
+            .detail
+            .starts_with("order of the original widgets in `self.left_layout` changed"));
     }
 
     #[test]
@@ -2570,8 +2813,12 @@ if __name__ == "__main__":
         let report = grade(&script, &task());
         assert_eq!(kinds(&report), ["method_changed"]);
         let change = &report.unrequested_changes[0];
-        assert!(change.detail.starts_with("method `ChatApp.submit`"), "{}", change.detail);
-        assert_eq!(change.line, 34);
+        assert!(
+            change.detail.starts_with("method `ChatApp.submit`"),
+            "{}",
+            change.detail
+        );
+        assert_eq!(change.line, 33);
     }
 
     #[test]
@@ -2593,11 +2840,11 @@ if __name__ == "__main__":
 
     #[test]
     fn connecting_the_result_of_a_call() {
-        let script = edit(&[
-            (BUTTON.0, &BUTTON.1.replace("connect(self.reset_conversation)", "connect(self.reset_conversation())")),
-            PLACED,
-            HANDLER,
-        ]);
+        let button = BUTTON.1.replace(
+            "connect(self.reset_conversation)",
+            "connect(self.reset_conversation())",
+        );
+        let script = edit(&[(BUTTON.0, button.as_str()), PLACED, HANDLER]);
         let report = grade(&script, &task());
         let reset = report.reset_control.clone().expect("a reset control");
         assert!(!reset.connected);
@@ -2643,7 +2890,7 @@ if __name__ == "__main__":
         );
         let report = grade(&script, &task());
         let first = &report.syntax_errors[0];
-        assert_eq!((first.line, first.column), (24, 41), "{report:#?}");
+        assert_eq!((first.line, first.column), (24, 42), "{report:#?}");
         assert_eq!(first.message, "`(` was never closed");
         // The broken tree must not make the script look like a snippet.
         assert!(report.missing.is_empty(), "{report:#?}");
@@ -2662,7 +2909,11 @@ if __name__ == "__main__":
             .iter()
             .map(|c| (c.kind.as_str(), c.line))
             .collect();
-        assert_eq!(details, [("tampering", 40), ("tampering", 41)], "{report:#?}");
+        assert_eq!(
+            details,
+            [("tampering", 40), ("tampering", 41)],
+            "{report:#?}"
+        );
         assert!(report.suspicious[0].detail.contains("sys._getframe"));
         assert!(report.suspicious[1].detail.contains("QApplication.exec_"));
     }
@@ -2676,7 +2927,11 @@ if __name__ == "__main__":
                 "        if QMessageBox.question(self, \"Reset\", \"Sure?\") != QMessageBox.Yes:\n            return\n        self._forget()\n\n    def _forget(self):\n        self.chat_history = []\n        self.chat_history_display.clear()\n",
             );
         let report = grade(&script, &task());
-        assert_eq!(kinds(&report), ["new_method", "new_dialog", "new_import"], "{report:#?}");
+        assert_eq!(
+            kinds(&report),
+            ["new_method", "new_dialog", "new_import"],
+            "{report:#?}"
+        );
         // The clearing done by a helper still counts for the handler.
         assert_eq!(report.reset_control.unwrap().clears.len(), 2);
     }

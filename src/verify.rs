@@ -240,6 +240,21 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
     v.artifacts = behaviour.artifacts.clone();
 
     let mut changes = static_changes;
+    // A dialog the harness had to answer is one the original never shows
+    // (an "are you sure?" nobody asked for).
+    for dialog in &behaviour.dialogs {
+        changes.push(UnrequestedChange {
+            source: "runtime".into(),
+            kind: "new_dialog".into(),
+            detail: format!(
+                "{} shown during {}: {}",
+                dialog["kind"].as_str().unwrap_or("dialog"),
+                dialog["step"].as_str().unwrap_or("?"),
+                dialog["text"].as_str().unwrap_or("")
+            ),
+            line: None,
+        });
+    }
     if behaviour.passed {
         match prepared.original_tree(sandbox).await {
             Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {

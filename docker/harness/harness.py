@@ -134,7 +134,18 @@ class _SingleApplication(type(QApplication)):
         return isinstance(obj, QApplication)
 
 
+_DIALOG_TIMER = None
+
+
 def install_patches():
+    global _DIALOG_TIMER
+    # A modal exec_() runs a nested event loop inside the slot that opened
+    # it, so the harness's own code never gets control back: a Qt timer,
+    # which fires inside any event loop, answers the dialog instead.
+    _DIALOG_TIMER = QtCore.QTimer()
+    _DIALOG_TIMER.setInterval(50)
+    _DIALOG_TIMER.timeout.connect(answer_modal_dialogs)
+    _DIALOG_TIMER.start()
     QApplication.exec_ = _exec_instead
     QApplication.exec = _exec_instead
     QtCore.QCoreApplication.exec_ = _exec_instead

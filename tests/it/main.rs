@@ -6,4 +6,5 @@
 mod support;
 
 mod fixtures_graded;
+mod hostile;
 mod vertical_slice;
