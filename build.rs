@@ -30,6 +30,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         if name == "__pycache__" || name.ends_with(".pyc") {
             continue;
         }
+        // The service's image (docker/service/) is built from the sandbox
+        // image, not part of it: it must not change the sandbox's hash.
+        if dir == root && name == "service" {
+            continue;
+        }
         if path.is_dir() {
             println!("cargo:rerun-if-changed={}", path.display());
             collect(root, &path, files);

@@ -49,6 +49,8 @@ pub enum Command {
     },
     /// Remove sandbox containers left behind by a qtjudge that is gone.
     Reap,
+    /// Run the verifier as an HTTP service (see README "Service").
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +132,42 @@ pub struct GradeArgs {
     pub warm: Option<usize>,
 }
 
+/// `qtjudge serve`'s raw arguments; `serve_command` validates them into
+/// an `api::ServeConfig`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs --token.
+    #[arg(long, env = "QTJUDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Folder of the job store (qtjudge.db) and caches.
+    #[arg(long, env = "QTJUDGE_DATA_DIR", default_value = "qtjudge-data")]
+    pub data_dir: PathBuf,
+    /// Verifications run at once (each in its own container).
+    #[arg(long, env = "QTJUDGE_WORKERS", default_value_t = default_jobs())]
+    pub workers: usize,
+    /// Bearer token required on every /v1 route.
+    #[arg(long, env = "QTJUDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Jobs that may wait in the queue; more are refused with 429.
+    #[arg(long, env = "QTJUDGE_MAX_QUEUE", default_value_t = 1000)]
+    pub max_queue: usize,
+    /// Largest answer accepted, in KiB (a batch body may be 32 times this).
+    #[arg(long, env = "QTJUDGE_MAX_BODY_KB", default_value_t = 1024)]
+    pub max_body_kb: usize,
+    /// Most answers in one batch.
+    #[arg(long, env = "QTJUDGE_MAX_BATCH", default_value_t = 500)]
+    pub max_batch: usize,
+    /// Finished jobs older than this are deleted (0 keeps them forever).
+    #[arg(long, env = "QTJUDGE_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// Seconds running verifications get to finish at shutdown.
+    #[arg(long, env = "QTJUDGE_GRACE_SECONDS", default_value_t = 60)]
+    pub grace_seconds: u64,
+    /// Where the tasks live.
+    #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+    pub tasks_dir: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     pub run_dir: PathBuf,
@@ -158,7 +196,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
             println!("removed {removed} orphan container(s)");
             Ok(exit_codes::OK)
         }
+        Command::Serve(args) => serve_command(args).await,
     }
+}
+
+async fn serve_command(args: ServeArgs) -> Result<i32> {
+    let config = crate::api::ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        workers: args.workers,
+        token: args.token.filter(|t| !t.is_empty()),
+        max_queue: args.max_queue,
+        max_body: args.max_body_kb.saturating_mul(1024),
+        max_batch: args.max_batch,
+        retention: (args.retention_hours > 0).then(|| std::time::Duration::from_secs(args.retention_hours * 3600)),
+        grace: std::time::Duration::from_secs(args.grace_seconds),
+        tasks_dir: args.tasks_dir.unwrap_or_else(task::default_tasks_dir),
+    };
+    crate::api::serve(config).await?;
+    Ok(exit_codes::OK)
 }
 
 fn progress_line(line: &str) {

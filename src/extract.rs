@@ -45,6 +45,11 @@ pub enum ExtractError {
 /// Finds the script in a model's answer. `original`, when given, is the
 /// script the model was asked to refactor: the block holding most of its
 /// definitions wins.
+///
+/// # Errors
+///
+/// [`ExtractError::NoCode`] when the answer, its reasoning removed, holds
+/// neither a Python or diff block nor code outside fences.
 pub fn extract(raw: &str, original: Option<&str>) -> Result<Extracted, ExtractError> {
     let text = normalise_newlines(raw);
     let mut notes = Vec::new();
@@ -232,7 +237,7 @@ fn push_rest(visible: &mut String, rest: &str) {
 // ---------------------------------------------------------------------------
 // Fenced blocks
 
-/// An opening fence: ``` or ~~~ (three or more) and an info string.
+/// An opening fence: three or more backticks or tildes, and an info string.
 struct Fence {
     marker: u8,
     len: usize,

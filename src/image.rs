@@ -9,7 +9,7 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuil
 use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 include!(concat!(env!("OUT_DIR"), "/docker_context.rs"));
 
@@ -190,17 +190,22 @@ async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| ImageError::Bootstrap(format!("cannot run debootstrap: {e}")))?;
-    let mut stdout = child.stdout.take().expect("piped");
+    // debootstrap's "I: Retrieving …" lines are the progress of a 2-minute step.
+    let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let mut err_text = String::new();
-    let (out_text, _) = tokio::join!(
-        async {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text).await;
-            text
-        },
-        stderr.read_to_string(&mut err_text)
-    );
+    let mut out_text = String::new();
+    let read_stdout = async {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("I: Retrieving") || line.starts_with("I: Installing") || line.starts_with("I: Configuring") {
+                progress(&format!("debootstrap: {}", line.trim_start_matches("I: ")));
+            }
+            out_text.push_str(&line);
+            out_text.push('\n');
+        }
+    };
+    let _ = tokio::join!(read_stdout, stderr.read_to_string(&mut err_text));
     let status = child
         .wait()
         .await

@@ -2,10 +2,12 @@
 //! in a locked-down sandbox and grading them into the experiment's tiers.
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod api;
 pub mod cli;
 pub mod extract;
 pub mod harness;
 pub mod image;
+pub mod jobs;
 pub mod layout_diff;
 pub mod report;
 pub mod sandbox;

@@ -7,6 +7,7 @@
 //! their syntax trees; the original's are computed once per task
 //! ([`OriginalIndex`]) and every grade compares the candidate's to them.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -310,8 +311,8 @@ struct FunctionFacts {
     end_line: usize,
     /// A syntax error inside: its statements cannot be compared.
     broken: bool,
-    /// The function's text on one line, for placeholders.
-    summary: String,
+    /// The function's text on one line, for the placeholder a stub is.
+    summary: Option<String>,
     statements: Vec<Statement>,
     /// The body is only `pass`/`...` (and maybe a docstring).
     stub: bool,
@@ -555,6 +556,50 @@ fn fields() -> &'static Fields {
     })
 }
 
+/// Node kind ids of the Python grammar the walk dispatches on.
+struct Kinds {
+    identifier: u16,
+    comment: u16,
+    string: u16,
+    attribute: u16,
+    call: u16,
+    expression_statement: u16,
+    assignment: u16,
+    augmented_assignment: u16,
+    function_definition: u16,
+    class_definition: u16,
+    import_statement: u16,
+    import_from_statement: u16,
+    delete_statement: u16,
+    keyword_argument: u16,
+    parameters: u16,
+}
+
+fn kinds() -> &'static Kinds {
+    static KINDS: OnceLock<Kinds> = OnceLock::new();
+    KINDS.get_or_init(|| {
+        let language: tree_sitter::Language = tree_sitter_python::LANGUAGE.into();
+        let id = |name: &str| language.id_for_node_kind(name, true);
+        Kinds {
+            identifier: id("identifier"),
+            comment: id("comment"),
+            string: id("string"),
+            attribute: id("attribute"),
+            call: id("call"),
+            expression_statement: id("expression_statement"),
+            assignment: id("assignment"),
+            augmented_assignment: id("augmented_assignment"),
+            function_definition: id("function_definition"),
+            class_definition: id("class_definition"),
+            import_statement: id("import_statement"),
+            import_from_statement: id("import_from_statement"),
+            delete_statement: id("delete_statement"),
+            keyword_argument: id("keyword_argument"),
+            parameters: id("parameters"),
+        }
+    })
+}
+
 /// One walk over a tree, filling [`Facts`].
 struct Collector<'s> {
     source: &'s str,
@@ -690,12 +735,12 @@ impl<'s> Collector<'s> {
     /// Pre-order walk with an explicit cursor: deep trees cannot overflow
     /// the stack.
     fn walk(&mut self, root: Node) {
+        let kinds = kinds();
         let mut cursor = root.walk();
         let mut parents: Vec<Node> = Vec::new();
         let mut depth = 0usize;
         loop {
             let node = cursor.node();
-            let field = cursor.field_name();
             parents.truncate(depth);
             while self.scopes.last().is_some_and(|(d, _)| *d >= depth) {
                 self.scopes.pop();
@@ -707,7 +752,13 @@ impl<'s> Collector<'s> {
                 self.error_depth = None;
             }
             let parent = parents.last().copied();
-            let descend = self.visit(node, field, parent, depth);
+            let descend = if node.kind_id() == kinds.identifier {
+                let field = cursor.field_id().map_or(0, |id| id.get());
+                self.identifier(node, field, parent);
+                false
+            } else {
+                self.visit(node, parent, depth)
+            };
             parents.push(node);
             if descend && cursor.goto_first_child() {
                 depth += 1;
@@ -729,74 +780,53 @@ impl<'s> Collector<'s> {
     }
 
     /// Records what `node` says; returns whether to walk its children.
-    fn visit(
-        &mut self,
-        node: Node,
-        field: Option<&str>,
-        parent: Option<Node>,
-        depth: usize,
-    ) -> bool {
-        if node.is_missing() {
+    /// Kinds are compared by id: `Node::kind` converts a C string each time.
+    fn visit(&mut self, node: Node, parent: Option<Node>, depth: usize) -> bool {
+        let kinds = kinds();
+        let kind = node.kind_id();
+        if self.facts.has_error && node.is_missing() {
             self.syntax_error(node, format!("missing `{}`", node.kind()));
             return false;
         }
-        match node.kind() {
-            "ERROR" => {
-                if self.error_depth.is_none() {
-                    let excerpt = shorten(self.text(node).lines().next().unwrap_or("").trim());
-                    self.syntax_error(node, format!("invalid syntax at `{excerpt}`"));
-                    self.error_depth = Some(depth);
-                }
-                true
+        // The error symbol is the largest id (`ts_builtin_sym_error`).
+        if kind == u16::MAX {
+            if self.error_depth.is_none() {
+                let excerpt = shorten(self.text(node).lines().next().unwrap_or("").trim());
+                self.syntax_error(node, format!("invalid syntax at `{excerpt}`"));
+                self.error_depth = Some(depth);
             }
-            "comment" => {
-                let text = self.text(node).to_string();
-                self.facts.comments.push((text, line_of(node)));
-                false
-            }
-            "class_definition" => {
-                self.class_definition(node, depth);
-                true
-            }
-            "function_definition" => {
-                self.function_definition(node, depth);
-                true
-            }
-            "import_statement" | "import_from_statement" => {
-                self.import(node);
-                self.import_depth = Some(depth);
-                true
-            }
-            "identifier" => {
-                self.identifier(node, field, parent);
-                false
-            }
-            "attribute" => {
-                self.attribute(node);
-                true
-            }
-            "assignment" => {
-                self.assignment(node);
-                true
-            }
-            "augmented_assignment" => {
-                self.patching(node);
-                true
-            }
-            "delete_statement" => {
-                self.delete(node);
-                true
-            }
-            "call" => {
-                self.call(node);
-                true
-            }
-            "expression_statement" => {
-                self.ellipsis(node, parent);
-                true
-            }
-            _ => true,
+        } else if kind == kinds.parameters {
+            // Parameter names are definitions, not uses.
+            return false;
+        } else if kind == kinds.comment {
+            let text = self.text(node).to_string();
+            self.facts.comments.push((text, line_of(node)));
+            return false;
+        } else if kind == kinds.string {
+            // Only an f-string holds names (in its interpolations).
+            let prefix = self.text(node).split(['"', '\'']).next().unwrap_or("");
+            return prefix.contains(['f', 'F']);
+        } else if kind == kinds.attribute {
+            self.attribute(node);
+        } else if kind == kinds.call {
+            self.call(node);
+        } else if kind == kinds.expression_statement {
+            self.ellipsis(node, parent);
+        } else if kind == kinds.assignment {
+            self.assignment(node);
+        } else if kind == kinds.augmented_assignment {
+            self.patching(node);
+        } else if kind == kinds.function_definition {
+            self.function_definition(node, depth);
+        } else if kind == kinds.class_definition {
+            self.class_definition(node, depth);
+        } else if kind == kinds.import_statement || kind == kinds.import_from_statement {
+            self.import(node);
+            self.import_depth = Some(depth);
+        } else if kind == kinds.delete_statement {
+            self.delete(node);
         }
+        true
     }
 
     fn syntax_error(&mut self, node: Node, message: String) {
@@ -832,7 +862,7 @@ impl<'s> Collector<'s> {
                 let mut cursor = arguments.walk();
                 for base in arguments.named_children(&mut cursor) {
                     if base.kind() != "comment" {
-                        bases.push(compact(self.text(base)));
+                        bases.push(compact(self.text(base)).into_owned());
                     }
                 }
             }
@@ -883,7 +913,7 @@ impl<'s> Collector<'s> {
                 line: line_of(node),
                 end_line: node.end_position().row + 1,
                 broken: node.has_error(),
-                summary: shorten(&collapse_whitespace(self.text(node))),
+                summary: stub.then(|| shorten(&collapse_whitespace(self.text(node)))),
                 statements,
                 stub,
                 clears: Vec::new(),
@@ -912,7 +942,7 @@ impl<'s> Collector<'s> {
             if std::mem::take(&mut first) && is_docstring(child) {
                 continue;
             }
-            stub &= child.kind() == "pass_statement" || is_ellipsis_statement(child);
+            stub &= child.kind() == "pass_statement" || is_ellipsis_statement(self.source, child);
             statements.push(self.statement(child));
         }
         (statements, stub)
@@ -939,7 +969,10 @@ impl<'s> Collector<'s> {
                 ),
                 _ => (self.text(name), None),
             };
-            names.push((compact(path), alias.map(str::to_string).unwrap_or_default()));
+            names.push((
+                compact(path).into_owned(),
+                alias.map(str::to_string).unwrap_or_default(),
+            ));
         }
         if node.kind() == "import_statement" {
             for (path, alias) in names {
@@ -951,7 +984,7 @@ impl<'s> Collector<'s> {
                 self.record_import(path, vec![bound], false, line);
             }
         } else {
-            let module = compact(self.field_text(node, fields().module_name));
+            let module = compact(self.field_text(node, fields().module_name)).into_owned();
             let bound = names
                 .into_iter()
                 .map(|(path, alias)| {
@@ -1002,7 +1035,7 @@ impl<'s> Collector<'s> {
         }
     }
 
-    fn identifier(&mut self, node: Node, field: Option<&str>, parent: Option<Node>) {
+    fn identifier(&mut self, node: Node, field: u16, parent: Option<Node>) {
         let text = self.text(node);
         match text {
             "QTest" => self.finding(
@@ -1023,16 +1056,20 @@ impl<'s> Collector<'s> {
             _ => {}
         }
         if self.import_depth.is_some() {
+            // `from sys import _getframe` brings the same hooks in by name.
+            if let Some((key, detail)) = introspection(text, None) {
+                self.finding(key, detail.to_string(), line_of(node));
+            }
             return;
         }
-        let parent_kind = parent.map_or("", |p| p.kind());
-        let is_use = !matches!(
-            (parent_kind, field),
-            ("attribute", Some("attribute"))
-                | ("keyword_argument", Some("name"))
-                | ("function_definition", Some("name"))
-                | ("class_definition", Some("name"))
-        );
+        let (kinds, fields) = (kinds(), fields());
+        let parent_kind = parent.map_or(0, |p| p.kind_id());
+        // Names that are defined or read off an object are not uses.
+        let is_use = !((parent_kind == kinds.attribute && field == fields.attribute)
+            || (field == fields.name
+                && (parent_kind == kinds.keyword_argument
+                    || parent_kind == kinds.function_definition
+                    || parent_kind == kinds.class_definition)));
         if is_use && !self.facts.used_names.contains(text) {
             self.facts.used_names.insert(text.to_string());
         }
@@ -1043,31 +1080,8 @@ impl<'s> Collector<'s> {
         // the most common node of a PyQt script.
         let text = self.text(node);
         let (object, name) = text.rsplit_once('.').unwrap_or(("", text));
-        let (object, name) = (object.trim(), name.trim());
-        let line = line_of(node);
-        let flagged = match name {
-            "_getframe" | "_current_frames" => Some((
-                "sys._getframe",
-                "reads interpreter stack frames (sys._getframe)",
-            )),
-            "f_back" | "f_globals" | "f_locals" => {
-                Some(("frames", "walks stack frames (f_back/f_globals/f_locals)"))
-            }
-            "get_objects" | "get_referrers" | "get_referents" => {
-                Some(("gc.get_objects", "walks the heap (gc.get_objects and kin)"))
-            }
-            "settrace" | "setprofile" => Some(("sys.settrace", "installs a trace or profile hook")),
-            "_exit" if object == "os" => {
-                Some(("os._exit", "calls os._exit (exits without cleanup)"))
-            }
-            "grab" | "grabWindow" => Some((
-                ".grab(",
-                "grabs widget pixels (what the harness screenshots)",
-            )),
-            _ => None,
-        };
-        if let Some((key, detail)) = flagged {
-            self.finding(key, detail.to_string(), line);
+        if let Some((key, detail)) = introspection(name.trim(), Some(object.trim())) {
+            self.finding(key, detail.to_string(), line_of(node));
         }
     }
 
@@ -1080,7 +1094,7 @@ impl<'s> Collector<'s> {
         match left.kind() {
             "attribute" => {
                 let object = compact(self.field_text(left, fields().object));
-                if PATCH_TARGETS.contains(&object.as_str()) {
+                if PATCH_TARGETS.contains(&object.as_ref()) {
                     let target = compact(self.text(left));
                     self.finding("patch", format!("monkey-patches `{target}`"), line);
                 }
@@ -1103,11 +1117,11 @@ impl<'s> Collector<'s> {
         ) else {
             return;
         };
-        let target = compact(self.text(left));
+        let target = compact(self.text(left)).into_owned();
         let line = line_of(node);
         if right.kind() == "call" {
             let function = right.child_by_field_id(fields().function);
-            let callee = function.map_or(String::new(), |f| compact(self.text(f)));
+            let callee = function.map_or(String::new(), |f| compact(self.text(f)).into_owned());
             let class = callee.rsplit('.').next().unwrap_or("");
             let arguments = right.child_by_field_id(fields().arguments);
             if BUTTON_CLASSES.contains(&class) {
@@ -1125,7 +1139,7 @@ impl<'s> Collector<'s> {
                 if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
                     let receiver = function
                         .filter(|f| f.kind() == "attribute")
-                        .map(|f| compact(self.field_text(f, fields().object)));
+                        .map(|f| compact(self.field_text(f, fields().object)).into_owned());
                     self.facts.controls.push(Control {
                         scope: self.scope(),
                         target: target.clone(),
@@ -1159,10 +1173,10 @@ impl<'s> Collector<'s> {
         let empty = match right.kind() {
             "list" | "dictionary" | "tuple" | "set" => right.named_child_count() == 0,
             "none" => true,
-            "string" => matches!(value.as_str(), r#""""# | "''"),
+            "string" => matches!(value.as_ref(), r#""""# | "''"),
             "call" => {
                 matches!(
-                    value.as_str(),
+                    value.as_ref(),
                     "list()" | "dict()" | "set()" | "deque()" | "OrderedDict()"
                 )
             }
@@ -1191,35 +1205,32 @@ impl<'s> Collector<'s> {
         };
         let arguments = node.child_by_field_id(fields().arguments);
         let line = line_of(node);
-        match function.kind() {
-            "attribute" => {
-                let receiver = compact(self.field_text(function, fields().object));
-                let method = self.field_text(function, fields().attribute);
-                self.method_call(node, function, &receiver, method, arguments);
-                if receiver == "sys.modules" {
-                    self.finding("sys.modules", "changes sys.modules".into(), line);
+        let kind = function.kind_id();
+        if kind == kinds().attribute {
+            let receiver = compact(self.field_text(function, fields().object));
+            let method = self.field_text(function, fields().attribute);
+            self.method_call(node, function, &receiver, method, arguments);
+            if receiver == "sys.modules" {
+                self.finding("sys.modules", "changes sys.modules".into(), line);
+            }
+        } else if kind == kinds().identifier {
+            let name = self.text(function);
+            if DIALOG_CLASSES.contains(&name) {
+                self.facts.dialogs.push((name.to_string(), line));
+            }
+            if name == "setattr" {
+                let target = arguments
+                    .and_then(|a| self.positional(a, 0))
+                    .map(|t| compact(self.text(t)).into_owned())
+                    .unwrap_or_default();
+                if PATCH_TARGETS.contains(&target.as_ref()) {
+                    self.finding(
+                        "patch",
+                        format!("monkey-patches `{target}` with setattr"),
+                        line,
+                    );
                 }
             }
-            "identifier" => {
-                let name = self.text(function);
-                if DIALOG_CLASSES.contains(&name) {
-                    self.facts.dialogs.push((name.to_string(), line));
-                }
-                if name == "setattr" {
-                    let target = arguments
-                        .and_then(|a| self.positional(a, 0))
-                        .map(|t| compact(self.text(t)))
-                        .unwrap_or_default();
-                    if PATCH_TARGETS.contains(&target.as_str()) {
-                        self.finding(
-                            "patch",
-                            format!("monkey-patches `{target}` with setattr"),
-                            line,
-                        );
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
@@ -1244,7 +1255,7 @@ impl<'s> Collector<'s> {
                     self.facts.placements.push(Placement {
                         scope: self.scope(),
                         layout: receiver.to_string(),
-                        item: compact(self.text(item)),
+                        item: compact(self.text(item)).into_owned(),
                         line,
                     });
                 }
@@ -1258,7 +1269,7 @@ impl<'s> Collector<'s> {
                             .and_then(|a| self.positional(a, 0))
                             .map_or(HandlerRef::Other, |h| self.handler_ref(h));
                         self.facts.connections.push(Connection {
-                            sender: compact(self.field_text(signal, fields().object)),
+                            sender: compact(self.field_text(signal, fields().object)).into_owned(),
                             handler,
                             line,
                             text: shorten(&collapse_whitespace(self.text(call))),
@@ -1289,14 +1300,17 @@ impl<'s> Collector<'s> {
     /// `self.w.clear()`, `self.w.setPlainText("")`: `w.clear()`.
     fn clear_by_call(&self, call: Node) -> Option<String> {
         let function = call.child_by_field_id(fields().function)?;
-        if function.kind() != "attribute" {
+        if function.kind_id() != kinds().attribute {
             return None;
         }
         let method = self.field_text(function, fields().attribute);
+        // The method first: this runs for every call of the script.
+        if method != "clear" && !TEXT_CLEARERS.contains(&method) {
+            return None;
+        }
         let arguments = compact(self.field_text(call, fields().arguments));
         let clears = (method == "clear" && arguments == "()")
-            || (TEXT_CLEARERS.contains(&method)
-                && matches!(arguments.as_str(), r#"("")"# | "('')"));
+            || (TEXT_CLEARERS.contains(&method) && matches!(&*arguments, r#"("")"# | "('')"));
         if !clears {
             return None;
         }
@@ -1361,7 +1375,7 @@ impl<'s> Collector<'s> {
                 let Some(function) = node.child_by_field_id(fields().function) else {
                     return HandlerRef::Other;
                 };
-                let callee = compact(self.text(function));
+                let callee = compact(self.text(function)).into_owned();
                 if callee.ends_with("partial") {
                     return node
                         .child_by_field_id(fields().arguments)
@@ -1413,7 +1427,7 @@ impl<'s> Collector<'s> {
     /// `...` standing for code among other statements, or alone in a
     /// block that is not a function or class body.
     fn ellipsis(&mut self, node: Node, parent: Option<Node>) {
-        if !is_ellipsis_statement(node) {
+        if !is_ellipsis_statement(self.source, node) {
             return;
         }
         let Some(block) = parent.filter(|p| p.kind() == "block") else {
@@ -1433,6 +1447,33 @@ impl<'s> Collector<'s> {
     }
 }
 
+/// Attribute names that read the interpreter's or the window's insides, or
+/// leave without cleanup: (key, detail). `object` is what they are read
+/// from, when known.
+fn introspection(name: &str, object: Option<&str>) -> Option<(&'static str, &'static str)> {
+    match name {
+        "_getframe" | "_current_frames" => Some((
+            "sys._getframe",
+            "reads interpreter stack frames (sys._getframe)",
+        )),
+        "f_back" | "f_globals" | "f_locals" => {
+            Some(("frames", "walks stack frames (f_back/f_globals/f_locals)"))
+        }
+        "get_objects" | "get_referrers" | "get_referents" => {
+            Some(("gc.get_objects", "walks the heap (gc.get_objects and kin)"))
+        }
+        "settrace" | "setprofile" => Some(("sys.settrace", "installs a trace or profile hook")),
+        "_exit" if object.is_none_or(|o| o == "os") => {
+            Some(("os._exit", "calls os._exit (exits without cleanup)"))
+        }
+        "grab" | "grabWindow" => Some((
+            ".grab(",
+            "grabs widget pixels (what the harness screenshots)",
+        )),
+        _ => None,
+    }
+}
+
 fn line_of(node: Node) -> usize {
     node.start_position().row + 1
 }
@@ -1445,15 +1486,20 @@ fn is_docstring(node: Node) -> bool {
             .is_some_and(|c| matches!(c.kind(), "string" | "concatenated_string"))
 }
 
-fn is_ellipsis_statement(node: Node) -> bool {
-    node.kind() == "expression_statement"
-        && node.named_child_count() == 1
-        && node.named_child(0).is_some_and(|c| c.kind() == "ellipsis")
+/// A statement that is only `...` (by its text: child lookups cost more,
+/// and this runs for every expression statement).
+fn is_ellipsis_statement(source: &str, node: Node) -> bool {
+    source.get(node.byte_range()) == Some("...") && node.kind_id() == kinds().expression_statement
 }
 
 /// Text without any whitespace: a key that formatting cannot change.
-fn compact(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
+/// Borrowed when there is none, as in nearly every expression.
+fn compact(text: &str) -> Cow<'_, str> {
+    if text.contains(char::is_whitespace) {
+        Cow::Owned(text.chars().filter(|c| !c.is_whitespace()).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 fn collapse_whitespace(text: &str) -> String {
@@ -1906,7 +1952,7 @@ impl Grading<'_> {
             if had_code {
                 found.push(Placeholder {
                     line: function.line,
-                    text: function.summary.clone(),
+                    text: function.summary.clone().unwrap_or_default(),
                 });
             }
         }
@@ -1923,27 +1969,44 @@ impl Grading<'_> {
             .iter()
             .map(|c| (c.target.as_str(), c.text.as_deref()))
             .collect();
+        // Grouped once: a hostile answer may hold thousands of each.
+        let mut connections_of: HashMap<&str, Vec<&Connection>> = HashMap::new();
+        for connection in &self.candidate.connections {
+            connections_of
+                .entry(connection.sender.as_str())
+                .or_default()
+                .push(connection);
+        }
+        let mut labels_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (target, text) in &self.candidate.labels {
+            labels_of
+                .entry(target.as_str())
+                .or_default()
+                .push(text.as_str());
+        }
+        let mut layout_of: HashMap<&str, &str> = HashMap::new();
+        for placement in &self.candidate.placements {
+            layout_of
+                .entry(placement.item.as_str())
+                .or_insert(placement.layout.as_str());
+        }
         let mut found: Vec<(ResetControl, Vec<&Connection>)> = Vec::new();
         for control in &self.candidate.controls {
             if originals.contains(&(control.target.as_str(), control.text.as_deref())) {
                 continue;
             }
             let text = control.text.as_deref().filter(|t| matches(t)).or_else(|| {
-                self.candidate
-                    .labels
-                    .iter()
-                    .find(|(target, text)| *target == control.target && matches(text))
-                    .map(|(_, text)| text.as_str())
+                labels_of
+                    .get(control.target.as_str())
+                    .and_then(|texts| texts.iter().find(|t| matches(t)).copied())
             });
             let Some(text) = text else {
                 continue;
             };
-            let connections: Vec<&Connection> = self
-                .candidate
-                .connections
-                .iter()
-                .filter(|c| c.sender == control.target)
-                .collect();
+            let connections = connections_of
+                .get(control.target.as_str())
+                .cloned()
+                .unwrap_or_default();
             let refs: Vec<&HandlerRef> = control
                 .keyword_handler
                 .iter()
@@ -1966,11 +2029,9 @@ impl Grading<'_> {
                 clears.extend(self.handler_clears(&control.scope.class, handler));
             }
             let added_to_layout = control.added_to.clone().or_else(|| {
-                self.candidate
-                    .placements
-                    .iter()
-                    .find(|p| p.item == control.target)
-                    .map(|p| p.layout.clone())
+                layout_of
+                    .get(control.target.as_str())
+                    .map(|layout| layout.to_string())
             });
             let reset = ResetControl {
                 attribute: control
@@ -2421,7 +2482,7 @@ fn align<'a>(
     let (n, m) = (original.len(), candidate.len());
     let mut removed = Vec::new();
     let mut added = Vec::new();
-    if n.saturating_mul(m) > 4_000_000 {
+    if n.saturating_mul(m) > 1_000_000 {
         let mut i = 0;
         for statement in candidate {
             if i < n && original[i].normalised == statement.normalised {
@@ -2916,6 +2977,52 @@ if __name__ == "__main__":
         );
         assert!(report.suspicious[0].detail.contains("sys._getframe"));
         assert!(report.suspicious[1].detail.contains("QApplication.exec_"));
+    }
+
+    #[test]
+    fn tampering_hooks_imported_by_name() {
+        let script = correct().replace(
+            "import sys\n",
+            "import sys\nfrom os import _exit\nfrom PyQt5.QtTest import QTest\n",
+        );
+        let report = grade(&script, &task());
+        let lines: Vec<usize> = report.suspicious.iter().map(|c| c.line).collect();
+        assert_eq!(lines, [2, 3], "{report:#?}");
+    }
+
+    #[test]
+    fn an_unconnected_handler_is_not_a_new_method() {
+        let script = edit(&[
+            (
+                BUTTON.0,
+                "        self.chat_history_display = QTextEdit()\n        self.reset_button = QPushButton(\"Reset\")\n",
+            ),
+            PLACED,
+            HANDLER,
+        ]);
+        let report = grade(&script, &task());
+        let reset = report.reset_control.clone().expect("a reset control");
+        assert!(!reset.connected && reset.handler.is_none() && reset.clears.is_empty());
+        assert!(kinds(&report).is_empty(), "{report:#?}");
+    }
+
+    #[test]
+    fn hostile_sizes_stay_fast() {
+        let mut script = correct();
+        for i in 0..3000 {
+            script.push_str(&format!(
+                "b{i} = QPushButton(\"Reset\")\nb{i}.clicked.connect(f)\nlayout.addWidget(b{i})\n"
+            ));
+        }
+        let index = OriginalIndex::new(&task());
+        let started = std::time::Instant::now();
+        let report = grade_with(&script, &index);
+        assert!(report.reset_control.is_some());
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

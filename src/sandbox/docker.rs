@@ -57,6 +57,10 @@ pub struct Started {
 }
 
 impl Started {
+    pub(super) fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Removes the container now (a pooled one that is not handed out).
     pub(super) async fn discard(self) {
         self.guard.remove_now().await;
@@ -88,6 +92,11 @@ impl DockerSandbox {
             self.pool = Some(WarmPool::new(config));
         }
         self
+    }
+
+    /// The labels (`qtjudge.run`) of the warm containers ready now.
+    pub fn warm_labels(&self) -> Vec<String> {
+        self.pool.as_ref().map(|p| p.ready_labels()).unwrap_or_default()
     }
 
     /// Removes the warm containers; call before exiting.

@@ -102,9 +102,9 @@ impl WarmPool {
         self.last_demand.lock().expect("not poisoned").elapsed() > self.config.idle_after
     }
 
-    /// How many containers are ready now.
-    pub fn ready_count(&self) -> usize {
-        self.ready.lock().expect("not poisoned").len()
+    /// The labels of the containers ready now.
+    pub fn ready_labels(&self) -> Vec<String> {
+        self.ready.lock().expect("not poisoned").iter().map(|c| c.label().to_string()).collect()
     }
 
     /// Removes every ready container.

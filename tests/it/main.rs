@@ -6,5 +6,7 @@
 mod support;
 
 mod fixtures_graded;
+mod service;
 mod hostile;
 mod vertical_slice;
+mod warm_pool;

@@ -1,0 +1,1566 @@
+//! The verifier service's HTTP API (axum): turns requests into jobs and
+//! jobs into JSON, never runs a verification itself (`jobs` does).
+//! `ApiError` is the one place that picks status codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewJob, Status};
+use crate::report::{self, Counts, Format};
+use crate::task::{Task, TaskError};
+use crate::verify::Verification;
+
+/// The task a request names when it names none.
+pub const DEFAULT_TASK: &str = "reset-conversation";
+/// The longest a request may hold for a result (`?wait=`).
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// A batch body may be this many times the per-answer limit.
+pub const BATCH_BODY_FACTOR: usize = 32;
+
+/// Every error the API answers with, and the only place that picks a
+/// status code. The body is always `{"error": code, "message": …}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("this service needs a bearer token: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    #[error("no {what} with id `{id}`")]
+    NotFound { what: &'static str, id: String },
+    #[error("no route {method} {path}; see /openapi.json")]
+    NoRoute { method: Method, path: String },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnknownTask(String),
+    /// Well-formed but unusable input (an empty answer, an empty batch).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{message}")]
+    QueueFull { retry_after: u64, message: String },
+    #[error(
+        "the Docker engine is unreachable ({0}); new verifications are refused until it answers"
+    )]
+    EngineUnavailable(String),
+    #[error("the service is shutting down; retry against its next start")]
+    ShuttingDown,
+    /// A fault of the service: logged once, answered with generic text.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::NoRoute { .. } => "no_such_route",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::UnknownTask(_) => "unknown_task",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::QueueFull { .. } => "queue_full",
+            ApiError::EngineUnavailable(_) => "engine_unavailable",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnknownTask(_) | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::EngineUnavailable(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error while answering a request");
+                "internal error; the service's log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(json!({"error": self.code(), "message": message})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"qtjudge\""),
+                );
+            }
+            ApiError::QueueFull { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::EngineUnavailable(_) | ApiError::ShuttingDown => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(10u64));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(e: JobsError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> ApiError {
+        match e {
+            TaskError::Unknown { id, .. } => ApiError::UnknownTask(format!(
+                "unknown task `{id}`; GET /v1/tasks lists the tasks"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The request body as bytes, with the route's size limit turned into 413
+/// (instead of axum's plain-text rejection).
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(
+                    "the request body is over this service's limit (see --max-body-kb)".into(),
+                ))
+            }
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters, with axum's rejection turned into a JSON 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiQuery<T>, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// Path parameters, with axum's rejection turned into a JSON 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiPath<T>, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::BadRequest(format!("the body is not the JSON this route takes: {e}"))
+    })
+}
+
+/// What the API needs besides the jobs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Required on every `/v1` route when set.
+    pub token: Option<String>,
+    /// The largest answer (and single-verification body), in bytes.
+    pub max_body: usize,
+    /// The most answers one batch may carry.
+    pub max_batch: usize,
+    pub tasks_dir: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub jobs: Arc<Jobs>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole HTTP surface, testable without a socket.
+pub fn router(state: AppState) -> Router {
+    // JSON escaping can double an answer's size, and metadata rides along.
+    let verification_limit = state.config.max_body * 2 + 64 * 1024;
+    let batch_limit = state.config.max_body.saturating_mul(BATCH_BODY_FACTOR);
+    let v1 = Router::new()
+        .route(
+            "/verifications",
+            post(create_verification).layer(DefaultBodyLimit::max(verification_limit)),
+        )
+        .route("/verifications/{id}", get(get_verification))
+        .route("/verifications/{id}/artifacts/{name}", get(get_artifact))
+        .route(
+            "/batches",
+            post(create_batch).layer(DefaultBodyLimit::max(batch_limit)),
+        )
+        .route("/batches/{id}", get(get_batch))
+        .route("/tasks", get(list_tasks))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NoRoute {
+        method,
+        path: uri.path().to_string(),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.config.token {
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerificationRequest {
+    output: String,
+    #[serde(default = "default_task")]
+    task: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+fn default_task() -> String {
+    DEFAULT_TASK.to_string()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Seconds to hold the request for the result.
+    wait: Option<u64>,
+}
+
+/// The wait a client asked for: `?wait=N`, else `Prefer: wait=N` (RFC 7240).
+fn requested_wait(query: Option<u64>, headers: &HeaderMap) -> Duration {
+    let from_header = || {
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|preference| preference.trim().strip_prefix("wait="))
+            .find_map(|n| n.trim().parse::<u64>().ok())
+    };
+    Duration::from_secs(query.or_else(from_header).unwrap_or(0)).min(MAX_WAIT)
+}
+
+/// Checks what any submission needs: the service is taking work, the
+/// engine answers, the task exists.
+async fn admit(state: &AppState, task: &str) -> Result<(), ApiError> {
+    if state.jobs.stopping().is_cancelled() {
+        return Err(ApiError::ShuttingDown);
+    }
+    state.jobs.prepared_task(task).await?;
+    let engine = state.jobs.engine.health();
+    if !engine.reachable {
+        return Err(ApiError::EngineUnavailable(
+            engine.problem.unwrap_or_else(|| "no answer".into()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_answer(output: &str, max_body: usize, which: &str) -> Result<(), ApiError> {
+    if output.trim().is_empty() {
+        return Err(ApiError::Unprocessable {
+            code: "empty_output",
+            message: format!("{which}: `output` is empty; send the model's raw answer"),
+        });
+    }
+    if output.len() > max_body {
+        return Err(ApiError::TooLarge(format!(
+            "{which}: `output` is {} bytes, over the limit of {max_body} (see --max-body-kb)",
+            output.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_metadata(metadata: &Option<Value>, which: &str) -> Result<(), ApiError> {
+    match metadata {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{which}: `metadata` must be a JSON object"
+        ))),
+    }
+}
+
+async fn submit(
+    state: &AppState,
+    jobs: Vec<NewJob>,
+    batch: Option<(String, String)>,
+) -> Result<Vec<String>, ApiError> {
+    state.jobs.submit(jobs, batch).await.map_err(|e| match e {
+        JobsError::QueueFull { queued, max } => {
+            // About when a worker will have taken a few jobs off the queue.
+            let mean = state.jobs.metrics.mean_seconds().unwrap_or(2.0);
+            let retry_after = (mean * 2.0).ceil().clamp(1.0, 600.0) as u64;
+            ApiError::QueueFull {
+                retry_after,
+                message: format!(
+                    "the queue is full ({queued} waiting, at most {max}); retry in {retry_after} s"
+                ),
+            }
+        }
+        other => other.into(),
+    })
+}
+
+async fn create_verification(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: VerificationRequest = parse_json(&body)?;
+    check_answer(&request.output, state.config.max_body, "the answer")?;
+    check_metadata(&request.metadata, "the request")?;
+    admit(&state, &request.task).await?;
+    let job = NewJob {
+        task: request.task,
+        model: request
+            .model
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| "answer".into()),
+        output: request.output,
+        metadata: request.metadata.filter(|m| !m.is_null()),
+    };
+    let id = submit(&state, vec![job], None).await?.remove(0);
+    let wait = requested_wait(query.wait, &headers);
+    if !wait.is_zero() {
+        if let Some(job) = state.jobs.wait_for_job(&id, wait).await? {
+            if job.status.is_finished() {
+                return Ok((StatusCode::OK, Json(verification_view(&job))).into_response());
+            }
+        }
+    }
+    let location = verification_link(&id);
+    let body = json!({"id": id, "status": Status::Queued, "links": {"self": location}});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+fn verification_link(id: &str) -> String {
+    format!("/v1/verifications/{id}")
+}
+
+/// A result as `qtjudge grade --format json` gives it (no script).
+fn public_result(v: &Verification) -> Value {
+    let mut v = v.clone();
+    v.script = None;
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// A job as the API shows it.
+fn verification_view(job: &JobRecord) -> Value {
+    let link = verification_link(&job.id);
+    let artifacts: serde_json::Map<String, Value> = job
+        .result
+        .iter()
+        .flat_map(|v| &v.artifacts)
+        .map(|a| {
+            (
+                a.name.clone(),
+                Value::String(format!("{link}/artifacts/{}", a.name)),
+            )
+        })
+        .collect();
+    json!({
+        "id": job.id,
+        "status": job.status,
+        "task": job.task,
+        "model": job.model,
+        "metadata": job.metadata,
+        "batch_id": job.batch_id,
+        "created_at": rfc3339(job.created_at),
+        "started_at": job.started_at.map(rfc3339),
+        "finished_at": job.finished_at.map(rfc3339),
+        "error": job.error,
+        "result": job.result.as_ref().map(public_result),
+        "links": {"self": link, "artifacts": artifacts, "page": format!("/verifications/{}", job.id)},
+    })
+}
+
+async fn get_verification(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.jobs.store.job(&id).await?.ok_or(ApiError::NotFound {
+        what: "verification",
+        id,
+    })?;
+    Ok(Json(verification_view(&job)))
+}
+
+async fn get_artifact(
+    State(state): State<AppState>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (media_type, data) =
+        state
+            .jobs
+            .store
+            .artifact(&id, &name)
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "artifact",
+                id: format!("{id}/{name}"),
+            })?;
+    let media_type = HeaderValue::from_str(&media_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok(([(CONTENT_TYPE, media_type)], data).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    #[serde(default)]
+    model: Option<String>,
+    output: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchQuery {
+    task: Option<String>,
+}
+
+/// A JSON array of answers, or JSON Lines of them.
+fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body is not a JSON array of {{\"model\", \"output\"}}: {e}"
+            ))
+        });
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "JSONL line {}: not a {{\"model\", \"output\"}} object: {e}",
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+async fn create_batch(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<BatchQuery>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let items = parse_batch(&body)?;
+    if items.is_empty() {
+        return Err(ApiError::Unprocessable {
+            code: "empty_batch",
+            message: "the batch holds no answers".into(),
+        });
+    }
+    if items.len() > state.config.max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "the batch holds {} answers, over the limit of {} (see --max-batch)",
+            items.len(),
+            state.config.max_batch
+        )));
+    }
+    let task = query.task.unwrap_or_else(default_task);
+    let mut seen = std::collections::HashMap::new();
+    let mut jobs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let which = format!("answer {}", i + 1);
+        check_answer(&item.output, state.config.max_body, &which)?;
+        check_metadata(&item.metadata, &which)?;
+        let mut model = item
+            .model
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| format!("answer-{}", i + 1));
+        // Like `qtjudge grade`: a model named twice becomes `name#2`.
+        let n = seen.entry(model.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            model = format!("{model}#{n}");
+        }
+        jobs.push(NewJob {
+            task: task.clone(),
+            model,
+            output: item.output,
+            metadata: item.metadata.filter(|m| !m.is_null()),
+        });
+    }
+    admit(&state, &task).await?;
+    let id = jobs::new_id();
+    let count = jobs.len();
+    submit(&state, jobs, Some((id.clone(), task))).await?;
+    let location = format!("/v1/batches/{id}");
+    let body =
+        json!({"id": id, "status": Status::Queued, "total": count, "links": {"self": location}});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// How a finished batch may be rendered (`report::render`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BatchFormat {
+    Table,
+    Markdown,
+    Junit,
+    Json,
+    Jsonl,
+}
+
+impl BatchFormat {
+    fn report(self) -> (Format, &'static str) {
+        match self {
+            BatchFormat::Table => (Format::Table, "text/plain; charset=utf-8"),
+            BatchFormat::Markdown => (Format::Markdown, "text/markdown; charset=utf-8"),
+            BatchFormat::Junit => (Format::Junit, "application/xml"),
+            BatchFormat::Json => (Format::Json, "application/json"),
+            BatchFormat::Jsonl => (Format::Jsonl, "application/jsonl"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchViewQuery {
+    format: Option<BatchFormat>,
+    wait: Option<u64>,
+}
+
+fn batch_status(batch: &BatchRecord) -> Status {
+    if batch.jobs.iter().all(|j| j.status.is_finished()) {
+        Status::Done
+    } else if batch.jobs.iter().any(|j| j.status != Status::Queued) {
+        Status::Running
+    } else {
+        Status::Queued
+    }
+}
+
+/// The finished results of a batch, sorted by model as `grade` sorts them.
+fn batch_results(batch: &BatchRecord) -> Vec<Verification> {
+    let mut results: Vec<Verification> =
+        batch.jobs.iter().filter_map(|j| j.result.clone()).collect();
+    results.sort_by(|a, b| a.model.cmp(&b.model));
+    results
+}
+
+fn batch_view(batch: &BatchRecord) -> Value {
+    let count = |s: Status| batch.jobs.iter().filter(|j| j.status == s).count();
+    let status = batch_status(batch);
+    let results = batch_results(batch);
+    let verifications: Vec<Value> = batch
+        .jobs
+        .iter()
+        .map(|j| {
+            let r = j.result.as_ref();
+            json!({
+                "id": j.id,
+                "model": j.model,
+                "status": j.status,
+                "tier": r.and_then(|r| r.tier),
+                "label": r.map(|r| r.label),
+                "failure": r.and_then(|r| r.failure.clone()),
+                "reason": r.map(|r| r.reason.clone()).or_else(|| j.error.clone()),
+                "links": {"self": verification_link(&j.id)},
+            })
+        })
+        .collect();
+    json!({
+        "id": batch.id,
+        "task": batch.task,
+        "status": status,
+        "created_at": rfc3339(batch.created_at),
+        "total": batch.jobs.len(),
+        "progress": {
+            "queued": count(Status::Queued),
+            "running": count(Status::Running),
+            "done": count(Status::Done),
+            "error": count(Status::Error),
+        },
+        "counts": Counts::of(&results),
+        "verifications": verifications,
+        "table": (status == Status::Done).then(|| report::render(&results, Format::Table)),
+        "links": {"self": format!("/v1/batches/{}", batch.id), "page": format!("/batches/{}", batch.id)},
+    })
+}
+
+async fn get_batch(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BatchViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let wait = requested_wait(query.wait, &headers);
+    let batch = if wait.is_zero() {
+        state.jobs.store.batch(&id).await?
+    } else {
+        state.jobs.wait_for_batch(&id, wait).await?
+    };
+    let batch = batch.ok_or(ApiError::NotFound { what: "batch", id })?;
+    let done = batch_status(&batch) == Status::Done;
+    match query.format {
+        Some(format) if done => {
+            let (format, media_type) = format.report();
+            let rendered = report::render(&batch_results(&batch), format);
+            Ok((
+                [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+                rendered,
+            )
+                .into_response())
+        }
+        // Not finished: the progress, as 202, like a verification not yet done.
+        Some(_) => Ok((StatusCode::ACCEPTED, Json(batch_view(&batch))).into_response()),
+        None => Ok(Json(batch_view(&batch)).into_response()),
+    }
+}
+
+async fn list_tasks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let dir = state.config.tasks_dir.clone();
+    let tasks = tokio::task::spawn_blocking(move || {
+        Task::list(&dir)
+            .into_iter()
+            .filter_map(|id| Task::load(&dir, &id).ok())
+            .map(|t| json!({"id": t.id, "title": t.title, "prompt": t.prompt, "limits": t.limits}))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("listing tasks: {e}")))?;
+    Ok(Json(Value::Array(tasks)))
+}
+
+/// Always 200: the body says whether the service can verify right now.
+async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let depth = state.jobs.store.depth().await?;
+    let engine = state.jobs.engine.health();
+    let ok = engine.sandbox_ready && !state.jobs.stopping().is_cancelled();
+    Ok(Json(json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "engine": engine,
+        "queue": {"queued": depth.queued, "running": depth.running, "max": state.jobs.config.max_queue},
+        "workers": state.jobs.config.workers,
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let depth = state.jobs.store.depth().await?;
+    let text = state.jobs.metrics.render(
+        depth,
+        state.jobs.config.workers,
+        &state.jobs.engine.health(),
+    );
+    Ok((
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2025-01-31T12:00:00.000Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+/// The OpenAPI 3 description of `router`'s routes (a test checks that
+/// every path here is routed).
+pub fn openapi_document() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
+    let id_param =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT.as_secs()}, "description": "seconds to hold the request for the result (also `Prefer: wait=N`)"});
+    let common_errors = json!({
+        "400": error_response("malformed JSON or wrong types"),
+        "401": error_response("missing or wrong bearer token (when the service has one)"),
+    });
+    let with = |mut responses: Value, extra: Value| {
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            responses[k] = v.clone();
+        }
+        for (k, v) in common_errors.as_object().into_iter().flatten() {
+            responses[k] = v.clone();
+        }
+        responses
+    };
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "qtjudge verifier service", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox, and grades them into three tiers."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "message"], "properties": {
+                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "queue_full", "engine_unavailable", "shutting_down", "internal"]},
+                    "message": {"type": "string"}}},
+                "VerificationRequest": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
+                    "output": {"type": "string", "description": "the model's raw answer"},
+                    "task": {"type": "string", "default": DEFAULT_TASK},
+                    "model": {"type": "string", "description": "a label for reports"},
+                    "metadata": {"type": "object", "description": "echoed back"}}},
+                "BatchItem": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
+                    "model": {"type": "string"}, "output": {"type": "string"}, "metadata": {"type": "object"}}},
+                "Accepted": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
+                    "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
+                "Status": {"type": "string", "enum": ["queued", "running", "done", "error"]},
+                "Result": {"type": "object", "description": "the per-answer JSON of `qtjudge grade --format json`", "properties": {
+                    "model": {"type": "string"}, "task": {"type": "string"},
+                    "tier": {"type": "integer", "nullable": true, "enum": [1, 2, 3]},
+                    "label": {"type": "string", "enum": ["flawless", "unrequested_changes", "fail", "error"]},
+                    "failure": {"type": "string", "nullable": true}, "reason": {"type": "string"},
+                    "history_cleared": {"type": "object", "nullable": true},
+                    "unrequested_changes": {"type": "array", "items": {"type": "object"}},
+                    "missing": {"type": "array", "items": {"type": "object"}},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                    "artifacts": {"type": "array", "items": {"type": "object"}},
+                    "error": {"type": "string", "nullable": true},
+                    "run_id": {"type": "string"}, "duration_ms": {"type": "integer"}}},
+                "Verification": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "task": {"type": "string"}, "model": {"type": "string"},
+                    "metadata": {"type": "object", "nullable": true}, "batch_id": {"type": "string", "nullable": true},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": {"type": "string", "format": "date-time", "nullable": true},
+                    "finished_at": {"type": "string", "format": "date-time", "nullable": true},
+                    "error": {"type": "string", "nullable": true},
+                    "result": {"allOf": [{"$ref": "#/components/schemas/Result"}], "nullable": true},
+                    "links": {"type": "object"}}},
+                "Batch": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "task": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "total": {"type": "integer"}, "progress": {"type": "object"},
+                    "counts": {"type": "object", "properties": {"tier1": {"type": "integer"}, "tier2": {"type": "integer"}, "tier3": {"type": "integer"}, "error": {"type": "integer"}}},
+                    "verifications": {"type": "array", "items": {"type": "object"}},
+                    "table": {"type": "string", "nullable": true}, "links": {"type": "object"}}}
+            }
+        },
+        "paths": {
+            "/v1/verifications": {"post": {
+                "summary": "verify one answer", "security": [{"bearer": []}],
+                "parameters": [wait_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerificationRequest"}}}},
+                "responses": with(json!({
+                    "200": {"description": "finished within the wait", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}},
+                    "202": {"description": "accepted (on disk); poll the Location", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
+                }), json!({
+                    "413": error_response("the body or the answer is over the limit"),
+                    "422": error_response("unknown task or empty answer"),
+                    "429": error_response("the queue is full; see Retry-After"),
+                    "503": error_response("the Docker engine is unreachable, or the service is stopping"),
+                }))}},
+            "/v1/verifications/{id}": {"get": {
+                "summary": "a verification's status and result", "security": [{"bearer": []}],
+                "parameters": [id_param],
+                "responses": with(json!({"200": {"description": "the verification", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}}}),
+                    json!({"404": error_response("unknown id")}))}},
+            "/v1/verifications/{id}/artifacts/{name}": {"get": {
+                "summary": "a screenshot of the run (before_reset.png, after_reset.png)", "security": [{"bearer": []}],
+                "parameters": [id_param, {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(json!({"200": {"description": "the file", "content": {"image/png": {}}}}),
+                    json!({"404": error_response("unknown id or artifact")}))}},
+            "/v1/batches": {"post": {
+                "summary": "verify many answers", "security": [{"bearer": []}],
+                "parameters": [{"name": "task", "in": "query", "required": false, "schema": {"type": "string", "default": DEFAULT_TASK}}],
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchItem"}}},
+                    "application/jsonl": {"schema": {"$ref": "#/components/schemas/BatchItem"}}}},
+                "responses": with(json!({"202": {"description": "accepted (on disk)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}),
+                    json!({
+                        "413": error_response("the body, an answer or the number of answers is over the limit"),
+                        "422": error_response("unknown task, empty batch or an empty answer"),
+                        "429": error_response("the queue has no room for the batch; see Retry-After"),
+                        "503": error_response("the Docker engine is unreachable, or the service is stopping"),
+                    }))}},
+            "/v1/batches/{id}": {"get": {
+                "summary": "a batch's progress and, when done, its table", "security": [{"bearer": []}],
+                "parameters": [id_param, wait_param,
+                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["table", "markdown", "junit", "json", "jsonl"]}}],
+                "responses": with(json!({
+                    "200": {"description": "the batch (JSON), or its report in `format` once done", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}, "text/plain": {}, "text/markdown": {}, "application/xml": {}}},
+                    "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
+                }), json!({"404": error_response("unknown id")}))}},
+            "/v1/tasks": {"get": {
+                "summary": "the tasks answers can be verified against", "security": [{"bearer": []}],
+                "responses": with(json!({"200": {"description": "tasks", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}), json!({}))}},
+            "/healthz": {"get": {"summary": "engine reachable, image ready, queue depth (always 200)",
+                "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "this document",
+                "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {}}}}}}
+        }
+    })
+}
+
+/// `qtjudge serve`'s validated settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub token: Option<String>,
+    pub max_queue: usize,
+    pub max_body: usize,
+    pub max_batch: usize,
+    pub retention: Option<Duration>,
+    pub grace: Duration,
+    pub tasks_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0} without a token: set --token or QTJUDGE_TOKEN, or listen on 127.0.0.1")]
+    NoToken(SocketAddr),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("cannot listen on {addr}: {source} (is the port taken? pick another with --listen)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
+    #[error("the HTTP server stopped: {0}")]
+    Server(std::io::Error),
+}
+
+impl ServeConfig {
+    /// Refuses settings that would be unsafe or useless.
+    pub fn validate(self) -> Result<ServeConfig, ServeError> {
+        if !self.listen.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            return Err(ServeError::NoToken(self.listen));
+        }
+        for (name, value) in [
+            ("--workers", self.workers),
+            ("--max-queue", self.max_queue),
+            ("--max-body-kb", self.max_body),
+            ("--max-batch", self.max_batch),
+        ] {
+            if value == 0 {
+                return Err(ServeError::Zero(name));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Runs the service until SIGTERM or Ctrl-C: recovers interrupted jobs,
+/// connects to Docker in the background, serves HTTP, then shuts down
+/// gracefully (running verifications get `grace` to finish; the rest stay
+/// queued on disk).
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let config = config.validate()?;
+    let store = jobs::Store::open(&config.data_dir)?;
+    let recovered = store.recover().await?;
+    if recovered.requeued + recovered.given_up > 0 {
+        tracing::warn!(
+            requeued = recovered.requeued,
+            given_up = recovered.given_up,
+            "jobs interrupted by an earlier stop were found"
+        );
+    }
+    let engine = Arc::new(jobs::Engine::pending(Some(jobs::docker_probe())));
+    let watcher_stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(jobs::watch_docker(engine.clone(), watcher_stop.clone()));
+    let jobs = Jobs::new(
+        store,
+        jobs::JobsConfig {
+            workers: config.workers,
+            max_queue: config.max_queue,
+            tasks_dir: config.tasks_dir.clone(),
+            cache_dir: Some(config.data_dir.join("cache")),
+            retention: config.retention,
+        },
+        engine,
+    );
+    let pool = jobs.start();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(ServeError::Server)?;
+    tracing::info!(%address, data = %config.data_dir.display(), workers = config.workers, token = config.token.is_some(), "qtjudge serve is listening");
+    // One line on stdout, so that scripts (and tests with port 0) learn the address.
+    println!("listening on http://{address}");
+    let state = AppState {
+        jobs: jobs.clone(),
+        config: Arc::new(ApiConfig {
+            token: config.token.clone(),
+            max_body: config.max_body,
+            max_batch: config.max_batch,
+            tasks_dir: config.tasks_dir.clone(),
+        }),
+    };
+    let stopping = jobs.stopping().clone();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new work; running verifications may finish");
+            // Ends long polls and stops the workers claiming more.
+            stopping.cancel();
+        })
+        .await;
+    pool.shutdown(config.grace).await;
+    watcher_stop.cancel();
+    served.map_err(ServeError::Server)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{Engine, JobsConfig, Store};
+    use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+    use axum::body::Body as HttpBody;
+    use tower::ServiceExt;
+
+    struct UnusedSandbox;
+
+    impl Sandbox for UnusedSandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            Box::pin(async {
+                Err(SandboxError::Local(
+                    "the API tests run no verification".into(),
+                ))
+            })
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        state: AppState,
+    }
+
+    /// A service with no workers (jobs stay queued) and a small queue.
+    fn fixture(token: Option<&str>, max_queue: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tasks");
+        let engine = Arc::new(Engine::ready(
+            Arc::new(UnusedSandbox),
+            Some("fake:image".into()),
+            None,
+        ));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 0,
+                max_queue,
+                tasks_dir: tasks_dir.clone(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
+        let state = AppState {
+            jobs,
+            config: Arc::new(ApiConfig {
+                token: token.map(String::from),
+                max_body: 4096,
+                max_batch: 3,
+                tasks_dir,
+            }),
+        };
+        Fixture { _dir: dir, state }
+    }
+
+    async fn call(
+        state: &AppState,
+        method: &str,
+        uri: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = router(state.clone())
+            .oneshot(request.body(HttpBody::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, headers, json)
+    }
+
+    async fn post(state: &AppState, uri: &str, body: &str) -> (StatusCode, HeaderMap, Value) {
+        call(
+            state,
+            "POST",
+            uri,
+            body,
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    fn assert_error(got: &(StatusCode, HeaderMap, Value), status: u16, code: &str) {
+        assert_eq!(got.0.as_u16(), status, "{:?}", got.2);
+        assert_eq!(got.2["error"], code, "{:?}", got.2);
+        assert!(
+            got.2["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{:?}",
+            got.2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_accepted_verification_is_queued_with_its_location_and_metadata() {
+        let f = fixture(None, 10);
+        let (status, headers, body) = post(
+            &f.state,
+            "/v1/verifications",
+            r#"{"output": "print(1)", "model": "m", "metadata": {"k": 1}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let id = body["id"].as_str().unwrap();
+        assert_eq!(headers[LOCATION], format!("/v1/verifications/{id}"));
+        let (status, _, view) =
+            call(&f.state, "GET", &format!("/v1/verifications/{id}"), "", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (view["status"].as_str(), view["model"].as_str()),
+            (Some("queued"), Some("m"))
+        );
+        assert_eq!(view["metadata"], json!({"k": 1}));
+        assert_eq!(view["task"], DEFAULT_TASK);
+    }
+
+    #[tokio::test]
+    async fn malformed_json_and_wrong_types_are_400_json() {
+        let f = fixture(None, 10);
+        assert_error(
+            &post(&f.state, "/v1/verifications", "{not json").await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(&f.state, "/v1/verifications", r#"{"output": 5}"#).await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(&f.state, "/v1/verifications", r#"{"model": "m"}"#).await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                r#"{"output": "x", "callback_url": "http://x"}"#,
+            )
+            .await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                r#"{"output": "x", "metadata": [1]}"#,
+            )
+            .await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications?wait=soon",
+                r#"{"output": "x"}"#,
+            )
+            .await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(&f.state, "/v1/batches", "[{\"output\": 1}]").await,
+            400,
+            "bad_request",
+        );
+        assert_error(
+            &post(&f.state, "/v1/batches", "{\"output\": \"a\"}\nnot json\n").await,
+            400,
+            "bad_request",
+        );
+        let (_, _, body) = call(&f.state, "GET", "/v1/batches/x?format=pdf", "", &[]).await;
+        assert_eq!(body["error"], "bad_request");
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_and_routes_are_404_json() {
+        let f = fixture(None, 10);
+        assert_error(
+            &call(&f.state, "GET", "/v1/verifications/nope", "", &[]).await,
+            404,
+            "not_found",
+        );
+        assert_error(
+            &call(
+                &f.state,
+                "GET",
+                "/v1/verifications/nope/artifacts/after_reset.png",
+                "",
+                &[],
+            )
+            .await,
+            404,
+            "not_found",
+        );
+        assert_error(
+            &call(&f.state, "GET", "/v1/batches/nope", "", &[]).await,
+            404,
+            "not_found",
+        );
+        assert_error(
+            &call(&f.state, "GET", "/v2/anything", "", &[]).await,
+            404,
+            "no_such_route",
+        );
+        assert_error(
+            &call(&f.state, "DELETE", "/v1/verifications", "", &[]).await,
+            404,
+            "no_such_route",
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_and_answers_over_the_limits_are_413() {
+        let f = fixture(None, 10);
+        let big = "x".repeat(20_000);
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                &json!({"output": big}).to_string(),
+            )
+            .await,
+            413,
+            "too_large",
+        );
+        let over = "x".repeat(5000);
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                &json!({"output": over}).to_string(),
+            )
+            .await,
+            413,
+            "too_large",
+        );
+        let four =
+            json!([{"output": "a"}, {"output": "b"}, {"output": "c"}, {"output": "d"}]).to_string();
+        assert_error(
+            &post(&f.state, "/v1/batches", &four).await,
+            413,
+            "too_large",
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tasks_and_empty_answers_are_422() {
+        let f = fixture(None, 10);
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                r#"{"output": "x", "task": "nope"}"#,
+            )
+            .await,
+            422,
+            "unknown_task",
+        );
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/verifications",
+                r#"{"output": "x", "task": "../etc"}"#,
+            )
+            .await,
+            422,
+            "unknown_task",
+        );
+        assert_error(
+            &post(&f.state, "/v1/verifications", r#"{"output": "  \n"}"#).await,
+            422,
+            "empty_output",
+        );
+        assert_error(
+            &post(&f.state, "/v1/batches", "[]").await,
+            422,
+            "empty_batch",
+        );
+        assert_error(&post(&f.state, "/v1/batches", "").await, 422, "empty_batch");
+        assert_error(
+            &post(&f.state, "/v1/batches?task=nope", r#"[{"output": "a"}]"#).await,
+            422,
+            "unknown_task",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_is_needed_on_v1_routes_only() {
+        let f = fixture(Some("s3cret"), 10);
+        let missing = call(&f.state, "GET", "/v1/tasks", "", &[]).await;
+        assert_error(&missing, 401, "unauthorized");
+        assert!(missing.1.contains_key(WWW_AUTHENTICATE));
+        assert_error(
+            &call(
+                &f.state,
+                "GET",
+                "/v1/tasks",
+                "",
+                &[("authorization", "Bearer wrong!")],
+            )
+            .await,
+            401,
+            "unauthorized",
+        );
+        let (status, _, tasks) = call(
+            &f.state,
+            "GET",
+            "/v1/tasks",
+            "",
+            &[("authorization", "Bearer s3cret")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == DEFAULT_TASK));
+        assert_eq!(
+            call(&f.state, "GET", "/healthz", "", &[]).await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_429_with_retry_after_and_keeps_nothing_of_a_batch() {
+        let f = fixture(None, 2);
+        for _ in 0..2 {
+            assert_eq!(
+                post(&f.state, "/v1/verifications", r#"{"output": "x"}"#)
+                    .await
+                    .0,
+                StatusCode::ACCEPTED
+            );
+        }
+        let full = post(&f.state, "/v1/verifications", r#"{"output": "x"}"#).await;
+        assert_error(&full, 429, "queue_full");
+        assert!(
+            full.1[RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+        assert_error(
+            &post(&f.state, "/v1/batches", r#"[{"output": "a"}]"#).await,
+            429,
+            "queue_full",
+        );
+        let (_, _, health) = call(&f.state, "GET", "/healthz", "", &[]).await;
+        assert_eq!(health["queue"]["queued"], 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_engine_is_503_and_health_says_degraded() {
+        let f = fixture(None, 10);
+        f.state
+            .jobs
+            .engine
+            .set_reachable(false, Some("socket gone".into()));
+        let refused = post(&f.state, "/v1/verifications", r#"{"output": "x"}"#).await;
+        assert_error(&refused, 503, "engine_unavailable");
+        assert!(refused.1.contains_key(RETRY_AFTER));
+        let (_, _, health) = call(&f.state, "GET", "/healthz", "", &[]).await;
+        assert_eq!(health["status"], "degraded");
+        assert_eq!(health["engine"]["reachable"], false);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_progress_and_names_models_once() {
+        let f = fixture(None, 10);
+        let jsonl =
+            "{\"model\": \"a\", \"output\": \"x\"}\n\n{\"model\": \"a\", \"output\": \"y\"}\n";
+        let (status, headers, body) = post(&f.state, "/v1/batches", jsonl).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let location = headers[LOCATION].to_str().unwrap().to_string();
+        let (_, _, batch) = call(&f.state, "GET", &location, "", &[]).await;
+        assert_eq!(batch["total"], 2);
+        assert_eq!(batch["status"], "queued");
+        assert_eq!(batch["progress"]["queued"], 2);
+        let models: Vec<&str> = batch["verifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["model"].as_str().unwrap())
+            .collect();
+        assert_eq!(models, ["a", "a#2"]);
+        assert!(batch["table"].is_null(), "no table before the end");
+        let (status, _, _) = call(
+            &f.state,
+            "GET",
+            &format!("{location}?format=junit"),
+            "",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "a report of an unfinished batch is its progress"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let f = fixture(None, 10);
+        let (status, headers, body) = call(&f.state, "GET", "/metrics", "", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let text = body.as_str().unwrap();
+        for name in [
+            "qtjudge_queue_depth 0",
+            "qtjudge_verification_duration_seconds_count 0",
+            "qtjudge_engine_up 1",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    /// The OpenAPI document and the router agree: each documented path and
+    /// method is routed (an unknown id gives `not_found`, never `no_such_route`).
+    #[tokio::test]
+    async fn every_documented_route_exists() {
+        let f = fixture(None, 10);
+        let doc = openapi_document();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 9);
+        for (path, methods) in paths {
+            for method in methods.as_object().unwrap().keys() {
+                let uri = path.replace("{id}", "unknown").replace("{name}", "x.png");
+                let (status, _, body) =
+                    call(&f.state, &method.to_uppercase(), &uri, "{}", &[]).await;
+                assert_ne!(
+                    body["error"], "no_such_route",
+                    "{method} {path} is documented but not routed"
+                );
+                assert_ne!(
+                    status,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "{method} {path}: {body}"
+                );
+            }
+        }
+        let (_, _, served) = call(&f.state, "GET", "/openapi.json", "", &[]).await;
+        assert_eq!(served["openapi"], "3.0.3");
+    }
+
+    #[test]
+    fn waits_come_from_the_query_or_prefer_and_are_capped() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(requested_wait(None, &headers), Duration::ZERO);
+        headers.insert("prefer", HeaderValue::from_static("respond-async, wait=12"));
+        assert_eq!(requested_wait(None, &headers), Duration::from_secs(12));
+        assert_eq!(requested_wait(Some(3), &headers), Duration::from_secs(3));
+        assert_eq!(requested_wait(Some(99_999), &headers), MAX_WAIT);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_735_689_599_999), "2024-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        let config = ServeConfig {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            data_dir: PathBuf::from("d"),
+            workers: 1,
+            token: None,
+            max_queue: 1,
+            max_body: 1,
+            max_batch: 1,
+            retention: None,
+            grace: Duration::from_secs(1),
+            tasks_dir: PathBuf::from("t"),
+        };
+        assert!(matches!(
+            config.clone().validate(),
+            Err(ServeError::NoToken(_))
+        ));
+        assert!(ServeConfig {
+            token: Some("t".into()),
+            ..config.clone()
+        }
+        .validate()
+        .is_ok());
+        assert!(ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..config
+        }
+        .validate()
+        .is_ok());
+    }
+}
