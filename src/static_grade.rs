@@ -2956,6 +2956,14 @@ if __name__ == "__main__":
         // The broken tree must not make the script look like a snippet.
         assert!(report.missing.is_empty(), "{report:#?}");
         assert!(!report.is_fragment);
+        let doubled =
+            correct().replacen("self.chat_history = []\n", "self.chat_history = = []\n", 1);
+        let report = grade(&doubled, &task());
+        assert_eq!(report.syntax_errors.len(), 1, "{report:#?}");
+        assert_eq!(report.syntax_errors[0].line, 12);
+        assert!(report.syntax_errors[0]
+            .message
+            .starts_with("invalid syntax"));
     }
 
     #[test]

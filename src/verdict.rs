@@ -98,7 +98,10 @@ pub fn decide(evidence: Evidence<'_>) -> Verdict {
             failure: Some((code, detail)),
             ..
         } => fail(code, detail.to_string()),
-        Evidence::Behaviour { failure: None, changes } if changes.is_empty() => Verdict {
+        Evidence::Behaviour {
+            failure: None,
+            changes: [],
+        } => Verdict {
             tier: Some(1),
             label: Label::Flawless,
             failure: None,

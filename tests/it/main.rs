@@ -8,5 +8,6 @@ mod support;
 mod fixtures_graded;
 mod service;
 mod hostile;
+mod tidy;
 mod vertical_slice;
 mod warm_pool;
