@@ -18,6 +18,8 @@ struct Attacks {
 struct Attack {
     name: String,
     file: String,
+    #[serde(default)]
+    limit: String,
     tier: u8,
     failure: String,
 }
@@ -37,7 +39,13 @@ async fn every_attack_gets_its_verdict_within_its_limits_and_leaves_nothing() {
 
     // The benign answer goes first in the queue, so it runs among the attacks.
     let mut inputs: Vec<(Attack, String)> = vec![(
-        Attack { name: "benign".into(), file: "correct.py".into(), tier: 1, failure: String::new() },
+        Attack {
+            name: "benign (in parallel)".into(),
+            file: "correct.py".into(),
+            limit: "-".into(),
+            tier: 1,
+            failure: String::new(),
+        },
         fixture("correct.py"),
     )];
     for attack in &attacks.attack {
@@ -58,6 +66,7 @@ async fn every_attack_gets_its_verdict_within_its_limits_and_leaves_nothing() {
         .collect()
         .await;
 
+    write_attack_table(&results);
     let mut wrong = Vec::new();
     for (attack, v, took) in &results {
         let failure = v.failure.clone().unwrap_or_default();
@@ -74,4 +83,19 @@ async fn every_attack_gets_its_verdict_within_its_limits_and_leaves_nothing() {
         }
     }
     assert!(wrong.is_empty(), "attacks not handled as expected:\n{}", wrong.join("\n"));
+}
+
+/// The table of attacks and their verdicts, from this run, for the README's
+/// security model: `target/hostile-attacks.md`.
+fn write_attack_table(results: &[(Attack, qtjudge::verify::Verification, Duration)]) {
+    let mut table = String::from("| attack | stopped by | verdict | seconds |\n|---|---|---|---|\n");
+    for (attack, v, took) in results {
+        let verdict = match (&v.tier, &v.failure) {
+            (Some(t), Some(f)) => format!("{t} {f}"),
+            (Some(t), None) => format!("{t} {}", v.label.as_str()),
+            (None, _) => "not judged".into(),
+        };
+        table.push_str(&format!("| {} | {} | {} | {:.1} |\n", attack.name, attack.limit, verdict, took.as_secs_f64()));
+    }
+    let _ = std::fs::write(repo().join("target/hostile-attacks.md"), table);
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod fixtures_graded;
+mod fuzz;
 mod service;
 mod hostile;
 mod tidy;

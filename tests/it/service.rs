@@ -27,19 +27,18 @@ struct Server {
 impl Server {
     /// Starts the server on a free port (it prints the address it got).
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, Some(TOKEN), extra)
+    }
+
+    /// `token: None` starts an open server (loopback only), as a browser needs.
+    fn start_with(data_dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data_dir.with_file_name(format!("serve-{n}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_qtjudge"))
             .arg("serve")
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--token",
-                TOKEN,
-                "--grace-seconds",
-                "60",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--grace-seconds", "60"])
+            .args(token.map(|t| ["--token", t]).into_iter().flatten())
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--tasks-dir")
@@ -760,5 +759,132 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
     );
     server.wait_ready().await;
     assert_eq!(server.finished(&queued).await["result"]["tier"], 1);
+    server.stop();
+}
+
+/// Debian's chromium, or `None` with a loud message (the project's setup
+/// does not install a browser).
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .map(|name| Path::new("/usr/bin").join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        eprintln!(
+            "\n!!!!!!!! SKIPPING BROWSER TEST: no chromium (apt-get install chromium) !!!!!!!!\n"
+        );
+    }
+    found
+}
+
+/// The page's DOM after a real browser loaded it (images included).
+async fn rendered(chromium: &Path, profile: &Path, url: &str) -> String {
+    let output = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .output()
+        .await
+        .expect("chromium runs");
+    assert!(
+        output.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
+    let Some(_) = docker().await else { return };
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--workers", "2"]);
+    server.wait_ready().await;
+    let broken: Value = server
+        .post("/v1/verifications?wait=180")
+        .json(&json!({"output": fixture("trap-history-none.md"), "model": "history-none"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        broken["result"]["failure"], "broken_after_reset",
+        "{broken}"
+    );
+    let jsonl = [
+        ("devstral", "devstral.md"),
+        ("trap-no-code", "trap-no-code.md"),
+    ]
+    .iter()
+    .map(|(model, file)| json!({"model": model, "output": fixture(file)}).to_string() + "\n")
+    .collect::<String>();
+    let accepted: Value = server
+        .post("/v1/batches")
+        .body(jsonl)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let batch_id = accepted["id"].as_str().unwrap();
+    let batch: Value = server
+        .get(&format!("/v1/batches/{batch_id}?wait=180"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["status"], "done", "{batch}");
+
+    let profile = dir.path().join("chromium");
+    let page = rendered(
+        &chromium,
+        &profile,
+        &server.url(&format!(
+            "/verifications/{}",
+            broken["id"].as_str().unwrap()
+        )),
+    )
+    .await;
+    assert!(
+        page.contains("<tr class=\"failed\"><td>turn_3</td>"),
+        "the failing step is highlighted:\n{page}"
+    );
+    assert_eq!(
+        page.matches("data-loaded=\"yes\"").count(),
+        2,
+        "both screenshots load in the browser:\n{page}"
+    );
+    assert!(
+        page.contains("id=\"script\""),
+        "the extracted script is shown"
+    );
+
+    let page = rendered(
+        &chromium,
+        &profile,
+        &server.url(&format!("/batches/{batch_id}")),
+    )
+    .await;
+    assert!(
+        page.contains("tier 1 flawless: 1") && page.contains("tier 3 fail: 1"),
+        "{page}"
+    );
+    assert!(page.contains("<svg id=\"chart\""), "{page}");
+
+    let page = rendered(&chromium, &profile, &server.url("/")).await;
+    for model in ["history-none", "devstral", "trap-no-code"] {
+        assert!(page.contains(model), "{model} is listed:\n{page}");
+    }
     server.stop();
 }
