@@ -24,5 +24,17 @@ fn main() {
         answers += 1;
     }
     let per_second = answers as f64 / started.elapsed().as_secs_f64();
+    // Where the time goes: parsing alone, for the same script.
+    let script = qtjudge::extract::extract(&padded, Some(&task.original_source)).expect("code found").script;
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&tree_sitter_python::LANGUAGE.into()).expect("grammar loads");
+    let parse_started = Instant::now();
+    let mut parses = 0u64;
+    while parse_started.elapsed() < Duration::from_secs(1) {
+        parser.parse(&script, None).expect("a tree");
+        parses += 1;
+    }
+    let parse_ms = parse_started.elapsed().as_secs_f64() * 1000.0 / parses as f64;
+    println!("tree-sitter parse alone: {parse_ms:.2} ms for the {} byte script", script.len());
     println!("static grading: {} bytes per answer, {answers} answers in {:.1} s, {per_second:.0} answers/s (one core)", padded.len(), started.elapsed().as_secs_f64());
 }

@@ -1,4 +1,4 @@
-//! The command line: `verify`, `grade`, `report`, `image`, `reap`.
+//! The command line: `verify`, `grade`, `report`, `image`, `reap`, `serve`.
 //! Parses arguments, runs the library, and maps outcomes to exit codes.
 
 use std::io::IsTerminal;

@@ -686,7 +686,7 @@ impl Engine {
         let mut state = self.write();
         if state.reachable != reachable {
             if reachable {
-                tracing::info!("the Docker engine answers again");
+                tracing::info!("the Docker engine answers");
             } else {
                 tracing::error!(
                     problem = problem.as_deref().unwrap_or(""),

@@ -112,6 +112,9 @@ impl StaticReport {
 /// grade compares against.
 pub struct OriginalIndex {
     source: String,
+    /// The original's syntax tree: answers are mostly the original with a
+    /// few edits, so they are parsed incrementally from it.
+    tree: Option<Tree>,
     facts: Facts,
     /// `None` when the task's pattern does not compile: no control matches.
     reset_pattern: Option<Regex>,
@@ -128,8 +131,10 @@ pub struct OriginalIndex {
 impl OriginalIndex {
     pub fn new(task: &Task) -> OriginalIndex {
         let source = task.original_source.clone();
-        let facts = parse(&source)
-            .map(|tree| collect(&source, &tree))
+        let tree = parse(&source, None);
+        let facts = tree
+            .as_ref()
+            .map(|tree| collect(&source, tree))
             .unwrap_or_default();
         let mut may_extend: HashSet<String> = task.app.may_extend.iter().cloned().collect();
         may_extend.insert(task.app.ui_builder.clone());
@@ -155,6 +160,7 @@ impl OriginalIndex {
         OriginalIndex {
             reset_pattern: Regex::new(&task.reset_control.text_pattern).ok(),
             source,
+            tree,
             facts,
             may_extend,
             submit_handlers,
@@ -173,7 +179,7 @@ pub fn grade(candidate: &str, task: &Task) -> StaticReport {
 /// Grades `candidate` against an original parsed once.
 pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
     let mut report = StaticReport::default();
-    let Some(tree) = parse(candidate) else {
+    let Some(tree) = parse(candidate, index.tree.as_ref().map(|t| (index.source.as_str(), t))) else {
         report.syntax_errors.push(SyntaxError {
             line: 1,
             column: 1,
@@ -222,7 +228,10 @@ thread_local! {
     static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
 }
 
-fn parse(source: &str) -> Option<Tree> {
+/// Parses `source`; with `base` (a text and its tree), incrementally: the
+/// common prefix and suffix of the two texts keep their subtrees, which
+/// tree-sitter guarantees gives the same tree as a fresh parse.
+fn parse(source: &str, base: Option<(&str, &Tree)>) -> Option<Tree> {
     PARSER.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         if slot.is_none() {
@@ -232,8 +241,43 @@ fn parse(source: &str) -> Option<Tree> {
                 .ok()?;
             *slot = Some(parser);
         }
-        slot.as_mut()?.parse(source, None)
+        let parser = slot.as_mut()?;
+        let Some((old_text, old_tree)) = base else {
+            return parser.parse(source, None);
+        };
+        let mut tree = old_tree.clone();
+        tree.edit(&single_edit(old_text.as_bytes(), source.as_bytes()));
+        parser.parse(source, Some(&tree))
     })
+}
+
+/// The one edit that turns `old` into `new`: everything between their
+/// common prefix and their common suffix was replaced.
+fn single_edit(old: &[u8], new: &[u8]) -> tree_sitter::InputEdit {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let room = old.len().min(new.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    tree_sitter::InputEdit {
+        start_byte: prefix,
+        old_end_byte: old.len() - suffix,
+        new_end_byte: new.len() - suffix,
+        start_position: point_at(old, prefix),
+        old_end_position: point_at(old, old.len() - suffix),
+        new_end_position: point_at(new, new.len() - suffix),
+    }
+}
+
+fn point_at(text: &[u8], offset: usize) -> tree_sitter::Point {
+    let before = &text[..offset];
+    let row = before.iter().filter(|b| **b == b'\n').count();
+    let column = offset - before.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    tree_sitter::Point { row, column }
 }
 
 // ---------------------------------------------------------------------------
