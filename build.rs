@@ -15,7 +15,12 @@ fn main() {
     let mut code = String::from("/// The files of `docker/`, as (relative path, contents), sorted by path.\npub static DOCKER_CONTEXT: &[(&str, &[u8])] = &[\n");
     for (relative, absolute) in &files {
         println!("cargo:rerun-if-changed={}", absolute.display());
-        writeln!(code, "    ({relative:?}, include_bytes!({:?})),", absolute.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({relative:?}, include_bytes!({:?})),",
+            absolute.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("docker_context.rs");
@@ -39,7 +44,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             println!("cargo:rerun-if-changed={}", path.display());
             collect(root, &path, files);
         } else {
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             files.push((relative, path));
         }
     }

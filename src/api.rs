@@ -1,6 +1,7 @@
-//! The verifier service's HTTP API (axum): turns requests into jobs and
-//! jobs into JSON, never runs a verification itself (`jobs` does).
-//! `ApiError` is the one place that picks status codes.
+//! The verifier service (`qtjudge serve`): the axum router, its JSON API,
+//! the HTML pages, and start-up/shutdown. It turns requests into jobs and
+//! jobs into JSON or HTML, and never runs a verification itself (`jobs`
+//! does). `ApiError` is the one place that picks status codes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -260,7 +261,23 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// One log line per request (debug; warn for server faults).
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, path, status, ms, "request failed");
+    } else {
+        tracing::debug!(%method, path, status, ms, "request");
+    }
+    response
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -28,7 +28,11 @@ pub mod exit_codes {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "qtjudge", version, about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox")]
+#[command(
+    name = "qtjudge",
+    version,
+    about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -176,7 +180,9 @@ pub struct ReportArgs {
 }
 
 fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -209,7 +215,8 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         max_queue: args.max_queue,
         max_body: args.max_body_kb.saturating_mul(1024),
         max_batch: args.max_batch,
-        retention: (args.retention_hours > 0).then(|| std::time::Duration::from_secs(args.retention_hours * 3600)),
+        retention: (args.retention_hours > 0)
+            .then(|| std::time::Duration::from_secs(args.retention_hours * 3600)),
         grace: std::time::Duration::from_secs(args.grace_seconds),
         tasks_dir: args.tasks_dir.unwrap_or_else(task::default_tasks_dir),
     };
@@ -241,7 +248,10 @@ async fn image_command(action: ImageAction) -> Result<i32> {
 }
 
 fn load_task(common: &Common) -> Result<Task> {
-    let dir = common.tasks_dir.clone().unwrap_or_else(task::default_tasks_dir);
+    let dir = common
+        .tasks_dir
+        .clone()
+        .unwrap_or_else(task::default_tasks_dir);
     Ok(Task::load(&dir, &common.task)?)
 }
 
@@ -269,12 +279,17 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
     let sandbox = make_sandbox(args.common.sandbox, 0).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let model = model_name(&args.file);
-    eprintln!("qtjudge: verifying {} in the {} sandbox…", args.file.display(), sandbox.name());
+    eprintln!(
+        "qtjudge: verifying {} in the {} sandbox…",
+        args.file.display(),
+        sandbox.name()
+    );
     let mut result = verify::verify(&answer, &model, &prepared, sandbox.as_ref()).await;
     let dir = args
         .artifacts
         .unwrap_or_else(|| std::env::temp_dir().join(format!("qtjudge-{}", sanitize(&model))));
-    verify::save_artifacts(&mut result, &dir).with_context(|| format!("saving screenshots under {}", dir.display()))?;
+    verify::save_artifacts(&mut result, &dir)
+        .with_context(|| format!("saving screenshots under {}", dir.display()))?;
     match args.format {
         VerifyFormat::Json => {
             result.script = None;
@@ -292,7 +307,10 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
 pub fn verification_text(v: &Verification) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let tier = v.tier.map(|t| format!("tier {t}")).unwrap_or_else(|| "not judged".into());
+    let tier = v
+        .tier
+        .map(|t| format!("tier {t}"))
+        .unwrap_or_else(|| "not judged".into());
     let _ = writeln!(out, "{}: {} ({})", v.model, tier, v.label.as_str());
     let _ = writeln!(out, "  reason: {}", v.reason);
     if let Some(failure) = &v.failure {
@@ -315,15 +333,30 @@ pub fn verification_text(v: &Verification) -> String {
     if !v.steps.is_empty() {
         let _ = writeln!(out, "  steps:");
         for s in &v.steps {
-            let _ = writeln!(out, "    {} {:<14} {:>7.1} ms  {}", if s.ok { "ok  " } else { "FAIL" }, s.name, s.ms, s.detail);
+            let _ = writeln!(
+                out,
+                "    {} {:<14} {:>7.1} ms  {}",
+                if s.ok { "ok  " } else { "FAIL" },
+                s.name,
+                s.ms,
+                s.detail
+            );
         }
     }
     for m in &v.missing {
-        let _ = writeln!(out, "  missing: {} {} (original line {})", m.kind, m.name, m.original_line);
+        let _ = writeln!(
+            out,
+            "  missing: {} {} (original line {})",
+            m.kind, m.name, m.original_line
+        );
     }
     for c in &v.unrequested_changes {
         let line = c.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-        let _ = writeln!(out, "  unrequested [{}] {}: {}{}", c.source, c.kind, c.detail, line);
+        let _ = writeln!(
+            out,
+            "  unrequested [{}] {}: {}{}",
+            c.source, c.kind, c.detail, line
+        );
     }
     for a in &v.artifacts {
         if let Some(path) = &a.path {
@@ -338,19 +371,28 @@ pub fn verification_text(v: &Verification) -> String {
 
 /// Reads an answer as text; invalid UTF-8 is replaced, not refused.
 fn read_answer(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the answer {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the answer {}", path.display()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn model_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "answer".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "answer".into())
 }
 
 /// A model label made safe as a file name.
 pub fn sanitize(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let cleaned = cleaned.trim_start_matches('.').to_string();
     if cleaned.is_empty() {
@@ -408,15 +450,23 @@ pub fn collect_answers(paths: &[PathBuf]) -> Result<Vec<Answer>> {
 
 fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let mut answers = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let value: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
-            let output = value["output"]
+            let output = value["output"].as_str().with_context(|| {
+                format!("{} line {}: no \"output\" string", path.display(), i + 1)
+            })?;
+            let model = value["model"]
                 .as_str()
-                .with_context(|| format!("{} line {}: no \"output\" string", path.display(), i + 1))?;
-            let model = value["model"].as_str().map(String::from).unwrap_or_else(|| format!("line-{}", i + 1));
+                .map(String::from)
+                .unwrap_or_else(|| format!("line-{}", i + 1));
             answers.push(Answer {
                 model,
                 output: output.to_string(),
@@ -434,18 +484,27 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
     let task = load_task(&args.common)?;
     let answers = collect_answers(&args.paths)?;
     if answers.is_empty() {
-        bail!("no answers found in {:?} (answers are .md, .py, .txt or .jsonl files)", args.paths);
+        bail!(
+            "no answers found in {:?} (answers are .md, .py, .txt or .jsonl files)",
+            args.paths
+        );
     }
-    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("cannot create the run folder {}", args.run_dir.display()))?;
+    std::fs::create_dir_all(&args.run_dir)
+        .with_context(|| format!("cannot create the run folder {}", args.run_dir.display()))?;
     let sandbox = make_sandbox(args.common.sandbox, args.warm.unwrap_or(args.jobs)).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
 
     let mut done: Vec<Verification> = Vec::new();
     let mut todo = Vec::new();
     for answer in answers {
-        let saved = args.run_dir.join(format!("{}.json", sanitize(&answer.model)));
+        let saved = args
+            .run_dir
+            .join(format!("{}.json", sanitize(&answer.model)));
         if args.resume {
-            if let Some(previous) = std::fs::read(&saved).ok().and_then(|b| serde_json::from_slice::<Verification>(&b).ok()) {
+            if let Some(previous) = std::fs::read(&saved)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Verification>(&b).ok())
+            {
                 done.push(previous);
                 continue;
             }
@@ -462,7 +521,8 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         let bar = bar.clone();
         async move {
             bar.set_message(answer.model.clone());
-            let mut v = verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
+            let mut v =
+                verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
             let name = sanitize(&answer.model);
             if let Err(e) = verify::save_artifacts(&mut v, &run_dir.join(&name)) {
                 tracing::warn!(error = %e, "could not save screenshots");
@@ -483,13 +543,17 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
     done.sort_by(|a, b| a.model.cmp(&b.model));
     let rendered = report::render(&done, args.format);
     match &args.out {
-        Some(path) => std::fs::write(path, rendered).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{rendered}"),
     }
     let counts = Counts::of(&done);
     if let Some(bar) = args.fail_under {
         if counts.tier1_rate() < bar {
-            eprintln!("qtjudge: tier-1 rate {:.2} is below --fail-under {bar:.2}", counts.tier1_rate());
+            eprintln!(
+                "qtjudge: tier-1 rate {:.2} is below --fail-under {bar:.2}",
+                counts.tier1_rate()
+            );
             return Ok(exit_codes::BELOW_BAR);
         }
     }
@@ -502,8 +566,10 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }
@@ -511,11 +577,16 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 /// Reads the results a grade run saved.
 pub fn load_run(dir: &Path) -> Result<Vec<Verification>> {
     let mut results = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read the run folder {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the run folder {}", dir.display()))?
+    {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) == Some("json") {
             let bytes = std::fs::read(&path)?;
-            results.push(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a qtjudge result", path.display()))?);
+            results.push(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not a qtjudge result", path.display()))?,
+            );
         }
     }
     results.sort_by(|a: &Verification, b| a.model.cmp(&b.model));

@@ -58,9 +58,18 @@ pub struct Turn {
 pub fn new_turns() -> Vec<Turn> {
     let token = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let texts = [
-        ("Hello! My name is Ada. Please remember the code word", "Nice to meet you, Ada. I will remember the code word"),
-        ("Which code word did I give you? Here is another one", "You gave me a code word earlier. Noted as well"),
-        ("Let us start over. What is two plus two? Marker", "Two plus two is four. Marker"),
+        (
+            "Hello! My name is Ada. Please remember the code word",
+            "Nice to meet you, Ada. I will remember the code word",
+        ),
+        (
+            "Which code word did I give you? Here is another one",
+            "You gave me a code word earlier. Noted as well",
+        ),
+        (
+            "Let us start over. What is two plus two? Marker",
+            "Two plus two is four. Marker",
+        ),
     ];
     texts
         .iter()
@@ -178,7 +187,11 @@ pub struct RequestSummary {
 pub struct NotJudged(pub String);
 
 /// Judges a sandbox outcome against the turns the host chose.
-pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Result<Behaviour, NotJudged> {
+pub fn judge(
+    outcome: &SandboxOutcome,
+    turns: &[Turn],
+    wall_seconds: u64,
+) -> Result<Behaviour, NotJudged> {
     let Some(result) = &outcome.result else {
         return judge_without_result(outcome, wall_seconds);
     };
@@ -284,12 +297,30 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
             "turn_3" => Failure::BrokenAfterReset,
             other => return Err(NotJudged(format!("unexpected failed step `{other}`"))),
         };
-        let failure = if hit_limit { Failure::ResourceLimit } else { failure };
-        fail(&mut behaviour, failure, format!("{limit_note}{}: {}", step.name, step.detail));
+        let failure = if hit_limit {
+            Failure::ResourceLimit
+        } else {
+            failure
+        };
+        fail(
+            &mut behaviour,
+            failure,
+            format!("{limit_note}{}: {}", step.name, step.detail),
+        );
     } else if timed_out {
         let at = started_step.as_deref().unwrap_or("start-up");
-        let failure = if hit_limit { Failure::ResourceLimit } else { Failure::Timeout };
-        fail(&mut behaviour, failure, format!("{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"));
+        let failure = if hit_limit {
+            Failure::ResourceLimit
+        } else {
+            Failure::Timeout
+        };
+        fail(
+            &mut behaviour,
+            failure,
+            format!(
+                "{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"
+            ),
+        );
     } else if !done {
         let at = started_step.as_deref().unwrap_or("start-up");
         let exit = &result["exit"];
@@ -298,13 +329,22 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
             Some(signal) => format!("signal {signal}"),
             None => format!("exit status {}", exit["code"]),
         };
-        let failure = if hit_limit { Failure::ResourceLimit } else { Failure::Crashed };
-        fail(&mut behaviour, failure, format!("{limit_note}the app process ended with {how} during step `{at}`"));
+        let failure = if hit_limit {
+            Failure::ResourceLimit
+        } else {
+            Failure::Crashed
+        };
+        fail(
+            &mut behaviour,
+            failure,
+            format!("{limit_note}the app process ended with {how} during step `{at}`"),
+        );
     }
 
     // Baseline first: a reset cannot be judged in an app that keeps no history.
     if let Some(problem) = baseline_broken {
-        if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false) {
+        if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
+        {
             fail(&mut behaviour, Failure::HistoryBroken, problem);
         }
     }
@@ -321,7 +361,10 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
                 uncleared.push("next request");
             }
             if !uncleared.is_empty() {
-                let detail = format!("after the reset, earlier turns were still in: {}", uncleared.join(", "));
+                let detail = format!(
+                    "after the reset, earlier turns were still in: {}",
+                    uncleared.join(", ")
+                );
                 fail(&mut behaviour, Failure::HistoryNotCleared, detail);
             } else if behaviour.failure.is_none() && planes.next_request.is_none() {
                 fail(
@@ -333,10 +376,15 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
         }
     }
     behaviour.passed = behaviour.failure.is_none()
-        && behaviour.history_cleared.map(|p| p.all_cleared()).unwrap_or(false)
+        && behaviour
+            .history_cleared
+            .map(|p| p.all_cleared())
+            .unwrap_or(false)
         && behaviour.steps.iter().any(|s| s.name == "turn_3" && s.ok);
     if behaviour.failure.is_none() && !behaviour.passed {
-        return Err(NotJudged("the harness finished without reaching every step".into()));
+        return Err(NotJudged(
+            "the harness finished without reaching every step".into(),
+        ));
     }
     Ok(behaviour)
 }
@@ -344,15 +392,29 @@ pub fn judge(outcome: &SandboxOutcome, turns: &[Turn], wall_seconds: u64) -> Res
 fn is_after_baseline(failure: Failure) -> bool {
     matches!(
         failure,
-        Failure::NoResetControl | Failure::ResetRaised | Failure::HistoryNotCleared | Failure::BrokenAfterReset
+        Failure::NoResetControl
+            | Failure::ResetRaised
+            | Failure::HistoryNotCleared
+            | Failure::BrokenAfterReset
     )
 }
 
-fn judge_without_result(outcome: &SandboxOutcome, wall_seconds: u64) -> Result<Behaviour, NotJudged> {
+fn judge_without_result(
+    outcome: &SandboxOutcome,
+    wall_seconds: u64,
+) -> Result<Behaviour, NotJudged> {
     let (failure, detail) = if outcome.host_timeout {
-        (Failure::Timeout, format!("the sandbox gave no result within the {wall_seconds} s wall limit and was killed"))
+        (
+            Failure::Timeout,
+            format!(
+                "the sandbox gave no result within the {wall_seconds} s wall limit and was killed"
+            ),
+        )
     } else if outcome.oom_killed {
-        (Failure::ResourceLimit, "the sandbox was killed for exceeding its memory limit".to_string())
+        (
+            Failure::ResourceLimit,
+            "the sandbox was killed for exceeding its memory limit".to_string(),
+        )
     } else {
         return Err(NotJudged(format!(
             "{} (supervisor stderr: {})",
@@ -379,7 +441,13 @@ fn judge_without_result(outcome: &SandboxOutcome, wall_seconds: u64) -> Result<B
 }
 
 fn last_line(text: &str) -> String {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(300).collect()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
 }
 
 fn decode_artifact(report: &Value) -> Option<Artifact> {
@@ -425,10 +493,9 @@ fn newest_user_text(body: &Value) -> String {
 /// the numbers 9000 + 100·(k-1) + i.
 fn carries_context_of(body: &Value, turn_index: usize) -> bool {
     body["context"].as_array().is_some_and(|context| {
-        context
-            .iter()
-            .filter_map(Value::as_i64)
-            .any(|n| n >= 9000 + 100 * turn_index as i64 && n < 9000 + 100 * (turn_index as i64 + 1))
+        context.iter().filter_map(Value::as_i64).any(|n| {
+            n >= 9000 + 100 * turn_index as i64 && n < 9000 + 100 * (turn_index as i64 + 1)
+        })
     })
 }
 
@@ -437,9 +504,14 @@ fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
     for request in requests.as_array().into_iter().flatten() {
         let body = &request["body"];
         let newest = newest_user_text(body);
-        let turn = (0..turns.len()).rev().find(|&i| newest.contains(&turns[i].prompt_marker));
+        let turn = (0..turns.len())
+            .rev()
+            .find(|&i| newest.contains(&turns[i].prompt_marker));
         let whole = if body.is_null() {
-            request["body_text"].as_str().unwrap_or_default().to_string()
+            request["body_text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         } else {
             body.to_string()
         };
@@ -460,7 +532,12 @@ fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
         summaries.push(RequestSummary {
             seq: request["seq"].as_u64().unwrap_or(0),
             method: request["method"].as_str().unwrap_or_default().to_string(),
-            path: request["path"].as_str().unwrap_or_default().chars().take(200).collect(),
+            path: request["path"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
             turn,
             carries,
         });
@@ -479,7 +556,9 @@ fn baseline_problem(requests: &[RequestSummary], turns: &[Turn], steps: &[Step])
         return None;
     }
     let Some(second) = requests.iter().find(|r| r.turn == Some(1)) else {
-        return Some("turn 2 was displayed but no request carrying it reached the model API".into());
+        return Some(
+            "turn 2 was displayed but no request carrying it reached the model API".into(),
+        );
     };
     let first = &turns[0];
     let carried = second
@@ -515,7 +594,10 @@ mod tests {
     }
 
     fn chat(seq: u64, messages: Vec<(&str, &str)>) -> Value {
-        let messages: Vec<Value> = messages.into_iter().map(|(r, c)| json!({"role": r, "content": c})).collect();
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|(r, c)| json!({"role": r, "content": c}))
+            .collect();
         json!({"seq": seq, "method": "POST", "path": "/api/chat", "body": {"model": "m", "messages": messages}})
     }
 
@@ -530,10 +612,18 @@ mod tests {
     }
 
     fn full_steps(memory: bool, screen: bool) -> Vec<Value> {
-        let mut reports: Vec<Value> = ["compile", "launch", "find_window", "turn_1", "turn_2", "find_reset", "click_reset"]
-            .iter()
-            .map(|n| step(n, true))
-            .collect();
+        let mut reports: Vec<Value> = [
+            "compile",
+            "launch",
+            "find_window",
+            "turn_1",
+            "turn_2",
+            "find_reset",
+            "click_reset",
+        ]
+        .iter()
+        .map(|n| step(n, true))
+        .collect();
         reports.push(json!({"type": "planes", "memory": memory, "screen": screen}));
         reports.push(step("check_cleared", true));
         reports.push(step("turn_3", true));
@@ -550,7 +640,14 @@ mod tests {
         third.push(("user", t[2].prompt.as_str()));
         vec![
             chat(1, vec![("user", &t[0].prompt)]),
-            chat(2, vec![("user", &t[0].prompt), ("assistant", &t[0].reply), ("user", &t[1].prompt)]),
+            chat(
+                2,
+                vec![
+                    ("user", &t[0].prompt),
+                    ("assistant", &t[0].reply),
+                    ("user", &t[1].prompt),
+                ],
+            ),
             chat(3, third),
         ]
     }
@@ -558,7 +655,12 @@ mod tests {
     #[test]
     fn a_clean_reset_passes_on_all_three_planes() {
         let t = turns();
-        let b = judge(&outcome(full_steps(true, true), conversation(&t, false)), &t, 30).unwrap();
+        let b = judge(
+            &outcome(full_steps(true, true), conversation(&t, false)),
+            &t,
+            30,
+        )
+        .unwrap();
         assert!(b.passed, "{b:?}");
         assert_eq!(b.history_cleared.unwrap().next_request, Some(true));
     }
@@ -566,10 +668,18 @@ mod tests {
     #[test]
     fn old_turns_in_the_next_request_fail_the_reset() {
         let t = turns();
-        let b = judge(&outcome(full_steps(false, true), conversation(&t, true)), &t, 30).unwrap();
+        let b = judge(
+            &outcome(full_steps(false, true), conversation(&t, true)),
+            &t,
+            30,
+        )
+        .unwrap();
         assert_eq!(b.failure, Some(Failure::HistoryNotCleared));
         let planes = b.history_cleared.unwrap();
-        assert_eq!((planes.memory, planes.screen, planes.next_request), (Some(false), Some(true), Some(false)));
+        assert_eq!(
+            (planes.memory, planes.screen, planes.next_request),
+            (Some(false), Some(true), Some(false))
+        );
     }
 
     #[test]
@@ -587,8 +697,21 @@ mod tests {
     #[test]
     fn a_failed_step_maps_to_its_code() {
         let t = turns();
-        let reports = vec![step("compile", true), step("launch", true), step("find_window", true), step("turn_1", true), step("turn_2", true), step("find_reset", false), json!({"type": "done"})];
-        let b = judge(&outcome(reports, conversation(&t, false)[..2].to_vec()), &t, 30).unwrap();
+        let reports = vec![
+            step("compile", true),
+            step("launch", true),
+            step("find_window", true),
+            step("turn_1", true),
+            step("turn_2", true),
+            step("find_reset", false),
+            json!({"type": "done"}),
+        ];
+        let b = judge(
+            &outcome(reports, conversation(&t, false)[..2].to_vec()),
+            &t,
+            30,
+        )
+        .unwrap();
         assert_eq!(b.failure, Some(Failure::NoResetControl));
         assert!(!b.passed);
     }
@@ -596,7 +719,13 @@ mod tests {
     #[test]
     fn a_hang_is_a_timeout_naming_the_step() {
         let t = turns();
-        let mut o = outcome(vec![step("compile", true), json!({"type": "step_start", "name": "launch"})], vec![]);
+        let mut o = outcome(
+            vec![
+                step("compile", true),
+                json!({"type": "step_start", "name": "launch"}),
+            ],
+            vec![],
+        );
         o.result.as_mut().unwrap()["timed_out"] = json!(true);
         let b = judge(&o, &t, 30).unwrap();
         assert_eq!(b.failure, Some(Failure::Timeout));
@@ -606,9 +735,15 @@ mod tests {
     #[test]
     fn silence_is_never_a_pass() {
         let t = turns();
-        let o = SandboxOutcome { missing_result: Some("nothing".into()), ..Default::default() };
+        let o = SandboxOutcome {
+            missing_result: Some("nothing".into()),
+            ..Default::default()
+        };
         assert!(judge(&o, &t, 30).is_err());
-        let o = SandboxOutcome { host_timeout: true, ..Default::default() };
+        let o = SandboxOutcome {
+            host_timeout: true,
+            ..Default::default()
+        };
         assert_eq!(judge(&o, &t, 30).unwrap().failure, Some(Failure::Timeout));
     }
 

@@ -80,21 +80,30 @@ pub fn base_tag() -> String {
 
 /// Makes sure the sandbox image exists, building it when missing.
 /// `progress` receives one line per build step.
-pub async fn ensure(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Result<String, ImageError> {
+pub async fn ensure(
+    docker: &Docker,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<String, ImageError> {
     let tag = sandbox_tag();
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
-    progress(&format!("sandbox image {tag} is missing: building it (once per change of docker/)"));
+    progress(&format!(
+        "sandbox image {tag} is missing: building it (once per change of docker/)"
+    ));
     build(docker, progress).await
 }
 
 /// Builds the sandbox image (and the base it needs) unconditionally.
-pub async fn build(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Result<String, ImageError> {
+pub async fn build(
+    docker: &Docker,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<String, ImageError> {
     let base = ensure_base(docker, progress).await?;
     let tag = sandbox_tag();
     progress(&format!("building {tag} from {base}"));
-    let context = context_tar().map_err(|e| ImageError::Build(format!("cannot pack docker/: {e}")))?;
+    let context =
+        context_tar().map_err(|e| ImageError::Build(format!("cannot pack docker/: {e}")))?;
     let mut build_args = HashMap::new();
     build_args.insert("BASE".to_string(), base);
     let mut labels = HashMap::new();
@@ -141,7 +150,10 @@ pub async fn build(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Result<
 
 /// Our debootstrapped base if present, else the upstream image if it can be
 /// pulled, else a new debootstrapped base.
-async fn ensure_base(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Result<String, ImageError> {
+async fn ensure_base(
+    docker: &Docker,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<String, ImageError> {
     let ours = base_tag();
     if docker.inspect_image(&ours).await.is_ok() {
         return Ok(ours);
@@ -150,12 +162,16 @@ async fn ensure_base(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Resul
         return Ok(UPSTREAM_BASE.to_string());
     }
     progress(&format!("trying to pull {UPSTREAM_BASE}"));
-    let options = CreateImageOptionsBuilder::default().from_image(UPSTREAM_BASE).build();
+    let options = CreateImageOptionsBuilder::default()
+        .from_image(UPSTREAM_BASE)
+        .build();
     let mut pull = docker.create_image(Some(options), None, None);
     let mut pulled = true;
     while let Some(item) = pull.next().await {
         if let Err(e) = item {
-            progress(&format!("cannot pull {UPSTREAM_BASE} ({e}): bootstrapping the base from Debian's packages"));
+            progress(&format!(
+                "cannot pull {UPSTREAM_BASE} ({e}): bootstrapping the base from Debian's packages"
+            ));
             pulled = false;
             break;
         }
@@ -169,13 +185,22 @@ async fn ensure_base(docker: &Docker, progress: &(dyn Fn(&str) + Sync)) -> Resul
 
 /// debootstrap bookworm with the package list into a temporary folder and
 /// import it as `name` (what `docker import` does, through the Engine API).
-async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + Sync)) -> Result<(), ImageError> {
+async fn bootstrap_base(
+    docker: &Docker,
+    name: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(), ImageError> {
     let folder = tempfile::Builder::new()
         .prefix("qtjudge-rootfs.")
         .tempdir_in(std::env::var_os("QTJUDGE_BUILD_DIR").unwrap_or_else(|| "/var/tmp".into()))
-        .map_err(|e| ImageError::Bootstrap(format!("cannot make a folder for the root file system: {e}")))?;
+        .map_err(|e| {
+            ImageError::Bootstrap(format!(
+                "cannot make a folder for the root file system: {e}"
+            ))
+        })?;
     let root = folder.path().join("rootfs");
-    let mirror = std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let mirror =
+        std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
     progress(&format!(
         "debootstrap bookworm with {} (about 2 minutes)",
         base_packages().join(",")
@@ -198,7 +223,10 @@ async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + 
     let read_stdout = async {
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("I: Retrieving") || line.starts_with("I: Installing") || line.starts_with("I: Configuring") {
+            if line.starts_with("I: Retrieving")
+                || line.starts_with("I: Installing")
+                || line.starts_with("I: Configuring")
+            {
                 progress(&format!("debootstrap: {}", line.trim_start_matches("I: ")));
             }
             out_text.push_str(&line);
@@ -217,7 +245,9 @@ async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + 
             .take(5)
             .collect::<Vec<_>>()
             .join(" / ");
-        return Err(ImageError::Bootstrap(format!("debootstrap failed ({status}): {tail}")));
+        return Err(ImageError::Bootstrap(format!(
+            "debootstrap failed ({status}): {tail}"
+        )));
     }
     for cache in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         clear_folder(&root.join(cache));
@@ -230,7 +260,8 @@ async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + 
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| ImageError::Bootstrap(format!("cannot run tar: {e}")))?;
-    let archive = tokio_util::io::ReaderStream::with_capacity(tar.stdout.take().expect("piped"), 1 << 20);
+    let archive =
+        tokio_util::io::ReaderStream::with_capacity(tar.stdout.take().expect("piped"), 1 << 20);
     let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
@@ -241,7 +272,8 @@ async fn bootstrap_base(docker: &Docker, name: &str, progress: &(dyn Fn(&str) + 
             "CMD [\"/bin/bash\"]".to_string(),
         ])
         .build();
-    let mut import = docker.create_image(Some(options), Some(bollard::body_try_stream(archive)), None);
+    let mut import =
+        docker.create_image(Some(options), Some(bollard::body_try_stream(archive)), None);
     while let Some(item) = import.next().await {
         item.map_err(|source| ImageError::Engine {
             doing: "importing the bootstrapped base",

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +33,8 @@ pub const MAX_ATTEMPTS: i64 = 3;
 /// Workers look at the store this often even when nobody wakes them, so a
 /// missed wake-up costs a delay, never a stuck job.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How often idle workers look for the sandbox while it is not ready.
+const ENGINE_WAIT_POLL: Duration = Duration::from_millis(250);
 /// How often the engine is pinged, and retried while it is down.
 const ENGINE_POLL: Duration = Duration::from_secs(5);
 /// Upper bounds (seconds) of the duration histogram's buckets.
@@ -386,12 +389,14 @@ impl Store {
         .await
     }
 
-    /// Puts a running job back in the queue (shutdown, engine outage).
+    /// Puts a running job back in the queue after an engine outage (not
+    /// counted as an attempt: the answer did nothing wrong).
     async fn requeue(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.call(move |conn| {
             conn.execute(
-                "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?1 AND status = 'running'",
+                "UPDATE jobs SET status = 'queued', started_at = NULL, attempts = MAX(attempts - 1, 0)
+                 WHERE id = ?1 AND status = 'running'",
                 params![id],
             )
             .map(|_| ())
@@ -1084,7 +1089,14 @@ impl Jobs {
             if self.stopping.is_cancelled() {
                 return;
             }
-            let claimed = match self.engine.sandbox() {
+            let sandbox = self.engine.sandbox();
+            // Without a sandbox nobody wakes us when it comes: look often.
+            let idle = if sandbox.is_some() {
+                IDLE_POLL
+            } else {
+                ENGINE_WAIT_POLL
+            };
+            let claimed = match sandbox {
                 None => None,
                 Some(sandbox) => match self.store.claim_next().await {
                     Ok(Some(job)) => Some((job, sandbox)),
@@ -1101,7 +1113,7 @@ impl Jobs {
                     tokio::select! {
                         _ = self.stopping.cancelled() => return,
                         _ = woken => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = tokio::time::sleep(idle) => {}
                     }
                 }
             }
@@ -1121,7 +1133,21 @@ impl Jobs {
                 return;
             }
         };
-        let v = verify::verify(&job.output, &job.model, &prepared, sandbox.as_ref()).await;
+        // A panic in one verification must not take its worker down with it.
+        let verification = verify::verify(&job.output, &job.model, &prepared, sandbox.as_ref());
+        let v = match std::panic::AssertUnwindSafe(verification)
+            .catch_unwind()
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => {
+                tracing::error!(job = %job.id, "the verification panicked");
+                let why = "internal error: the verification panicked (see the service's log)";
+                self.record(&job, Status::Error, None, Some(why.into()))
+                    .await;
+                return;
+            }
+        };
         if v.label == Label::Error && !self.engine.check_now().await {
             // Not judged because the engine went away: keep it for later.
             tracing::warn!(job = %job.id, "the engine went away during a verification: the job goes back to the queue");
@@ -1423,6 +1449,55 @@ mod tests {
         assert_eq!(done.status, Status::Error);
         assert_eq!(done.result.unwrap().tier, None);
         pool.shutdown(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn a_run_lost_to_an_engine_outage_goes_back_to_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine_down: Probe = Box::new(|| Box::pin(async { false }));
+        let engine = Arc::new(Engine::ready(
+            Arc::new(DownSandbox),
+            None,
+            Some(engine_down),
+        ));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 1,
+                max_queue: 10,
+                tasks_dir: tasks_dir(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
+        let correct = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/outputs/reset-conversation/correct.py"),
+        )
+        .unwrap();
+        let pool = jobs.start();
+        let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while jobs.engine.health().reachable {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the outage was never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pool.shutdown(Duration::from_secs(5)).await;
+        let job = jobs.store.job(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            job.status,
+            Status::Queued,
+            "kept for when the engine is back"
+        );
+        assert!(job.result.is_none());
+        assert!(
+            jobs.engine.sandbox().is_none(),
+            "workers claim nothing while it is down"
+        );
     }
 
     #[tokio::test]

@@ -75,7 +75,11 @@ fn layout_key(layout: &Value) -> String {
         .filter(|i| i["kind"] == "widget")
         .filter_map(identity)
         .collect();
-    format!("{}[{}]", layout["class"].as_str().unwrap_or("layout"), members.join(", "))
+    format!(
+        "{}[{}]",
+        layout["class"].as_str().unwrap_or("layout"),
+        members.join(", ")
+    )
 }
 
 /// Compares the candidate's tree with the original's.
@@ -96,10 +100,14 @@ pub fn diff(original: &Value, candidate: &Value) -> Vec<LayoutChange> {
                 kind: "widget_removed".into(),
                 detail: format!("{} is no longer in the window's layout", placed.id),
             }),
-            Some(found) if !same_parent(&placed.parent, &found.parent, &original_ids) => changes.push(LayoutChange {
-                kind: "widget_moved".into(),
-                detail: format!("{} moved from {} to {}", placed.id, placed.parent, found.parent),
-            }),
+            Some(found) if !same_parent(&placed.parent, &found.parent, &original_ids) => changes
+                .push(LayoutChange {
+                    kind: "widget_moved".into(),
+                    detail: format!(
+                        "{} moved from {} to {}",
+                        placed.id, placed.parent, found.parent
+                    ),
+                }),
             Some(_) => {}
         }
     }
@@ -168,17 +176,33 @@ mod tests {
 
     #[test]
     fn a_new_button_in_the_existing_layout_is_no_change() {
-        let original = tree(vec![widget("prompt_entry"), widget("submit_button"), widget("output_entry")]);
-        let candidate = tree(vec![widget("prompt_entry"), widget("submit_button"), widget("reset_button"), widget("output_entry")]);
+        let original = tree(vec![
+            widget("prompt_entry"),
+            widget("submit_button"),
+            widget("output_entry"),
+        ]);
+        let candidate = tree(vec![
+            widget("prompt_entry"),
+            widget("submit_button"),
+            widget("reset_button"),
+            widget("output_entry"),
+        ]);
         assert!(diff(&original, &candidate).is_empty());
     }
 
     #[test]
     fn buttons_moved_into_a_new_row_above_the_prompt_are_changes() {
-        let original = tree(vec![widget("prompt_entry"), widget("submit_button"), widget("output_entry")]);
+        let original = tree(vec![
+            widget("prompt_entry"),
+            widget("submit_button"),
+            widget("output_entry"),
+        ]);
         let row = json!({"kind": "layout", "class": "QHBoxLayout", "items": [widget("submit_button"), widget("reset_button")]});
         let candidate = tree(vec![row, widget("prompt_entry"), widget("output_entry")]);
-        let kinds: Vec<String> = diff(&original, &candidate).into_iter().map(|c| c.kind).collect();
+        let kinds: Vec<String> = diff(&original, &candidate)
+            .into_iter()
+            .map(|c| c.kind)
+            .collect();
         assert!(kinds.contains(&"widget_moved".to_string()), "{kinds:?}");
         assert!(kinds.contains(&"widget_reordered".to_string()), "{kinds:?}");
     }

@@ -6,7 +6,8 @@ use clap::Parser;
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QTJUDGE_LOG").unwrap_or_else(|_| "warn,qtjudge=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("QTJUDGE_LOG")
+                .unwrap_or_else(|_| "warn,qtjudge=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

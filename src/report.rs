@@ -57,7 +57,9 @@ impl Counts {
 pub fn render(results: &[Verification], format: Format) -> String {
     match format {
         Format::Table => table(results),
-        Format::Json => serde_json::to_string_pretty(&without_scripts(results)).expect("serialisable") + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&without_scripts(results)).expect("serialisable") + "\n"
+        }
         Format::Jsonl => without_scripts(results)
             .iter()
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
@@ -89,11 +91,22 @@ fn tier_text(r: &Verification) -> String {
 }
 
 fn table(results: &[Verification]) -> String {
-    let width = results.iter().map(|r| r.model.chars().count()).max().unwrap_or(5).max(5);
+    let width = results
+        .iter()
+        .map(|r| r.model.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut out = String::new();
     let _ = writeln!(out, "{:<width$}  {:<22}  reason", "model", "tier");
     for r in results {
-        let _ = writeln!(out, "{:<width$}  {:<22}  {}", r.model, tier_text(r), one_line(&r.reason, 110));
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<22}  {}",
+            r.model,
+            tier_text(r),
+            one_line(&r.reason, 110)
+        );
     }
     let c = Counts::of(results);
     let _ = writeln!(
@@ -102,7 +115,11 @@ fn table(results: &[Verification]) -> String {
         c.tier1,
         c.tier2,
         c.tier3,
-        if c.error > 0 { format!("   not judged: {}", c.error) } else { String::new() }
+        if c.error > 0 {
+            format!("   not judged: {}", c.error)
+        } else {
+            String::new()
+        }
     );
     out
 }
@@ -128,7 +145,8 @@ fn markdown(results: &[Verification]) -> String {
         );
     }
     let c = Counts::of(results);
-    let _ = writeln!(
+    let _ =
+        writeln!(
         out,
         "\n**Tier 1 flawless:** {} · **Tier 2 unrequested changes:** {} · **Tier 3 fail:** {}{}",
         c.tier1,
@@ -160,7 +178,10 @@ fn junit(results: &[Verification]) -> String {
         c.tier3,
         c.error
     );
-    let task = results.first().map(|r| r.task.as_str()).unwrap_or("qtjudge");
+    let task = results
+        .first()
+        .map(|r| r.task.as_str())
+        .unwrap_or("qtjudge");
     let _ = writeln!(
         out,
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\">",
@@ -187,7 +208,11 @@ fn junit(results: &[Verification]) -> String {
                 );
             }
             Label::Error => {
-                let _ = write!(out, "<error message=\"{}\"/>", xml_escape(&one_line(&r.reason, 300)));
+                let _ = write!(
+                    out,
+                    "<error message=\"{}\"/>",
+                    xml_escape(&one_line(&r.reason, 300))
+                );
             }
             Label::UnrequestedChanges => {
                 let _ = write!(out, "<system-out>{}</system-out>", xml_escape(&r.reason));

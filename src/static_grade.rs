@@ -179,7 +179,10 @@ pub fn grade(candidate: &str, task: &Task) -> StaticReport {
 /// Grades `candidate` against an original parsed once.
 pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
     let mut report = StaticReport::default();
-    let Some(tree) = parse(candidate, index.tree.as_ref().map(|t| (index.source.as_str(), t))) else {
+    let Some(tree) = parse(
+        candidate,
+        index.tree.as_ref().map(|t| (index.source.as_str(), t)),
+    ) else {
         report.syntax_errors.push(SyntaxError {
             line: 1,
             column: 1,
@@ -276,7 +279,12 @@ fn single_edit(old: &[u8], new: &[u8]) -> tree_sitter::InputEdit {
 fn point_at(text: &[u8], offset: usize) -> tree_sitter::Point {
     let before = &text[..offset];
     let row = before.iter().filter(|b| **b == b'\n').count();
-    let column = offset - before.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let column = offset
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
     tree_sitter::Point { row, column }
 }
 

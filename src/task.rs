@@ -70,7 +70,11 @@ pub struct Limits {
 impl Task {
     /// Loads `<tasks_dir>/<id>/task.toml` and the original script beside it.
     pub fn load(tasks_dir: &Path, id: &str) -> Result<Task, TaskError> {
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(TaskError::Unknown {
                 id: id.to_string(),
                 path: tasks_dir.join("<invalid id>"),
@@ -79,7 +83,10 @@ impl Task {
         let dir = tasks_dir.join(id);
         let path = dir.join("task.toml");
         if !path.is_file() {
-            return Err(TaskError::Unknown { id: id.to_string(), path });
+            return Err(TaskError::Unknown {
+                id: id.to_string(),
+                path,
+            });
         }
         let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Read {
             path: path.clone(),

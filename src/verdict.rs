@@ -64,7 +64,11 @@ pub struct Verdict {
 /// The evidence the verdict is made from.
 pub enum Evidence<'a> {
     NoCode,
-    Snippet { missing: usize, placeholders: usize, fragment: bool },
+    Snippet {
+        missing: usize,
+        placeholders: usize,
+        fragment: bool,
+    },
     NotJudged(&'a str),
     Behaviour {
         failure: Option<(&'a str, &'a str)>,
@@ -75,7 +79,11 @@ pub enum Evidence<'a> {
 pub fn decide(evidence: Evidence<'_>) -> Verdict {
     match evidence {
         Evidence::NoCode => fail("no_code", "the answer holds no code".into()),
-        Evidence::Snippet { missing, placeholders, fragment } => {
+        Evidence::Snippet {
+            missing,
+            placeholders,
+            fragment,
+        } => {
             let mut parts = Vec::new();
             if fragment {
                 parts.push("a fragment or diff, not the full script".to_string());
@@ -86,7 +94,10 @@ pub fn decide(evidence: Evidence<'_>) -> Verdict {
             if placeholders > 0 {
                 parts.push(format!("{placeholders} placeholder(s) for omitted code"));
             }
-            fail("snippet", format!("snippet instead of the full script: {}", parts.join(", ")))
+            fail(
+                "snippet",
+                format!("snippet instead of the full script: {}", parts.join(", ")),
+            )
         }
         Evidence::NotJudged(why) => Verdict {
             tier: None,
@@ -107,7 +118,10 @@ pub fn decide(evidence: Evidence<'_>) -> Verdict {
             failure: None,
             reason: "reset clears memory, screen and next request; nothing else changed".into(),
         },
-        Evidence::Behaviour { failure: None, changes } => {
+        Evidence::Behaviour {
+            failure: None,
+            changes,
+        } => {
             let mut kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
             kinds.sort_unstable();
             kinds.dedup();
@@ -115,7 +129,10 @@ pub fn decide(evidence: Evidence<'_>) -> Verdict {
                 tier: Some(2),
                 label: Label::UnrequestedChanges,
                 failure: None,
-                reason: format!("reset works, but with unrequested changes: {}", kinds.join(", ")),
+                reason: format!(
+                    "reset works, but with unrequested changes: {}",
+                    kinds.join(", ")
+                ),
             }
         }
     }
@@ -136,7 +153,10 @@ mod tests {
 
     #[test]
     fn working_reset_without_changes_is_tier_one() {
-        let v = decide(Evidence::Behaviour { failure: None, changes: &[] });
+        let v = decide(Evidence::Behaviour {
+            failure: None,
+            changes: &[],
+        });
         assert_eq!((v.tier, v.label), (Some(1), Label::Flawless));
     }
 
@@ -148,17 +168,30 @@ mod tests {
             detail: "button_layout = QHBoxLayout()".into(),
             line: Some(80),
         }];
-        let v = decide(Evidence::Behaviour { failure: None, changes: &changes });
+        let v = decide(Evidence::Behaviour {
+            failure: None,
+            changes: &changes,
+        });
         assert_eq!(v.tier, Some(2));
         assert!(v.reason.contains("new_layout"));
     }
 
     #[test]
     fn any_failure_is_tier_three_with_its_code() {
-        let v = decide(Evidence::Behaviour { failure: Some(("history_broken", "no memory")), changes: &[] });
-        assert_eq!((v.tier, v.failure.as_deref()), (Some(3), Some("history_broken")));
+        let v = decide(Evidence::Behaviour {
+            failure: Some(("history_broken", "no memory")),
+            changes: &[],
+        });
+        assert_eq!(
+            (v.tier, v.failure.as_deref()),
+            (Some(3), Some("history_broken"))
+        );
         assert_eq!(decide(Evidence::NoCode).failure.as_deref(), Some("no_code"));
-        let snippet = decide(Evidence::Snippet { missing: 3, placeholders: 1, fragment: false });
+        let snippet = decide(Evidence::Snippet {
+            missing: 3,
+            placeholders: 1,
+            fragment: false,
+        });
         assert_eq!(snippet.failure.as_deref(), Some("snippet"));
     }
 

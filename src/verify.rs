@@ -133,7 +133,12 @@ fn short_id() -> String {
 
 /// Verifies one raw answer. Never fails: what could not be judged is
 /// reported in `error` with no tier.
-pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox: &dyn Sandbox) -> Verification {
+pub async fn verify(
+    answer: &str,
+    model: &str,
+    prepared: &PreparedTask,
+    sandbox: &dyn Sandbox,
+) -> Verification {
     let started = std::time::Instant::now();
     let task = &prepared.task;
     let mut v = Verification {
@@ -180,7 +185,8 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
             // A parse error can hide definitions from the tree: judge
             // completeness by name, and let `compile()` in the sandbox
             // report the syntax error of an otherwise full script.
-            !report.placeholders.is_empty() || !covers_original_by_name(&extracted.script, &task.original_source)
+            !report.placeholders.is_empty()
+                || !covers_original_by_name(&extracted.script, &task.original_source)
         };
     let static_changes: Vec<UnrequestedChange> = report
         .unrequested_changes
@@ -258,22 +264,29 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
     if behaviour.passed {
         match prepared.original_tree(sandbox).await {
             Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {
-                changes.extend(crate::layout_diff::diff(original, &behaviour.widget_tree).into_iter().map(|c| {
-                    UnrequestedChange {
-                        source: "layout".into(),
-                        kind: c.kind,
-                        detail: c.detail,
-                        line: None,
-                    }
-                }));
+                changes.extend(
+                    crate::layout_diff::diff(original, &behaviour.widget_tree)
+                        .into_iter()
+                        .map(|c| UnrequestedChange {
+                            source: "layout".into(),
+                            kind: c.kind,
+                            detail: c.detail,
+                            line: None,
+                        }),
+                );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not run the original for the layout comparison"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not run the original for the layout comparison")
+            }
         }
     }
-    let failure = behaviour
-        .failure
-        .map(|f| (f.as_str(), behaviour.failure_detail.as_deref().unwrap_or("")));
+    let failure = behaviour.failure.map(|f| {
+        (
+            f.as_str(),
+            behaviour.failure_detail.as_deref().unwrap_or(""),
+        )
+    });
     apply(
         &mut v,
         verdict::decide(Evidence::Behaviour {
@@ -290,7 +303,9 @@ pub async fn verify(answer: &str, model: &str, prepared: &PreparedTask, sandbox:
 /// Every `def`/`class` name of the original appears in the script.
 fn covers_original_by_name(script: &str, original: &str) -> bool {
     let names = extract::definition_names(script);
-    extract::definition_names(original).iter().all(|n| names.contains(n))
+    extract::definition_names(original)
+        .iter()
+        .all(|n| names.contains(n))
 }
 
 fn apply(v: &mut Verification, decided: verdict::Verdict) {

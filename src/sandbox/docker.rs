@@ -20,7 +20,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::warm_pool::{PoolConfig, WarmPool};
-use super::{new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+use super::{
+    new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
+};
 use crate::task::Limits;
 
 /// Every container qtjudge makes carries this label (the reaper's key).
@@ -96,7 +98,10 @@ impl DockerSandbox {
 
     /// The labels (`qtjudge.run`) of the warm containers ready now.
     pub fn warm_labels(&self) -> Vec<String> {
-        self.pool.as_ref().map(|p| p.ready_labels()).unwrap_or_default()
+        self.pool
+            .as_ref()
+            .map(|p| p.ready_labels())
+            .unwrap_or_default()
     }
 
     /// Removes the warm containers; call before exiting.
@@ -138,7 +143,10 @@ impl DockerSandbox {
     pub async fn reap_orphans(&self) -> usize {
         let mut filters = HashMap::new();
         filters.insert("label".to_string(), vec![LABEL.to_string()]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         let Ok(containers) = self.docker.list_containers(Some(options)).await else {
             return 0;
         };
@@ -170,7 +178,10 @@ impl DockerSandbox {
         let config = container_config(&self.image, label, limits, &self.owner);
         let created = self
             .docker
-            .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), config)
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                config,
+            )
             .await
             .map_err(|e| engine_error("creating the container", e))?;
         // From here on the container must go, whatever happens.
@@ -188,7 +199,10 @@ impl DockerSandbox {
             .await
             .map_err(|e| engine_error("attaching to the container", e))?;
         self.docker
-            .start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>)
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
             .await
             .map_err(|e| engine_error("starting the container", e))?;
         Ok(Started {
@@ -209,7 +223,10 @@ impl DockerSandbox {
         };
         let container = match warm {
             Some(container) => container,
-            None => self.start_container(&request.run_id, &request.limits).await?,
+            None => {
+                self.start_container(&request.run_id, &request.limits)
+                    .await?
+            }
         };
         let mut outcome = self.serve(container, &request).await?;
         outcome.wall_ms = started.elapsed().as_millis() as u64;
@@ -218,8 +235,18 @@ impl DockerSandbox {
 
     /// Sends one job to a started container, reads its one result, and
     /// removes it: a container never serves a second answer.
-    async fn serve(&self, container: Started, request: &SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
-        let Started { id, label, mut io, guard, .. } = container;
+    async fn serve(
+        &self,
+        container: Started,
+        request: &SandboxRequest,
+    ) -> Result<SandboxOutcome, SandboxError> {
+        let Started {
+            id,
+            label,
+            mut io,
+            guard,
+            ..
+        } = container;
         let nonce = new_nonce();
         let mut job = request.job.clone();
         job["nonce"] = serde_json::Value::String(nonce.clone());
@@ -315,7 +342,12 @@ fn container_config(image: &str, label: &str, limits: &Limits, owner: &str) -> C
         readonly_rootfs: Some(true),
         tmpfs: Some(tmpfs),
         cap_drop: Some(vec!["ALL".into()]),
-        cap_add: Some(SUPERVISOR_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        cap_add: Some(
+            SUPERVISOR_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        ),
         security_opt: Some(vec!["no-new-privileges".into()]),
         memory: Some((limits.memory_mb * mib) as i64),
         memory_swap: Some((limits.memory_mb * mib) as i64),
@@ -348,7 +380,11 @@ fn container_config(image: &str, label: &str, limits: &Limits, owner: &str) -> C
     };
     ContainerCreateBody {
         image: Some(image.to_string()),
-        cmd: Some(vec!["python3".into(), "-I".into(), "/opt/qtjudge/supervisor.py".into()]),
+        cmd: Some(vec![
+            "python3".into(),
+            "-I".into(),
+            "/opt/qtjudge/supervisor.py".into(),
+        ]),
         user: Some("0".into()),
         env: Some(vec![
             "LANG=C.UTF-8".into(),
@@ -370,7 +406,8 @@ fn container_config(image: &str, label: &str, limits: &Limits, owner: &str) -> C
 /// Connects with the usual defaults (DOCKER_HOST or the local socket) and
 /// agrees on an API version the engine speaks.
 pub async fn connect_engine() -> Result<Docker, SandboxError> {
-    let docker = Docker::connect_with_defaults().map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
+    let docker = Docker::connect_with_defaults()
+        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
     let docker = docker
         .negotiate_version()
         .await
@@ -390,7 +427,10 @@ pub async fn count_labelled(docker: &Docker, run_id: Option<&str>) -> Result<usi
     };
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![label]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     docker
         .list_containers(Some(options))
         .await
@@ -406,10 +446,15 @@ fn engine_error(doing: &'static str, error: bollard::errors::Error) -> SandboxEr
 }
 
 async fn remove(docker: &Docker, id: &str) -> bool {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     match docker.remove_container(id, Some(options)).await {
         Ok(()) => true,
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => true,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => true,
         Err(e) => {
             tracing::warn!(container = id, error = %e, "could not remove a sandbox container; the reaper will retry");
             false
@@ -426,7 +471,10 @@ struct RemoveOnDrop {
 
 impl RemoveOnDrop {
     fn new(docker: Docker, id: String) -> RemoveOnDrop {
-        RemoveOnDrop { docker, id: Some(id) }
+        RemoveOnDrop {
+            docker,
+            id: Some(id),
+        }
     }
 
     async fn remove_now(mut self) {

@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
-use super::{new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+use super::{
+    new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
+};
 
-const HARNESS_FILES: [&str; 3] = ["harness/supervisor.py", "harness/harness.py", "harness/fake_ollama.py"];
+const HARNESS_FILES: [&str; 3] = [
+    "harness/supervisor.py",
+    "harness/harness.py",
+    "harness/fake_ollama.py",
+];
 
 pub struct LocalSandbox {
     python: String,
@@ -41,13 +47,17 @@ impl LocalSandbox {
             .map_err(|e| SandboxError::Local(format!("cannot make a temporary folder: {e}")))?;
         let harness_dir = folder.path().join("harness");
         let work_root = folder.path().join("root");
-        std::fs::create_dir_all(&harness_dir).and_then(|_| std::fs::create_dir_all(&work_root))
-            .map_err(|e| SandboxError::Local(format!("cannot prepare {}: {e}", folder.path().display())))?;
+        std::fs::create_dir_all(&harness_dir)
+            .and_then(|_| std::fs::create_dir_all(&work_root))
+            .map_err(|e| {
+                SandboxError::Local(format!("cannot prepare {}: {e}", folder.path().display()))
+            })?;
         for file in HARNESS_FILES {
             let bytes = crate::image::context_file(file).expect("the harness is embedded");
             let target = folder.path().join(file);
-            std::fs::write(&target, bytes)
-                .map_err(|e| SandboxError::Local(format!("cannot write {}: {e}", target.display())))?;
+            std::fs::write(&target, bytes).map_err(|e| {
+                SandboxError::Local(format!("cannot write {}: {e}", target.display()))
+            })?;
         }
         let nonce = new_nonce();
         let mut job = request.job.clone();
@@ -59,12 +69,20 @@ impl LocalSandbox {
             .arg("-I")
             .arg(harness_dir.join("supervisor.py"))
             .env("QTJUDGE_WORK_ROOT", &work_root)
-            .env("QTJUDGE_OUTPUT_CAP_BYTES", (request.limits.output_cap_kb * 1024).to_string())
+            .env(
+                "QTJUDGE_OUTPUT_CAP_BYTES",
+                (request.limits.output_cap_kb * 1024).to_string(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| SandboxError::Local(format!("cannot start {}: {e} (set QTJUDGE_PYTHON to a python3 with PyQt5)", self.python)))?;
+            .map_err(|e| {
+                SandboxError::Local(format!(
+                    "cannot start {}: {e} (set QTJUDGE_PYTHON to a python3 with PyQt5)",
+                    self.python
+                ))
+            })?;
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");

@@ -59,7 +59,10 @@ pub enum SandboxError {
     #[error("the sandbox image is missing and could not be built: {0}")]
     Image(String),
     #[error("docker engine error while {doing}: {message}")]
-    Engine { doing: &'static str, message: String },
+    Engine {
+        doing: &'static str,
+        message: String,
+    },
     #[error("the local sandbox could not run the harness: {0}")]
     Local(String),
 }
@@ -88,7 +91,9 @@ pub fn parse_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, Str
             found = Some(rest);
         }
     }
-    let body = found.ok_or_else(|| "the supervisor printed no result (it died or was killed before the end)".to_string())?;
+    let body = found.ok_or_else(|| {
+        "the supervisor printed no result (it died or was killed before the end)".to_string()
+    })?;
     serde_json::from_slice(body).map_err(|e| format!("the result line is not valid JSON: {e}"))
 }
 

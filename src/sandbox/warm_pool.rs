@@ -55,7 +55,11 @@ impl WarmPool {
     }
 
     /// A ready container with these limits, if one is warm. Refills behind.
-    pub async fn take(self: &Arc<Self>, limits: &Limits, sandbox: &DockerSandbox) -> Option<Started> {
+    pub async fn take(
+        self: &Arc<Self>,
+        limits: &Limits,
+        sandbox: &DockerSandbox,
+    ) -> Option<Started> {
         *self.last_demand.lock().expect("not poisoned") = Instant::now();
         let (found, unusable) = {
             let mut ready = self.ready.lock().expect("not poisoned");
@@ -63,7 +67,8 @@ impl WarmPool {
             let mut found = None;
             let mut unusable = Vec::new();
             for container in all {
-                let usable = container.limits == *limits && container.born.elapsed() < self.config.max_age;
+                let usable =
+                    container.limits == *limits && container.born.elapsed() < self.config.max_age;
                 if !usable {
                     unusable.push(container);
                 } else if found.is_none() {
@@ -104,7 +109,12 @@ impl WarmPool {
 
     /// The labels of the containers ready now.
     pub fn ready_labels(&self) -> Vec<String> {
-        self.ready.lock().expect("not poisoned").iter().map(|c| c.label().to_string()).collect()
+        self.ready
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|c| c.label().to_string())
+            .collect()
     }
 
     /// Removes every ready container.

@@ -22,12 +22,18 @@ struct Expected {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_answer_gets_its_expected_tier() {
     let dir = repo().join("fixtures/outputs/reset-conversation");
-    let manifest: Manifest = toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
-    assert!(manifest.answer.len() >= 20, "the manifest should list every model and trap");
+    let manifest: Manifest =
+        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    assert!(
+        manifest.answer.len() >= 20,
+        "the manifest should list every model and trap"
+    );
     let mut wrong = Vec::new();
     for expected in &manifest.answer {
         let answer = std::fs::read_to_string(dir.join(&expected.file)).unwrap();
-        let Some(v) = verify_in_docker(&answer, &expected.model).await else { return };
+        let Some(v) = verify_in_docker(&answer, &expected.model).await else {
+            return;
+        };
         let failure = v.failure.clone().unwrap_or_default();
         if v.tier != Some(expected.tier) || failure != expected.failure {
             wrong.push(format!(

@@ -7,8 +7,8 @@ mod support;
 
 mod fixtures_graded;
 mod fuzz;
-mod service;
 mod hostile;
+mod service;
 mod tidy;
 mod vertical_slice;
 mod warm_pool;

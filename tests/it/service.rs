@@ -344,10 +344,17 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
     let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
     server.wait_ready().await;
     // (file, model, tier, failure) as in fixtures/outputs/.../manifest.toml.
+    // gemma3-27b is left out: its QThread sometimes aborts the app (`crashed`)
+    // before `history_broken` is seen, which is the grader's business, not the service's.
     let answers = [
         ("devstral.md", "devstral", 1, ""),
         ("magistral.md", "magistral", 2, ""),
-        ("gemma3-27b.md", "gemma3-27b", 3, "history_broken"),
+        (
+            "trap-display-only.md",
+            "trap-display-only",
+            3,
+            "history_not_cleared",
+        ),
         ("phi3-medium-14b-q8.md", "phi3-medium-14b-q8", 3, "snippet"),
         ("trap-no-code.md", "trap-no-code", 3, "no_code"),
     ];

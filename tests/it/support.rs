@@ -12,11 +12,14 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn task() -> Task {
-    Task::load(&repo().join("fixtures/tasks"), "reset-conversation").expect("the fixture task loads")
+    Task::load(&repo().join("fixtures/tasks"), "reset-conversation")
+        .expect("the fixture task loads")
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = repo().join("fixtures/outputs/reset-conversation").join(name);
+    let path = repo()
+        .join("fixtures/outputs/reset-conversation")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -40,7 +43,8 @@ pub fn prepared() -> Arc<PreparedTask> {
     static PREPARED: std::sync::OnceLock<Arc<PreparedTask>> = std::sync::OnceLock::new();
     PREPARED
         .get_or_init(|| {
-            let cache = std::env::temp_dir().join(format!("qtjudge-test-cache-{}", std::process::id()));
+            let cache =
+                std::env::temp_dir().join(format!("qtjudge-test-cache-{}", std::process::id()));
             PreparedTask::new(task(), Some(cache))
         })
         .clone()
@@ -53,6 +57,10 @@ pub async fn verify_in_docker(answer: &str, model: &str) -> Option<Verification>
     let left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
         .await
         .expect("the engine lists containers");
-    assert_eq!(left, 0, "{model}: a container of run {} was left behind", v.run_id);
+    assert_eq!(
+        left, 0,
+        "{model}: a container of run {} was left behind",
+        v.run_id
+    );
     Some(v)
 }

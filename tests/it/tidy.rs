@@ -25,7 +25,10 @@ fn every_source_file_starts_with_a_doc_line() {
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .map(|f| f.display().to_string())
         .collect();
-    assert!(undocumented.is_empty(), "files without a `//!` line: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a `//!` line: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -34,11 +37,19 @@ fn the_codemap_names_only_paths_that_exist() {
     let mut missing = Vec::new();
     for line in text.lines().filter(|l| l.starts_with("| `")) {
         for path in line.split('`').skip(1).step_by(2) {
-            let looks_like_path = path.contains('/') || path.ends_with(".rs") || path.ends_with(".md");
-            if looks_like_path && !path.contains(' ') && !path.contains('<') && !repo().join(path.trim_end_matches('/')).exists() {
+            let looks_like_path =
+                path.contains('/') || path.ends_with(".rs") || path.ends_with(".md");
+            if looks_like_path
+                && !path.contains(' ')
+                && !path.contains('<')
+                && !repo().join(path.trim_end_matches('/')).exists()
+            {
                 missing.push(path.to_string());
             }
         }
     }
-    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
 }

@@ -8,20 +8,32 @@ use crate::support::{fixture, task, verify_in_docker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_app_passes_the_baseline_and_has_no_reset_control() {
-    let Some(v) = verify_in_docker(&task().original_source, "original").await else { return };
+    let Some(v) = verify_in_docker(&task().original_source, "original").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("no_reset_control"), "{v:#?}");
     for step in ["launch", "turn_1", "turn_2"] {
-        assert!(v.steps.iter().any(|s| s.name == step && s.ok), "baseline step {step} should pass: {:#?}", v.steps);
+        assert!(
+            v.steps.iter().any(|s| s.name == step && s.ok),
+            "baseline step {step} should pass: {:#?}",
+            v.steps
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correct_refactoring_clears_history_on_all_three_planes() {
-    let Some(v) = verify_in_docker(&fixture("correct.py"), "correct").await else { return };
+    let Some(v) = verify_in_docker(&fixture("correct.py"), "correct").await else {
+        return;
+    };
     assert_eq!(v.label, Label::Flawless, "{v:#?}");
     assert_eq!(
         v.history_cleared,
-        Some(Planes { memory: Some(true), screen: Some(true), next_request: Some(true) })
+        Some(Planes {
+            memory: Some(true),
+            screen: Some(true),
+            next_request: Some(true)
+        })
     );
     let names: Vec<&str> = v.artifacts.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["before_reset.png", "after_reset.png"]);
@@ -30,7 +42,9 @@ async fn a_correct_refactoring_clears_history_on_all_three_planes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_that_only_clears_the_display_is_caught_in_memory_and_next_request() {
-    let Some(v) = verify_in_docker(&fixture("trap-display-only.md"), "display-only").await else { return };
+    let Some(v) = verify_in_docker(&fixture("trap-display-only.md"), "display-only").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("history_not_cleared"), "{v:#?}");
     let planes = v.history_cleared.expect("the planes were checked");
     assert_eq!(planes.memory, Some(false));
@@ -40,20 +54,26 @@ async fn a_reset_that_only_clears_the_display_is_caught_in_memory_and_next_reque
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_set_to_none_breaks_the_app_after_reset() {
-    let Some(v) = verify_in_docker(&fixture("trap-history-none.md"), "history-none").await else { return };
+    let Some(v) = verify_in_docker(&fixture("trap-history-none.md"), "history-none").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("broken_after_reset"), "{v:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_button_never_added_to_a_layout_cannot_be_clicked() {
-    let Some(v) = verify_in_docker(&fixture("trap-not-in-layout.md"), "not-in-layout").await else { return };
+    let Some(v) = verify_in_docker(&fixture("trap-not-in-layout.md"), "not-in-layout").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("no_reset_control"), "{v:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_in_init_times_out_within_its_limit() {
     let started = std::time::Instant::now();
-    let Some(v) = verify_in_docker(&fixture("trap-init-loop.md"), "init-loop").await else { return };
+    let Some(v) = verify_in_docker(&fixture("trap-init-loop.md"), "init-loop").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("timeout"), "{v:#?}");
     let limit = task().limits.wall_seconds;
     assert!(
@@ -65,6 +85,8 @@ async fn an_infinite_loop_in_init_times_out_within_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_syntax_error_is_reported_as_such() {
-    let Some(v) = verify_in_docker(&fixture("trap-syntax-error.md"), "syntax-error").await else { return };
+    let Some(v) = verify_in_docker(&fixture("trap-syntax-error.md"), "syntax-error").await else {
+        return;
+    };
     assert_eq!(v.failure.as_deref(), Some("syntax_error"), "{v:#?}");
 }
