@@ -137,8 +137,40 @@ class _SingleApplication(type(QApplication)):
 _DIALOG_TIMER = None
 
 
+STARTED_THREADS = []
+_qthread_start = QtCore.QThread.start
+
+
+def _recording_start(thread, *args, **kwargs):
+    # Kept until the turn has settled: a worker the app dropped while it
+    # still runs would abort Qt at a moment that depends on timing, and a
+    # verdict must not.
+    STARTED_THREADS.append(thread)
+    return _qthread_start(thread, *args, **kwargs)
+
+
+def settle(timeout_s=3.0):
+    """Waits for the worker threads started during a turn to finish."""
+    end = _monotonic() + timeout_s
+    while STARTED_THREADS and _monotonic() < end:
+        if not any(_is_running(t) for t in STARTED_THREADS):
+            break
+        APP.processEvents(QtCore.QEventLoop.AllEvents, 20)
+        time.sleep(0.005)
+    APP.processEvents(QtCore.QEventLoop.AllEvents, 20)
+    STARTED_THREADS[:] = [t for t in STARTED_THREADS if _is_running(t)]
+
+
+def _is_running(thread):
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # the C++ object is already gone
+        return False
+
+
 def install_patches():
     global _DIALOG_TIMER
+    QtCore.QThread.start = _recording_start
     # A modal exec_() runs a nested event loop inside the slot that opened
     # it, so the harness's own code never gets control back: a Qt timer,
     # which fires inside any event loop, answers the dialog instead.
@@ -472,6 +504,8 @@ class Run:
         _key_clicks(entry, turn["prompt"])
         click(submit)
         shown = wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
+        if shown:
+            settle()
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised while sending turn {index + 1}: {raised[0]['message']}", exceptions=raised)

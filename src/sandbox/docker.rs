@@ -497,8 +497,16 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// `<host>:<pid>:<start time>`: the start time tells a restarted process
+/// that reuses a pid (pid 1 in a compose service) from the one that made
+/// the container.
 fn owner_id() -> String {
-    format!("{}:{}", hostname(), std::process::id())
+    let pid = std::process::id();
+    format!(
+        "{}:{pid}:{}",
+        hostname(),
+        start_time(pid).unwrap_or_default()
+    )
 }
 
 fn hostname() -> String {
@@ -507,10 +515,20 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// A process's start time in clock ticks since boot (/proc/PID/stat, field 22).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(String::from)
+}
+
 /// Whether the qtjudge process named by an owner label still runs here.
-/// An owner on another host is left alone.
+/// An owner on another host is left alone (give a compose service a fixed
+/// hostname so that its restarts reap what it left).
 fn owner_alive(owner: &str) -> bool {
-    let Some((host, pid)) = owner.rsplit_once(':') else {
+    let mut parts = owner.split(':');
+    let (Some(host), Some(pid), started) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     if host != hostname() {
@@ -519,8 +537,34 @@ fn owner_alive(owner: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    // A pid that is ours is alive by definition; /proc tells for the rest.
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+    match (start_time(pid), started) {
+        (None, _) => false,
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        assert!(owner_alive(&owner_id()));
+        let pid = std::process::id();
+        assert!(
+            !owner_alive(&format!("{}:{pid}:1", hostname())),
+            "same pid, other start time"
+        );
+        assert!(
+            !owner_alive(&format!("{}:4194399:1", hostname())),
+            "no such pid"
+        );
+        assert!(
+            owner_alive("another-host:1:1"),
+            "owners elsewhere are left alone"
+        );
+    }
 }
 
 /// Shared handle used by the CLI and the service.

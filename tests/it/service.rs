@@ -769,13 +769,16 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
     server.stop();
 }
 
-/// Debian's chromium, or `None` with a loud message (the project's setup
-/// does not install a browser).
+/// Debian's chromium (scripts/setup installs it), or `None` with a loud
+/// message outside CI; in CI a missing browser is a failure.
 fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .map(|name| Path::new("/usr/bin").join(name))
         .find(|path| path.is_file());
+    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but no chromium: scripts/setup installs it (apt-get install chromium)");
+    }
     if found.is_none() {
         eprintln!(
             "\n!!!!!!!! SKIPPING BROWSER TEST: no chromium (apt-get install chromium) !!!!!!!!\n"
