@@ -1429,7 +1429,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     let engine = Arc::new(jobs::Engine::pending(Some(jobs::docker_probe())));
     let watcher_stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(jobs::watch_docker(engine.clone(), watcher_stop.clone()));
+    tokio::spawn(jobs::watch_docker(
+        engine.clone(),
+        watcher_stop.clone(),
+        config.workers,
+    ));
     let jobs = Jobs::new(
         store,
         jobs::JobsConfig {

@@ -735,7 +735,9 @@ pub fn docker_probe() -> Probe {
 /// Connects to Docker (building the image if needed), reaps the containers
 /// a crashed service left, hands the sandbox to the workers, then keeps
 /// pinging the engine so that the API can answer 503 while it is down.
-pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken) {
+/// `warm` containers are kept started ahead for the workers (see
+/// `sandbox::warm_pool`); 0 turns the pool off.
+pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: usize) {
     loop {
         // Reachable first: work is accepted while the image is checked or built.
         match crate::sandbox::docker::connect_engine().await {
@@ -760,6 +762,8 @@ pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken) {
         };
         match result {
             Ok(sandbox) => {
+                let sandbox =
+                    sandbox.with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
                 let reaped = sandbox.reap_orphans().await;
                 if reaped > 0 {
                     tracing::warn!(
@@ -1231,6 +1235,9 @@ impl Pool {
             }
             // Lets the aborted runs' container removals go out.
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Some(sandbox) = self.jobs.engine.sandbox() {
+            sandbox.shutdown().await;
         }
         match self.jobs.store.recover_running_now().await {
             Ok(0) => {}

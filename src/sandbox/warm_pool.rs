@@ -8,6 +8,7 @@
 //! two cores refilling does not starve the running verifications, and it
 //! empties itself after `idle_after` without demand.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub struct WarmPool {
     last_demand: Mutex<Instant>,
     /// Serialises refills: one container is being created at a time.
     refilling: tokio::sync::Mutex<()>,
+    /// Set by `drain`: no container is started or kept after it.
+    closed: AtomicBool,
 }
 
 impl WarmPool {
@@ -49,6 +52,7 @@ impl WarmPool {
             ready: Mutex::new(Vec::new()),
             last_demand: Mutex::new(Instant::now()),
             refilling: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
         });
         tokio::spawn(janitor(Arc::downgrade(&pool)));
         pool
@@ -92,8 +96,15 @@ impl WarmPool {
 
     async fn refill(&self, sandbox: &DockerSandbox, limits: &Limits) {
         let _one_at_a_time = self.refilling.lock().await;
-        while self.ready.lock().expect("not poisoned").len() < self.config.size && !self.idle() {
+        while !self.closed.load(Ordering::SeqCst)
+            && self.ready.lock().expect("not poisoned").len() < self.config.size
+            && !self.idle()
+        {
             match sandbox.start_warm(limits).await {
+                Ok(container) if self.closed.load(Ordering::SeqCst) => {
+                    container.discard().await;
+                    return;
+                }
                 Ok(container) => self.ready.lock().expect("not poisoned").push(container),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not start a warm container; verifications start cold");
@@ -117,8 +128,11 @@ impl WarmPool {
             .collect()
     }
 
-    /// Removes every ready container.
+    /// Removes every ready container and starts no more.
     pub async fn drain(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // A refill under way finishes (and sees `closed`) first.
+        let _no_refill = self.refilling.lock().await;
         let all = std::mem::take(&mut *self.ready.lock().expect("not poisoned"));
         for container in all {
             container.discard().await;

@@ -209,13 +209,12 @@ async fn containers_of(pid: u32) -> usize {
         .unwrap()
         .trim()
         .to_string();
+    // Owner labels are `<host>:<pid>:<start time>`.
+    let owner = format!("{host}:{pid}:");
     let mut filters = HashMap::new();
     filters.insert(
         "label".to_string(),
-        vec![format!(
-            "{}={host}:{pid}",
-            qtjudge::sandbox::docker::LABEL_OWNER
-        )],
+        vec![qtjudge::sandbox::docker::LABEL.to_string()],
     );
     let options = ListContainersOptionsBuilder::default()
         .all(true)
@@ -225,7 +224,14 @@ async fn containers_of(pid: u32) -> usize {
         .list_containers(Some(options))
         .await
         .expect("containers are listed")
-        .len()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(qtjudge::sandbox::docker::LABEL_OWNER))
+                .is_some_and(|o| o.starts_with(&owner))
+        })
+        .count()
 }
 
 /// Checks that no container of a finished verification is left.
