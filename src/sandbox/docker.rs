@@ -544,6 +544,9 @@ fn owner_alive(owner: &str) -> bool {
     }
 }
 
+/// Shared handle used by the CLI and the service.
+pub type SharedSandbox = Arc<dyn Sandbox>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +569,3 @@ mod tests {
         );
     }
 }
-
-/// Shared handle used by the CLI and the service.
-pub type SharedSandbox = Arc<dyn Sandbox>;
