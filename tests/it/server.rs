@@ -1,0 +1,233 @@
+//! A real `qtjudge serve` child process on 127.0.0.1 for the HTTP tests,
+//! with the reqwest calls they share.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde_json::{json, Value};
+
+use crate::support::repo;
+
+pub const TOKEN: &str = "service-test-token";
+
+/// One `qtjudge serve` child process.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    log: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts the server on a free port (it prints the address it got).
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, Some(TOKEN), extra)
+    }
+
+    /// `token: None` starts an open server (loopback only), as a browser needs.
+    pub fn start_with(data_dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data_dir.with_file_name(format!("serve-{n}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qtjudge"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--grace-seconds", "60"])
+            .args(token.map(|t| ["--token", t]).into_iter().flatten())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--tasks-dir")
+            .arg(repo().join("fixtures/tasks"))
+            .args(extra)
+            .env("QTJUDGE_LOG", "info")
+            .env_remove("QTJUDGE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the qtjudge binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keeps the pipe open for the server's life.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server printed no address; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            }
+        };
+        let base = line
+            .strip_prefix("listening on ")
+            .expect("`listening on <url>`")
+            .to_string();
+        Server {
+            child,
+            base,
+            log,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(TOKEN)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(TOKEN)
+    }
+
+    /// Waits until the sandbox is ready (image checked, orphans reaped).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(response) = self.client.get(self.url("/healthz")).send().await {
+                let health: Value = response.json().await.unwrap_or_default();
+                if health["status"] == "ok" {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never became ready; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns how long it took.
+    pub fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        let pid = self.pid();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(
+            exit.success(),
+            "qtjudge serve exited with {exit}; its log:\n{}",
+            self.log()
+        );
+        started.elapsed()
+    }
+
+    /// SIGKILL, and reaps the process (so its pid is really gone).
+    pub fn kill_9(mut self) -> u32 {
+        let pid = self.pid();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        pid
+    }
+
+    /// Polls a verification until it is finished.
+    pub async fn finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let view: Value = self
+                .get(&format!("/v1/verifications/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if view["status"] == "done" || view["status"] == "error" {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never finished: {view}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn submit(&self, model: &str, output: &str) -> String {
+        let response = self
+            .post("/v1/verifications")
+            .json(&json!({"output": output, "model": model}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            202,
+            "{model}: {}",
+            response.text().await.unwrap()
+        );
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only reached after a failed assertion: do not leave it running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sandbox containers owned by the qtjudge process `pid` on this host.
+pub async fn containers_of(pid: u32) -> usize {
+    let engine = qtjudge::sandbox::docker::connect_engine()
+        .await
+        .expect("the engine answers");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // Owner labels are `<host>:<pid>:<start time>`.
+    let owner = format!("{host}:{pid}:");
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![qtjudge::sandbox::docker::LABEL.to_string()],
+    );
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    engine
+        .list_containers(Some(options))
+        .await
+        .expect("containers are listed")
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(qtjudge::sandbox::docker::LABEL_OWNER))
+                .is_some_and(|o| o.starts_with(&owner))
+        })
+        .count()
+}
