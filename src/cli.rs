@@ -134,6 +134,21 @@ pub struct GradeArgs {
     /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
     #[arg(long)]
     pub warm: Option<usize>,
+    /// Send the answers to a running `qtjudge serve` at this URL instead of
+    /// running containers here; the output is the same.
+    #[arg(long, env = "QTJUDGE_SERVER")]
+    pub server: Option<String>,
+    /// The service's bearer token (with --server).
+    #[arg(
+        long,
+        env = "QTJUDGE_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+    /// Answers per batch request (with --server).
+    #[arg(long, default_value_t = crate::client::DEFAULT_BATCH_SIZE, requires = "server")]
+    pub batch_size: usize,
 }
 
 /// `qtjudge serve`'s raw arguments; `serve_command` validates them into
@@ -170,6 +185,12 @@ pub struct ServeArgs {
     /// Where the tasks live.
     #[arg(long, env = "QTJUDGE_TASKS_DIR")]
     pub tasks_dir: Option<PathBuf>,
+    /// Signs every callback: `X-Qtjudge-Signature: sha256=<HMAC-SHA256 of "<timestamp>.<body>">`.
+    #[arg(long, env = "QTJUDGE_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<String>,
+    /// Attempts per callback (backoff 1 s, 2 s, 4 s … at most 5 min apart).
+    #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::callbacks::DEFAULT_ATTEMPTS)]
+    pub callback_attempts: u32,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +240,8 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
             .then(|| std::time::Duration::from_secs(args.retention_hours * 3600)),
         grace: std::time::Duration::from_secs(args.grace_seconds),
         tasks_dir: args.tasks_dir.unwrap_or_else(task::default_tasks_dir),
+        callback_secret: args.callback_secret.filter(|s| !s.is_empty()),
+        callback_attempts: args.callback_attempts,
     };
     crate::api::serve(config).await?;
     Ok(exit_codes::OK)
@@ -481,7 +504,6 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
 }
 
 async fn grade_command(args: GradeArgs) -> Result<i32> {
-    let task = load_task(&args.common)?;
     let answers = collect_answers(&args.paths)?;
     if answers.is_empty() {
         bail!(
@@ -491,16 +513,14 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
     }
     std::fs::create_dir_all(&args.run_dir)
         .with_context(|| format!("cannot create the run folder {}", args.run_dir.display()))?;
-    let sandbox = make_sandbox(args.common.sandbox, args.warm.unwrap_or(args.jobs)).await?;
-    let prepared = PreparedTask::new(task, verify::default_cache_dir());
 
     let mut done: Vec<Verification> = Vec::new();
     let mut todo = Vec::new();
     for answer in answers {
-        let saved = args
-            .run_dir
-            .join(format!("{}.json", sanitize(&answer.model)));
         if args.resume {
+            let saved = args
+                .run_dir
+                .join(format!("{}.json", sanitize(&answer.model)));
             if let Some(previous) = std::fs::read(&saved)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Verification>(&b).ok())
@@ -511,35 +531,10 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         }
         todo.push(answer);
     }
-    let bar = progress_bar(todo.len() as u64);
-    let jobs = args.jobs.max(1);
-    let run_dir = args.run_dir.clone();
-    let mut stream = futures_util::stream::iter(todo.into_iter().map(|answer| {
-        let prepared = prepared.clone();
-        let sandbox = sandbox.clone();
-        let run_dir = run_dir.clone();
-        let bar = bar.clone();
-        async move {
-            bar.set_message(answer.model.clone());
-            let mut v =
-                verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
-            let name = sanitize(&answer.model);
-            if let Err(e) = verify::save_artifacts(&mut v, &run_dir.join(&name)) {
-                tracing::warn!(error = %e, "could not save screenshots");
-            }
-            if let Ok(json) = serde_json::to_vec_pretty(&v) {
-                let _ = std::fs::write(run_dir.join(format!("{name}.json")), json);
-            }
-            bar.inc(1);
-            v
-        }
-    }))
-    .buffer_unordered(jobs);
-    while let Some(v) = stream.next().await {
-        done.push(v);
+    match &args.server {
+        Some(url) => done.extend(grade_remotely(&args, url, todo).await?),
+        None => done.extend(grade_here(&args, todo).await?),
     }
-    bar.finish_and_clear();
-    sandbox.shutdown().await;
     done.sort_by(|a, b| a.model.cmp(&b.model));
     let rendered = report::render(&done, args.format);
     match &args.out {
@@ -558,6 +553,78 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         }
     }
     Ok(exit_codes::OK)
+}
+
+/// Keeps one result in the run folder: its JSON and its screenshots.
+fn keep_result(run_dir: &Path, v: &mut Verification) {
+    let name = sanitize(&v.model);
+    if let Err(e) = verify::save_artifacts(v, &run_dir.join(&name)) {
+        tracing::warn!(error = %e, "could not save screenshots");
+    }
+    if let Ok(json) = serde_json::to_vec_pretty(&v) {
+        let _ = std::fs::write(run_dir.join(format!("{name}.json")), json);
+    }
+}
+
+/// Verifies the answers in containers on this machine, `--jobs` at once.
+async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verification>> {
+    let task = load_task(&args.common)?;
+    let sandbox = make_sandbox(args.common.sandbox, args.warm.unwrap_or(args.jobs)).await?;
+    let prepared = PreparedTask::new(task, verify::default_cache_dir());
+    let bar = progress_bar(todo.len() as u64);
+    let run_dir = args.run_dir.clone();
+    let mut stream = futures_util::stream::iter(todo.into_iter().map(|answer| {
+        let prepared = prepared.clone();
+        let sandbox = sandbox.clone();
+        let run_dir = run_dir.clone();
+        let bar = bar.clone();
+        async move {
+            bar.set_message(answer.model.clone());
+            let mut v =
+                verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
+            keep_result(&run_dir, &mut v);
+            bar.inc(1);
+            v
+        }
+    }))
+    .buffer_unordered(args.jobs.max(1));
+    let mut done = Vec::new();
+    while let Some(v) = stream.next().await {
+        done.push(v);
+    }
+    bar.finish_and_clear();
+    sandbox.shutdown().await;
+    Ok(done)
+}
+
+/// Sends the answers to a running service and collects its results.
+async fn grade_remotely(
+    args: &GradeArgs,
+    url: &str,
+    todo: Vec<Answer>,
+) -> Result<Vec<Verification>> {
+    let service = crate::client::Service::new(url, args.token.clone())?;
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    service.check_task(&args.common.task).await?;
+    eprintln!("qtjudge: sending {} answer(s) to {url}…", todo.len());
+    let bar = progress_bar(todo.len() as u64);
+    let mut done = Vec::new();
+    service
+        .grade(
+            &args.common.task,
+            todo,
+            args.batch_size,
+            |finished, _| bar.set_position(finished as u64),
+            |mut v| {
+                keep_result(&args.run_dir, &mut v);
+                done.push(v);
+            },
+        )
+        .await?;
+    bar.finish_and_clear();
+    Ok(done)
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod extract;
 pub mod harness;
 pub mod image;

@@ -47,6 +47,33 @@ pub struct Verification {
     pub script: Option<String>,
 }
 
+impl Verification {
+    /// A verification with nothing judged yet: no tier, label `error`.
+    pub fn unjudged(model: &str, task: &str, sandbox: &str) -> Verification {
+        Verification {
+            model: model.to_string(),
+            task: task.to_string(),
+            tier: None,
+            label: Label::Error,
+            failure: None,
+            reason: String::new(),
+            history_cleared: None,
+            unrequested_changes: Vec::new(),
+            missing: Vec::new(),
+            steps: Vec::new(),
+            artifacts: Vec::new(),
+            extraction: None,
+            static_report: None,
+            behaviour: None,
+            error: None,
+            sandbox: sandbox.to_string(),
+            run_id: short_id(),
+            duration_ms: 0,
+            script: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExtractionSummary {
     pub source: extract::ScriptSource,
@@ -141,27 +168,7 @@ pub async fn verify(
 ) -> Verification {
     let started = std::time::Instant::now();
     let task = &prepared.task;
-    let mut v = Verification {
-        model: model.to_string(),
-        task: task.id.clone(),
-        tier: None,
-        label: Label::Error,
-        failure: None,
-        reason: String::new(),
-        history_cleared: None,
-        unrequested_changes: Vec::new(),
-        missing: Vec::new(),
-        steps: Vec::new(),
-        artifacts: Vec::new(),
-        extraction: None,
-        static_report: None,
-        behaviour: None,
-        error: None,
-        sandbox: sandbox.name().to_string(),
-        run_id: short_id(),
-        duration_ms: 0,
-        script: None,
-    };
+    let mut v = Verification::unjudged(model, &task.id, sandbox.name());
     let extracted: Extracted = match extract::extract(answer, Some(&task.original_source)) {
         Ok(e) => e,
         Err(_) => {

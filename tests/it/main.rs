@@ -8,6 +8,7 @@ mod support;
 mod fixtures_graded;
 mod fuzz;
 mod hostile;
+mod remote_grade;
 mod server;
 mod service;
 mod tidy;
