@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewJob, Status};
+use crate::callbacks;
+use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status};
 use crate::report::{self, Counts, Format};
 use crate::task::{Task, TaskError};
 use crate::verify::Verification;
@@ -342,6 +343,8 @@ struct VerificationRequest {
     model: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
+    #[serde(default)]
+    callback_url: Option<String>,
 }
 
 fn default_task() -> String {
@@ -410,10 +413,20 @@ fn check_metadata(metadata: &Option<Value>, which: &str) -> Result<(), ApiError>
     }
 }
 
+fn check_callback_url(url: Option<&str>) -> Result<Option<String>, ApiError> {
+    url.map(|url| {
+        callbacks::check_url(url).map_err(|message| ApiError::Unprocessable {
+            code: "invalid_callback_url",
+            message,
+        })
+    })
+    .transpose()
+}
+
 async fn submit(
     state: &AppState,
     jobs: Vec<NewJob>,
-    batch: Option<(String, String)>,
+    batch: Option<NewBatch>,
 ) -> Result<Vec<String>, ApiError> {
     state.jobs.submit(jobs, batch).await.map_err(|e| match e {
         JobsError::QueueFull { queued, max } => {
@@ -440,6 +453,7 @@ async fn create_verification(
     let request: VerificationRequest = parse_json(&body)?;
     check_answer(&request.output, state.config.max_body, "the answer")?;
     check_metadata(&request.metadata, "the request")?;
+    let callback_url = check_callback_url(request.callback_url.as_deref())?;
     admit(&state, &request.task).await?;
     let job = NewJob {
         task: request.task,
@@ -449,6 +463,7 @@ async fn create_verification(
             .unwrap_or_else(|| "answer".into()),
         output: request.output,
         metadata: request.metadata.filter(|m| !m.is_null()),
+        callback_url,
     };
     let id = submit(&state, vec![job], None).await?.remove(0);
     let wait = requested_wait(query.wait, &headers);
@@ -505,6 +520,7 @@ fn verification_view(job: &JobRecord) -> Value {
         "finished_at": job.finished_at.map(rfc3339),
         "error": job.error,
         "result": job.result.as_ref().map(public_result),
+        "callback": job.callback,
         "links": {"self": link, "artifacts": artifacts, "page": format!("/verifications/{}", job.id)},
     })
 }
@@ -553,6 +569,8 @@ struct BatchItem {
 #[serde(deny_unknown_fields)]
 struct BatchQuery {
     task: Option<String>,
+    /// Where the finished batch's view is POSTed (the body is the answers).
+    callback_url: Option<String>,
 }
 
 /// A JSON array of answers, or JSON Lines of them.
@@ -600,6 +618,7 @@ async fn create_batch(
         )));
     }
     let task = query.task.unwrap_or_else(default_task);
+    let callback_url = check_callback_url(query.callback_url.as_deref())?;
     let mut seen = std::collections::HashMap::new();
     let mut jobs = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
@@ -621,12 +640,18 @@ async fn create_batch(
             model,
             output: item.output,
             metadata: item.metadata.filter(|m| !m.is_null()),
+            callback_url: None,
         });
     }
     admit(&state, &task).await?;
     let id = jobs::new_id();
     let count = jobs.len();
-    submit(&state, jobs, Some((id.clone(), task))).await?;
+    let batch = NewBatch {
+        id: id.clone(),
+        task,
+        callback_url,
+    };
+    submit(&state, jobs, Some(batch)).await?;
     let location = format!("/v1/batches/{id}");
     let body =
         json!({"id": id, "status": Status::Queued, "total": count, "links": {"self": location}});
@@ -721,6 +746,7 @@ fn batch_view(batch: &BatchRecord) -> Value {
         "counts": Counts::of(&results),
         "verifications": verifications,
         "table": (status == Status::Done).then(|| report::render(&results, Format::Table)),
+        "callback": batch.callback,
         "links": {"self": format!("/v1/batches/{}", batch.id), "page": format!("/batches/{}", batch.id)},
     })
 }
@@ -847,6 +873,20 @@ pub fn openapi_document() -> Value {
         }
         responses
     };
+    // What the service POSTs to a `callback_url` (OpenAPI's callbacks).
+    let callback = |event: &str, schema: &str| {
+        let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "schema": {"type": "string"}, "description": description});
+        json!({"post": {
+            "summary": format!("`{event}`: once finished, the same JSON as the GET of it"),
+            "parameters": [
+                header("X-Qtjudge-Event", event),
+                header("X-Qtjudge-Delivery", "the delivery's id, the same on every attempt (dedupe on it)"),
+                header("X-Qtjudge-Timestamp", "Unix seconds of this attempt"),
+                {"name": "X-Qtjudge-Signature", "in": "header", "required": false, "schema": {"type": "string"},
+                 "description": "with --callback-secret: `sha256=` + hex HMAC-SHA256 of `<timestamp>.<body>`"}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}},
+            "responses": {"2XX": {"description": "delivered. 408, 429, 5xx or no answer within 10 s: retried with backoff (1 s, 2 s, 4 s … 5 min, --callback-attempts); any other status: given up"}}}})
+    };
     json!({
         "openapi": "3.0.3",
         "info": {"title": "qtjudge verifier service", "version": env!("CARGO_PKG_VERSION"),
@@ -855,13 +895,17 @@ pub fn openapi_document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "queue_full", "engine_unavailable", "shutting_down", "internal"]},
+                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "shutting_down", "internal"]},
                     "message": {"type": "string"}}},
                 "VerificationRequest": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
                     "output": {"type": "string", "description": "the model's raw answer"},
                     "task": {"type": "string", "default": DEFAULT_TASK},
                     "model": {"type": "string", "description": "a label for reports"},
-                    "metadata": {"type": "object", "description": "echoed back"}}},
+                    "metadata": {"type": "object", "description": "echoed back"},
+                    "callback_url": {"type": "string", "format": "uri", "description": "absolute http(s) URL; the finished verification is POSTed there"}}},
+                "Callback": {"type": "object", "description": "the delivery to the `callback_url` (pending until the receiver took it)", "properties": {
+                    "url": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                    "attempts": {"type": "integer"}, "last_error": {"type": "string", "nullable": true}}},
                 "BatchItem": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
                     "model": {"type": "string"}, "output": {"type": "string"}, "metadata": {"type": "object"}}},
                 "Accepted": {"type": "object", "properties": {
@@ -889,13 +933,16 @@ pub fn openapi_document() -> Value {
                     "finished_at": {"type": "string", "format": "date-time", "nullable": true},
                     "error": {"type": "string", "nullable": true},
                     "result": {"allOf": [{"$ref": "#/components/schemas/Result"}], "nullable": true},
+                    "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
                     "links": {"type": "object"}}},
                 "Batch": {"type": "object", "properties": {
                     "id": {"type": "string"}, "task": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
                     "total": {"type": "integer"}, "progress": {"type": "object"},
                     "counts": {"type": "object", "properties": {"tier1": {"type": "integer"}, "tier2": {"type": "integer"}, "tier3": {"type": "integer"}, "error": {"type": "integer"}}},
                     "verifications": {"type": "array", "items": {"type": "object"}},
-                    "table": {"type": "string", "nullable": true}, "links": {"type": "object"}}}
+                    "table": {"type": "string", "nullable": true},
+                    "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
+                    "links": {"type": "object"}}}
             }
         },
         "paths": {
@@ -908,10 +955,11 @@ pub fn openapi_document() -> Value {
                     "202": {"description": "accepted (on disk); poll the Location", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
                 }), json!({
                     "413": error_response("the body or the answer is over the limit"),
-                    "422": error_response("unknown task or empty answer"),
+                    "422": error_response("unknown task, empty answer or a `callback_url` that is not an absolute http(s) URL"),
                     "429": error_response("the queue is full; see Retry-After"),
                     "503": error_response("the Docker engine is unreachable, or the service is stopping"),
-                }))}},
+                })),
+                "callbacks": {"finished": {"{$request.body#/callback_url}": callback(callbacks::VERIFICATION_FINISHED, "Verification")}}}},
             "/v1/verifications/{id}": {"get": {
                 "summary": "a verification's status and result", "security": [{"bearer": []}],
                 "parameters": [id_param],
@@ -924,17 +972,20 @@ pub fn openapi_document() -> Value {
                     json!({"404": error_response("unknown id or artifact")}))}},
             "/v1/batches": {"post": {
                 "summary": "verify many answers", "security": [{"bearer": []}],
-                "parameters": [{"name": "task", "in": "query", "required": false, "schema": {"type": "string", "default": DEFAULT_TASK}}],
+                "parameters": [{"name": "task", "in": "query", "required": false, "schema": {"type": "string", "default": DEFAULT_TASK}},
+                    {"name": "callback_url", "in": "query", "required": false, "schema": {"type": "string", "format": "uri"},
+                     "description": "absolute http(s) URL; the batch is POSTed there once all its answers are finished"}],
                 "requestBody": {"required": true, "content": {
                     "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchItem"}}},
                     "application/jsonl": {"schema": {"$ref": "#/components/schemas/BatchItem"}}}},
                 "responses": with(json!({"202": {"description": "accepted (on disk)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}),
                     json!({
                         "413": error_response("the body, an answer or the number of answers is over the limit"),
-                        "422": error_response("unknown task, empty batch or an empty answer"),
+                        "422": error_response("unknown task, empty batch, an empty answer or a `callback_url` that is not an absolute http(s) URL"),
                         "429": error_response("the queue has no room for the batch; see Retry-After"),
                         "503": error_response("the Docker engine is unreachable, or the service is stopping"),
-                    }))}},
+                    })),
+                "callbacks": {"finished": {"{$request.query.callback_url}": callback(callbacks::BATCH_FINISHED, "Batch")}}}},
             "/v1/batches/{id}": {"get": {
                 "summary": "a batch's progress and, when done, its table", "security": [{"bearer": []}],
                 "parameters": [id_param, wait_param,
@@ -1373,6 +1424,10 @@ pub struct ServeConfig {
     pub retention: Option<Duration>,
     pub grace: Duration,
     pub tasks_dir: PathBuf,
+    /// Signs callbacks (`X-Qtjudge-Signature`) when set.
+    pub callback_secret: Option<String>,
+    /// Attempts per callback delivery.
+    pub callback_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1390,6 +1445,8 @@ pub enum ServeError {
     Jobs(#[from] JobsError),
     #[error("the HTTP server stopped: {0}")]
     Server(std::io::Error),
+    #[error("cannot set up the HTTP client for callbacks: {0}")]
+    CallbackClient(reqwest::Error),
 }
 
 impl ServeConfig {
@@ -1403,6 +1460,7 @@ impl ServeConfig {
             ("--max-queue", self.max_queue),
             ("--max-body-kb", self.max_body),
             ("--max-batch", self.max_batch),
+            ("--callback-attempts", self.callback_attempts as usize),
         ] {
             if value == 0 {
                 return Err(ServeError::Zero(name));
@@ -1446,6 +1504,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         engine,
     );
     let pool = jobs.start();
+    let callbacks = callbacks::Callbacks::start(
+        jobs.clone(),
+        callbacks::CallbackConfig {
+            secret: config.callback_secret.clone(),
+            max_attempts: config.callback_attempts,
+        },
+        callbacks::Views {
+            verification: verification_view,
+            batch: batch_view,
+        },
+    )
+    .map_err(ServeError::CallbackClient)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -1475,6 +1545,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         })
         .await;
     pool.shutdown(config.grace).await;
+    // After the pool: callbacks of verifications finishing in the grace
+    // period still go out while it lasts.
+    callbacks.shutdown().await;
     watcher_stop.cancel();
     served.map_err(ServeError::Server)
 }
@@ -1650,7 +1723,7 @@ mod tests {
             &post(
                 &f.state,
                 "/v1/verifications",
-                r#"{"output": "x", "callback_url": "http://x"}"#,
+                r#"{"output": "x", "callback": "http://x"}"#,
             )
             .await,
             400,
@@ -1800,6 +1873,72 @@ mod tests {
             422,
             "unknown_task",
         );
+    }
+
+    #[tokio::test]
+    async fn a_callback_url_is_checked_kept_and_shown_as_pending() {
+        let f = fixture(None, 10);
+        for bad in [r#""no url""#, r#""ftp://h/x""#, r#""/hook""#] {
+            assert_error(
+                &post(
+                    &f.state,
+                    "/v1/verifications",
+                    &format!(r#"{{"output": "x", "callback_url": {bad}}}"#),
+                )
+                .await,
+                422,
+                "invalid_callback_url",
+            );
+        }
+        assert_error(
+            &post(
+                &f.state,
+                "/v1/batches?callback_url=nope",
+                r#"[{"output": "a"}]"#,
+            )
+            .await,
+            422,
+            "invalid_callback_url",
+        );
+        let hook = "http://127.0.0.1:9/hook";
+        let (status, headers, _) = post(
+            &f.state,
+            "/v1/verifications",
+            &json!({"output": "x", "callback_url": hook}).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (_, _, view) = call(
+            &f.state,
+            "GET",
+            headers[LOCATION].to_str().unwrap(),
+            "",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            view["callback"],
+            json!({"url": hook, "state": "pending", "attempts": 0, "last_error": null})
+        );
+        let (status, headers, _) = post(
+            &f.state,
+            "/v1/batches?callback_url=http%3A%2F%2F127.0.0.1%3A9%2Fhook",
+            r#"[{"output": "a"}]"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (_, _, batch) = call(
+            &f.state,
+            "GET",
+            headers[LOCATION].to_str().unwrap(),
+            "",
+            &[],
+        )
+        .await;
+        assert_eq!(batch["callback"]["url"], hook);
+        let item = &batch["verifications"][0]["links"]["self"];
+        let (_, _, one) = call(&f.state, "GET", item.as_str().unwrap(), "", &[]).await;
+        assert!(one["callback"].is_null(), "the batch's, not each answer's");
     }
 
     #[tokio::test]
@@ -1998,6 +2137,7 @@ mod tests {
             created_at: 0,
             started_at: Some(1),
             finished_at: Some(2),
+            callback: None,
         }
     }
 
@@ -2031,6 +2171,7 @@ mod tests {
             task: DEFAULT_TASK.into(),
             created_at: 0,
             jobs: vec![unfinished, finished_job("a-model")],
+            callback: None,
         };
         let html = batch_html(&batch);
         assert!(html.contains("tier 3 fail: 1"), "{html}");
@@ -2095,6 +2236,8 @@ mod tests {
             retention: None,
             grace: Duration::from_secs(1),
             tasks_dir: PathBuf::from("t"),
+            callback_secret: None,
+            callback_attempts: 8,
         };
         assert!(matches!(
             config.clone().validate(),

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::callbacks::{CallbackStatus, Outcome};
 use crate::sandbox::{BoxFuture, Sandbox};
 use crate::task::{Task, TaskError};
 use crate::verdict::Label;
@@ -65,7 +66,7 @@ pub enum JobsError {
 
 type Result<T, E = JobsError> = std::result::Result<T, E>;
 
-fn sql(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> JobsError {
+pub(crate) fn sql(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> JobsError {
     move |source| JobsError::Sql { doing, source }
 }
 
@@ -111,6 +112,17 @@ pub struct NewJob {
     pub model: String,
     pub output: String,
     pub metadata: Option<Value>,
+    /// Where the finished view is POSTed (checked by the API).
+    pub callback_url: Option<String>,
+}
+
+/// A batch to create with its jobs.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: String,
+    pub task: String,
+    /// Where the finished batch's view is POSTed.
+    pub callback_url: Option<String>,
 }
 
 /// A job as stored (without the answer's text, which only workers need).
@@ -130,6 +142,7 @@ pub struct JobRecord {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub callback: Option<CallbackStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +152,7 @@ pub struct BatchRecord {
     pub created_at: i64,
     /// In the order they were submitted.
     pub jobs: Vec<JobRecord>,
+    pub callback: Option<CallbackStatus>,
 }
 
 /// A claimed job: what a worker needs to run it.
@@ -211,7 +225,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
 ";
 
 const JOB_COLUMNS: &str =
-    "id, batch_id, task, model, metadata, status, result, error, attempts, created_at, started_at, finished_at";
+    "id, batch_id, task, model, metadata, status, result, error, attempts, created_at, started_at, finished_at,
+     callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
+     (SELECT attempts FROM callbacks WHERE subject = jobs.id),
+     (SELECT last_error FROM callbacks WHERE subject = jobs.id)";
 
 /// The job store. One connection behind a mutex: SQLite writes one
 /// transaction at a time anyway, and the service's load is a few rows a
@@ -246,6 +263,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
+        crate::callbacks::migrate(&conn).map_err(open_error)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -257,7 +275,7 @@ impl Store {
     }
 
     /// Runs `f` on the connection, off the async threads.
-    async fn call<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -278,7 +296,7 @@ impl Store {
     pub async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
-        batch: Option<(String, String)>,
+        batch: Option<NewBatch>,
         max_queue: usize,
     ) -> Result<Vec<String>> {
         self.call(move |conn| {
@@ -291,11 +309,11 @@ impl Store {
                 return Err(JobsError::QueueFull { queued, max: max_queue });
             }
             let now = now_ms();
-            let batch_id = batch.as_ref().map(|(id, _)| id.clone());
-            if let Some((id, task)) = &batch {
+            let batch_id = batch.as_ref().map(|b| b.id.clone());
+            if let Some(b) = &batch {
                 tx.execute(
-                    "INSERT INTO batches (id, task, created_at) VALUES (?1, ?2, ?3)",
-                    params![id, task, now],
+                    "INSERT INTO batches (id, task, created_at, callback_url) VALUES (?1, ?2, ?3, ?4)",
+                    params![b.id, b.task, now, b.callback_url],
                 )
                 .map_err(sql("inserting a batch"))?;
             }
@@ -303,15 +321,15 @@ impl Store {
             {
                 let mut insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
+                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8)",
                     )
                     .map_err(sql("preparing a job insert"))?;
                 for job in jobs {
                     let id = new_id();
                     let metadata = job.metadata.map(|m| m.to_string());
                     insert
-                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now])
+                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url])
                         .map_err(sql("inserting a job"))?;
                     ids.push(id);
                 }
@@ -464,19 +482,24 @@ impl Store {
         self.call(move |conn| {
             let head = conn
                 .query_row(
-                    "SELECT id, task, created_at FROM batches WHERE id = ?1",
+                    "SELECT id, task, created_at, callback_url,
+                            (SELECT state FROM callbacks WHERE subject = batches.id),
+                            (SELECT attempts FROM callbacks WHERE subject = batches.id),
+                            (SELECT last_error FROM callbacks WHERE subject = batches.id)
+                     FROM batches WHERE id = ?1",
                     params![id],
                     |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
                             r.get::<_, i64>(2)?,
+                            CallbackStatus::from_row(r, 3)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(sql("reading a batch"))?;
-            let Some((id, task, created_at)) = head else {
+            let Some((id, task, created_at, callback)) = head else {
                 return Ok(None);
             };
             let mut statement = conn
@@ -493,6 +516,7 @@ impl Store {
                 task,
                 created_at,
                 jobs,
+                callback,
             }))
         })
         .await
@@ -580,6 +604,7 @@ impl Store {
                 params![before_ms],
             )
             .map_err(sql("pruning batches"))?;
+            crate::callbacks::prune(&tx).map_err(sql("pruning callbacks"))?;
             tx.commit().map_err(sql("committing a prune"))?;
             Ok(deleted)
         })
@@ -605,6 +630,7 @@ fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         created_at: r.get(9)?,
         started_at: r.get(10)?,
         finished_at: r.get(11)?,
+        callback: CallbackStatus::from_row(r, 12)?,
     })
 }
 
@@ -807,6 +833,8 @@ struct MetricsInner {
     buckets: [u64; DURATION_BUCKETS.len() + 1],
     duration_sum: f64,
     duration_count: u64,
+    /// Per `callbacks::Outcome`, in `Outcome::ALL`'s order.
+    callbacks: [u64; 3],
 }
 
 impl Metrics {
@@ -825,6 +853,11 @@ impl Metrics {
         m.buckets[bucket] += 1;
         m.duration_sum += seconds;
         m.duration_count += 1;
+    }
+
+    pub(crate) fn record_callback(&self, outcome: Outcome) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.callbacks[outcome as usize] += 1;
     }
 
     /// The mean verification time so far (seconds), for Retry-After.
@@ -880,6 +913,16 @@ impl Metrics {
             "qtjudge_verification_duration_seconds_count {}",
             m.duration_count
         );
+        out.push_str("# HELP qtjudge_callbacks_total Callback attempts since start-up: delivered, retried (failed, another attempt scheduled), failed (given up).\n");
+        out.push_str("# TYPE qtjudge_callbacks_total counter\n");
+        for outcome in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "qtjudge_callbacks_total{{outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                m.callbacks[outcome as usize]
+            );
+        }
         let gauges = [
             (
                 "qtjudge_queue_depth",
@@ -990,17 +1033,18 @@ impl Jobs {
     }
 
     /// Accepts jobs: on disk when this returns. Wakes the workers.
-    pub async fn submit(
-        &self,
-        jobs: Vec<NewJob>,
-        batch: Option<(String, String)>,
-    ) -> Result<Vec<String>> {
+    pub async fn submit(&self, jobs: Vec<NewJob>, batch: Option<NewBatch>) -> Result<Vec<String>> {
         let ids = self
             .store
             .enqueue(jobs, batch, self.config.max_queue)
             .await?;
         self.wake.notify_waiters();
         Ok(ids)
+    }
+
+    /// News of every job that reaches `done` or `error` (after its commit).
+    pub(crate) fn finished_news(&self) -> broadcast::Receiver<Finished> {
+        self.finished.subscribe()
     }
 
     /// Waits until `id` is finished, the timeout passes or the service
@@ -1282,6 +1326,7 @@ mod tests {
             model: "m".into(),
             output: output.into(),
             metadata: Some(serde_json::json!({"run": 7})),
+            callback_url: None,
         }
     }
 
@@ -1386,7 +1431,11 @@ mod tests {
         let ids = jobs
             .submit(
                 vec![job("no code at all, sorry")],
-                Some(("b1".into(), "reset-conversation".into())),
+                Some(NewBatch {
+                    id: "b1".into(),
+                    task: "reset-conversation".into(),
+                    callback_url: None,
+                }),
             )
             .await
             .unwrap();

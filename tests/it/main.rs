@@ -5,6 +5,7 @@
 
 mod support;
 
+mod callbacks;
 mod fixtures_graded;
 mod fuzz;
 mod hostile;
