@@ -28,24 +28,37 @@ fn main() {
         answers += 1;
     }
     let per_second = answers as f64 / started.elapsed().as_secs_f64();
-    // Where the time goes: parsing alone, for the same script.
+    // Where the time goes: each stage alone, for the same answer.
     let script = qtjudge::extract::extract(&padded, Some(&task.original_source))
         .expect("code found")
         .script;
+    let extract_ms = per_call_ms(|| {
+        qtjudge::extract::extract(&padded, Some(&task.original_source)).expect("code found");
+    });
+    let grade_ms = per_call_ms(|| {
+        qtjudge::static_grade::grade_with(&script, &index);
+    });
     let mut parser = tree_sitter::Parser::new();
     parser
         .set_language(&tree_sitter_python::LANGUAGE.into())
         .expect("grammar loads");
-    let parse_started = Instant::now();
-    let mut parses = 0u64;
-    while parse_started.elapsed() < Duration::from_secs(1) {
+    let parse_ms = per_call_ms(|| {
         parser.parse(&script, None).expect("a tree");
-        parses += 1;
-    }
-    let parse_ms = parse_started.elapsed().as_secs_f64() * 1000.0 / parses as f64;
+    });
     println!(
-        "tree-sitter parse alone: {parse_ms:.2} ms for the {} byte script",
+        "per answer: extract {extract_ms:.3} ms, static_grade {grade_ms:.3} ms (a fresh tree-sitter parse alone: {parse_ms:.3} ms for the {} byte script)",
         script.len()
     );
     println!("static grading: {} bytes per answer, {answers} answers in {:.1} s, {per_second:.0} answers/s (one core)", padded.len(), started.elapsed().as_secs_f64());
+}
+
+/// Milliseconds per call of `f`, over about half a second.
+fn per_call_ms(mut f: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < Duration::from_millis(500) {
+        f();
+        calls += 1;
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / calls as f64
 }

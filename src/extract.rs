@@ -486,21 +486,34 @@ fn is_shell(text: &str) -> bool {
     commands > 0
 }
 
-fn definition_regex() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"(?m)^\+?[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_][A-Za-z0-9_]*)")
-            .expect("the definition pattern is valid")
-    })
+/// The `def`/`class` names of a script (or of the added and context lines
+/// of a diff), found line by line so that a syntax error hides none. A
+/// hand-written scan: it runs on every block of every answer, and a regex
+/// with captures cost more than the rest of extraction.
+pub fn definition_names(script: &str) -> HashSet<&str> {
+    script.split('\n').filter_map(defined_name).collect()
 }
 
-/// The `def`/`class` names of a script (or of the added and context lines
-/// of a diff), found by line pattern so that a syntax error hides none.
-pub fn definition_names(script: &str) -> HashSet<&str> {
-    definition_regex()
-        .captures_iter(script)
-        .filter_map(|c| c.get(1).map(|m| m.as_str()))
-        .collect()
+/// `name` for a line `[+][ \t]*[async[ \t]+](def|class)[ \t]+name…`.
+fn defined_name(line: &str) -> Option<&str> {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let rest = line
+        .strip_prefix('+')
+        .unwrap_or(line)
+        .trim_start_matches(blank);
+    let rest = match rest.strip_prefix("async") {
+        Some(after) if after.starts_with(blank) => after.trim_start_matches(blank),
+        _ => rest,
+    };
+    let after = rest
+        .strip_prefix("def")
+        .or_else(|| rest.strip_prefix("class"))?;
+    let name = after.strip_prefix(blank)?.trim_start_matches(blank);
+    let end = name
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(name.len());
+    let name = &name[..end];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
 }
 
 struct Candidate<'b> {
@@ -1045,6 +1058,17 @@ fn unfenced(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn definition_names_are_read_line_by_line_as_python_and_diffs_write_them() {
+        let text = "class App(QMainWindow):\n    def init_ui(self):\n+    async def fetch(self):\n\tdef\ttabbed(x):\nclass_ = 1\ndefine = 2\n# def commented(self):\ndef 9bad():\n+class Added:\n  async  def  spaced():\nasyncdef nope():\ndef";
+        let mut names: Vec<&str> = definition_names(text).into_iter().collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec!["Added", "App", "fetch", "init_ui", "spaced", "tabbed"]
+        );
+    }
 
     const ORIGINAL: &str = "import sys\n\n\nclass App:\n    def init_ui(self):\n        self.x = 1\n\n    def submit(self):\n        pass\n\n\ndef main():\n    App()\n";
 

@@ -231,9 +231,10 @@ thread_local! {
     static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
 }
 
-/// Parses `source`; with `base` (a text and its tree), incrementally: the
-/// common prefix and suffix of the two texts keep their subtrees, which
-/// tree-sitter guarantees gives the same tree as a fresh parse.
+/// Parses `source`; with `base` (a text and its tree), incrementally: each
+/// changed run of lines becomes one edit of the old tree, so only the
+/// subtrees around the changes are re-parsed. Tree-sitter guarantees the
+/// result is the tree a fresh parse gives.
 fn parse(source: &str, base: Option<(&str, &Tree)>) -> Option<Tree> {
     PARSER.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
@@ -249,43 +250,87 @@ fn parse(source: &str, base: Option<(&str, &Tree)>) -> Option<Tree> {
             return parser.parse(source, None);
         };
         let mut tree = old_tree.clone();
-        tree.edit(&single_edit(old_text.as_bytes(), source.as_bytes()));
+        for edit in line_edits(old_text, source) {
+            tree.edit(&edit);
+        }
         parser.parse(source, Some(&tree))
     })
 }
 
-/// The one edit that turns `old` into `new`: everything between their
-/// common prefix and their common suffix was replaced.
-fn single_edit(old: &[u8], new: &[u8]) -> tree_sitter::InputEdit {
-    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let room = old.len().min(new.len()) - prefix;
-    let suffix = old
-        .iter()
-        .rev()
-        .zip(new.iter().rev())
-        .take(room)
-        .take_while(|(a, b)| a == b)
-        .count();
-    tree_sitter::InputEdit {
-        start_byte: prefix,
-        old_end_byte: old.len() - suffix,
-        new_end_byte: new.len() - suffix,
-        start_position: point_at(old, prefix),
-        old_end_position: point_at(old, old.len() - suffix),
-        new_end_position: point_at(new, new.len() - suffix),
+/// Longest time spent diffing before settling for a coarser (still
+/// correct) set of edits: a hostile answer must not make grading slow.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The edits that turn `old` into `new`, one per changed run of lines,
+/// last first: applied in that order, each edit's positions are still
+/// those of `old`, since nothing before it has moved yet.
+fn line_edits(old: &str, new: &str) -> Vec<tree_sitter::InputEdit> {
+    let old_starts = line_starts(old);
+    let new_starts = line_starts(new);
+    let (old_lines, new_lines) = (lines(old, &old_starts), lines(new, &new_starts));
+    let ops = similar::capture_diff_slices_deadline(
+        similar::Algorithm::Myers,
+        &old_lines,
+        &new_lines,
+        Some(std::time::Instant::now() + DIFF_DEADLINE),
+    );
+    let mut edits = Vec::new();
+    for op in &ops {
+        let (tag, old_lines, new_lines) = op.as_tag_tuple();
+        if tag == similar::DiffTag::Equal {
+            continue;
+        }
+        let start_byte = old_starts[old_lines.start];
+        let old_end_byte = old_starts[old_lines.end];
+        let inserted = &new[new_starts[new_lines.start]..new_starts[new_lines.end]];
+        let start_position = tree_sitter::Point {
+            row: old_lines.start,
+            column: 0,
+        };
+        edits.push(tree_sitter::InputEdit {
+            start_byte,
+            old_end_byte,
+            new_end_byte: start_byte + inserted.len(),
+            start_position,
+            old_end_position: point_after(start_position, &old[start_byte..old_end_byte]),
+            new_end_position: point_after(start_position, inserted),
+        });
     }
+    edits.reverse();
+    edits
 }
 
-fn point_at(text: &[u8], offset: usize) -> tree_sitter::Point {
-    let before = &text[..offset];
-    let row = before.iter().filter(|b| **b == b'\n').count();
-    let column = offset
-        - before
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map(|i| i + 1)
-            .unwrap_or(0);
-    tree_sitter::Point { row, column }
+/// Byte offsets where each line starts, and the text's end (so line `n`
+/// spans `starts[n]..starts[n + 1]`, whether or not the text ends in `\n`).
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(
+        text.bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1)
+            .filter(|&i| i < text.len()),
+    );
+    starts.push(text.len());
+    starts
+}
+
+fn lines<'t>(text: &'t str, starts: &[usize]) -> Vec<&'t str> {
+    starts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+/// The position reached from `start` after `text`.
+fn point_after(start: tree_sitter::Point, text: &str) -> tree_sitter::Point {
+    match text.rfind('\n') {
+        Some(last) => tree_sitter::Point {
+            row: start.row + text.bytes().filter(|b| *b == b'\n').count(),
+            column: text.len() - last - 1,
+        },
+        None => tree_sitter::Point {
+            row: start.row,
+            column: start.column + text.len(),
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2580,6 +2625,50 @@ fn align<'a>(
 mod tests {
     use super::*;
     use crate::task::{AppSpec, Limits, ResetControlSpec};
+
+    /// Incremental parsing must give exactly the tree a fresh parse gives,
+    /// for every real answer and hostile input we have, and for edits at
+    /// the very start and end and of a text with no final newline.
+    #[test]
+    fn incremental_parses_equal_fresh_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let original =
+            std::fs::read_to_string(root.join("fixtures/tasks/reset-conversation/original.py"))
+                .unwrap();
+        let base = parse(&original, None).unwrap();
+        let mut candidates = vec![
+            String::new(),
+            format!("# header\n{original}"),
+            format!("{original}\nprint('tail')"),
+            original.trim_end().to_string(),
+            original.replace("\n", "\r\n"),
+            original.replacen("class ", "klass ", 1),
+        ];
+        for dir in ["fixtures/outputs/reset-conversation", "fixtures/hostile"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if let Ok(e) = crate::extract::extract(&text, Some(&original)) {
+                    candidates.push(e.script);
+                }
+                candidates.push(text);
+            }
+        }
+        assert!(candidates.len() > 40);
+        for candidate in &candidates {
+            let fresh = parse(candidate, None).unwrap().root_node().to_sexp();
+            let incremental = parse(candidate, Some((&original, &base)))
+                .unwrap()
+                .root_node()
+                .to_sexp();
+            assert_eq!(
+                fresh,
+                incremental,
+                "incremental parse differs for {:?}",
+                candidate.chars().take(80).collect::<String>()
+            );
+        }
+    }
 
     const ORIGINAL: &str = r#"import sys
 import json
