@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::sandbox::{SandboxOutcome, INNER_DEADLINE_MARGIN_SECONDS};
+use crate::screen::ScreenCheck;
 use crate::task::Task;
 
 /// Why a behavioural run failed; one primary code per run.
@@ -79,7 +80,7 @@ pub fn new_turns() -> Vec<Turn> {
             let reply_marker = format!("qtj-r{}-{token}", i + 1);
             Turn {
                 prompt: format!("{prompt} {prompt_marker}."),
-                reply: format!("{reply} {reply_marker}."),
+                reply: format!("{reply} {reply_marker}. {}", crate::screen::REPLY_BAR),
                 prompt_marker,
                 reply_marker,
             }
@@ -154,6 +155,9 @@ pub struct Behaviour {
     pub history_cleared: Option<Planes>,
     pub steps: Vec<Step>,
     pub artifacts: Vec<Artifact>,
+    /// The host's reading of the screenshots (see `screen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen_check: Option<ScreenCheck>,
     /// The widget tree right after launch, for the layout comparison.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub widget_tree: Value,
@@ -203,6 +207,7 @@ pub fn judge(
         history_cleared: None,
         steps: Vec::new(),
         artifacts: Vec::new(),
+        screen_check: None,
         widget_tree: Value::Null,
         requests: summarise_requests(&result["requests"], turns),
         exceptions: Vec::new(),
@@ -279,7 +284,18 @@ pub fn judge(
     // The baseline, from the recordings: turn 2's request must carry turn 1.
     let baseline_broken = baseline_problem(&behaviour.requests, turns, &behaviour.steps);
     let next_request = next_request_cleared(&behaviour.requests, &behaviour.steps);
+    behaviour.screen_check = screen_check(&behaviour.artifacts);
+    let pixels_overrule = |screen: bool| {
+        screen
+            && behaviour
+                .screen_check
+                .is_some_and(|c| c.cleared() == Some(false))
+    };
+    let screen_overruled = planes_seen.is_some_and(|(_, screen)| pixels_overrule(screen));
     if let Some((memory, screen)) = planes_seen {
+        // The pixels can only overrule a "cleared": a reply still drawn
+        // after the reset is on screen, whatever the widgets report.
+        let screen = screen && !screen_overruled;
         behaviour.history_cleared = Some(Planes {
             memory: Some(memory),
             screen: Some(screen),
@@ -361,10 +377,16 @@ pub fn judge(
                 uncleared.push("next request");
             }
             if !uncleared.is_empty() {
-                let detail = format!(
+                let mut detail = format!(
                     "after the reset, earlier turns were still in: {}",
                     uncleared.join(", ")
                 );
+                if let (true, Some(check)) = (screen_overruled, behaviour.screen_check) {
+                    detail.push_str(&format!(
+                        " (the after-reset screenshot still shows {} reply bar(s), though the widgets read as cleared)",
+                        check.after
+                    ));
+                }
                 fail(&mut behaviour, Failure::HistoryNotCleared, detail);
             } else if behaviour.failure.is_none() && planes.next_request.is_none() {
                 fail(
@@ -387,6 +409,17 @@ pub fn judge(
         ));
     }
     Ok(behaviour)
+}
+
+/// The host's reading of the before/after-reset screenshots, if both came.
+fn screen_check(artifacts: &[Artifact]) -> Option<ScreenCheck> {
+    let png = |name: &str| {
+        artifacts
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.data.as_slice())
+    };
+    ScreenCheck::of(png("before_reset.png")?, png("after_reset.png")?)
 }
 
 fn is_after_baseline(failure: Failure) -> bool {
@@ -429,6 +462,7 @@ fn judge_without_result(
         history_cleared: None,
         steps: Vec::new(),
         artifacts: Vec::new(),
+        screen_check: None,
         widget_tree: Value::Null,
         requests: Vec::new(),
         exceptions: Vec::new(),

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod layout_diff;
 pub mod report;
 pub mod sandbox;
+pub mod screen;
 pub mod static_grade;
 pub mod task;
 pub mod verdict;

@@ -38,6 +38,15 @@ async fn a_correct_refactoring_clears_history_on_all_three_planes() {
     let names: Vec<&str> = v.artifacts.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["before_reset.png", "after_reset.png"]);
     assert!(v.artifacts.iter().all(|a| a.data.starts_with(b"\x89PNG")));
+    // The host's own reading of the screenshots agrees: both replies were
+    // drawn before the reset (conversation and last answer), none after.
+    let check = v
+        .behaviour
+        .as_ref()
+        .and_then(|b| b.screen_check)
+        .expect("the host read the screenshots");
+    assert!(check.before >= 2, "{check:?}");
+    assert_eq!(check.after, 0, "{check:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
