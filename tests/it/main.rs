@@ -6,6 +6,7 @@
 mod support;
 
 mod callbacks;
+mod determinism;
 mod fixtures_graded;
 mod fuzz;
 mod hostile;
