@@ -26,6 +26,8 @@ pub enum Failure {
     Timeout,
     ResourceLimit,
     Crashed,
+    /// The app imports a module the sandbox image does not have.
+    MissingDependency,
 }
 
 impl Failure {
@@ -41,6 +43,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::ResourceLimit => "resource_limit",
             Failure::Crashed => "crashed",
+            Failure::MissingDependency => "missing_dependency",
         }
     }
 }
@@ -313,16 +316,24 @@ pub fn judge(
             "turn_3" => Failure::BrokenAfterReset,
             other => return Err(NotJudged(format!("unexpected failed step `{other}`"))),
         };
-        let failure = if hit_limit {
-            Failure::ResourceLimit
-        } else {
-            failure
+        let missing = (step.name == "launch")
+            .then(|| missing_module(&step.detail))
+            .flatten();
+        let (failure, detail) = match (hit_limit, missing) {
+            (true, _) => (
+                Failure::ResourceLimit,
+                format!("{limit_note}{}: {}", step.name, step.detail),
+            ),
+            (false, Some(module)) => (
+                Failure::MissingDependency,
+                format!(
+                    "launch: the app imports `{module}`, which the sandbox image does not have \
+                     (add its Debian package to docker/base-packages.txt, or drop the import)"
+                ),
+            ),
+            (false, None) => (failure, format!("{}: {}", step.name, step.detail)),
         };
-        fail(
-            &mut behaviour,
-            failure,
-            format!("{limit_note}{}: {}", step.name, step.detail),
-        );
+        fail(&mut behaviour, failure, detail);
     } else if timed_out {
         let at = started_step.as_deref().unwrap_or("start-up");
         let failure = if hit_limit {
@@ -409,6 +420,24 @@ pub fn judge(
         ));
     }
     Ok(behaviour)
+}
+
+/// The module a `ModuleNotFoundError` at start-up names, as the harness
+/// words it: `the script raised ModuleNotFoundError while starting: No
+/// module named 'x.y'`.
+fn missing_module(detail: &str) -> Option<String> {
+    let rest = detail
+        .split_once("ModuleNotFoundError")?
+        .1
+        .split_once("No module named '")?
+        .1;
+    let name = rest.split('\'').next()?;
+    let plausible = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    plausible.then(|| name.to_string())
 }
 
 /// The host's reading of the before/after-reset screenshots, if both came.
@@ -618,6 +647,28 @@ fn next_request_cleared(requests: &[RequestSummary], steps: &[Step]) -> Option<b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_module_is_named_from_the_launch_failure() {
+        let detail =
+            "the script raised ModuleNotFoundError while starting: No module named 'qdarkstyle'";
+        assert_eq!(missing_module(detail).as_deref(), Some("qdarkstyle"));
+        let nested = "the script raised ModuleNotFoundError while starting: No module named 'PyQt5.QtWebEngineWidgets'";
+        assert_eq!(
+            missing_module(nested).as_deref(),
+            Some("PyQt5.QtWebEngineWidgets")
+        );
+        assert_eq!(
+            missing_module(
+                "the script raised ImportError while starting: cannot import name 'QFoo'"
+            ),
+            None
+        );
+        assert_eq!(
+            missing_module("ModuleNotFoundError: No module named 'a b; rm -rf'"),
+            None
+        );
+    }
 
     fn turns() -> Vec<Turn> {
         new_turns()
