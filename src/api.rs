@@ -859,7 +859,7 @@ pub fn openapi_document() -> Value {
     let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
     let id_param =
         json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
-    let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT.as_secs()}, "description": "seconds to hold the request for the result (also `Prefer: wait=N`)"});
+    let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": format!("seconds to hold the request for the result, capped at {} (also `Prefer: wait=N`)", MAX_WAIT.as_secs())});
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
         "401": error_response("missing or wrong bearer token (when the service has one)"),
@@ -898,7 +898,7 @@ pub fn openapi_document() -> Value {
                     "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "shutting_down", "internal"]},
                     "message": {"type": "string"}}},
                 "VerificationRequest": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
-                    "output": {"type": "string", "description": "the model's raw answer"},
+                    "output": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "the model's raw answer (not blank)"},
                     "task": {"type": "string", "default": DEFAULT_TASK},
                     "model": {"type": "string", "description": "a label for reports"},
                     "metadata": {"type": "object", "description": "echoed back"},
@@ -907,7 +907,7 @@ pub fn openapi_document() -> Value {
                     "url": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
                     "attempts": {"type": "integer"}, "last_error": {"type": "string", "nullable": true}}},
                 "BatchItem": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
-                    "model": {"type": "string"}, "output": {"type": "string"}, "metadata": {"type": "object"}}},
+                    "model": {"type": "string"}, "output": {"type": "string", "minLength": 1, "pattern": "\\S"}, "metadata": {"type": "object"}}},
                 "Accepted": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
                     "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
@@ -991,7 +991,9 @@ pub fn openapi_document() -> Value {
                 "parameters": [id_param, wait_param,
                     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["table", "markdown", "junit", "json", "jsonl"]}}],
                 "responses": with(json!({
-                    "200": {"description": "the batch (JSON), or its report in `format` once done", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}, "text/plain": {}, "text/markdown": {}, "application/xml": {}}},
+                    "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: the array of results)", "content": {
+                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}]}},
+                        "application/jsonl": {}, "text/plain": {}, "text/markdown": {}, "application/xml": {}}},
                     "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
                 }), json!({"404": error_response("unknown id")}))}},
             "/v1/tasks": {"get": {

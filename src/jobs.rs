@@ -38,6 +38,8 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 const ENGINE_WAIT_POLL: Duration = Duration::from_millis(250);
 /// How often the engine is pinged, and retried while it is down.
 const ENGINE_POLL: Duration = Duration::from_secs(5);
+/// How often containers of qtjudge processes that are gone are removed.
+const REAP_EVERY: Duration = Duration::from_secs(15);
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 9] = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
 
@@ -653,6 +655,8 @@ pub type Probe = Box<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 pub struct Engine {
     state: RwLock<EngineState>,
     probe: Option<Probe>,
+    /// Outages noticed so far: a run that saw one is not the answer's fault.
+    outages: AtomicUsize,
 }
 
 struct EngineState {
@@ -673,6 +677,7 @@ impl Engine {
                 problem: None,
             }),
             probe,
+            outages: AtomicUsize::new(0),
         }
     }
 
@@ -686,6 +691,7 @@ impl Engine {
                 problem: Some("connecting to the Docker engine".into()),
             }),
             probe,
+            outages: AtomicUsize::new(0),
         }
     }
 
@@ -719,6 +725,7 @@ impl Engine {
             if reachable {
                 tracing::info!("the Docker engine answers");
             } else {
+                self.outages.fetch_add(1, Ordering::SeqCst);
                 tracing::error!(
                     problem = problem.as_deref().unwrap_or(""),
                     "the Docker engine is unreachable: new work is refused with 503"
@@ -737,11 +744,25 @@ impl Engine {
         state.problem = None;
     }
 
+    /// Outages noticed since start-up.
+    fn outages(&self) -> usize {
+        self.outages.load(Ordering::SeqCst)
+    }
+
     /// Asks the engine now (when a probe is set), updating the state.
     async fn check_now(&self) -> bool {
         match &self.probe {
             Some(probe) => {
                 let up = probe().await;
+                let (was_up, sandbox) = {
+                    let state = self.read();
+                    (state.reachable, state.sandbox.clone())
+                };
+                if let (true, false, Some(sandbox)) = (up, was_up, sandbox) {
+                    // Back from an outage: what it broke goes before any
+                    // worker may claim again (they wait while unreachable).
+                    sandbox.after_outage().await;
+                }
                 self.set_reachable(
                     up,
                     (!up).then(|| "the Docker engine does not answer".to_string()),
@@ -764,7 +785,7 @@ pub fn docker_probe() -> Probe {
 /// `warm` containers are kept started ahead for the workers (see
 /// `sandbox::warm_pool`); 0 turns the pool off.
 pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: usize) {
-    loop {
+    let sandbox = loop {
         // Reachable first: work is accepted while the image is checked or built.
         match crate::sandbox::docker::connect_engine().await {
             Ok(_) => engine.set_reachable(
@@ -798,8 +819,9 @@ pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: us
                     );
                 }
                 let image = sandbox.image().to_string();
-                engine.set_sandbox(Arc::new(sandbox), image);
-                break;
+                let sandbox = Arc::new(sandbox);
+                engine.set_sandbox(sandbox.clone(), image);
+                break sandbox;
             }
             Err(e) => {
                 engine.set_reachable(false, Some(e.to_string()));
@@ -809,13 +831,26 @@ pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: us
                 }
             }
         }
-    }
+    };
+    let mut last_reap = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(ENGINE_POLL) => {}
         }
-        engine.check_now().await;
+        if engine.check_now().await && last_reap.elapsed() >= REAP_EVERY {
+            // Again and again, not only at start-up: a container whose
+            // creation a killed process had asked for can appear after
+            // the start-up reap.
+            last_reap = tokio::time::Instant::now();
+            let reaped = sandbox.reap_orphans().await;
+            if reaped > 0 {
+                tracing::warn!(
+                    reaped,
+                    "removed sandbox containers of processes that are gone"
+                );
+            }
+        }
     }
 }
 
@@ -1181,6 +1216,7 @@ impl Jobs {
                 return;
             }
         };
+        let outages_before = self.engine.outages();
         // A panic in one verification must not take its worker down with it.
         let verification = verify::verify(&job.output, &job.model, &prepared, sandbox.as_ref());
         let v = match std::panic::AssertUnwindSafe(verification)
@@ -1196,8 +1232,11 @@ impl Jobs {
                 return;
             }
         };
-        if v.label == Label::Error && !self.engine.check_now().await {
-            // Not judged because the engine went away: keep it for later.
+        if v.label == Label::Error
+            && (!self.engine.check_now().await || self.engine.outages() != outages_before)
+        {
+            // Not judged because the engine went away (it may be back
+            // already): keep it for later.
             tracing::warn!(job = %job.id, "the engine went away during a verification: the job goes back to the queue");
             if let Err(e) = self.store.requeue(&job.id).await {
                 tracing::error!(job = %job.id, error = %e, "cannot requeue a job");
@@ -1570,5 +1609,48 @@ mod tests {
                 Status::Queued
             );
         }
+    }
+
+    /// Counts the clean-ups after outages.
+    #[derive(Default)]
+    struct CleanedSandbox(AtomicUsize);
+
+    impl Sandbox for CleanedSandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            Box::pin(async { Err(SandboxError::EngineUnavailable("fake".into())) })
+        }
+        fn after_outage(&self) -> BoxFuture<'_, ()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn an_engine_back_from_an_outage_has_its_sandbox_cleaned_once_before_work_resumes() {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let probe_up = up.clone();
+        let probe: Probe = Box::new(move || {
+            let now = probe_up.load(Ordering::SeqCst);
+            Box::pin(async move { now })
+        });
+        let sandbox = Arc::new(CleanedSandbox::default());
+        let engine = Engine::ready(sandbox.clone(), None, Some(probe));
+        let cleaned = || sandbox.0.load(Ordering::SeqCst);
+        assert!(engine.check_now().await);
+        assert_eq!((cleaned(), engine.outages()), (0, 0), "no outage yet");
+        up.store(false, Ordering::SeqCst);
+        assert!(!engine.check_now().await);
+        assert!(!engine.check_now().await);
+        assert!(engine.sandbox().is_none(), "no work while it is down");
+        assert_eq!((cleaned(), engine.outages()), (0, 1));
+        up.store(true, Ordering::SeqCst);
+        assert!(engine.check_now().await);
+        assert_eq!(cleaned(), 1, "cleaned as it comes back");
+        assert!(engine.sandbox().is_some());
+        assert!(engine.check_now().await);
+        assert_eq!((cleaned(), engine.outages()), (1, 1), "once per outage");
     }
 }

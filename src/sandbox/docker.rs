@@ -111,6 +111,26 @@ impl DockerSandbox {
         }
     }
 
+    /// After an engine outage: the warm containers' attach streams died
+    /// with the connections (a container handed out now would give no
+    /// result), and removals failed while the engine was away.
+    pub async fn after_outage(&self) {
+        if let Some(pool) = &self.pool {
+            pool.flush().await;
+        }
+        let ids = std::mem::take(&mut *LEFTOVERS.lock().unwrap_or_else(|p| p.into_inner()));
+        if !ids.is_empty() {
+            tracing::info!(
+                containers = ids.len(),
+                "removing the sandbox containers left while the engine was away"
+            );
+        }
+        for id in ids {
+            // A failure puts it back on the list for the next time.
+            remove(&self.docker, &id).await;
+        }
+    }
+
     /// Starts a container for the pool (its label names no verification).
     pub(super) async fn start_warm(&self, limits: &Limits) -> Result<Started, SandboxError> {
         let label = format!("warm-{}", &new_nonce()[..12]);
@@ -183,7 +203,15 @@ impl DockerSandbox {
                 config,
             )
             .await
-            .map_err(|e| engine_error("creating the container", e))?;
+            .map_err(|e| {
+                // The connection broke: the engine may have made the
+                // container without our hearing of it. Its name is unique,
+                // so it is removed by name once the engine is back.
+                if !matches!(e, bollard::errors::Error::DockerResponseServerError { .. }) {
+                    remember_leftover(&name);
+                }
+                engine_error("creating the container", e)
+            })?;
         // From here on the container must go, whatever happens.
         let guard = RemoveOnDrop::new(self.docker.clone(), created.id.clone());
         let attach = AttachContainerOptionsBuilder::default()
@@ -321,6 +349,10 @@ impl Sandbox for DockerSandbox {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(DockerSandbox::shutdown(self))
     }
+
+    fn after_outage(&self) -> BoxFuture<'_, ()> {
+        Box::pin(DockerSandbox::after_outage(self))
+    }
 }
 
 /// The hardened container: no network, read-only root, a capped tmpfs,
@@ -445,6 +477,13 @@ fn engine_error(doing: &'static str, error: bollard::errors::Error) -> SandboxEr
     }
 }
 
+/// Containers (ids, or names) of this process whose removal failed, or
+/// whose creation went unanswered, while the engine was away:
+/// `after_outage` removes them once it answers again, so that an outage
+/// leaves no container behind a live service (the start-up reaper only
+/// removes those of dead processes).
+static LEFTOVERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 async fn remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
@@ -456,9 +495,17 @@ async fn remove(docker: &Docker, id: &str) -> bool {
             status_code: 404, ..
         }) => true,
         Err(e) => {
-            tracing::warn!(container = id, error = %e, "could not remove a sandbox container; the reaper will retry");
+            tracing::warn!(container = id, error = %e, "could not remove a sandbox container; retried when the engine answers again");
+            remember_leftover(id);
             false
         }
+    }
+}
+
+fn remember_leftover(id_or_name: &str) {
+    let mut leftovers = LEFTOVERS.lock().unwrap_or_else(|p| p.into_inner());
+    if !leftovers.iter().any(|left| left == id_or_name) {
+        leftovers.push(id_or_name.to_string());
     }
 }
 

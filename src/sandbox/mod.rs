@@ -76,6 +76,12 @@ pub trait Sandbox: Send + Sync {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The engine answers again after an outage: drops what the outage
+    /// may have broken (warm containers whose streams died) and removes
+    /// what could not be removed while it was away.
+    fn after_outage(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Finds the supervisor's result line: `<nonce> <json>`. Exactly one line

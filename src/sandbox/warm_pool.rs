@@ -8,7 +8,7 @@
 //! two cores refilling does not starve the running verifications, and it
 //! empties itself after `idle_after` without demand.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,11 @@ impl PoolConfig {
 
 pub struct WarmPool {
     config: PoolConfig,
-    ready: Mutex<Vec<Started>>,
+    /// Each with the `generation` it was started in.
+    ready: Mutex<Vec<(u64, Started)>>,
+    /// Bumped by `flush`: a container started before is never handed out,
+    /// even one whose refill was still under way.
+    generation: AtomicU64,
     last_demand: Mutex<Instant>,
     /// Serialises refills: one container is being created at a time.
     refilling: tokio::sync::Mutex<()>,
@@ -50,6 +54,7 @@ impl WarmPool {
         let pool = Arc::new(WarmPool {
             config,
             ready: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
             last_demand: Mutex::new(Instant::now()),
             refilling: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -68,17 +73,19 @@ impl WarmPool {
         let (found, unusable) = {
             let mut ready = self.ready.lock().expect("not poisoned");
             let all = std::mem::take(&mut *ready);
+            let generation = self.generation.load(Ordering::SeqCst);
             let mut found = None;
             let mut unusable = Vec::new();
-            for container in all {
-                let usable =
-                    container.limits == *limits && container.born.elapsed() < self.config.max_age;
+            for (born_in, container) in all {
+                let usable = born_in == generation
+                    && container.limits == *limits
+                    && container.born.elapsed() < self.config.max_age;
                 if !usable {
                     unusable.push(container);
                 } else if found.is_none() {
                     found = Some(container);
                 } else {
-                    ready.push(container);
+                    ready.push((born_in, container));
                 }
             }
             (found, unusable)
@@ -100,12 +107,17 @@ impl WarmPool {
             && self.ready.lock().expect("not poisoned").len() < self.config.size
             && !self.idle()
         {
+            let generation = self.generation.load(Ordering::SeqCst);
             match sandbox.start_warm(limits).await {
                 Ok(container) if self.closed.load(Ordering::SeqCst) => {
                     container.discard().await;
                     return;
                 }
-                Ok(container) => self.ready.lock().expect("not poisoned").push(container),
+                Ok(container) => self
+                    .ready
+                    .lock()
+                    .expect("not poisoned")
+                    .push((generation, container)),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not start a warm container; verifications start cold");
                     return;
@@ -124,7 +136,7 @@ impl WarmPool {
             .lock()
             .expect("not poisoned")
             .iter()
-            .map(|c| c.label().to_string())
+            .map(|(_, c)| c.label().to_string())
             .collect()
     }
 
@@ -134,7 +146,18 @@ impl WarmPool {
         // A refill under way finishes (and sees `closed`) first.
         let _no_refill = self.refilling.lock().await;
         let all = std::mem::take(&mut *self.ready.lock().expect("not poisoned"));
-        for container in all {
+        for (_, container) in all {
+            container.discard().await;
+        }
+    }
+
+    /// Removes every ready container (after an engine outage their attach
+    /// streams are dead) and never hands out one started before; the
+    /// pool refills on the next demand.
+    pub async fn flush(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let all = std::mem::take(&mut *self.ready.lock().expect("not poisoned"));
+        for (_, container) in all {
             container.discard().await;
         }
     }
@@ -145,17 +168,17 @@ async fn janitor(pool: Weak<WarmPool>) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let Some(pool) = pool.upgrade() else { return };
-        let expired: Vec<Started> = {
+        let expired = {
             let mut ready = pool.ready.lock().expect("not poisoned");
             let idle = pool.idle();
             let max_age = pool.config.max_age;
-            let (keep, expired) = std::mem::take(&mut *ready)
+            let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut *ready)
                 .into_iter()
-                .partition(|c| !idle && c.born.elapsed() < max_age);
+                .partition(|(_, c)| !idle && c.born.elapsed() < max_age);
             *ready = keep;
             expired
         };
-        for container in expired {
+        for (_, container) in expired {
             container.discard().await;
         }
     }

@@ -30,6 +30,16 @@ impl Server {
 
     /// `token: None` starts an open server (loopback only), as a browser needs.
     pub fn start_with(data_dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, token, extra, &[])
+    }
+
+    /// As `start_with`, with extra environment variables (`DOCKER_HOST`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        token: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data_dir.with_file_name(format!("serve-{n}.log"));
@@ -44,6 +54,7 @@ impl Server {
             .args(extra)
             .env("QTJUDGE_LOG", "info")
             .env_remove("QTJUDGE_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

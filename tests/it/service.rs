@@ -286,8 +286,11 @@ async fn each_kind_of_bad_request_gets_its_4xx_json() {
         ),
         (
             "a body over the limit",
+            // The server stops reading and closes this connection: it must
+            // not go back to the pool for the next case (a flaky send error).
             server
                 .post("/v1/verifications")
+                .header("connection", "close")
                 .json(&json!({"output": "\n".repeat(200 * 1024)})),
             413,
             "too_large",
@@ -499,6 +502,176 @@ async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_rest
     let pid = server.pid();
     server.stop();
     assert_no_container_left(&results.iter().collect::<Vec<_>>()).await;
+    assert_eq!(containers_of(pid).await, 0);
+}
+
+/// (id, status, the result's run id, attempts) of each job of a batch,
+/// read from the store of a server that is not running.
+fn stored_jobs(data: &Path, batch: &str) -> Vec<(String, String, Option<String>, i64)> {
+    let db = rusqlite::Connection::open(data.join("qtjudge.db")).unwrap();
+    let mut statement = db
+        .prepare(
+            "SELECT id, status, json_extract(result, '$.run_id'), attempts
+             FROM jobs WHERE batch_id = ?1 ORDER BY seq",
+        )
+        .unwrap();
+    let rows = statement
+        .query_map([batch], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a_restart() {
+    let Some(_) = docker().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--workers", "2"]);
+    server.wait_ready().await;
+    // (file, model, tier): Docker runs and one snippet, as in the manifest.
+    let answers = [
+        ("devstral.md", "devstral", 1),
+        ("magistral.md", "magistral", 2),
+        ("trap-display-only.md", "trap-display-only", 3),
+        ("mistral-small.md", "mistral-small", 1),
+        ("phi3-medium-14b-q8.md", "phi3-medium-14b-q8", 3),
+        ("qwen3-coder.md", "qwen3-coder", 1),
+    ];
+    let body: Vec<Value> = answers
+        .iter()
+        .map(|(file, model, _)| json!({"model": model, "output": fixture(file)}))
+        .collect();
+    let response = server.post("/v1/batches").json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let batch_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Kill it once some of the batch is done, while verifications run in
+    // their containers and the rest still waits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let batch: Value = server
+            .get(&format!("/v1/batches/{batch_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let running = batch["progress"]["running"].as_u64().unwrap_or(0);
+        let done = batch["progress"]["done"].as_u64().unwrap_or(0);
+        if running > 0 && done > 0 && containers_of(server.pid()).await > 0 {
+            break;
+        }
+        assert!(
+            batch["status"] != "done",
+            "the batch ended before it could be killed: {batch}"
+        );
+        assert!(Instant::now() < deadline, "nothing started: {batch}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = server.kill_9();
+    assert!(
+        containers_of(killed).await > 0,
+        "kill -9 leaves the running containers behind"
+    );
+    let before = stored_jobs(&data, &batch_id);
+    eprintln!("killed during the batch, its jobs then: {before:?}");
+    assert_eq!(before.len(), answers.len(), "every item was accepted");
+    assert!(
+        before.iter().any(|(_, status, ..)| status == "running"),
+        "killed mid-run: {before:?}"
+    );
+    let done_before: Vec<_> = before
+        .iter()
+        .filter(|(_, status, ..)| status == "done")
+        .cloned()
+        .collect();
+    assert!(!done_before.is_empty(), "{before:?}");
+
+    let server = Server::start(&data, &["--workers", "2"]);
+    server.wait_ready().await;
+    // The start-up reap, or the periodic one for a container whose
+    // creation the killed server had asked for and the engine finished
+    // after the start-up reap.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while containers_of(killed).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restart never reaped the killed server's containers; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let batch: Value = server
+        .get(&format!("/v1/batches/{batch_id}?wait=240"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["status"], "done", "{batch}");
+    assert_eq!(batch["total"], 6, "{batch}");
+    assert_eq!(
+        batch["progress"],
+        json!({"queued": 0, "running": 0, "done": 6, "error": 0}),
+        "{batch}"
+    );
+    assert_eq!(
+        batch["counts"],
+        json!({"tier1": 3, "tier2": 1, "tier3": 2, "error": 0}),
+        "the counts add up to the batch: {batch}"
+    );
+    let rows = batch["verifications"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "no item lost, none doubled: {batch}");
+    for (_, model, tier) in answers {
+        let mine: Vec<&Value> = rows.iter().filter(|r| r["model"] == model).collect();
+        assert_eq!(mine.len(), 1, "{model} is in the batch once: {batch}");
+        assert_eq!(mine[0]["tier"].as_u64(), Some(tier), "{model}: {batch}");
+    }
+    let after = stored_jobs(&data, &batch_id);
+    let ids: std::collections::HashSet<&String> = after.iter().map(|(id, ..)| id).collect();
+    assert_eq!(ids.len(), 6, "six distinct jobs: {after:?}");
+    for (id, status, run_id, attempts) in &after {
+        assert_eq!(status, "done", "{id}");
+        assert!(run_id.is_some(), "{id} has its one result");
+        assert!(
+            (1..=2).contains(attempts),
+            "{id} ran at most once more after the kill: {attempts} attempts"
+        );
+    }
+    // What was done before the kill was not run again: same result.
+    for (id, _, run_id, _) in &done_before {
+        let now = after.iter().find(|(other, ..)| other == id).unwrap();
+        assert_eq!(&now.2, run_id, "{id} was verified again after the restart");
+    }
+    // And the restarted server verified each unfinished item exactly once.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expected = format!(
+        "qtjudge_verification_duration_seconds_count {}",
+        6 - done_before.len()
+    );
+    assert!(
+        metrics.lines().any(|l| l == expected),
+        "{expected} after {} done before the kill:\n{metrics}",
+        done_before.len()
+    );
+    let pid = server.pid();
+    server.stop();
     assert_eq!(containers_of(pid).await, 0);
 }
 

@@ -1,0 +1,260 @@
+//! Issue 7: the Docker engine goes away while jobs are queued and one is
+//! running. CI cannot stop the real engine, so the server talks to it
+//! through a unix-socket proxy that the test switches off (listener
+//! closed, live connections dropped: to the server, the engine is gone)
+//! and on again.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::AbortHandle;
+
+use crate::load::{slow_answer, wait_for_status};
+use crate::server::{containers_of, Server, TOKEN};
+use crate::support::{docker, fixture};
+
+/// Forwards every connection on `path` to the real engine's socket, until
+/// switched off.
+struct EngineProxy {
+    path: PathBuf,
+    upstream: PathBuf,
+    /// The accept loop and every connection's copy task, while on.
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl EngineProxy {
+    fn new(path: &Path) -> EngineProxy {
+        // The engine this test process uses (DOCKER_HOST, if a unix socket).
+        let upstream = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+        EngineProxy {
+            path: path.to_path_buf(),
+            upstream,
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    fn on(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).expect("the proxy binds its socket");
+        let (tasks, upstream) = (self.tasks.clone(), self.upstream.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                let copy = tokio::spawn(async move {
+                    if let Ok(mut engine) = UnixStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+                let mut tasks = tasks.lock().unwrap();
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(copy.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// Closes the listener and drops every live connection (an attached
+    /// container's stream included), and removes the socket: to the
+    /// server, the engine is gone.
+    fn off(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.off();
+    }
+}
+
+async fn health(server: &Server) -> (u16, Value) {
+    let response = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls /healthz until `done` holds for its body.
+async fn wait_for_health(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = health(server).await;
+        assert_eq!(status, 200, "/healthz always answers 200: {body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never said {what}: {body}\nlog:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn view(server: &Server, id: &str) -> Value {
+    server
+        .get(&format!("/v1/verifications/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_wait_out_an_engine_outage_and_finish_when_it_is_back() {
+    let Some(_) = docker().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = EngineProxy::new(&dir.path().join("engine.sock"));
+    proxy.on();
+    let docker_host = proxy.docker_host();
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        Some(TOKEN),
+        &["--workers", "1"],
+        &[("DOCKER_HOST", docker_host.as_str())],
+    );
+    server.wait_ready().await;
+    // A first verdict, so that the original's widget tree is known before
+    // the outage (the layout comparison needs it).
+    let warm_up = server.submit("devstral", &fixture("devstral.md")).await;
+    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+
+    // A first, idle outage while a warm container waits: its attach stream
+    // dies with the connection, so it must not serve the next answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while containers_of(server.pid()).await == 0 {
+        assert!(Instant::now() < deadline, "the warm pool never refilled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.off();
+    wait_for_health(&server, "the engine is unreachable", |h| {
+        h["engine"]["reachable"] == false
+    })
+    .await;
+    proxy.on();
+    wait_for_health(&server, "ok again", |h| h["status"] == "ok").await;
+    let after = server.submit("devstral", &fixture("devstral.md")).await;
+    let after = server.finished(&after).await;
+    assert_eq!(
+        (after["status"].as_str(), after["result"]["tier"].as_u64()),
+        (Some("done"), Some(1)),
+        "the first answer after an outage gets its verdict: {after}"
+    );
+
+    // One slow answer runs (6 s in its reset handler) and two wait.
+    let running = server.submit("slow", &slow_answer()).await;
+    let queued = [
+        server.submit("devstral", &fixture("devstral.md")).await,
+        server
+            .submit("display-only", &fixture("trap-display-only.md"))
+            .await,
+    ];
+    wait_for_status(&server, &running, "running").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while containers_of(server.pid()).await == 0 {
+        assert!(Instant::now() < deadline, "the slow run has no container");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.off();
+    let down = wait_for_health(&server, "the engine is unreachable", |h| {
+        h["engine"]["reachable"] == false
+    })
+    .await;
+    assert_eq!(down["status"], "degraded", "{down}");
+    assert_eq!(down["engine"]["sandbox_ready"], false, "{down}");
+    assert!(
+        down["engine"]["problem"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty()),
+        "it says why: {down}"
+    );
+    let refused = server
+        .post("/v1/verifications")
+        .json(&json!({"output": fixture("devstral.md"), "model": "during-outage"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "engine_unavailable", "{body}");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nqtjudge_engine_up 0\n"), "{metrics}");
+
+    // The interrupted run goes back to the queue; nothing is failed.
+    wait_for_status(&server, &running, "queued").await;
+    // Long enough for a worker that would wrongly claim to have done so.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in queued.iter().chain([&running]) {
+        let job = view(&server, id).await;
+        assert_eq!(job["status"], "queued", "kept for later: {job}");
+        assert!(job["result"].is_null() && job["error"].is_null(), "{job}");
+    }
+    let (_, during) = health(&server).await;
+    assert_eq!(during["queue"]["queued"], 3, "{during}");
+
+    proxy.on();
+    let up = wait_for_health(&server, "ok again", |h| h["status"] == "ok").await;
+    assert_eq!(up["engine"]["reachable"], true, "{up}");
+    let expected = [(&running, 2), (&queued[0], 1), (&queued[1], 3)];
+    for (id, tier) in expected {
+        let job = server.finished(id).await;
+        assert_eq!(job["status"], "done", "a real verdict: {job}");
+        assert_eq!(job["result"]["tier"], tier, "{job}");
+    }
+    let slow = view(&server, &running).await;
+    assert!(
+        slow["result"]["unrequested_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "tampering"),
+        "the slow answer's own verdict: {slow}"
+    );
+    let pid = server.pid();
+    server.stop();
+    let logs: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        containers_of(pid).await,
+        0,
+        "the run cut off by the outage and the warm containers are removed; log:\n{logs}"
+    );
+}
