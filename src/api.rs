@@ -1430,6 +1430,8 @@ pub struct ServeConfig {
     pub callback_secret: Option<String>,
     /// Attempts per callback delivery.
     pub callback_attempts: u32,
+    /// The engine's OCI runtime for sandbox containers (e.g. `runsc`).
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1493,6 +1495,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         engine.clone(),
         watcher_stop.clone(),
         config.workers,
+        config.runtime.clone(),
     ));
     let jobs = Jobs::new(
         store,
@@ -2240,6 +2243,7 @@ mod tests {
             tasks_dir: PathBuf::from("t"),
             callback_secret: None,
             callback_attempts: 8,
+            runtime: None,
         };
         assert!(matches!(
             config.clone().validate(),

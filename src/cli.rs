@@ -86,6 +86,10 @@ pub struct Common {
     pub tasks_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "docker")]
     pub sandbox: SandboxKind,
+    /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`
+    /// (gVisor) for isolation stronger than a container's.
+    #[arg(long, env = "QTJUDGE_RUNTIME")]
+    pub runtime: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +195,9 @@ pub struct ServeArgs {
     /// Attempts per callback (backoff 1 s, 2 s, 4 s … at most 5 min apart).
     #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::callbacks::DEFAULT_ATTEMPTS)]
     pub callback_attempts: u32,
+    /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
+    #[arg(long, env = "QTJUDGE_RUNTIME")]
+    pub runtime: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +249,7 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         tasks_dir: args.tasks_dir.unwrap_or_else(task::default_tasks_dir),
         callback_secret: args.callback_secret.filter(|s| !s.is_empty()),
         callback_attempts: args.callback_attempts,
+        runtime: args.runtime.filter(|r| !r.is_empty()),
     };
     crate::api::serve(config).await?;
     Ok(exit_codes::OK)
@@ -279,17 +287,23 @@ fn load_task(common: &Common) -> Result<Task> {
 }
 
 /// The sandbox to run in; `warm` containers are kept started ahead.
-async fn make_sandbox(kind: SandboxKind, warm: usize) -> Result<Arc<dyn Sandbox>> {
-    Ok(match kind {
+async fn make_sandbox(common: &Common, warm: usize) -> Result<Arc<dyn Sandbox>> {
+    Ok(match common.sandbox {
         SandboxKind::Docker => {
-            let sandbox = DockerSandbox::connect(&progress_line)
-                .await?
-                .with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
+            let mut sandbox = DockerSandbox::connect(&progress_line).await?;
+            if let Some(runtime) = common.runtime.as_deref().filter(|r| !r.is_empty()) {
+                sandbox = sandbox.with_runtime(runtime).await?;
+            }
+            let sandbox =
+                sandbox.with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
             let reaped = sandbox.reap_orphans().await;
             if reaped > 0 {
                 tracing::info!(reaped, "removed containers left behind by an earlier crash");
             }
             Arc::new(sandbox)
+        }
+        SandboxKind::Local if common.runtime.is_some() => {
+            bail!("--runtime applies to the docker sandbox only")
         }
         SandboxKind::Local => Arc::new(LocalSandbox::new()),
     })
@@ -299,7 +313,7 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
     let task = load_task(&args.common)?;
     let answer = read_answer(&args.file)?;
     // One answer: a warm container would only be paid for and thrown away.
-    let sandbox = make_sandbox(args.common.sandbox, 0).await?;
+    let sandbox = make_sandbox(&args.common, 0).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let model = model_name(&args.file);
     eprintln!(
@@ -308,6 +322,8 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
         sandbox.name()
     );
     let mut result = verify::verify(&answer, &model, &prepared, sandbox.as_ref()).await;
+    // Its container is removed in the background: wait for that before exiting.
+    sandbox.shutdown().await;
     let dir = args
         .artifacts
         .unwrap_or_else(|| std::env::temp_dir().join(format!("qtjudge-{}", sanitize(&model))));
@@ -569,7 +585,7 @@ fn keep_result(run_dir: &Path, v: &mut Verification) {
 /// Verifies the answers in containers on this machine, `--jobs` at once.
 async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verification>> {
     let task = load_task(&args.common)?;
-    let sandbox = make_sandbox(args.common.sandbox, args.warm.unwrap_or(args.jobs)).await?;
+    let sandbox = make_sandbox(&args.common, args.warm.unwrap_or(args.jobs)).await?;
     let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let bar = progress_bar(todo.len() as u64);
     let run_dir = args.run_dir.clone();

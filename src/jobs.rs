@@ -784,7 +784,12 @@ pub fn docker_probe() -> Probe {
 /// pinging the engine so that the API can answer 503 while it is down.
 /// `warm` containers are kept started ahead for the workers (see
 /// `sandbox::warm_pool`); 0 turns the pool off.
-pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: usize) {
+pub async fn watch_docker(
+    engine: Arc<Engine>,
+    stop: CancellationToken,
+    warm: usize,
+    runtime: Option<String>,
+) {
     let sandbox = loop {
         // Reachable first: work is accepted while the image is checked or built.
         match crate::sandbox::docker::connect_engine().await {
@@ -806,6 +811,10 @@ pub async fn watch_docker(engine: Arc<Engine>, stop: CancellationToken, warm: us
         let result = tokio::select! {
             _ = stop.cancelled() => return,
             result = connect => result,
+        };
+        let result = match (result, &runtime) {
+            (Ok(sandbox), Some(name)) => sandbox.with_runtime(name).await,
+            (result, _) => result,
         };
         match result {
             Ok(sandbox) => {

@@ -65,6 +65,8 @@ pub enum SandboxError {
     },
     #[error("the local sandbox could not run the harness: {0}")]
     Local(String),
+    #[error("the Docker engine has no runtime `{wanted}` (it has: {available}); install it and register it in /etc/docker/daemon.json (gVisor: `runsc install`), or drop --runtime")]
+    UnknownRuntime { wanted: String, available: String },
 }
 
 /// Runs the harness on one job somewhere isolated (or not: see `local`).

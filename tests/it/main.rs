@@ -13,6 +13,7 @@ mod hostile;
 mod load;
 mod outage;
 mod remote_grade;
+mod runtime;
 mod schemathesis;
 mod server;
 mod service;

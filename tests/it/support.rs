@@ -54,6 +54,8 @@ pub fn prepared() -> Arc<PreparedTask> {
 pub async fn verify_in_docker(answer: &str, model: &str) -> Option<Verification> {
     let sandbox = docker().await?;
     let v = qtjudge::verify::verify(answer, model, &prepared(), sandbox.as_ref()).await;
+    // Containers are removed just after their result is returned.
+    sandbox.settled().await;
     let left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
         .await
         .expect("the engine lists containers");

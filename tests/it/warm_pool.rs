@@ -35,6 +35,7 @@ async fn each_warm_container_serves_one_answer_and_shutdown_leaves_nothing() {
         warm.contains(&second.run_id),
         "the second answer should run in a warm container"
     );
+    sandbox.settled().await;
     assert_eq!(
         count_labelled(sandbox.engine(), Some(&second.run_id))
             .await
