@@ -369,6 +369,9 @@ pub fn verification_text(v: &Verification) -> String {
             show(p.next_request)
         );
     }
+    if let Some(d) = v.behaviour.as_ref().and_then(|b| b.discovered.as_ref()) {
+        discovered_text(&mut out, d);
+    }
     if !v.steps.is_empty() {
         let _ = writeln!(out, "  steps:");
         for s in &v.steps {
@@ -406,6 +409,72 @@ pub fn verification_text(v: &Verification) -> String {
         let _ = writeln!(out, "  error: {e}");
     }
     out
+}
+
+/// What the harness drove: each control with how it was found.
+fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
+    use std::fmt::Write as _;
+    let name = |c: &crate::harness::Control| {
+        if c.kind == "key" {
+            let key = c.text.as_deref().unwrap_or("?");
+            return format!("the {key} key in the {} ({})", c.class, c.how);
+        }
+        let mut s = c.class.clone();
+        if let Some(a) = &c.attribute {
+            s.push_str(&format!(" self.{a}"));
+        } else if let Some(o) = &c.object_name {
+            s.push_str(&format!(" #{o}"));
+        }
+        if let Some(t) = c.text.as_deref().filter(|t| !t.is_empty()) {
+            s.push_str(&format!(" {t:?}"));
+        }
+        format!("{s} ({})", c.how)
+    };
+    let _ = writeln!(out, "  found:");
+    let one = |c: &Option<crate::harness::Control>| {
+        c.as_ref()
+            .map(name)
+            .unwrap_or_else(|| "not found".to_string())
+    };
+    let _ = writeln!(out, "    prompt input   {}", one(&d.prompt_input));
+    let _ = writeln!(out, "    send           {}", one(&d.send));
+    // One message per widget: "4 × QLabel (discovered)", not four lines.
+    let mut display: Vec<(usize, String)> = Vec::new();
+    for shown in d.display.iter().map(name) {
+        match display.iter_mut().find(|(_, n)| *n == shown) {
+            Some((count, _)) => *count += 1,
+            None => display.push((1, shown)),
+        }
+    }
+    let display: Vec<String> = display
+        .into_iter()
+        .map(|(count, n)| {
+            if count > 1 {
+                format!("{count} × {n}")
+            } else {
+                n
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "    display        {}",
+        if display.is_empty() {
+            "none".into()
+        } else {
+            display.join(", ")
+        }
+    );
+    let _ = writeln!(out, "    reset          {}", one(&d.reset));
+    let _ = writeln!(
+        out,
+        "    memory         {}",
+        if d.memory.is_empty() {
+            "nothing held a turn".into()
+        } else {
+            d.memory.join(", ")
+        }
+    );
 }
 
 /// Reads an answer as text; invalid UTF-8 is replaced, not refused.

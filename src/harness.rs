@@ -175,6 +175,75 @@ pub struct Behaviour {
     #[serde(default)]
     pub resources: Value,
     pub duration_ms: u64,
+    /// What the harness found to drive, and how (named by the task or
+    /// discovered). Reported by the harness, so descriptive only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<Discovered>,
+}
+
+/// The parts of the app the harness drove and read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Discovered {
+    pub prompt_input: Option<Control>,
+    /// A button, or `key`: `Return` / `Ctrl+Return` typed into the input.
+    pub send: Option<Control>,
+    /// The visible widgets that showed the turns before the reset.
+    pub display: Vec<Control>,
+    pub reset: Option<Control>,
+    /// Places reachable from the window that held a turn before the reset
+    /// (`self.messages`, `self.client.history`, `module.HISTORY`).
+    pub memory: Vec<String>,
+}
+
+/// One control or widget, as a person would name it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Control {
+    /// `button`, `action`, `key`, `widget`.
+    pub kind: String,
+    pub class: String,
+    /// The window attribute holding it, if any (`input_box`).
+    pub attribute: Option<String>,
+    pub object_name: Option<String>,
+    /// Its text, tooltip or key.
+    pub text: Option<String>,
+    /// `configured` (named by the task) or `discovered`.
+    pub how: String,
+}
+
+impl Discovered {
+    /// Reads the harness's report; anything malformed is dropped, and
+    /// every string is capped (the candidate's process wrote it).
+    fn from_report(report: &Value) -> Option<Discovered> {
+        let mut d: Discovered = serde_json::from_value(report.clone()).ok()?;
+        let cap = |s: &mut String| {
+            if s.chars().count() > 120 {
+                *s = s.chars().take(120).collect::<String>() + "…";
+            }
+        };
+        d.display.truncate(12);
+        d.memory.truncate(20);
+        d.memory.iter_mut().for_each(cap);
+        let controls = d
+            .prompt_input
+            .iter_mut()
+            .chain(d.send.iter_mut())
+            .chain(d.reset.iter_mut())
+            .chain(d.display.iter_mut());
+        for c in controls {
+            for s in [&mut c.kind, &mut c.class, &mut c.how] {
+                cap(s);
+            }
+            for s in [&mut c.attribute, &mut c.object_name, &mut c.text]
+                .into_iter()
+                .flatten()
+            {
+                cap(s);
+            }
+        }
+        Some(d)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -219,6 +288,7 @@ pub fn judge(
         stderr: result["stderr"].as_str().unwrap_or_default().to_string(),
         resources: result["resources"].clone(),
         duration_ms: outcome.wall_ms,
+        discovered: None,
     };
     let mut started_step: Option<String> = None;
     let mut done = false;
@@ -251,6 +321,7 @@ pub fn judge(
                 }
             }
             "widget_tree" => behaviour.widget_tree = report["tree"].clone(),
+            "discovered" => behaviour.discovered = Discovered::from_report(report),
             "exceptions" => {
                 behaviour.exceptions = report["items"].as_array().cloned().unwrap_or_default();
                 behaviour.dialogs = report["dialogs"].as_array().cloned().unwrap_or_default();
@@ -373,6 +444,9 @@ pub fn judge(
         if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
         {
             fail(&mut behaviour, Failure::HistoryBroken, problem);
+            // Planes "cleared" of a memory that never was would read as a
+            // pass of the reset: there was nothing to clear.
+            behaviour.history_cleared = None;
         }
     }
     if behaviour.failure.is_none() || behaviour.failure == Some(Failure::BrokenAfterReset) {
@@ -500,6 +574,7 @@ fn judge_without_result(
         stderr: String::new(),
         resources: Value::Null,
         duration_ms: outcome.wall_ms,
+        discovered: None,
     })
 }
 
@@ -631,7 +706,7 @@ fn baseline_problem(requests: &[RequestSummary], turns: &[Turn], steps: &[Step])
     if carried {
         None
     } else {
-        Some("no conversation memory: the second request did not carry the first turn (the app's history logic is broken)".into())
+        Some("no conversation memory to reset: the second request did not carry the first turn (each request carries only its own prompt)".into())
     }
 }
 
@@ -777,6 +852,11 @@ mod tests {
         ];
         let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
         assert_eq!(b.failure, Some(Failure::HistoryBroken));
+        assert_eq!(b.history_cleared, None, "no memory, so no reset to judge");
+        assert!(b
+            .failure_detail
+            .unwrap()
+            .starts_with("no conversation memory to reset"));
     }
 
     #[test]

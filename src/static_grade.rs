@@ -126,6 +126,9 @@ pub struct OriginalIndex {
     comments: HashSet<String>,
     /// Attributes holding the conversation.
     history_attributes: Vec<String>,
+    /// False for a task with no original (`generic-reset`): there is
+    /// nothing to compare with, so only syntax and the reset control are read.
+    has_original: bool,
 }
 
 impl OriginalIndex {
@@ -166,6 +169,7 @@ impl OriginalIndex {
             submit_handlers,
             comments,
             history_attributes: task.app.history_attributes.clone(),
+            has_original: task.has_original(),
         }
     }
 }
@@ -200,6 +204,12 @@ pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
     };
     report.syntax_errors = facts.syntax_errors.clone();
     let mut changes = Vec::new();
+    if !index.has_original {
+        // Completeness, placeholders and changes are all "compared with the
+        // original": without one, none of them can be judged.
+        report.reset_control = grading.reset_control(&mut changes);
+        return report;
+    }
     grading.completeness(&mut report, &mut changes);
     report.placeholders = grading.placeholders();
     report.reset_control = grading.reset_control(&mut changes);
@@ -3126,6 +3136,19 @@ if __name__ == "__main__":
         );
         assert!(report.suspicious[0].detail.contains("sys._getframe"));
         assert!(report.suspicious[1].detail.contains("QApplication.exec_"));
+    }
+
+    #[test]
+    fn without_an_original_only_syntax_and_the_reset_control_are_read() {
+        let mut generic = task();
+        generic.original = String::new();
+        generic.original_source = String::new();
+        let index = OriginalIndex::new(&generic);
+        let report = grade_with(&edit(&[BUTTON]), &index);
+        assert!(!report.is_snippet(), "{report:?}");
+        assert!(report.unrequested_changes.is_empty() && report.suspicious.is_empty());
+        assert!(report.reset_control.is_some(), "{report:?}");
+        assert!(!grade_with("def f(:\n", &index).syntax_errors.is_empty());
     }
 
     #[test]

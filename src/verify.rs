@@ -169,7 +169,8 @@ pub async fn verify(
     let started = std::time::Instant::now();
     let task = &prepared.task;
     let mut v = Verification::unjudged(model, &task.id, sandbox.name());
-    let extracted: Extracted = match extract::extract(answer, Some(&task.original_source)) {
+    let original = task.has_original().then_some(task.original_source.as_str());
+    let extracted: Extracted = match extract::extract(answer, original) {
         Ok(e) => e,
         Err(_) => {
             apply(&mut v, verdict::decide(Evidence::NoCode));
@@ -185,16 +186,19 @@ pub async fn verify(
     v.script = Some(extracted.script.clone());
     let report = static_grade::grade_with(&extracted.script, &prepared.index);
     v.missing = report.missing.clone();
+    // Without an original nothing can be missing from the answer: a diff
+    // is still not a script, but an app is judged by running it.
     let snippet = extracted.source == extract::ScriptSource::Diff
-        || if report.syntax_errors.is_empty() {
-            report.is_snippet()
-        } else {
-            // A parse error can hide definitions from the tree: judge
-            // completeness by name, and let `compile()` in the sandbox
-            // report the syntax error of an otherwise full script.
-            !report.placeholders.is_empty()
-                || !covers_original_by_name(&extracted.script, &task.original_source)
-        };
+        || (task.has_original()
+            && if report.syntax_errors.is_empty() {
+                report.is_snippet()
+            } else {
+                // A parse error can hide definitions from the tree: judge
+                // completeness by name, and let `compile()` in the sandbox
+                // report the syntax error of an otherwise full script.
+                !report.placeholders.is_empty()
+                    || !covers_original_by_name(&extracted.script, &task.original_source)
+            });
     let static_changes: Vec<UnrequestedChange> = report
         .unrequested_changes
         .iter()
@@ -254,8 +258,14 @@ pub async fn verify(
 
     let mut changes = static_changes;
     // A dialog the harness had to answer is one the original never shows
-    // (an "are you sure?" nobody asked for).
-    for dialog in &behaviour.dialogs {
+    // (an "are you sure?" nobody asked for). Without an original, the
+    // dialogs are the app's own: reported in `behaviour`, not held against it.
+    let own_dialogs: &[Value] = if task.has_original() {
+        &behaviour.dialogs
+    } else {
+        &[]
+    };
+    for dialog in own_dialogs {
         changes.push(UnrequestedChange {
             source: "runtime".into(),
             kind: "new_dialog".into(),
@@ -268,7 +278,7 @@ pub async fn verify(
             line: None,
         });
     }
-    if behaviour.passed {
+    if behaviour.passed && task.has_original() {
         match prepared.original_tree(sandbox).await {
             Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {
                 changes.extend(
@@ -284,7 +294,14 @@ pub async fn verify(
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "could not run the original for the layout comparison")
+                // Without the original's tree a moved widget goes unseen:
+                // a pass judged without it could be a tier too good.
+                let why = format!("could not run the original app for the layout comparison: {e}");
+                tracing::error!(run = %v.run_id, model, error = %why, "verification could not be judged");
+                apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
+                v.error = Some(why);
+                v.duration_ms = started.elapsed().as_millis() as u64;
+                return v;
             }
         }
     }
@@ -301,6 +318,9 @@ pub async fn verify(
             changes: &changes,
         }),
     );
+    if v.tier == Some(1) && !task.has_original() {
+        v.reason = "reset clears memory, screen and next request (no original: other changes are not judged)".into();
+    }
     v.unrequested_changes = changes;
     v.behaviour = Some(behaviour);
     v.duration_ms = started.elapsed().as_millis() as u64;

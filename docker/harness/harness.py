@@ -12,6 +12,8 @@ the fake server's recordings.
 """
 
 import base64
+import collections
+import itertools
 import json
 import os
 import re
@@ -52,6 +54,7 @@ from PyQt5.QtWidgets import QApplication  # noqa: E402
 # Keep our own references: the candidate may rebind module attributes.
 _mouse_click = QTest.mouseClick
 _key_clicks = QTest.keyClicks
+_key_click = QTest.keyClick
 _grab = QtWidgets.QWidget.grab
 _monotonic = time.monotonic
 
@@ -74,6 +77,8 @@ APP = QApplication(["qtjudge-candidate"])
 APP.setStyle("Fusion")
 APP.setFont(QtGui.QFont("DejaVu Sans", 10))
 APP.setQuitOnLastWindowClosed(False)
+# Held, so that the same wrapper answers every identity check against it.
+MAIN_THREAD = APP.thread()
 
 
 class Failure(Exception):
@@ -282,11 +287,53 @@ def attribute_names(window):
     return _NAMES
 
 
-def find_markers(value, markers, path, found, depth=0, seen=None):
-    """Where in plain Python data (lists, dicts, strings) a marker still is."""
+# Context arrays of /api/generate replies: the fake server gives turn k the
+# numbers 9000 + 100*(k-1) + i, so a list holding them is a turn's memory.
+def _context_range(turn_count):
+    return 9000, 9000 + 100 * turn_count
+
+
+def _descend_into(value):
+    """Objects whose Python attributes may hold the conversation.
+
+    Plain objects (a `ChatSession`) and Qt objects of the GUI thread. A
+    worker (a QThread, or a QObject moved to one) keeps a finished request's
+    copy of the turns, which is no memory the next request is built from.
+    """
+    if isinstance(value, (type, type(sys), type(_descend_into))) or callable(getattr(value, "__func__", None)):
+        return False
+    if isinstance(value, QtCore.QObject):
+        try:
+            return not isinstance(value, QtCore.QThread) and value.thread() is MAIN_THREAD
+        except Exception:  # noqa: BLE001 - a deleted object, or the candidate's own oddity
+            return False
+    return hasattr(value, "__dict__") or hasattr(type(value), "__slots__")
+
+
+def _object_attributes(value):
+    items = []
+    try:
+        items.extend(vars(value).items())
+    except TypeError:
+        pass
+    for name in getattr(type(value), "__slots__", ()) or ():
+        if isinstance(name, str) and hasattr(value, name):
+            items.append((name, getattr(value, name)))
+    return items
+
+
+def find_markers(value, markers, path, found, depth=0, seen=None, context=None, budget=None):
+    """Where a marker (or an earlier turn's context array) still is.
+
+    Follows containers and objects from `value`; bounded in depth, breadth
+    and the number of objects visited, since the candidate shapes the graph.
+    """
     if seen is None:
         seen = set()
-    if depth > 4 or id(value) in seen or len(found) > 20:
+    if budget is None:
+        budget = [20000]
+    budget[0] -= 1
+    if depth > 7 or id(value) in seen or len(found) > 20 or budget[0] < 0:
         return
     if isinstance(value, str):
         for marker in markers:
@@ -296,15 +343,52 @@ def find_markers(value, markers, path, found, depth=0, seen=None):
         return
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value[:100000]).decode("utf-8", "replace")
-        return find_markers(value, markers, path, found, depth, seen)
+        return find_markers(value, markers, path, found, depth, seen, context, budget)
+    if isinstance(value, (bool, int, float, complex)) or value is None:
+        return
+    seen.add(id(value))
     if isinstance(value, dict):
-        seen.add(id(value))
         for key, item in list(value.items())[:2000]:
-            find_markers(item, markers, f"{path}[{key!r}]", found, depth + 1, seen)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        seen.add(id(value))
-        for index, item in enumerate(list(value)[:2000]):
-            find_markers(item, markers, f"{path}[{index}]", found, depth + 1, seen)
+            find_markers(item, markers, f"{path}[{key!r}]", found, depth + 1, seen, context, budget)
+    elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+        items = list(itertools.islice(value, 4096))
+        if context and any(type(x) is int and context[0] <= x < context[1] for x in items):
+            found.append(f"{path} (a context array of an earlier turn)")
+            return
+        for index, item in enumerate(items[:2000]):
+            find_markers(item, markers, f"{path}[{index}]", found, depth + 1, seen, context, budget)
+    elif _descend_into(value):
+        for name, item in _object_attributes(value)[:500]:
+            if not isinstance(name, str) or name.startswith("__"):
+                continue
+            find_markers(item, markers, f"{path}.{name}", found, depth + 1, seen, context, budget)
+
+
+def memory_places(window, markers, context):
+    """Every place reachable from the window, or from the app's module
+    globals, that holds a marker of `markers` (or a context array)."""
+    found = []
+    seen = {id(window)}
+    budget = [20000]
+    for name, value in list(vars(window).items()):
+        find_markers(value, markers, f"self.{name}", found, 1, seen, context, budget)
+    for name, value in list(_app_globals(window).items()):
+        if not name.startswith("__"):
+            find_markers(value, markers, f"module.{name}", found, 1, seen, context, budget)
+    return found
+
+
+def _app_globals(window):
+    """The candidate module's globals, reached through the window class's
+    own methods (runpy's module is gone once the script's sys.exit ran)."""
+    for klass in type(window).__mro__:
+        if klass.__module__ in ("PyQt5.QtWidgets", "sip", "builtins"):
+            continue
+        for attribute in vars(klass).values():
+            code_globals = getattr(attribute, "__globals__", None)
+            if isinstance(code_globals, dict) and code_globals is not globals():
+                return code_globals
+    return {}
 
 
 def describe_widget(widget, names):
@@ -365,6 +449,9 @@ def pump(ms):
     end = _monotonic() + ms / 1000.0
     while True:
         APP.processEvents(QtCore.QEventLoop.AllEvents, 20)
+        # A real event loop deletes what deleteLater() scheduled; the harness
+        # runs none, so it does that itself (message widgets removed by a reset).
+        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
         answer_modal_dialogs()
         if _monotonic() >= end:
             return
@@ -395,6 +482,64 @@ def widget_under_centre(widget):
     return top.childAt(point)
 
 
+EDITABLE = (QtWidgets.QLineEdit, QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
+SEND_PATTERN = r"\b(send|submit|ask|go|enter|post)\b|[\u27a4\u27a2\u279c\u2192\u25b6\u23ce\u21b5\u2708]"
+# A reset label that also names the conversation beats a bare "Clear".
+CONVERSATION_WORDS = r"(?i)\b(chat|conversation|history|session|memory|all|new)\b"
+
+
+def _split_name(name):
+    """`sendButton`, `send_btn` -> `send Button`, `send btn`: matchable words."""
+    return re.sub(r"([a-z])([A-Z])", r"\1 \2", re.sub(r"[_\-.]+", " ", name or ""))
+
+
+def control_label(control):
+    """Everything a person (or a screen reader) reads on a control."""
+    parts = []
+    if hasattr(control, "text"):
+        parts.append(without_mnemonic(control.text()))
+    for getter in ("toolTip", "accessibleName", "statusTip", "whatsThis"):
+        if hasattr(control, getter):
+            parts.append(getattr(control, getter)() or "")
+    parts.append(_split_name(control.objectName()))
+    unique = []
+    for part in parts:  # a tool button's tooltip is its text by default
+        if part and part not in unique:
+            unique.append(part)
+    return " ".join(unique)
+
+
+def describe_control(window, control, kind, how, text=None):
+    # A tool-bar button stands for its action: name the action.
+    action = control.defaultAction() if isinstance(control, QtWidgets.QToolButton) else None
+    if action is not None and text is None:
+        control, kind = action, "action"
+    names = attribute_names(window)
+    if text is None:
+        text = control_label(control)
+    return {
+        "kind": kind,
+        "class": type(control).__name__,
+        "attribute": names.get(id(control)) or _attribute_of(window, control),
+        "object_name": control.objectName() or None,
+        "text": (text or "")[:120] or None,
+        "how": how,
+    }
+
+
+def _attribute_of(window, control):
+    for name, value in vars(window).items():
+        if value is control:
+            return name
+    return None
+
+
+def _is_inner_editor(widget):
+    """The line edit inside a spin box or an editable combo box."""
+    parent = widget.parent()
+    return isinstance(parent, (QtWidgets.QAbstractSpinBox, QtWidgets.QComboBox))
+
+
 class Run:
     def __init__(self, job):
         self.job = job
@@ -403,6 +548,11 @@ class Run:
         self.turn_timeout = float(job.get("turn_timeout_seconds", 8))
         self.window = None
         self.module = None
+        self.entry = None
+        self.send = None
+        self.reset_control = None
+        self.memory_before = []
+        self.discovered = {"prompt_input": None, "send": None, "display": [], "reset": None, "memory": []}
 
     # Each step returns evidence (a dict) or raises Failure.
     def step(self, name, action):
@@ -478,31 +628,86 @@ class Run:
         report("widget_tree", tree=widget_tree(self.window))
         return {"window_class": type(self.window).__name__, "built_by_harness": built, "title": self.window.windowTitle()}
 
-    def control(self, attribute, fallback_pattern, kinds):
-        widget = getattr(self.window, attribute, None) if attribute else None
-        if isinstance(widget, kinds) and widget.isVisible():
-            return widget, "configured"
-        for candidate in self.window.findChildren(kinds):
-            if candidate.isVisible() and candidate.isEnabled():
-                text = without_mnemonic(candidate.text()) if hasattr(candidate, "text") else ""
-                if fallback_pattern is None or re.search(fallback_pattern, text, re.I):
-                    if not (isinstance(candidate, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit, QtWidgets.QLineEdit)) and candidate.isReadOnly()):
-                        return candidate, "discovered"
-        return None, None
+    def find_prompt_input(self):
+        """The configured input, else the editable text field a user types into.
+
+        Among the visible, enabled, editable fields (the inner editors of
+        spin and combo boxes aside): an empty one before one holding text
+        (a model name, a URL), one whose hint speaks of a message, then the
+        smallest (the transcript, if editable, is the big one).
+        """
+        attribute = self.app_spec.get("prompt_entry")
+        configured = getattr(self.window, attribute, None) if attribute else None
+        if isinstance(configured, EDITABLE) and configured.isVisible():
+            return configured, "configured"
+        candidates = []
+        for widget in self.window.findChildren(EDITABLE):
+            if not (widget.isVisible() and widget.isEnabled()) or widget.isReadOnly() or _is_inner_editor(widget):
+                continue
+            text = widget.text() if isinstance(widget, QtWidgets.QLineEdit) else widget.toPlainText()
+            hint = (widget.placeholderText() if hasattr(widget, "placeholderText") else "") + " " + control_label(widget)
+            hinted = re.search(r"(?i)\b(message|prompt|ask|question|type|say|chat|input)\b", hint) is not None
+            candidates.append(((bool(text), not hinted, widget.width() * widget.height()), widget))
+        if not candidates:
+            return None, None
+        candidates.sort(key=lambda c: c[0])
+        return candidates[0][1], "discovered"
+
+    def find_send(self, entry):
+        """The configured or discovered send button; else the key that sends."""
+        attribute = self.app_spec.get("submit_control")
+        configured = getattr(self.window, attribute, None) if attribute else None
+        if isinstance(configured, QtWidgets.QAbstractButton) and configured.isVisible():
+            return configured, "configured"
+        pattern = self.job.get("send_pattern") or SEND_PATTERN
+        reset_pattern = self.job.get("reset_pattern")
+        for button in self.window.findChildren(QtWidgets.QAbstractButton):
+            if not (button.isVisible() and button.isEnabled()):
+                continue
+            label = control_label(button)
+            if reset_pattern and re.search(reset_pattern, label):
+                continue
+            if re.search(pattern, label, re.I):
+                return button, "discovered"
+        return None, "discovered"
+
+    def resolve_controls(self):
+        """The input and the send control, found once and kept while alive."""
+        alive = lambda w: w is not None and _is_alive(w) and w.isVisible()  # noqa: E731
+        if not alive(self.entry):
+            self.entry, how = self.find_prompt_input()
+            if self.entry is None:
+                raise Failure("no visible, editable prompt input")
+            self.discovered["prompt_input"] = describe_control(self.window, self.entry, "widget", how, text=self.entry.placeholderText() if hasattr(self.entry, "placeholderText") else None)
+        if self.send is None or (self.send[0] == "button" and not alive(self.send[1])):
+            button, how = self.find_send(self.entry)
+            if button is not None:
+                self.send = ("button", button)
+                self.discovered["send"] = describe_control(self.window, button, "button", how)
+            else:
+                # No button: Return sends from a line edit; a multi-line
+                # input needs a modifier, Ctrl+Return being the usual one.
+                key = "Return" if isinstance(self.entry, QtWidgets.QLineEdit) else "Ctrl+Return"
+                self.send = ("key", key)
+                self.discovered["send"] = {"kind": "key", "class": type(self.entry).__name__, "attribute": None, "object_name": None, "text": key, "how": "discovered"}
+
+    def press_send(self):
+        kind, control = self.send
+        if kind == "button":
+            click(control)
+            return
+        modifier = Qt.ControlModifier if control == "Ctrl+Return" else Qt.NoModifier
+        _key_click(self.entry, Qt.Key_Return, modifier)
 
     def turn(self, index):
         turn = self.turns[index]
-        entry, _ = self.control(self.app_spec.get("prompt_entry"), None, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit, QtWidgets.QLineEdit))
-        if entry is None:
-            raise Failure("no visible, editable prompt input")
-        submit, _ = self.control(self.app_spec.get("submit_control"), r"\b(submit|send|ask)\b", (QtWidgets.QPushButton,))
-        if submit is None:
-            raise Failure("no visible submit/send button")
+        self.resolve_controls()
+        entry = self.entry
         before = len(EXCEPTIONS.items)
         entry.setFocus()
         entry.clear()
         _key_clicks(entry, turn["prompt"])
-        click(submit)
+        self.press_send()
         shown = wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
         if shown:
             settle()
@@ -511,20 +716,54 @@ class Run:
             raise Failure(f"{raised[0]['type']} raised while sending turn {index + 1}: {raised[0]['message']}", exceptions=raised)
         if not shown:
             texts = visible_texts(self.window)
-            raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
+            how = self.discovered["send"] or {}
+            raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r})", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
+        if index == 1:
+            self.note_conversation()
         return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def old_markers(self):
+        return [t["prompt_marker"] for t in self.turns[:2]] + [t["reply_marker"] for t in self.turns[:2]]
+
+    def note_conversation(self):
+        """Before the reset: which widgets show the turns, which places hold them."""
+        old = self.old_markers()
+        display = []
+        for widget in [self.window] + self.window.findChildren(QtWidgets.QWidget):
+            if not widget.isVisible() or widget is self.entry:
+                continue
+            text = _widget_text(widget)
+            if text and any(m in text for m in old):
+                display.append(describe_control(self.window, widget, "widget", "discovered", text=""))
+        configured = self.app_spec.get("history_display") or []
+        for item in display:
+            if item["attribute"] in configured:
+                item["how"] = "configured"
+        self.discovered["display"] = display[:12]
+        self.memory_before = memory_places(self.window, old, _context_range(2))
+        # `self.history[3]['content']` -> `self.history`: the places, not each item.
+        places = []
+        for path in self.memory_before:
+            place = path.split("[", 1)[0]
+            if place not in places:
+                places.append(place)
+        self.discovered["memory"] = places[:20]
 
     def find_reset(self):
         pattern = self.job["reset_pattern"]
         submit = getattr(self.window, self.app_spec.get("submit_control") or "", None)
+        if self.send and self.send[0] == "button":
+            submit = self.send[1]
         matches = []
         for button in APP.allWidgets():
             if not isinstance(button, QtWidgets.QAbstractButton) or button is submit:
                 continue
-            label = without_mnemonic(button.text()) + " " + button.toolTip() + " " + button.objectName()
-            if re.search(pattern, label):
+            if re.search(pattern, control_label(button)):
                 matches.append(button)
-        actions = [a for a in self.window.findChildren(QtWidgets.QAction) if re.search(pattern, without_mnemonic(a.text()) + " " + a.toolTip())]
+        # "Clear conversation" before a bare "Clear" (of the input, say).
+        matches.sort(key=lambda b: re.search(CONVERSATION_WORDS, control_label(b)) is None)
+        actions = [a for a in self.window.findChildren(QtWidgets.QAction) if re.search(pattern, control_label(a) + " " + a.shortcut().toString())]
+        actions.sort(key=lambda a: re.search(CONVERSATION_WORDS, control_label(a)) is None)
         usable = []
         seen = []
         for button in matches:
@@ -543,10 +782,12 @@ class Run:
             seen.append(state)
         if usable:
             self.reset_control = ("button", usable[0])
+            self.discovered["reset"] = describe_control(self.window, usable[0], "button", "discovered")
             return {"detail": f"button {usable[0].text()!r}", "text": usable[0].text(), "candidates": seen}
         for action in actions:
             if action.isEnabled() and action.isVisible() and action.associatedWidgets():
                 self.reset_control = ("action", action)
+                self.discovered["reset"] = describe_control(self.window, action, "action", "discovered")
                 return {"detail": f"action {action.text()!r}", "text": action.text(), "candidates": seen}
         if seen:
             raise Failure("a reset control exists but a user cannot click it (" + "; ".join(_why_unusable(s) for s in seen) + ")", candidates=seen)
@@ -576,7 +817,7 @@ class Run:
         return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
 
     def check_cleared(self):
-        old = [t["prompt_marker"] for t in self.turns[:2]] + [t["reply_marker"] for t in self.turns[:2]]
+        old = self.old_markers()
         screen_hits = [{"widget": name, "text": text[-300:]} for name, text in visible_texts(self.window) if any(m in text for m in old)]
         attributes = {}
         for name in self.app_spec.get("history_attributes", []):
@@ -590,10 +831,9 @@ class Run:
                 attributes[name] = f"{type(value).__name__} of {len(value)}"
             else:
                 attributes[name] = type(value).__name__
-        still = []
-        for name, value in list(vars(self.window).items()):
-            if not isinstance(value, QtCore.QObject):
-                find_markers(value, old, f"self.{name}", still)
+        # Every place reachable from the window (or the module) that still
+        # holds an earlier turn, whether or not it held one before.
+        still = memory_places(self.window, old, _context_range(2))
         configured_empty = all(v == "None" or v.endswith(" of 0") for v in attributes.values() if v != "missing")
         memory = configured_empty and not still
         screen = not screen_hits
@@ -616,6 +856,7 @@ class Run:
         for name, action in steps:
             if not self.step(name, action):
                 break
+        report("discovered", **self.discovered)
         report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
         report("done")
 
@@ -628,6 +869,24 @@ def _why_unusable(state):
     if not state["enabled"]:
         return f"{state['text']!r} is disabled"
     return f"{state['text']!r} is covered by another widget"
+
+
+def _widget_text(widget):
+    if isinstance(widget, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)):
+        return widget.toPlainText()
+    if isinstance(widget, (QtWidgets.QLabel, QtWidgets.QLineEdit)):
+        return widget.text()
+    if isinstance(widget, QtWidgets.QListWidget):
+        return "\n".join(widget.item(i).text() for i in range(widget.count()))
+    return ""
+
+
+def _is_alive(widget):
+    try:
+        widget.objectName()
+        return True
+    except RuntimeError:  # the C++ object was deleted
+        return False
 
 
 def visible_windows():

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod apps;
 mod callbacks;
 mod determinism;
 mod fixtures_graded;

@@ -1,0 +1,136 @@
+//! Issue 8's first slice: chat front ends nobody wrote for qtjudge
+//! (`fixtures/apps/`), graded through the real Docker sandbox with the
+//! built-in `generic-reset` task: no original, no names, discovery only.
+
+use serde::Deserialize;
+
+use qtjudge::task::Task;
+use qtjudge::verify::PreparedTask;
+
+use crate::support::{docker, repo};
+
+#[derive(Deserialize)]
+struct Manifest {
+    app: Vec<Expected>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    file: String,
+    tier: u8,
+    #[serde(default)]
+    failure: String,
+    why: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
+    let dir = repo().join("fixtures/apps");
+    let manifest: Manifest =
+        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    let listed: Vec<&str> = manifest.app.iter().map(|a| a.file.as_str()).collect();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        assert!(
+            !name.ends_with(".py") || listed.contains(&name.as_str()),
+            "{name} is not in fixtures/apps/manifest.toml"
+        );
+    }
+    // An empty tasks dir: the task must come from the binary, not a folder.
+    let no_tasks = tempfile::tempdir().unwrap();
+    let task = Task::load(no_tasks.path(), "generic-reset").expect("generic-reset is built in");
+    assert!(!task.has_original() && task.app.prompt_entry.is_empty());
+    let prepared = PreparedTask::new(task, None);
+    let Some(sandbox) = docker().await else {
+        return;
+    };
+
+    let mut wrong = Vec::new();
+    for expected in &manifest.app {
+        let source = std::fs::read_to_string(dir.join(&expected.file)).unwrap();
+        let v = qtjudge::verify::verify(&source, &expected.file, &prepared, sandbox.as_ref()).await;
+        // Containers may be removed just after the result returns: allow it a moment.
+        let mut left = usize::MAX;
+        for _ in 0..50 {
+            left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
+                .await
+                .expect("the engine lists containers");
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, 0, "{}: a container was left behind", expected.file);
+        let failure = v.failure.clone().unwrap_or_default();
+        let mut problems = Vec::new();
+        if v.tier != Some(expected.tier) || failure != expected.failure {
+            problems.push(format!(
+                "expected tier {} {:?}, got {:?} {:?}: {}",
+                expected.tier, expected.failure, v.tier, failure, v.reason
+            ));
+        }
+        if !v.unrequested_changes.is_empty() {
+            problems.push(format!(
+                "no original, yet unrequested changes: {:?}",
+                v.unrequested_changes
+            ));
+        }
+        if failure == "history_broken" && !v.reason.contains("no conversation memory to reset") {
+            problems.push(format!("the baseline's reason should say so: {}", v.reason));
+        }
+        // What was found is reported, and found by discovery.
+        let found = v.behaviour.as_ref().and_then(|b| b.discovered.clone());
+        match (&found, expected.tier) {
+            (None, _) => problems.push("no `discovered` report".into()),
+            (Some(d), 1) => {
+                let how = |c: &Option<qtjudge::harness::Control>| {
+                    c.as_ref().map(|c| c.how.clone()).unwrap_or_default()
+                };
+                if how(&d.prompt_input) != "discovered"
+                    || how(&d.send) != "discovered"
+                    || how(&d.reset) != "discovered"
+                    || d.display.is_empty()
+                    || d.memory.is_empty()
+                {
+                    problems.push(format!("incomplete discovery: {d:?}"));
+                }
+            }
+            _ => {}
+        }
+        if !problems.is_empty() {
+            let steps: Vec<String> = v
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} {}",
+                        if s.ok { "ok" } else { "FAIL" },
+                        s.name,
+                        s.detail
+                    )
+                })
+                .collect();
+            wrong.push(format!(
+                "{} ({}):\n    {}\n    steps: {}\n    found: {:?}\n    stderr: {}",
+                expected.file,
+                expected.why,
+                problems.join("\n    "),
+                steps.join(" | "),
+                found,
+                v.behaviour
+                    .as_ref()
+                    .map(|b| b
+                        .stderr
+                        .chars()
+                        .rev()
+                        .take(600)
+                        .collect::<String>()
+                        .chars()
+                        .rev()
+                        .collect::<String>())
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "misgraded apps:\n{}", wrong.join("\n"));
+}
