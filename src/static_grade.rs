@@ -257,14 +257,42 @@ fn parse(source: &str, base: Option<(&str, &Tree)>) -> Option<Tree> {
         }
         let parser = slot.as_mut()?;
         let Some((old_text, old_tree)) = base else {
-            return parser.parse(source, None);
+            return budgeted_parse(parser, source, None);
         };
         let mut tree = old_tree.clone();
         for edit in line_edits(old_text, source) {
             tree.edit(&edit);
         }
-        parser.parse(source, Some(&tree))
+        budgeted_parse(parser, source, Some(&tree))
     })
+}
+
+/// Longest a parse may take. Python, even broken or 5 MB of it, parses in
+/// well under a second; tree-sitter's error recovery can turn quadratic on
+/// text that is nothing like Python (thousands of Markdown fences inside a
+/// block), and a hostile answer must not hold a grading thread for
+/// minutes. Past the limit the text is graded as one the parser gave up on.
+const PARSE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn budgeted_parse(parser: &mut Parser, source: &str, old_tree: Option<&Tree>) -> Option<Tree> {
+    let started = std::time::Instant::now();
+    let mut over_time = |_: &tree_sitter::ParseState| started.elapsed() > PARSE_TIME_LIMIT;
+    let options = tree_sitter::ParseOptions::new().progress_callback(&mut over_time);
+    let bytes = source.as_bytes();
+    let tree = parser.parse_with_options(
+        &mut |at, _| bytes.get(at..).unwrap_or_default(),
+        old_tree,
+        Some(options),
+    );
+    if tree.is_none() {
+        // A cancelled parse would otherwise be resumed by the next one.
+        parser.reset();
+        tracing::warn!(
+            bytes = source.len(),
+            "the parser gave up on an answer after {PARSE_TIME_LIMIT:?}"
+        );
+    }
+    tree
 }
 
 /// Longest time spent diffing before settling for a coarser (still
@@ -1728,6 +1756,8 @@ fn closes_next(bytes: &[u8], from: usize) -> bool {
 /// often puts the error far below the line that caused it.
 /// Each error comes with its byte offset.
 fn bracket_errors(source: &str) -> Vec<(SyntaxError, usize)> {
+    // (opener, line, line start, offset): the column is counted only for
+    // the few brackets reported, so one long line stays linear.
     let mut open: Vec<(u8, usize, usize, usize)> = Vec::new();
     let mut errors = Vec::new();
     let bytes = source.as_bytes();
@@ -1773,7 +1803,7 @@ fn bracket_errors(source: &str) -> Vec<(SyntaxError, usize)> {
                     continue;
                 }
             }
-            b'(' | b'[' | b'{' => open.push((bytes[i], line, column(i, line_start), i)),
+            b'(' | b'[' | b'{' => open.push((bytes[i], line, line_start, i)),
             close @ (b')' | b']' | b'}') => {
                 let expected = match close {
                     b')' => b'(',
@@ -1804,13 +1834,13 @@ fn bracket_errors(source: &str) -> Vec<(SyntaxError, usize)> {
         }
         i += 1;
     }
-    if let Some((opener, line, column, at)) = open.first() {
+    if let Some(&(opener, line, line_start, at)) = open.first() {
         let error = SyntaxError {
-            line: *line,
-            column: *column,
-            message: format!("`{}` was never closed", *opener as char),
+            line,
+            column: column(at, line_start),
+            message: format!("`{}` was never closed", opener as char),
         };
-        errors.insert(0, (error, *at));
+        errors.insert(0, (error, at));
     }
     errors
 }

@@ -52,3 +52,68 @@ proptest! {
         graded(&String::from_utf8_lossy(&answer));
     }
 }
+
+/// Inputs shaped to make a careless grader quadratic: many fences, deep
+/// brackets on one line, one endless line, many definitions, unclosed
+/// strings and `<think>` tags, stray backticks, a long diff.
+fn pathological(kind: usize, size: usize) -> String {
+    if kind == 8 {
+        // A script whose last line opens brackets forever.
+        return format!(
+            "import sys\n\n\ndef main():\n    x = {}",
+            "([{".repeat(size / 3)
+        );
+    }
+    let unit = match kind {
+        0 => "```python\nx = 1\n```\n",
+        1 => "(((((((((([[[[[[[[[[{{{{{{{{{{",
+        2 => "x = 1; ",
+        3 => "class A(QMainWindow):\n    def f(self):\n        self.a.b.c(d, e)\n",
+        4 => "s = '''unclosed \" ' \\\n",
+        5 => "<think>```python\ndef f(:\n",
+        6 => "a = `b` $ c\n",
+        _ => "@@ -1,3 +1,4 @@\n-old\n+new\n context\n",
+    };
+    unit.repeat(size / unit.len() + 1)
+}
+
+/// What `verify` does before any container: extraction, then static
+/// grading of the script extracted.
+fn static_stage(answer: &str) -> std::time::Duration {
+    let prepared = prepared();
+    // The best of three: one slow run under load is the machine, not us.
+    (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            if let Ok(e) = qtjudge::extract::extract(answer, Some(&prepared.task.original_source)) {
+                let _ = qtjudge::static_grade::grade_with(&e.script, &prepared.index);
+            }
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Extraction and static grading stay linear in the answer's size: 16
+/// times the input may cost at most 48 times the time (a quadratic step
+/// would cost 256 times). A ratio, not a speed target: the benchmark
+/// measures speed.
+#[test]
+fn grading_time_grows_linearly_with_the_answer() {
+    let small = 24 * 1024;
+    let mut slow = Vec::new();
+    for kind in 0..9 {
+        let base = static_stage(&pathological(kind, small));
+        let big = static_stage(&pathological(kind, small * 16));
+        // Below a millisecond, timer noise dominates the ratio.
+        let floor = std::time::Duration::from_millis(1);
+        let ratio = big.as_secs_f64() / base.max(floor).as_secs_f64();
+        eprintln!("shape {kind}: {base:?} for 24 KiB, {big:?} for 384 KiB ({ratio:.1}×)");
+        if ratio > 48.0 {
+            slow.push(format!(
+                "shape {kind}: {ratio:.0}× the time for 16× the input"
+            ));
+        }
+    }
+    assert!(slow.is_empty(), "superlinear grading: {slow:?}");
+}
