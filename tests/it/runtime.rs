@@ -9,7 +9,9 @@ use crate::support::{docker, fixture, prepared, repo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_run_under_the_runtime_asked_for_and_an_unknown_one_is_refused() {
-    let Some(sandbox) = docker().await else { return };
+    let Some(sandbox) = docker().await else {
+        return;
+    };
     let refused = (*sandbox)
         .clone()
         .with_runtime("no-such-runtime")
