@@ -7,6 +7,7 @@ mod support;
 
 mod apps;
 mod callbacks;
+mod compose;
 mod determinism;
 mod fixtures_graded;
 mod fuzz;
