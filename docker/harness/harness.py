@@ -493,15 +493,17 @@ def _split_name(name):
     return re.sub(r"([a-z])([A-Z])", r"\1 \2", re.sub(r"[_\-.]+", " ", name or ""))
 
 
-def control_label(control):
-    """Everything a person (or a screen reader) reads on a control."""
+def control_label(control, with_name=True):
+    """Everything a person (or a screen reader) reads on a control, and
+    (`with_name`) its objectName split into words."""
     parts = []
     if hasattr(control, "text"):
         parts.append(without_mnemonic(control.text()))
     for getter in ("toolTip", "accessibleName", "statusTip", "whatsThis"):
         if hasattr(control, getter):
             parts.append(getattr(control, getter)() or "")
-    parts.append(_split_name(control.objectName()))
+    if with_name:
+        parts.append(_split_name(control.objectName()))
     unique = []
     for part in parts:  # a tool button's tooltip is its text by default
         if part and part not in unique:
@@ -516,7 +518,7 @@ def describe_control(window, control, kind, how, text=None):
         control, kind = action, "action"
     names = attribute_names(window)
     if text is None:
-        text = control_label(control)
+        text = control_label(control, with_name=False)  # the name has its own field
     return {
         "kind": kind,
         "class": type(control).__name__,
