@@ -710,6 +710,12 @@ class Run:
         entry.clear()
         _key_clicks(entry, turn["prompt"])
         self.press_send()
+        if self.send == ("key", "Ctrl+Return") and not self.took_prompt(entry, turn):
+            # A multi-line input that sends on plain Return (Ctrl+Return does
+            # nothing in a text edit that does not handle it).
+            _key_click(entry, Qt.Key_Return, Qt.NoModifier)
+            self.send = ("key", "Return")
+            self.discovered["send"]["text"] = "Return"
         shown = wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
         if shown:
             settle()
@@ -723,6 +729,14 @@ class Run:
         if index == 1:
             self.note_conversation()
         return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def took_prompt(self, entry, turn):
+        """Whether the app took the typed prompt within a second: it emptied
+        the input, or a reply is showing."""
+        return wait_until(
+            lambda: turn["prompt_marker"] not in _widget_text(entry) or any(turn["reply_marker"] in text for _, text in visible_texts(self.window)),
+            1.0,
+        )
 
     def old_markers(self):
         return [t["prompt_marker"] for t in self.turns[:2]] + [t["reply_marker"] for t in self.turns[:2]]
