@@ -855,6 +855,19 @@ pub fn rfc3339(ms: i64) -> String {
 /// The OpenAPI 3 description of `router`'s routes (a test checks that
 /// every path here is routed).
 pub fn openapi_document() -> Value {
+    let mut document = hand_written_openapi();
+    // The result, with every type inside it, is generated from the Rust
+    // types it is serialised from, so the document cannot drift from them.
+    let mut generator = schemars::gen::SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<Verification>();
+    for (name, schema) in generator.take_definitions() {
+        document["components"]["schemas"][name] = serde_json::to_value(schema).unwrap_or_default();
+    }
+    document
+}
+
+/// The routes, parameters, errors and job views; `Result` is added from the types.
+fn hand_written_openapi() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
     let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
     let id_param =
@@ -912,18 +925,6 @@ pub fn openapi_document() -> Value {
                     "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
                     "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
                 "Status": {"type": "string", "enum": ["queued", "running", "done", "error"]},
-                "Result": {"type": "object", "description": "the per-answer JSON of `qtjudge grade --format json`", "properties": {
-                    "model": {"type": "string"}, "task": {"type": "string"},
-                    "tier": {"type": "integer", "nullable": true, "enum": [1, 2, 3]},
-                    "label": {"type": "string", "enum": ["flawless", "unrequested_changes", "fail", "error"]},
-                    "failure": {"type": "string", "nullable": true}, "reason": {"type": "string"},
-                    "history_cleared": {"type": "object", "nullable": true},
-                    "unrequested_changes": {"type": "array", "items": {"type": "object"}},
-                    "missing": {"type": "array", "items": {"type": "object"}},
-                    "steps": {"type": "array", "items": {"type": "object"}},
-                    "artifacts": {"type": "array", "items": {"type": "object"}},
-                    "error": {"type": "string", "nullable": true},
-                    "run_id": {"type": "string"}, "duration_ms": {"type": "integer"}}},
                 "Verification": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
                     "task": {"type": "string"}, "model": {"type": "string"},
@@ -1581,6 +1582,54 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The result schema comes from the Rust types, and every `$ref` in
+    /// the document points at a schema it defines.
+    #[test]
+    fn the_openapi_result_schema_is_generated_and_every_ref_resolves() {
+        let document = openapi_document();
+        let schemas = &document["components"]["schemas"];
+        let result = &schemas["Result"]["properties"];
+        for field in [
+            "tier",
+            "label",
+            "failure",
+            "history_cleared",
+            "steps",
+            "artifacts",
+            "behaviour",
+            "static",
+        ] {
+            assert!(
+                result.get(field).is_some(),
+                "Result lacks {field}: {result}"
+            );
+        }
+        assert!(schemas["Behaviour"]["properties"]
+            .get("screen_check")
+            .is_some());
+        fn refs(value: &Value, found: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        found.push(r.clone());
+                    }
+                    map.values().for_each(|v| refs(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(found.len() > 10);
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a local ref");
+            assert!(schemas.get(name).is_some(), "dangling $ref {r}");
+        }
+    }
     use crate::jobs::{Engine, JobsConfig, Store};
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
     use axum::body::Body as HttpBody;

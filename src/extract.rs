@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// Where the script came from in the answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum ScriptSource {
     /// The whole answer is the script (a plain `.py` file).
@@ -25,7 +25,7 @@ pub enum ScriptSource {
 }
 
 /// The script found in an answer, and how it was found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Extracted {
     pub script: String,
     pub source: ScriptSource,

@@ -13,7 +13,19 @@ use crate::screen::ScreenCheck;
 use crate::task::Task;
 
 /// Why a behavioural run failed; one primary code per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Failure {
     SyntaxError,
@@ -50,7 +62,7 @@ impl Failure {
 
 /// One typed-in turn: the prompt and the reply the fake server sends back,
 /// each carrying a marker unique to this run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Turn {
     pub prompt: String,
     pub prompt_marker: String,
@@ -113,7 +125,9 @@ pub fn job(task: &Task, script: &str, filename: &str, turns: &[Turn]) -> Value {
 }
 
 /// Whether history was cleared, per plane; `None` where not reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Planes {
     pub memory: Option<bool>,
     pub screen: Option<bool>,
@@ -126,7 +140,7 @@ impl Planes {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Step {
     pub name: String,
     pub ok: bool,
@@ -137,7 +151,7 @@ pub struct Step {
 }
 
 /// A file the run produced (a screenshot); the bytes travel beside the JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Artifact {
     pub name: String,
     pub media_type: String,
@@ -150,7 +164,7 @@ pub struct Artifact {
 }
 
 /// The behavioural result: the JSON contract of `qtjudge verify`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Behaviour {
     pub passed: bool,
     pub failure: Option<Failure>,
@@ -182,7 +196,7 @@ pub struct Behaviour {
 }
 
 /// The parts of the app the harness drove and read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default)]
 pub struct Discovered {
     pub prompt_input: Option<Control>,
@@ -197,7 +211,7 @@ pub struct Discovered {
 }
 
 /// One control or widget, as a person would name it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default)]
 pub struct Control {
     /// `button`, `action`, `key`, `widget`.
@@ -246,7 +260,7 @@ impl Discovered {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct RequestSummary {
     pub seq: u64,
     pub method: String,

@@ -27,7 +27,7 @@ const MAX_HEIGHT: usize = 48;
 const MAX_PIXELS: usize = 16 << 20;
 
 /// What the host read from the two screenshots.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct ScreenCheck {
     /// Reply bars visible before the reset.
     pub before: usize,

@@ -19,7 +19,7 @@ use tree_sitter::{Node, Parser, Tree};
 use crate::task::Task;
 
 /// A syntax error, 1-based (the column counts characters).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct SyntaxError {
     pub line: usize,
@@ -28,7 +28,7 @@ pub struct SyntaxError {
 }
 
 /// A part of the original the candidate lacks.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct Missing {
     /// `class`, `method`, `function`, `import` or `main_entry`.
@@ -39,7 +39,7 @@ pub struct Missing {
 }
 
 /// A comment or body that stands for code the answer left out.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct Placeholder {
     pub line: usize,
@@ -47,7 +47,7 @@ pub struct Placeholder {
 }
 
 /// The control the task asked for, as the candidate wrote it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct ResetControl {
     /// `reset_button` for `self.reset_button`, or the local name.
@@ -66,7 +66,7 @@ pub struct ResetControl {
 }
 
 /// A class the original did not have.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct NewClass {
     pub name: String,
@@ -78,7 +78,7 @@ pub struct NewClass {
 
 /// One finding about the candidate; `line` is the candidate's line, or 0
 /// when the finding is about something the candidate no longer has.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct Change {
     pub kind: String,
@@ -86,7 +86,7 @@ pub struct Change {
     pub line: usize,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub struct StaticReport {
     pub syntax_errors: Vec<SyntaxError>,

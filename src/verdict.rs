@@ -10,7 +10,19 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Label {
     Flawless,
@@ -42,7 +54,7 @@ impl Label {
 
 /// An unrequested change, from the source (`static`) or the running
 /// window (`layout`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct UnrequestedChange {
     pub source: String,
     pub kind: String,
@@ -51,7 +63,7 @@ pub struct UnrequestedChange {
 }
 
 /// What decided the tier.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Verdict {
     pub tier: Option<u8>,
     pub label: Label,

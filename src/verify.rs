@@ -18,7 +18,8 @@ use crate::task::Task;
 use crate::verdict::{self, Evidence, Label, UnrequestedChange};
 
 /// Everything known about one answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "Result")]
 pub struct Verification {
     pub model: String,
     pub task: String,
@@ -74,7 +75,7 @@ impl Verification {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExtractionSummary {
     pub source: extract::ScriptSource,
     pub block_index: Option<usize>,
