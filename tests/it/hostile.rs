@@ -73,6 +73,8 @@ async fn every_attack_gets_its_verdict_within_its_limits_and_leaves_nothing() {
             .await;
 
     write_attack_table(&results);
+    // Containers are removed just after their result is returned.
+    sandbox.settled().await;
     let mut wrong = Vec::new();
     for (attack, v, took) in &results {
         let failure = v.failure.clone().unwrap_or_default();
