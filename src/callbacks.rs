@@ -817,7 +817,7 @@ mod tests {
         store
             .call(|conn| {
                 let mut statement = conn
-                    .prepare("SELECT subject, event FROM callbacks ORDER BY created_at, event")
+                    .prepare("SELECT subject, event FROM callbacks ORDER BY rowid")
                     .unwrap();
                 let rows = statement
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
