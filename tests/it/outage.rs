@@ -12,9 +12,14 @@ use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::AbortHandle;
 
+use qtjudge::sandbox::docker::DockerSandbox;
+use qtjudge::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+use qtjudge::verdict::Label;
+use qtjudge::verify::PreparedTask;
+
 use crate::load::{slow_answer, wait_for_status};
 use crate::server::{containers_of, Server, TOKEN};
-use crate::support::{docker, fixture};
+use crate::support::{docker, fixture, task};
 
 /// Forwards every connection on `path` to the real engine's socket, until
 /// switched off.
@@ -257,4 +262,51 @@ async fn queued_jobs_wait_out_an_engine_outage_and_finish_when_it_is_back() {
         0,
         "the run cut off by the outage and the warm containers are removed; log:\n{logs}"
     );
+}
+
+/// The Docker sandbox, except that the original app's run (for the layout
+/// comparison) fails as if the engine went away just then.
+struct OriginalRunFails(Arc<DockerSandbox>);
+
+impl Sandbox for OriginalRunFails {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+        if request.run_id.starts_with("original-") {
+            return Box::pin(async {
+                Err(SandboxError::EngineUnavailable(
+                    "the engine went away".into(),
+                ))
+            });
+        }
+        self.0.run(request)
+    }
+}
+
+/// A behaviour that passes is only half the verdict: without the original's
+/// widget tree a moved widget goes unseen, so no tier is given (and the
+/// service runs the answer again once the engine is back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pass_is_given_when_the_layout_comparison_could_not_run() {
+    let Some(docker) = docker().await else { return };
+    // No cache: the original's tree must come from a run.
+    let prepared = PreparedTask::new(task(), None);
+    let v = qtjudge::verify::verify(
+        &fixture("devstral.md"),
+        "devstral",
+        &prepared,
+        &OriginalRunFails(docker),
+    )
+    .await;
+    assert_eq!((v.tier, v.label), (None, Label::Error), "{v:?}");
+    assert!(
+        v.error
+            .as_deref()
+            .is_some_and(|e| e.contains("layout comparison")),
+        "{:?}",
+        v.error
+    );
+    assert!(!v.steps.is_empty(), "the answer itself did run");
 }
