@@ -479,6 +479,25 @@ impl Store {
         .await
     }
 
+    /// How many of a batch's jobs are not finished yet (`None`: no such
+    /// batch). Cheap: a waiter asks after every finished job, and loading a
+    /// whole batch each time made waiting on a big one quadratic.
+    pub async fn batch_unfinished(&self, id: &str) -> Result<Option<usize>> {
+        let id = id.to_string();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM jobs WHERE batch_id = ?1 AND status NOT IN ('done', 'error'))
+                 FROM batches WHERE id = ?1",
+                params![id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map(|n| n as usize))
+            .map_err(sql("counting a batch's unfinished jobs"))
+        })
+        .await
+    }
+
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRecord>> {
         let id = id.to_string();
         self.call(move |conn| {
@@ -1117,10 +1136,9 @@ impl Jobs {
         let mut finished = self.finished.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let batch = self.store.batch(id).await?;
-            match &batch {
-                Some(b) if b.jobs.iter().any(|j| !j.status.is_finished()) => {}
-                _ => return Ok(batch),
+            match self.store.batch_unfinished(id).await? {
+                Some(n) if n > 0 => {}
+                _ => return self.store.batch(id).await,
             }
             if !self
                 .wait_for_news(&mut finished, deadline, |f| {
