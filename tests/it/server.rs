@@ -49,8 +49,14 @@ impl Server {
             .args(token.map(|t| ["--token", t]).into_iter().flatten())
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--tasks-dir")
-            .arg(repo().join("fixtures/tasks"))
+            .args(
+                // The fixture tasks unless the caller brings its own (clap
+                // refuses the option twice).
+                (!extra.contains(&"--tasks-dir"))
+                    .then(|| ["--tasks-dir".into(), repo().join("fixtures/tasks")])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("QTJUDGE_LOG", "info")
             .env_remove("QTJUDGE_TOKEN")
