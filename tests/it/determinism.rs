@@ -7,25 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::StreamExt;
-use serde::Deserialize;
-
 use qtjudge::sandbox::warm_pool::PoolConfig;
 
 use crate::support::{docker, prepared, repo};
-
-#[derive(Deserialize)]
-struct Manifest {
-    answer: Vec<Expected>,
-}
-
-#[derive(Deserialize)]
-struct Expected {
-    file: String,
-    model: String,
-    tier: u8,
-    #[serde(default)]
-    failure: String,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_answer_gets_the_same_verdict_every_time_with_both_cores_busy() {
@@ -36,12 +20,10 @@ async fn every_fixture_answer_gets_the_same_verdict_every_time_with_both_cores_b
         .unwrap_or(10);
     let sandbox = std::sync::Arc::new((*cold).clone().with_warm_pool(PoolConfig::with_size(2)));
     let dir = repo().join("fixtures/outputs/reset-conversation");
-    let manifest: Manifest =
-        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    let manifest = crate::support::manifest();
     // The answer that loops forever only measures the wall clock (its
     // verdict is the host's timeout); ten of them would add minutes.
     let answers: Vec<(String, String, String)> = manifest
-        .answer
         .iter()
         .filter(|e| e.failure != "timeout")
         .map(|e| {

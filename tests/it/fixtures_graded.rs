@@ -1,35 +1,18 @@
 //! Issue 4's acceptance: every fixture answer, graded through the real
 //! Docker sandbox, gets the tier and failure its manifest gives.
 
-use serde::Deserialize;
-
 use crate::support::{repo, verify_in_docker};
-
-#[derive(Deserialize)]
-struct Manifest {
-    answer: Vec<Expected>,
-}
-
-#[derive(Deserialize)]
-struct Expected {
-    file: String,
-    model: String,
-    tier: u8,
-    #[serde(default)]
-    failure: String,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_answer_gets_its_expected_tier() {
     let dir = repo().join("fixtures/outputs/reset-conversation");
-    let manifest: Manifest =
-        toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+    let manifest = crate::support::manifest();
     assert!(
-        manifest.answer.len() >= 20,
+        manifest.len() >= 20,
         "the manifest should list every model and trap"
     );
     let mut wrong = Vec::new();
-    for expected in &manifest.answer {
+    for expected in &manifest {
         let answer = std::fs::read_to_string(dir.join(&expected.file)).unwrap();
         let Some(v) = verify_in_docker(&answer, &expected.model).await else {
             return;

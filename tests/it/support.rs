@@ -66,3 +66,25 @@ pub async fn verify_in_docker(answer: &str, model: &str) -> Option<Verification>
     );
     Some(v)
 }
+
+/// One answer of `fixtures/outputs/reset-conversation/manifest.toml` and the
+/// verdict it must get.
+#[derive(serde::Deserialize)]
+pub struct Expected {
+    pub file: String,
+    pub model: String,
+    pub tier: u8,
+    #[serde(default)]
+    pub failure: String,
+}
+
+/// The fixture answers' manifest.
+pub fn manifest() -> Vec<Expected> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        answer: Vec<Expected>,
+    }
+    let path = repo().join("fixtures/outputs/reset-conversation/manifest.toml");
+    let manifest: Manifest = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest.answer
+}
