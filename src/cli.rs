@@ -431,6 +431,9 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
         format!("{s} ({})", c.how)
     };
     let _ = writeln!(out, "  found:");
+    if let Some(b) = &d.binding {
+        let _ = writeln!(out, "    binding        {b}");
+    }
     let one = |c: &Option<crate::harness::Control>| {
         c.as_ref()
             .map(name)

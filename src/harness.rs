@@ -103,12 +103,46 @@ pub fn new_turns() -> Vec<Turn> {
         .collect()
 }
 
+/// The Qt bindings the sandbox image carries. The warm harness imports the
+/// first; an app that imports another gets a harness started cold with it
+/// (two bindings cannot share a process).
+pub const BINDINGS: [&str; 4] = ["PyQt5", "PyQt6", "PySide2", "PySide6"];
+
+/// The binding an app's sources import: the first `import`/`from` line (in
+/// file order, then line order) that names one. An app that tries one
+/// binding and falls back on another (`try: from PyQt6 … except
+/// ImportError: from PyQt5 …`) runs with the one it tries first. PyQt5 when
+/// none is named (the app may import Qt through a wrapper).
+pub fn detect_binding<'a>(sources: impl IntoIterator<Item = &'a str>) -> &'static str {
+    for source in sources {
+        for line in source.lines() {
+            let line = line.trim_start();
+            let modules = if let Some(rest) = line.strip_prefix("from ") {
+                rest.split_whitespace().next().unwrap_or("")
+            } else if let Some(rest) = line.strip_prefix("import ") {
+                rest.split('#').next().unwrap_or("")
+            } else {
+                continue;
+            };
+            // `import os, PySide6.QtWidgets as W`: each comma-separated name.
+            for module in modules.split(',') {
+                let root = module.trim().split(['.', ' ']).next().unwrap_or("");
+                if let Some(binding) = BINDINGS.iter().find(|b| **b == root) {
+                    return binding;
+                }
+            }
+        }
+    }
+    BINDINGS[0]
+}
+
 /// The job the supervisor receives on stdin (the sandbox adds the nonce).
 pub fn job(task: &Task, script: &str, filename: &str, turns: &[Turn]) -> Value {
     let wall = task.limits.wall_seconds as f64;
     json!({
         "script": script,
         "filename": filename,
+        "binding": detect_binding([script]),
         "turns": turns,
         "app": {
             "window_class": task.app.window_class,
@@ -199,6 +233,9 @@ pub struct Behaviour {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default)]
 pub struct Discovered {
+    /// The Qt binding the app ran with, and its versions (`PyQt6 6.4.2,
+    /// Qt 6.4.2`).
+    pub binding: Option<String>,
     pub prompt_input: Option<Control>,
     /// A button, or `key`: `Return` / `Ctrl+Return` typed into the input.
     pub send: Option<Control>,
@@ -239,6 +276,7 @@ impl Discovered {
         d.display.truncate(12);
         d.memory.truncate(20);
         d.memory.iter_mut().for_each(cap);
+        d.binding.iter_mut().for_each(cap);
         let controls = d
             .prompt_input
             .iter_mut()
@@ -736,6 +774,33 @@ fn next_request_cleared(requests: &[RequestSummary], steps: &[Step]) -> Option<b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binding_is_the_first_one_imported() {
+        assert_eq!(
+            detect_binding(["import sys\nfrom PyQt6.QtWidgets import QApplication\n"]),
+            "PyQt6"
+        );
+        assert_eq!(
+            detect_binding(["import os, PySide6.QtWidgets as W\n"]),
+            "PySide6"
+        );
+        assert_eq!(
+            detect_binding(["try:\n    from PySide2 import QtCore\nexcept ImportError:\n    from PyQt5 import QtCore\n"]),
+            "PySide2"
+        );
+        // Across files, in the order given (the entry first).
+        assert_eq!(
+            detect_binding(["import ui\n", "from PySide6.QtCore import Qt\n"]),
+            "PySide6"
+        );
+        // A name that merely starts like a binding, or a mention in prose.
+        assert_eq!(
+            detect_binding(["import PyQt6extras\n# uses PySide6 later\n"]),
+            "PyQt5"
+        );
+        assert_eq!(detect_binding(["print('no Qt')\n"]), "PyQt5");
+    }
 
     #[test]
     fn a_missing_module_is_named_from_the_launch_failure() {

@@ -294,16 +294,35 @@ fn clear_folder(path: &Path) {
     }
 }
 
-/// The embedded `docker/` folder as an uncompressed tar archive.
+/// The CA bundle pip should trust while the image is built, for networks
+/// that re-sign TLS (a proxy's own CA): `QTJUDGE_BUILD_CA_BUNDLE`, else the
+/// host pip's own `PIP_CERT`. Not part of the image's hash, and deleted by
+/// the Dockerfile once pip is done.
+fn build_ca_bundle() -> Option<Vec<u8>> {
+    let path =
+        std::env::var_os("QTJUDGE_BUILD_CA_BUNDLE").or_else(|| std::env::var_os("PIP_CERT"))?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::warn!(path = %Path::new(&path).display(), "cannot read the CA bundle for the image build ({e}); pip will use the image's own");
+            None
+        }
+    }
+}
+
+/// The embedded `docker/` folder as an uncompressed tar archive (plus the
+/// build's CA bundle, when there is one).
 fn context_tar() -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
-    for (path, bytes) in DOCKER_CONTEXT {
+    let ca = build_ca_bundle();
+    let extra = ca.as_deref().map(|bytes| ("build-ca.pem", bytes));
+    for (path, bytes) in DOCKER_CONTEXT.iter().map(|(p, b)| (*p, *b)).chain(extra) {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_cksum();
-        builder.append_data(&mut header, path, *bytes)?;
+        builder.append_data(&mut header, path, bytes)?;
     }
     builder.into_inner()
 }

@@ -4,7 +4,10 @@ Flow (see ARCHITECTURE.md, "Inside the sandbox"):
 1. start the fake Ollama server (a thread of this process);
 2. start the harness as the unprivileged candidate user, which imports PyQt5
    and makes its QApplication while no answer is known yet (a warm start);
-3. read the job from stdin: one JSON line with a nonce and the answer;
+3. read the job from stdin: one JSON line with a nonce and the answer; if
+   the job names another Qt binding (the host detected it from the app's
+   imports), replace the warm harness by one started with that binding
+   (two bindings cannot share a process: only those apps pay a cold start);
 4. hand the job, without the nonce, to the harness and collect its reports;
 5. enforce the inner deadline, then print exactly one result line,
    `<nonce> <json>`, on stdout: the harness never holds the container's
@@ -34,6 +37,8 @@ MAX_REPORT_TOTAL = 24 * 1024 * 1024
 # Ports where local model servers usually listen: Ollama, LM Studio, vLLM,
 # llama.cpp. The app may talk to any of them.
 FAKE_PORTS = (11434, 1234, 8000, 8080)
+# The bindings the image carries; a warm harness imports the first.
+BINDINGS = ("PyQt5", "PyQt6", "PySide2", "PySide6")
 
 
 def main():
@@ -41,14 +46,8 @@ def main():
     output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
     recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
 
-    report_read, report_write = os.pipe()
-    child = spawn_harness(report_write)
-    os.close(report_write)
-    outputs = {
-        "stdout": CappedReader(child.stdout, output_cap),
-        "stderr": CappedReader(child.stderr, output_cap),
-    }
-    reports = ReportReader(report_read)
+    binding = BINDINGS[0]
+    child, outputs, reports = start_harness(binding, output_cap)
     ready = reports.wait_ready(timeout=60)
 
     job_line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
@@ -66,6 +65,17 @@ def main():
     turns = job.get("turns", [])
     conversation.configure([t["prompt_marker"] for t in turns], [t["reply"] for t in turns])
     deadline = job_received + float(job.get("deadline_seconds", 25))
+    wanted = job.get("binding") if job.get("binding") in BINDINGS else BINDINGS[0]
+    result["supervisor"]["binding"] = wanted
+    if wanted != binding:
+        # The warm harness ran no candidate code: nothing of it is kept.
+        kill_tree(child)
+        child.wait()
+        cold = time.monotonic()
+        binding = wanted
+        child, outputs, reports = start_harness(binding, output_cap)
+        ready = reports.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+        result["supervisor"]["cold_start_ms"] = round((time.monotonic() - cold) * 1000)
     timed_out = False
     if ready and child.poll() is None:
         try:
@@ -111,7 +121,19 @@ def main():
     return 0
 
 
-def spawn_harness(report_fd):
+def start_harness(binding, output_cap):
+    """The harness process with `binding`, and the readers of its pipes."""
+    report_read, report_write = os.pipe()
+    child = spawn_harness(report_write, binding)
+    os.close(report_write)
+    outputs = {
+        "stdout": CappedReader(child.stdout, output_cap),
+        "stderr": CappedReader(child.stderr, output_cap),
+    }
+    return child, outputs, ReportReader(report_read)
+
+
+def spawn_harness(report_fd, binding):
     """Starts harness.py as the candidate user, with its own output pipes."""
     home = "/tmp/home"
     env = {
@@ -126,6 +148,7 @@ def spawn_harness(report_fd):
         "QT_SCALE_FACTOR": "1",
         "QT_ENABLE_HIGHDPI_SCALING": "0",
         "QTJUDGE_REPORT_FD": str(report_fd),
+        "QTJUDGE_BINDING": binding,
         "QTJUDGE_WORK_ROOT": os.environ.get("QTJUDGE_WORK_ROOT", "/tmp"),
     }
     if "QTJUDGE_WORK_ROOT" in os.environ:
