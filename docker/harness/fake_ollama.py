@@ -153,6 +153,9 @@ def make_handler(recorder, conversation):
             path = self.path.split("?")[0].rstrip("/")
             if path == "/api/tags":
                 self._send_json(200, {"models": [_model_entry(name) for name in MODELS]})
+            elif path == "/api/ps":
+                # The `ollama` package's `ps()`: nothing loaded yet.
+                self._send_json(200, {"models": []})
             elif path == "/api/version":
                 self._send_json(200, {"version": "0.6.8"})
             elif path in ("/v1/models", "/models"):
@@ -174,6 +177,12 @@ def make_handler(recorder, conversation):
             path = self.path.split("?")[0].rstrip("/")
             if body is None or not isinstance(body, dict):
                 self._send_json(400, {"error": "invalid JSON body"})
+                return
+            if path == "/api/show":
+                # Apps check the chosen model with `ollama.show()` before chatting.
+                name = body.get("model") or body.get("name") or MODELS[0]
+                entry = _model_entry(name)
+                self._send_json(200, {"modelfile": f"FROM {name}", "parameters": "", "template": "{{ .Prompt }}", "details": entry["details"], "model_info": {}, "modified_at": entry["modified_at"]})
                 return
             index, reply = conversation.reply_for(body)
             model = body.get("model") or MODELS[0]
@@ -223,13 +232,18 @@ def make_handler(recorder, conversation):
                         "created": int(time.time()),
                         "model": model,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": len(_pieces(reply)), "total_tokens": 1 + len(_pieces(reply))},
                     },
                 )
                 return
             chunks = []
+            # The fields the `openai` package's chunk type declares, so that
+            # clients that validate strictly accept them too.
+            head = {"id": "chatcmpl-qtjudge", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
             for piece in _pieces(reply):
-                delta = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                delta = dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}])
                 chunks.append("data: " + json.dumps(delta) + "\n\n")
+            chunks.append("data: " + json.dumps(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + "\n\n")
             chunks.append("data: [DONE]\n\n")
             self._send_stream(chunks, "text/event-stream")
 
