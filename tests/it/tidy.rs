@@ -53,3 +53,45 @@ fn the_codemap_names_only_paths_that_exist() {
         "ARCHITECTURE.md names paths that do not exist: {missing:?}"
     );
 }
+
+/// README.md's table of attacks is generated (`scripts/make-hostile-fixtures`)
+/// from `fixtures/hostile/attacks.toml`; rendered here on its own, so that an
+/// edit to either side alone is caught.
+#[test]
+fn the_readme_attack_table_is_what_attacks_toml_gives() {
+    const BEGIN: &str = "<!-- hostile:begin (scripts/make-hostile-fixtures writes this block from fixtures/hostile/attacks.toml) -->\n";
+    const END: &str = "<!-- hostile:end -->";
+    let attacks: toml::Value = toml::from_str(
+        &std::fs::read_to_string(repo().join("fixtures/hostile/attacks.toml")).unwrap(),
+    )
+    .unwrap();
+    let mut expected =
+        String::from("| attack | verdict it must get | stopped by |\n|---|---|---|\n");
+    for attack in attacks["attack"].as_array().expect("[[attack]] entries") {
+        let field = |key: &str| attack.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let tier = attack["tier"]
+            .as_integer()
+            .expect("every attack has a tier");
+        let verdict = match (field("failure"), tier) {
+            ("", 1) => "flawless",
+            ("", 2) => "unrequested_changes",
+            ("", _) => panic!("{}: tier 3 without a failure", field("name")),
+            (failure, _) => failure,
+        };
+        expected.push_str(&format!(
+            "| {} | {tier} {verdict} | {} |\n",
+            field("name"),
+            field("limit")
+        ));
+    }
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let table = readme
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(table, _)| table)
+        .expect("README.md has the hostile:begin/end markers");
+    assert_eq!(
+        table, expected,
+        "README.md's attack table differs from fixtures/hostile/attacks.toml: run scripts/make-hostile-fixtures"
+    );
+}
