@@ -21,6 +21,15 @@ struct Expected {
     #[serde(default)]
     failure: String,
     why: String,
+    /// The Qt binding the app must have run with (PyQt5 when absent).
+    #[serde(default)]
+    binding: Option<String>,
+    /// The kind of reset control discovery must find (`shortcut`).
+    #[serde(default)]
+    reset: Option<String>,
+    /// A display widget class discovery must find (`QListView`).
+    #[serde(default)]
+    display: Option<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +89,31 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
         }
         // What was found is reported, and found by discovery.
         let found = v.behaviour.as_ref().and_then(|b| b.discovered.clone());
+        // The host's choice of binding, and the one the harness really ran.
+        let binding = expected.binding.as_deref().unwrap_or("PyQt5");
+        if qtjudge::harness::detect_binding([source.as_str()]) != binding {
+            problems.push(format!(
+                "detected {} from the imports, expected {binding}",
+                qtjudge::harness::detect_binding([source.as_str()])
+            ));
+        }
+        let ran = found.as_ref().and_then(|d| d.binding.clone());
+        if !ran
+            .as_deref()
+            .is_some_and(|b| b.starts_with(&format!("{binding} ")))
+        {
+            problems.push(format!("ran with {ran:?}, expected {binding}"));
+        }
+        if let (Some(kind), Some(d)) = (&expected.reset, &found) {
+            if d.reset.as_ref().map(|r| r.kind.as_str()) != Some(kind.as_str()) {
+                problems.push(format!("reset should be a {kind}: {:?}", d.reset));
+            }
+        }
+        if let (Some(class), Some(d)) = (&expected.display, &found) {
+            if !d.display.iter().any(|c| &c.class == class) {
+                problems.push(format!("display should include a {class}: {:?}", d.display));
+            }
+        }
         match (&found, expected.tier) {
             (None, _) => problems.push("no `discovered` report".into()),
             (Some(d), 1) => {
