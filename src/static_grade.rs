@@ -137,7 +137,7 @@ impl OriginalIndex {
         let tree = parse(&source, None);
         let facts = tree
             .as_ref()
-            .map(|tree| collect(&source, tree))
+            .map(|tree| collect(&source, tree, Reuse::Record))
             .unwrap_or_default();
         let mut may_extend: HashSet<String> = task.app.may_extend.iter().cloned().collect();
         may_extend.insert(task.app.ui_builder.clone());
@@ -182,6 +182,13 @@ pub fn grade(candidate: &str, task: &Task) -> StaticReport {
 
 /// Grades `candidate` against an original parsed once.
 pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
+    grade_reusing(candidate, index, true)
+}
+
+/// `reuse`: take the original's facts for functions whose text is
+/// unchanged instead of walking them again (the same report, faster; off
+/// only to check exactly that).
+fn grade_reusing(candidate: &str, index: &OriginalIndex, reuse: bool) -> StaticReport {
     let mut report = StaticReport::default();
     let Some(tree) = parse(
         candidate,
@@ -195,7 +202,12 @@ pub fn grade_with(candidate: &str, index: &OriginalIndex) -> StaticReport {
         report.is_fragment = true;
         return report;
     };
-    let facts = collect(candidate, &tree);
+    let reuse = if reuse {
+        Reuse::From(&index.facts, &index.source)
+    } else {
+        Reuse::Nothing
+    };
+    let facts = collect(candidate, &tree, reuse);
     let grading = Grading {
         index,
         original: &index.facts,
@@ -411,7 +423,7 @@ struct ClassFacts {
 
 /// A statement of a function body, normalised so that formatting,
 /// comments and quote style do not count as changes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Statement {
     normalised: String,
     line: usize,
@@ -436,7 +448,7 @@ impl Statement {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct FunctionFacts {
     /// `Class.method` or `function`.
     qualname: String,
@@ -457,7 +469,35 @@ struct FunctionFacts {
     self_calls: Vec<String>,
 }
 
-#[derive(Debug)]
+impl FunctionFacts {
+    /// The same function `lines` lines and `bytes` bytes further down.
+    fn moved(&self, lines: isize, bytes: isize) -> FunctionFacts {
+        FunctionFacts {
+            qualname: self.qualname.clone(),
+            class: self.class.clone(),
+            name: self.name.clone(),
+            line: self.line.saturating_add_signed(lines),
+            end_line: self.end_line.saturating_add_signed(lines),
+            broken: self.broken,
+            summary: self.summary.clone(),
+            stub: self.stub,
+            clears: self.clears.clone(),
+            self_calls: self.self_calls.clone(),
+            statements: self
+                .statements
+                .iter()
+                .map(|s| Statement {
+                    normalised: s.normalised.clone(),
+                    line: s.line.saturating_add_signed(lines),
+                    start: s.start.saturating_add_signed(bytes),
+                    end: s.end.saturating_add_signed(bytes),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 struct ImportFacts {
     module: String,
     bound: Vec<String>,
@@ -466,7 +506,7 @@ struct ImportFacts {
 }
 
 /// `layout.addWidget(item)` and its kin.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Placement {
     scope: Scope,
     layout: String,
@@ -474,7 +514,7 @@ struct Placement {
     line: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LayoutCreation {
     scope: Scope,
     target: String,
@@ -483,7 +523,7 @@ struct LayoutCreation {
 }
 
 /// `target = QPushButton("text")`, `QAction(...)`, or `bar.addAction("text")`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Control {
     scope: Scope,
     target: String,
@@ -511,7 +551,7 @@ enum HandlerRef {
     Other,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Connection {
     sender: String,
     handler: HandlerRef,
@@ -520,7 +560,7 @@ struct Connection {
 }
 
 /// Tampering with the harness or introspection of it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Finding {
     key: &'static str,
     detail: String,
@@ -561,6 +601,96 @@ struct Facts {
     syntax_errors: Vec<SyntaxError>,
     has_error: bool,
     text_definitions: TextDefinitions,
+    /// The original's functions as walked, by qualname, for candidates
+    /// that kept them as they were (filled only with [`Reuse::Record`]).
+    spans: HashMap<String, Vec<FunctionSpan>>,
+    /// How many functions took the original's facts ([`Reuse::From`]).
+    reused: usize,
+}
+
+/// Whether the walk reuses an earlier walk's facts.
+#[derive(Clone, Copy)]
+enum Reuse<'o> {
+    /// Every node is walked.
+    Nothing,
+    /// Every node is walked, and what each function yields is kept
+    /// ([`Facts::spans`]): the original's walk.
+    Record,
+    /// A function whose text is that of the original's function of the
+    /// same name takes the original's facts, moved to where it stands,
+    /// instead of being walked: the original's facts and its source.
+    From(&'o Facts, &'o str),
+}
+
+/// What the walk of one function (a module-level function or a method of
+/// a module-level class) added to the [`Facts`]: everything it yields
+/// depends only on its own text, its name and its class, as long as the
+/// tree has no syntax error.
+#[derive(Debug, Default)]
+struct FunctionSpan {
+    /// The function's node in its source: bytes, 1-based line, column.
+    start_byte: usize,
+    end_byte: usize,
+    line: usize,
+    column: usize,
+    /// What it added to each list of the facts.
+    added: Marks,
+    /// Every finding made inside, kept or not: which ones are kept
+    /// depends on the findings before it ([`Collector::finding`]).
+    findings: Vec<Finding>,
+    /// Every name used inside, once.
+    names: Vec<String>,
+}
+
+/// Lengths of the facts' lists, or ranges of them.
+#[derive(Debug, Default, Clone)]
+struct Marks {
+    functions: std::ops::Range<usize>,
+    imports: std::ops::Range<usize>,
+    placements: std::ops::Range<usize>,
+    layouts: std::ops::Range<usize>,
+    controls: std::ops::Range<usize>,
+    connections: std::ops::Range<usize>,
+    labels: std::ops::Range<usize>,
+    dialogs: std::ops::Range<usize>,
+    comments: std::ops::Range<usize>,
+    lone_ellipses: std::ops::Range<usize>,
+}
+
+impl Marks {
+    /// Empty ranges at the current end of every list.
+    fn at_end_of(facts: &Facts) -> Marks {
+        let at = |len: usize| len..len;
+        Marks {
+            functions: at(facts.functions.len()),
+            imports: at(facts.imports.len()),
+            placements: at(facts.placements.len()),
+            layouts: at(facts.layouts.len()),
+            controls: at(facts.controls.len()),
+            connections: at(facts.connections.len()),
+            labels: at(facts.labels.len()),
+            dialogs: at(facts.dialogs.len()),
+            comments: at(facts.comments.len()),
+            lone_ellipses: at(facts.lone_ellipses.len()),
+        }
+    }
+
+    /// These ranges, extended to the current end of every list.
+    fn until_end_of(&self, facts: &Facts) -> Marks {
+        let to = |r: &std::ops::Range<usize>, len: usize| r.start..len;
+        Marks {
+            functions: to(&self.functions, facts.functions.len()),
+            imports: to(&self.imports, facts.imports.len()),
+            placements: to(&self.placements, facts.placements.len()),
+            layouts: to(&self.layouts, facts.layouts.len()),
+            controls: to(&self.controls, facts.controls.len()),
+            connections: to(&self.connections, facts.connections.len()),
+            labels: to(&self.labels, facts.labels.len()),
+            dialogs: to(&self.dialogs, facts.dialogs.len()),
+            comments: to(&self.comments, facts.comments.len()),
+            lone_ellipses: to(&self.lone_ellipses, facts.lone_ellipses.len()),
+        }
+    }
 }
 
 impl Facts {
@@ -736,9 +866,13 @@ fn kinds() -> &'static Kinds {
 }
 
 /// One walk over a tree, filling [`Facts`].
-struct Collector<'s> {
+struct Collector<'s, 'o> {
     source: &'s str,
     facts: Facts,
+    reuse: Reuse<'o>,
+    /// With [`Reuse::Record`]: the function being walked, its qualname,
+    /// and the names used in it so far.
+    recording: Option<(usize, String, FunctionSpan, HashSet<String>)>,
     /// Enclosing classes and functions: (depth, entry).
     scopes: Vec<(usize, ScopeEntry)>,
     import_depth: Option<usize>,
@@ -758,14 +892,23 @@ enum ScopeEntry {
     },
 }
 
-fn collect(source: &str, tree: &Tree) -> Facts {
+fn collect(source: &str, tree: &Tree, reuse: Reuse) -> Facts {
     let root = tree.root_node();
+    // A syntax error anywhere can change how the text around it is read,
+    // and is reported with where it is: such a tree is walked in full.
+    let reuse = if root.has_error() {
+        Reuse::Nothing
+    } else {
+        reuse
+    };
     let mut collector = Collector {
         source,
         facts: Facts {
             has_error: root.has_error(),
             ..Facts::default()
         },
+        reuse,
+        recording: None,
         scopes: Vec::new(),
         import_depth: None,
         error_depth: None,
@@ -779,6 +922,7 @@ fn collect(source: &str, tree: &Tree) -> Facts {
     }
     collector.module_level(root);
     collector.walk(root);
+    collector.end_recording();
     let mut facts = collector.facts;
     facts.syntax_errors.truncate(MAX_SYNTAX_ERRORS);
     facts.function_index = facts
@@ -790,7 +934,7 @@ fn collect(source: &str, tree: &Tree) -> Facts {
     facts
 }
 
-impl<'s> Collector<'s> {
+impl<'s> Collector<'s, '_> {
     fn text(&self, node: Node) -> &'s str {
         self.source.get(node.byte_range()).unwrap_or("")
     }
@@ -880,6 +1024,9 @@ impl<'s> Collector<'s> {
             while self.scopes.last().is_some_and(|(d, _)| *d >= depth) {
                 self.scopes.pop();
             }
+            if self.recording.as_ref().is_some_and(|(d, ..)| *d >= depth) {
+                self.end_recording();
+            }
             if self.import_depth.is_some_and(|d| d >= depth) {
                 self.import_depth = None;
             }
@@ -952,7 +1099,7 @@ impl<'s> Collector<'s> {
         } else if kind == kinds.augmented_assignment {
             self.patching(node);
         } else if kind == kinds.function_definition {
-            self.function_definition(node, depth);
+            return self.function_definition(node, depth);
         } else if kind == kinds.class_definition {
             self.class_definition(node, depth);
         } else if kind == kinds.import_statement || kind == kinds.import_from_statement {
@@ -1026,7 +1173,9 @@ impl<'s> Collector<'s> {
         self.scopes.push((depth, ScopeEntry::Class(name)));
     }
 
-    fn function_definition(&mut self, node: Node, depth: usize) {
+    /// Records a function; returns whether to walk its body (not when
+    /// the original's facts were taken for it).
+    fn function_definition(&mut self, node: Node, depth: usize) -> bool {
         let name = self.field_text(node, fields().name).to_string();
         let class = match self.scopes.last() {
             None => Some(None),
@@ -1035,12 +1184,20 @@ impl<'s> Collector<'s> {
             }
             _ => None,
         };
+        let mut descend = true;
         let index = class.map(|class| {
-            let (statements, stub) = self.body(node);
             let qualname = match &class {
                 Some(class) => format!("{class}.{name}"),
                 None => name.clone(),
             };
+            if self.replay(&qualname, node) {
+                descend = false;
+                return self.facts.functions.len() - 1;
+            }
+            if matches!(self.reuse, Reuse::Record) {
+                self.start_recording(depth, &qualname, node);
+            }
+            let (statements, stub) = self.body(node);
             self.facts.functions.push(FunctionFacts {
                 qualname,
                 class,
@@ -1058,6 +1215,127 @@ impl<'s> Collector<'s> {
         });
         self.scopes
             .push((depth, ScopeEntry::Function { name, index }));
+        descend
+    }
+
+    fn start_recording(&mut self, depth: usize, qualname: &str, node: Node) {
+        let span = FunctionSpan {
+            start_byte: node.start_byte(),
+            end_byte: node.end_byte(),
+            line: line_of(node),
+            column: node.start_position().column,
+            added: Marks::at_end_of(&self.facts),
+            ..FunctionSpan::default()
+        };
+        self.recording = Some((depth, qualname.to_string(), span, HashSet::new()));
+    }
+
+    /// Closes the function being recorded, once the walk has left it.
+    fn end_recording(&mut self) {
+        if let Some((_, qualname, mut span, names)) = self.recording.take() {
+            span.added = span.added.until_end_of(&self.facts);
+            span.names = names.into_iter().collect();
+            self.facts.spans.entry(qualname).or_default().push(span);
+        }
+    }
+
+    /// With [`Reuse::From`]: when the original has a function of this
+    /// qualname with exactly this text, adds the facts its walk added,
+    /// moved to where this one stands, and returns true.
+    fn replay(&mut self, qualname: &str, node: Node) -> bool {
+        let Reuse::From(original, original_source) = self.reuse else {
+            return false;
+        };
+        let text = self.text(node);
+        let column = node.start_position().column;
+        let Some(span) = original.spans.get(qualname).and_then(|spans| {
+            spans.iter().find(|span| {
+                span.column == column
+                    && original_source.get(span.start_byte..span.end_byte) == Some(text)
+            })
+        }) else {
+            return false;
+        };
+        let lines = line_of(node) as isize - span.line as isize;
+        let bytes = node.start_byte() as isize - span.start_byte as isize;
+        let line = |at: usize| at.saturating_add_signed(lines);
+        let added = &span.added;
+        let facts = &mut self.facts;
+        facts.functions.extend(
+            original.functions[added.functions.clone()]
+                .iter()
+                .map(|f| f.moved(lines, bytes)),
+        );
+        facts.imports.extend(
+            original.imports[added.imports.clone()]
+                .iter()
+                .map(|i| ImportFacts {
+                    line: line(i.line),
+                    ..i.clone()
+                }),
+        );
+        facts.placements.extend(
+            original.placements[added.placements.clone()]
+                .iter()
+                .map(|p| Placement {
+                    line: line(p.line),
+                    ..p.clone()
+                }),
+        );
+        facts
+            .layouts
+            .extend(
+                original.layouts[added.layouts.clone()]
+                    .iter()
+                    .map(|l| LayoutCreation {
+                        line: line(l.line),
+                        ..l.clone()
+                    }),
+            );
+        facts.controls.extend(
+            original.controls[added.controls.clone()]
+                .iter()
+                .map(|c| Control {
+                    line: line(c.line),
+                    ..c.clone()
+                }),
+        );
+        facts.connections.extend(
+            original.connections[added.connections.clone()]
+                .iter()
+                .map(|c| Connection {
+                    line: line(c.line),
+                    ..c.clone()
+                }),
+        );
+        facts
+            .labels
+            .extend_from_slice(&original.labels[added.labels.clone()]);
+        facts.dialogs.extend(
+            original.dialogs[added.dialogs.clone()]
+                .iter()
+                .map(|(callee, at)| (callee.clone(), line(*at))),
+        );
+        facts.comments.extend(
+            original.comments[added.comments.clone()]
+                .iter()
+                .map(|(text, at)| (text.clone(), line(*at))),
+        );
+        facts.lone_ellipses.extend(
+            original.lone_ellipses[added.lone_ellipses.clone()]
+                .iter()
+                .map(|at| line(*at)),
+        );
+        for name in &span.names {
+            if !facts.used_names.contains(name) {
+                facts.used_names.insert(name.clone());
+            }
+        }
+        for finding in &span.findings {
+            self.finding(finding.key, finding.detail.clone(), line(finding.line));
+        }
+        self.facts.reused += 1;
+        true
     }
 
     /// A function's statements (docstring and comments left out) and
@@ -1165,6 +1443,13 @@ impl<'s> Collector<'s> {
     }
 
     fn finding(&mut self, key: &'static str, detail: String, line: usize) {
+        if let Some((_, _, span, _)) = &mut self.recording {
+            span.findings.push(Finding {
+                key,
+                detail: detail.clone(),
+                line,
+            });
+        }
         if !self.facts.tampering.iter().any(|f| f.key == key) {
             self.facts.tampering.push(Finding { key, detail, line });
         }
@@ -1207,6 +1492,11 @@ impl<'s> Collector<'s> {
                     || parent_kind == kinds.class_definition)));
         if is_use && !self.facts.used_names.contains(text) {
             self.facts.used_names.insert(text.to_string());
+        }
+        if let Some((.., names)) = &mut self.recording {
+            if is_use && !names.contains(text) {
+                names.insert(text.to_string());
+            }
         }
     }
 
@@ -2712,6 +3002,128 @@ mod tests {
                 candidate.chars().take(80).collect::<String>()
             );
         }
+    }
+
+    /// Reusing the original's facts for unchanged functions must change
+    /// nothing: the same facts and the same report as a full walk, for
+    /// every fixture answer, hostile input and app we have, and for edits
+    /// that move, re-indent, duplicate or rename unchanged functions.
+    #[test]
+    fn reused_facts_equal_a_full_walk() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let task = Task::load(&root.join("fixtures/tasks"), "reset-conversation").unwrap();
+        let original = task.original_source.clone();
+        let index = OriginalIndex::new(&task);
+        assert!(
+            index.facts.spans.len() >= 10,
+            "the original's functions are recorded"
+        );
+        let mut candidates = vec![
+            original.clone(),
+            String::new(),
+            format!("import os\n\n\n{original}"),
+            format!("{original}\n\ndef extra():\n    return os._exit(0)\n"),
+            original.replace("\n", "\r\n"),
+            original.replace("    ", "  "),
+            original.replacen("class ", "klass ", 1),
+            original.replacen("class OllamaClientApp", "class Renamed", 1),
+            // The second `submit` overrides the first: both are compared.
+            original.replacen(
+                "    def submit(self):",
+                "    def submit(self):\n        pass\n\n    def submit(self):",
+                1,
+            ),
+            // An unchanged body under another name.
+            original.replacen(
+                "    def load_models(self):",
+                "    def load_models(self):\n        pass\n\n    def _unused(self):",
+                1,
+            ),
+            original.replacen(
+                "def main():",
+                "def main():\n    import inspect, ctypes\n    sys._getframe(0)",
+                1,
+            ),
+            original.replacen(
+                "def main():",
+                "def main():\n    ...\n    # ... rest of the code ...",
+                1,
+            ),
+        ];
+        for dir in [
+            "fixtures/outputs/reset-conversation",
+            "fixtures/hostile",
+            "fixtures/apps",
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if let Ok(e) = crate::extract::extract(&text, Some(&original)) {
+                    // Pushed down by a few lines: every reused fact moves.
+                    candidates.push(format!("#!/usr/bin/env python3\n# moved\n\n{}", e.script));
+                    candidates.push(e.script);
+                }
+                if text.len() <= 256 * 1024 {
+                    candidates.push(text);
+                }
+            }
+        }
+        assert!(candidates.len() > 100);
+        let mut replayed = 0;
+        for candidate in &candidates {
+            let full = grade_reusing(candidate, &index, false);
+            let reused = grade_reusing(candidate, &index, true);
+            let what = candidate.chars().take(80).collect::<String>();
+            assert_eq!(full, reused, "the report differs for {what:?}");
+            if let Some(tree) = parse(candidate, Some((&original, index.tree.as_ref().unwrap()))) {
+                let walked = collect(candidate, &tree, Reuse::Nothing);
+                let taken = collect(candidate, &tree, Reuse::From(&index.facts, &index.source));
+                assert_eq!(
+                    digest(&walked),
+                    digest(&taken),
+                    "the facts differ for {what:?}"
+                );
+                assert_eq!(walked.reused, 0);
+                replayed += taken.reused;
+            }
+        }
+        // Each of the dozens of full answers keeps most of the original's
+        // functions as they were.
+        assert!(
+            replayed > 300,
+            "only {replayed} functions took the original's facts"
+        );
+    }
+
+    /// Everything a walk found, in a form that compares (sets sorted; the
+    /// recorded spans left out: only the original's walk makes them).
+    fn digest(facts: &Facts) -> String {
+        let mut used: Vec<&String> = facts.used_names.iter().collect();
+        used.sort();
+        let mut index: Vec<(&String, &usize)> = facts.function_index.iter().collect();
+        index.sort();
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            facts.classes,
+            facts.functions,
+            index,
+            facts.imports,
+            facts.main_entry,
+            facts.top_level,
+            used,
+            facts.placements,
+            facts.layouts,
+            facts.controls,
+            facts.connections,
+            facts.labels,
+            facts.dialogs,
+            facts.tampering,
+            facts.comments,
+            facts.lone_ellipses,
+            facts.syntax_errors,
+            facts.has_error,
+            facts.text_definitions.main_entry,
+        )
     }
 
     const ORIGINAL: &str = r#"import sys
