@@ -391,13 +391,26 @@ pub fn judge(
 
     let resources = &result["resources"];
     let oom = resources["oom_kills"].as_u64().unwrap_or(0) > 0 || outcome.oom_killed;
-    let pids = resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0;
+    // Taken by the supervisor before it killed a run at its deadline.
+    let at_deadline = &result["pids_at_deadline"];
+    let (in_use, allowed) = (
+        at_deadline["current"].as_u64().unwrap_or(0),
+        at_deadline["max"].as_u64().unwrap_or(0),
+    );
+    let pids_hit = resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0;
+    let runaway = !pids_hit && crate::sandbox::pids_runaway(in_use, allowed);
+    let pids = pids_hit || runaway;
     let hit_limit = oom || pids;
+    let pids_note = if runaway {
+        format!("{in_use} of the {allowed} processes the pids limit allows were in use at the deadline")
+    } else {
+        "the process (pids) limit was hit".to_string()
+    };
     let limit_note = match (oom, pids) {
-        (true, true) => "the memory and process limits were hit; ",
-        (true, false) => "the memory limit was hit; ",
-        (false, true) => "the process (pids) limit was hit; ",
-        (false, false) => "",
+        (true, true) => format!("the memory limit was hit and {pids_note}; "),
+        (true, false) => "the memory limit was hit; ".to_string(),
+        (false, true) => format!("{pids_note}; "),
+        (false, false) => String::new(),
     };
     let timed_out = result["timed_out"].as_bool() == Some(true) || outcome.host_timeout;
     let failed_step = behaviour.steps.iter().find(|s| !s.ok).cloned();
@@ -591,7 +604,27 @@ fn judge_without_result(
     outcome: &SandboxOutcome,
     wall_seconds: u64,
 ) -> Result<Behaviour, NotJudged> {
-    let (failure, detail) = if outcome.host_timeout {
+    // The engine's counters, read before the container went: a bomb that
+    // starved the supervisor until the wall clock ended the run is still
+    // stopped by its limit, not a hang.
+    let limit = match (
+        outcome.oom_killed || outcome.memory_limit_hit,
+        outcome.pids_limit_hit,
+    ) {
+        (true, true) => Some("it at its memory limit with at least half its pids limit in use"),
+        (true, false) => Some("it at its memory limit"),
+        (false, true) => Some("at least half its pids limit in use"),
+        (false, false) => None,
+    };
+    let (failure, detail) = if let (true, Some(limit)) = (outcome.host_timeout, limit) {
+        (
+            Failure::ResourceLimit,
+            format!(
+                "the sandbox gave no result within the {wall_seconds} s wall limit and was \
+                 killed; the engine found {limit}"
+            ),
+        )
+    } else if outcome.host_timeout {
         (
             Failure::Timeout,
             format!(
@@ -989,6 +1022,52 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(judge(&o, &t, 30).unwrap().failure, Some(Failure::Timeout));
+    }
+
+    #[test]
+    fn a_deadline_with_half_the_pids_limit_in_use_is_a_resource_limit() {
+        let t = turns();
+        let hung = || {
+            let mut o = outcome(
+                vec![
+                    step("compile", true),
+                    json!({"type": "step_start", "name": "launch"}),
+                ],
+                vec![],
+            );
+            o.result.as_mut().unwrap()["timed_out"] = json!(true);
+            o
+        };
+        let mut bomb = hung();
+        bomb.result.as_mut().unwrap()["pids_at_deadline"] = json!({"current": 200, "max": 256});
+        let b = judge(&bomb, &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::ResourceLimit));
+        assert!(b.failure_detail.unwrap().contains("200 of the 256"));
+        let mut app = hung();
+        app.result.as_mut().unwrap()["pids_at_deadline"] = json!({"current": 30, "max": 256});
+        assert_eq!(judge(&app, &t, 30).unwrap().failure, Some(Failure::Timeout));
+    }
+
+    #[test]
+    fn a_run_killed_at_its_pids_limit_is_a_resource_limit_not_a_timeout() {
+        let t = turns();
+        let o = SandboxOutcome {
+            missing_result: Some("nothing".into()),
+            host_timeout: true,
+            pids_limit_hit: true,
+            ..Default::default()
+        };
+        let b = judge(&o, &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::ResourceLimit));
+        assert!(b.failure_detail.unwrap().contains("pids"));
+        let o = SandboxOutcome {
+            pids_limit_hit: true,
+            ..Default::default()
+        };
+        assert!(
+            judge(&o, &t, 30).is_err(),
+            "a limit without a timeout or a result is still not judged"
+        );
     }
 
     #[test]

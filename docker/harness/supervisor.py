@@ -31,6 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import fake_ollama  # noqa: E402
 CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
+# Weight 15 against the supervisor's 1024 in the container's cgroup: even
+# 256 spinning candidate processes leave it about a fifth of the CPU.
+CANDIDATE_NICE = 19
 MAX_JOB_BYTES = 16 * 1024 * 1024
 MAX_REPORT_LINE = 8 * 1024 * 1024
 MAX_REPORT_TOTAL = 24 * 1024 * 1024
@@ -91,6 +94,10 @@ def main():
             child.wait(timeout=2)
         except subprocess.TimeoutExpired:
             timed_out = True
+    if timed_out:
+        # Read before the kill: a fork bomb still growing when the deadline
+        # came is judged by how much of the pids limit it had taken.
+        result["pids_at_deadline"] = pids_in_use()
     if child.poll() is None:
         kill_tree(child)
     exit_status = child.wait()
@@ -175,6 +182,12 @@ def spawn_harness(report_fd, binding):
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # The candidate runs at the lowest CPU priority, so that a fork bomb
+        # cannot starve the supervisor of the moments it needs to report
+        # (inherited by every child; with RLIMIT_NICE at 0 and no
+        # CAP_SYS_NICE it cannot raise itself back).
+        os.setpriority(os.PRIO_PROCESS, 0, CANDIDATE_NICE)
+        resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
         if limits["fsize"]:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
         if limits["nofile"]:
@@ -322,6 +335,20 @@ class ReportReader:
 
     def finish(self, timeout):
         self._thread.join(timeout)
+
+
+def pids_in_use():
+    """{"current", "max"} of the container's pids cgroup (v1 or v2), or {}."""
+    for base in ("/sys/fs/cgroup/pids/", "/sys/fs/cgroup/"):
+        try:
+            with open(base + "pids.current") as f:
+                current = int(f.read())
+            with open(base + "pids.max") as f:
+                limit = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        return {"current": current, "max": int(limit) if limit.isdigit() else 0}
+    return {}
 
 
 def cgroup_counters():

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -39,6 +39,10 @@ const MAX_STDERR: usize = 64 * 1024;
 /// Linux capabilities the supervisor keeps to drop to the candidate's uid
 /// and to kill it; the candidate itself has none.
 const SUPERVISOR_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
+/// How long a container may still run after its output ended before the
+/// stream is taken for cut (a supervisor that died takes its container
+/// down within milliseconds).
+const OUTPUT_CUT_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct DockerSandbox {
@@ -414,16 +418,80 @@ impl DockerSandbox {
             Ok(result) => outcome.result = Some(result),
             Err(why) => {
                 outcome.missing_result = Some(why);
-                // Only a run without a result needs the engine's view.
-                if let Ok(state) = self.docker.inspect_container(&id, None).await {
-                    let state = state.state.unwrap_or_default();
-                    outcome.oom_killed = state.oom_killed.unwrap_or(false);
-                    outcome.exit_code = state.exit_code;
+                // Only a run without a result needs the engine's view,
+                // read before the container goes.
+                if let Err(lost) = self.without_result(&id, &mut outcome).await {
+                    self.removals.spawn(guard);
+                    return Err(lost);
                 }
             }
         }
         self.removals.spawn(guard);
         Ok(outcome)
+    }
+
+    /// The engine's view of a run that printed no result: which limit the
+    /// container hit or was racing to (a fork bomb can starve the
+    /// supervisor until the host kills the run, and then only these
+    /// counters tell a bomb from a hang), and whether the output was lost
+    /// on the way rather than never printed (an engine or transport fault:
+    /// the answer is not to blame).
+    async fn without_result(
+        &self,
+        id: &str,
+        outcome: &mut SandboxOutcome,
+    ) -> Result<(), SandboxError> {
+        // Counters first: once the container has exited they are gone.
+        let options = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = self.docker.stats(id, Some(options)).next().await;
+        if let Some(Ok(stats)) = stats {
+            let pids = stats.pids_stats.unwrap_or_default();
+            if let (Some(current), Some(limit)) = (pids.current, pids.limit) {
+                outcome.pids_limit_hit = super::pids_runaway(current, limit);
+            }
+            let memory = stats.memory_stats.unwrap_or_default();
+            // cgroup v1 only: how often usage ran into the limit.
+            outcome.memory_limit_hit = memory.failcnt.unwrap_or(0) > 0;
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            let state = match self.docker.inspect_container(id, None).await {
+                Ok(c) => c.state.unwrap_or_default(),
+                Err(bollard::errors::Error::DockerResponseServerError { .. }) => return Ok(()),
+                Err(e) => return Err(engine_error("reading a container that gave no result", e)),
+            };
+            outcome.oom_killed = state.oom_killed.unwrap_or(false);
+            outcome.exit_code = state.exit_code;
+            let running = state.running.unwrap_or(false);
+            if outcome.host_timeout || !running {
+                // The supervisor exits 0 only after printing its result.
+                if !running && state.exit_code == Some(0) {
+                    return Err(SandboxError::Engine {
+                        doing: "reading the container's output",
+                        message: "the supervisor printed its result and exited, but the result \
+                                  never arrived (the connection to the engine was cut)"
+                            .into(),
+                    });
+                }
+                return Ok(());
+            }
+            // The output ended but the container runs on: the attach
+            // stream was cut (an engine restart, a proxy), unless it is
+            // just now exiting.
+            if waited >= OUTPUT_CUT_GRACE {
+                return Err(SandboxError::Engine {
+                    doing: "reading the container's output",
+                    message: "the output stream ended while the container still ran (the \
+                              connection to the engine was cut)"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += Duration::from_millis(100);
+        }
     }
 }
 

@@ -45,6 +45,14 @@ pub struct SandboxOutcome {
     pub host_timeout: bool,
     /// The engine reports the container was killed for memory.
     pub oom_killed: bool,
+    /// Read from the engine when no result came: the container had at
+    /// least half its pids limit in use (see `pids_runaway`).
+    #[serde(default)]
+    pub pids_limit_hit: bool,
+    /// Read from the engine when no result came: memory use ran into the
+    /// limit (cgroup v1's failcnt).
+    #[serde(default)]
+    pub memory_limit_hit: bool,
     pub exit_code: Option<i64>,
     /// The supervisor's own stderr (not the candidate's), capped.
     pub supervisor_stderr: String,
@@ -69,6 +77,17 @@ pub enum SandboxError {
     UnknownRuntime { wanted: String, available: String },
 }
 
+impl SandboxError {
+    /// The engine, or the connection to it, failed the run: trying the same
+    /// answer again later may well succeed.
+    pub fn is_engine_fault(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::EngineUnavailable(_) | SandboxError::Engine { .. }
+        )
+    }
+}
+
 /// Runs the harness on one job somewhere isolated (or not: see `local`).
 pub trait Sandbox: Send + Sync {
     /// A short name for reports: `docker` or `local`.
@@ -84,6 +103,14 @@ pub trait Sandbox: Send + Sync {
     fn after_outage(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+}
+
+/// Whether a run stopped by the wall clock with `current` of its `limit`
+/// pids in use was a process explosion: a fork bomb forks at whatever pace
+/// the host's load allows, so whether it reaches the limit before the
+/// deadline is luck; an app has a few dozen processes and threads.
+pub fn pids_runaway(current: u64, limit: u64) -> bool {
+    limit > 0 && current * 2 >= limit
 }
 
 /// Finds the supervisor's result line: `<nonce> <json>`. Exactly one line
