@@ -28,8 +28,9 @@ use crate::verify::{self, PreparedTask, Verification};
 
 /// The store's file name inside the data folder.
 pub const DB_FILE: &str = "qtjudge.db";
-/// A job that was running when the service died this many times is given
-/// up on: the same answer keeps taking the service down.
+/// A job that was running when the service died, or whose run the engine
+/// failed, this many times is given up on (`error`, saying why): the same
+/// answer keeps taking the service down, or the engine is not fit to run it.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Workers look at the store this often even when nobody wakes them, so a
 /// missed wake-up costs a delay, never a stuck job.
@@ -409,18 +410,32 @@ impl Store {
         .await
     }
 
-    /// Puts a running job back in the queue after an engine outage (not
-    /// counted as an attempt: the answer did nothing wrong).
-    async fn requeue(&self, id: &str) -> Result<()> {
+    /// A running job the engine failed (an outage, a cut connection): back
+    /// in the queue, its attempt counted, or, after `MAX_ATTEMPTS` such
+    /// runs, finished as `error` saying why. True when it was requeued.
+    async fn requeue_after_engine_fault(&self, id: &str, why: &str) -> Result<bool> {
         let id = id.to_string();
+        let why = why.to_string();
         self.call(move |conn| {
-            conn.execute(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, attempts = MAX(attempts - 1, 0)
-                 WHERE id = ?1 AND status = 'running'",
-                params![id],
-            )
-            .map(|_| ())
-            .map_err(sql("requeueing a job"))
+            let tx = conn.transaction().map_err(sql("starting a requeue"))?;
+            let given_up = tx
+                .execute(
+                    "UPDATE jobs SET status = 'error', finished_at = ?2,
+                     error = 'the Docker engine failed this verification ' || attempts || ' times (last: ' || ?3
+                             || '); given up: check the engine (docker info, its log) and submit the answer again'
+                     WHERE id = ?1 AND status = 'running' AND attempts >= ?4",
+                    params![id, now_ms(), why, MAX_ATTEMPTS],
+                )
+                .map_err(sql("giving up on a job"))?;
+            if given_up == 0 {
+                tx.execute(
+                    "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?1 AND status = 'running'",
+                    params![id],
+                )
+                .map_err(sql("requeueing a job"))?;
+            }
+            tx.commit().map_err(sql("committing a requeue"))?;
+            Ok(given_up == 0)
         })
         .await
     }
@@ -1259,16 +1274,19 @@ impl Jobs {
                 return;
             }
         };
-        if v.label == Label::Error
-            && (!self.engine.check_now().await || self.engine.outages() != outages_before)
-        {
-            // Not judged because the engine went away (it may be back
-            // already): keep it for later.
-            tracing::warn!(job = %job.id, "the engine went away during a verification: the job goes back to the queue");
-            if let Err(e) = self.store.requeue(&job.id).await {
-                tracing::error!(job = %job.id, error = %e, "cannot requeue a job");
+        if v.label == Label::Error {
+            let up = self.engine.check_now().await;
+            let outage = !up || self.engine.outages() != outages_before;
+            if v.engine_fault || outage {
+                if up && !outage {
+                    // A blip too short for any ping to see: what it broke
+                    // (warm containers' streams, removals) goes now.
+                    sandbox.after_outage().await;
+                }
+                self.retry_later(&job, v.error.as_deref().unwrap_or("the engine went away"))
+                    .await;
+                return;
             }
-            return;
         }
         let status = if v.label == Label::Error {
             Status::Error
@@ -1278,6 +1296,25 @@ impl Jobs {
         self.metrics.record(&v);
         tracing::info!(job = %job.id, model = %job.model, label = v.label.as_str(), failure = v.failure.as_deref().unwrap_or(""), ms = v.duration_ms, "verification finished");
         self.record(&job, status, Some(&v), None).await;
+    }
+
+    /// Not judged because of the engine (it may be back already): the job
+    /// goes back to the queue, a bounded number of times.
+    async fn retry_later(&self, job: &Claimed, why: &str) {
+        match self.store.requeue_after_engine_fault(&job.id, why).await {
+            Ok(true) => {
+                tracing::warn!(job = %job.id, error = why, "the engine failed a verification: the job goes back to the queue")
+            }
+            Ok(false) => {
+                tracing::error!(job = %job.id, error = why, attempts = MAX_ATTEMPTS, "the engine failed a verification again: given up");
+                let _ = self.finished.send(Finished {
+                    id: job.id.clone(),
+                    batch_id: job.batch_id.clone(),
+                });
+            }
+            // Left `running`: the next start-up runs it again.
+            Err(e) => tracing::error!(job = %job.id, error = %e, "cannot requeue a job"),
+        }
     }
 
     async fn record(
@@ -1552,10 +1589,38 @@ mod tests {
         pool.shutdown(Duration::from_secs(5)).await;
     }
 
+    /// Runs, but the supervisor prints no result (a harness fault).
+    struct SilentSandbox;
+
+    impl Sandbox for SilentSandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            Box::pin(async {
+                Ok(SandboxOutcome {
+                    missing_result: Some("the supervisor printed no result".into()),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
     #[tokio::test]
     async fn a_run_the_engine_could_not_judge_is_an_error_not_a_tier() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = jobs_with(dir.path(), 1, 10);
+        let engine = Arc::new(Engine::ready(Arc::new(SilentSandbox), None, None));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 1,
+                max_queue: 10,
+                tasks_dir: tasks_dir(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
         let pool = jobs.start();
         let correct = std::fs::read_to_string(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1569,6 +1634,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(done.status, Status::Error);
+        assert_eq!(done.attempts, 1, "not the engine's fault: not run again");
         assert_eq!(done.result.unwrap().tier, None);
         pool.shutdown(Duration::from_secs(5)).await;
     }
@@ -1620,6 +1686,66 @@ mod tests {
             jobs.engine.sandbox().is_none(),
             "workers claim nothing while it is down"
         );
+    }
+
+    /// Fails every run as if the connection to the engine were cut.
+    #[derive(Default)]
+    struct CutSandbox(AtomicUsize);
+
+    impl Sandbox for CutSandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                Err(SandboxError::Engine {
+                    doing: "reading the container's output",
+                    message: "cut".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_the_engine_fails_while_it_answers_is_retried_then_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
+        let sandbox = Arc::new(CutSandbox::default());
+        let engine = Arc::new(Engine::ready(sandbox.clone(), None, Some(engine_up)));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 1,
+                max_queue: 10,
+                tasks_dir: tasks_dir(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
+        let correct = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/outputs/reset-conversation/correct.py"),
+        )
+        .unwrap();
+        let pool = jobs.start();
+        let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
+        let job = jobs
+            .wait_for_job(&ids[0], Duration::from_secs(20))
+            .await
+            .unwrap()
+            .unwrap();
+        pool.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(job.status, Status::Error, "{job:?}");
+        assert_eq!(job.attempts, MAX_ATTEMPTS);
+        assert_eq!(sandbox.0.load(Ordering::SeqCst) as i64, MAX_ATTEMPTS);
+        let error = job.error.unwrap_or_default();
+        assert!(
+            error.contains("failed this verification 3 times") && error.contains("cut"),
+            "says why: {error}"
+        );
+        assert!(job.result.is_none());
     }
 
     #[tokio::test]

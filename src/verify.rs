@@ -39,6 +39,10 @@ pub struct Verification {
     pub behaviour: Option<Behaviour>,
     /// Set when the answer could not be judged (never the answer's fault).
     pub error: Option<String>,
+    /// The engine or the connection to it failed the run (so `error` is
+    /// set): the service tries again later instead of finishing the job.
+    #[serde(skip)]
+    pub engine_fault: bool,
     pub sandbox: String,
     /// Names the run's container (`qtjudge-<run_id>`, label `qtjudge.run`).
     pub run_id: String,
@@ -67,6 +71,7 @@ impl Verification {
             static_report: None,
             behaviour: None,
             error: None,
+            engine_fault: false,
             sandbox: sandbox.to_string(),
             run_id: short_id(),
             duration_ms: 0,
@@ -241,6 +246,7 @@ pub async fn verify(
             v.run_id = o.container_label.clone();
         }
     }
+    v.engine_fault = matches!(&outcome, Err(e) if e.is_engine_fault());
     let behaviour = match outcome.map_err(|e| e.to_string()).and_then(|o| {
         harness::judge(&o, &turns, task.limits.wall_seconds).map_err(|e| e.to_string())
     }) {
@@ -297,6 +303,7 @@ pub async fn verify(
             Err(e) => {
                 // Without the original's tree a moved widget goes unseen:
                 // a pass judged without it could be a tier too good.
+                v.engine_fault = e.is_engine_fault();
                 let why = format!("could not run the original app for the layout comparison: {e}");
                 tracing::error!(run = %v.run_id, model, error = %why, "verification could not be judged");
                 apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));

@@ -26,7 +26,7 @@ use crate::support::{docker, fixture, task};
 struct EngineProxy {
     path: PathBuf,
     upstream: PathBuf,
-    /// The accept loop and every connection's copy task, while on.
+    /// The accept loop (first) and every connection's copy task, while on.
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -69,6 +69,18 @@ impl EngineProxy {
             }
         });
         self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// A blip too short for any ping to see: every live connection (an
+    /// attached container's stream included) is dropped, new ones are
+    /// still accepted.
+    fn cut(&self) {
+        let mut tasks = self.tasks.lock().unwrap();
+        let accept = tasks.remove(0);
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+        tasks.push(accept);
     }
 
     /// Closes the listener and drops every live connection (an attached
@@ -309,4 +321,62 @@ async fn no_pass_is_given_when_the_layout_comparison_could_not_run() {
         v.error
     );
     assert!(!v.steps.is_empty(), "the answer itself did run");
+}
+
+/// An outage shorter than one engine ping, during a running job: the
+/// connections drop (the running container's output stream with them) and
+/// the engine answers again at once, so no ping ever finds it down. The
+/// interrupted job goes back to the queue (its attempts counted in the
+/// view) and gets its real verdict; so does the job queued behind it,
+/// although the warm container waiting for it lost its stream too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
+    let Some(_) = docker().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = EngineProxy::new(&dir.path().join("engine.sock"));
+    proxy.on();
+    let docker_host = proxy.docker_host();
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        Some(TOKEN),
+        &["--workers", "1"],
+        &[("DOCKER_HOST", docker_host.as_str())],
+    );
+    server.wait_ready().await;
+    // The original's widget tree first, as in the outage test above.
+    let warm_up = server.submit("devstral", &fixture("devstral.md")).await;
+    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+
+    let running = server.submit("slow", &slow_answer()).await;
+    let queued = server.submit("devstral", &fixture("devstral.md")).await;
+    wait_for_status(&server, &running, "running").await;
+    // Inside its 6 s reset handler by now, with a warm container waiting
+    // for the queued job.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.cut();
+
+    let slow = server.finished(&running).await;
+    assert_eq!(
+        (slow["status"].as_str(), slow["result"]["tier"].as_u64()),
+        (Some("done"), Some(2)),
+        "the cut-off job gets its own verdict: {slow}\nlog:\n{}",
+        server.log()
+    );
+    assert_eq!(slow["attempts"], 2, "run again once: {slow}");
+    let next = server.finished(&queued).await;
+    assert_eq!(
+        (next["status"].as_str(), next["result"]["tier"].as_u64()),
+        (Some("done"), Some(1)),
+        "{next}\nlog:\n{}",
+        server.log()
+    );
+    let (_, health) = health(&server).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    let pid = server.pid();
+    server.stop();
+    assert_eq!(
+        containers_of(pid).await,
+        0,
+        "the cut-off run's container is removed"
+    );
 }
