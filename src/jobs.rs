@@ -41,6 +41,12 @@ const ENGINE_WAIT_POLL: Duration = Duration::from_millis(250);
 const ENGINE_POLL: Duration = Duration::from_secs(5);
 /// How often containers of qtjudge processes that are gone are removed.
 const REAP_EVERY: Duration = Duration::from_secs(15);
+/// After start-up (and after a reap that found one), containers of
+/// processes that are gone are looked for this often, for this long: the
+/// engine may still be creating what a killed process asked for, and an
+/// orphan should not outlive the restart by a full `REAP_EVERY`.
+const REAP_AFTER_START_EVERY: Duration = Duration::from_secs(1);
+const REAP_AFTER_START_FOR: Duration = Duration::from_secs(30);
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 9] = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
 
@@ -875,24 +881,41 @@ pub async fn watch_docker(
             }
         }
     };
-    let mut last_reap = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let mut next_ping = started + ENGINE_POLL;
+    let mut next_reap = started + REAP_AFTER_START_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(ENGINE_POLL) => {}
+            _ = tokio::time::sleep_until(next_ping.min(next_reap)) => {}
         }
-        if engine.check_now().await && last_reap.elapsed() >= REAP_EVERY {
+        let now = tokio::time::Instant::now();
+        if now >= next_ping {
+            engine.check_now().await;
+            next_ping = now + ENGINE_POLL;
+        }
+        if now >= next_reap {
             // Again and again, not only at start-up: a container whose
             // creation a killed process had asked for can appear after
-            // the start-up reap.
-            last_reap = tokio::time::Instant::now();
-            let reaped = sandbox.reap_orphans().await;
+            // the start-up reap, and soon after it most likely.
+            let reaped = if engine.health().reachable {
+                sandbox.reap_orphans().await
+            } else {
+                0
+            };
             if reaped > 0 {
                 tracing::warn!(
                     reaped,
                     "removed sandbox containers of processes that are gone"
                 );
             }
+            let soon = now.duration_since(started) < REAP_AFTER_START_FOR || reaped > 0;
+            next_reap = now
+                + if soon {
+                    REAP_AFTER_START_EVERY
+                } else {
+                    REAP_EVERY
+                };
         }
     }
 }
