@@ -402,7 +402,9 @@ pub fn judge(
     let pids = pids_hit || runaway;
     let hit_limit = oom || pids;
     let pids_note = if runaway {
-        format!("{in_use} of the {allowed} processes the pids limit allows were in use at the deadline")
+        format!(
+            "{in_use} of the {allowed} processes the pids limit allows were in use at the deadline"
+        )
     } else {
         "the process (pids) limit was hit".to_string()
     };
