@@ -1222,6 +1222,8 @@ impl Jobs {
             let jobs = self.clone();
             tokio::spawn(async move { jobs.prune_regularly(retention).await });
         }
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.release_memory_when_idle().await });
         Pool {
             jobs: self.clone(),
             handles,
@@ -1375,6 +1377,43 @@ impl Jobs {
         }
     }
 }
+
+impl Jobs {
+    /// Hands the heap's free pages back to the system while no
+    /// verification runs: glibc keeps what a batch freed (its results,
+    /// screenshots and requests) as the process's RSS until asked to trim.
+    async fn release_memory_when_idle(&self) {
+        loop {
+            tokio::select! {
+                _ = self.stopping.cancelled() => return,
+                _ = tokio::time::sleep(MEMORY_TRIM_EVERY) => {}
+            }
+            if self.running() == 0 {
+                release_free_memory();
+            }
+        }
+    }
+}
+
+/// How often an idle service trims its heap (a trim of a quiet heap costs
+/// well under a millisecond).
+const MEMORY_TRIM_EVERY: Duration = Duration::from_secs(5);
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    extern "C" {
+        /// glibc: returns free memory of every arena to the system.
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointers and only walks the allocator's
+    // own free lists, under its own locks.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 struct DecrementOnDrop<'a>(&'a AtomicUsize);
 
