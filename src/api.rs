@@ -21,10 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::bundle::{Bundle, BundleError, InputKind};
 use crate::callbacks;
 use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status};
 use crate::report::{self, Counts, Format};
-use crate::task::{Task, TaskError};
+use crate::task::{Task, TaskChoice, TaskError};
 use crate::verify::Verification;
 
 /// The task a request names when it names none.
@@ -336,9 +337,21 @@ fn presented_token(authorization: &str) -> Option<String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VerificationRequest {
-    output: String,
-    #[serde(default = "default_task")]
-    task: String,
+    /// The raw answer; or else an app in `archive_base64`.
+    #[serde(default)]
+    output: Option<String>,
+    /// A `.zip`, `.tar.gz` or `.ipynb`, base64-encoded.
+    #[serde(default)]
+    archive_base64: Option<String>,
+    /// Its file name (says its kind); sniffed from its bytes when absent.
+    #[serde(default)]
+    archive_name: Option<String>,
+    /// The app's file run as `__main__` (default: the one with a guard).
+    #[serde(default)]
+    entry: Option<String>,
+    /// Absent: the task whose original the answer resembles, else `generic-reset`.
+    #[serde(default)]
+    task: Option<String>,
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
@@ -444,26 +457,198 @@ async fn submit(
     })
 }
 
+impl From<BundleError> for ApiError {
+    fn from(e: BundleError) -> ApiError {
+        ApiError::Unprocessable {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The kind of an archive sent without a name, from its first bytes.
+fn sniff_kind(bytes: &[u8]) -> InputKind {
+    if bytes.starts_with(b"PK") {
+        InputKind::Zip
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        InputKind::TarGz
+    } else {
+        InputKind::Notebook
+    }
+}
+
+/// A multipart upload as a [`VerificationRequest`]: the `file` part (its
+/// name says what it is) and text fields of the same names as the JSON's.
+async fn parse_multipart(
+    content_type: &str,
+    body: Bytes,
+) -> Result<(VerificationRequest, Option<(String, Bytes)>), ApiError> {
+    let request = Request::builder()
+        .header(CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut multipart = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|e| {
+            ApiError::BadRequest(format!("not a multipart/form-data body: {}", e.body_text()))
+        })?;
+    let mut file = None;
+    let mut fields = serde_json::Map::new();
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::BadRequest(format!("unreadable multipart body: {}", e.body_text()))
+    };
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "file" => {
+                let filename = field.file_name().unwrap_or("answer.py").to_string();
+                file = Some((filename, field.bytes().await.map_err(bad)?));
+            }
+            "entry" | "task" | "model" | "callback_url" | "metadata" => {
+                let text = field.text().await.map_err(bad)?;
+                let value = if name == "metadata" {
+                    serde_json::from_str(&text).map_err(|e| {
+                        ApiError::BadRequest(format!("the `metadata` field is not JSON: {e}"))
+                    })?
+                } else {
+                    Value::String(text)
+                };
+                fields.insert(name, value);
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown multipart field `{other}`; send `file` and optionally entry, task, model, metadata, callback_url"
+                )))
+            }
+        }
+    }
+    if file.is_none() {
+        return Err(ApiError::Unprocessable {
+            code: "empty_output",
+            message: "the upload has no `file` part: send the answer or the app (.py, .md, .zip, .tar.gz, .ipynb) as `file`".into(),
+        });
+    }
+    let request: VerificationRequest = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::BadRequest(format!("the upload's fields: {e}")))?;
+    Ok((request, file))
+}
+
+/// The answer or app a request carries: (raw answer, app).
+fn request_input(
+    request: &mut VerificationRequest,
+    upload: Option<(String, Bytes)>,
+    max_body: usize,
+) -> Result<(String, Option<Bundle>), ApiError> {
+    let entry = request.entry.clone().filter(|e| !e.trim().is_empty());
+    let archive: Option<(InputKind, String, Vec<u8>)> =
+        match (upload, request.archive_base64.take()) {
+            (Some((name, bytes)), _) => match InputKind::of_name(&name) {
+                InputKind::Answer => {
+                    request.output = Some(String::from_utf8_lossy(&bytes).into_owned());
+                    None
+                }
+                kind => Some((kind, name, bytes.to_vec())),
+            },
+            (None, Some(encoded)) => {
+                if request.output.is_some() {
+                    return Err(ApiError::Unprocessable {
+                        code: "output_and_archive",
+                        message:
+                            "send `output` (a raw answer) or `archive_base64` (an app), not both"
+                                .into(),
+                    });
+                }
+                let bytes = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    encoded.trim(),
+                )
+                .map_err(|e| ApiError::Unprocessable {
+                    code: "bad_archive",
+                    message: format!("`archive_base64` is not base64: {e}"),
+                })?;
+                if bytes.len() > max_body {
+                    return Err(ApiError::TooLarge(format!(
+                        "the archive is {} bytes, over the limit of {max_body} (see --max-body-kb)",
+                        bytes.len()
+                    )));
+                }
+                let name = request.archive_name.clone().unwrap_or_default();
+                let kind = match InputKind::of_name(&name) {
+                    InputKind::Answer => sniff_kind(&bytes),
+                    kind => kind,
+                };
+                Some((kind, name, bytes))
+            }
+            (None, None) => None,
+        };
+    match archive {
+        Some((kind, name, bytes)) => {
+            let bundle = Bundle::from_bytes(kind, &name, &bytes, entry.as_deref())?;
+            Ok((String::new(), Some(bundle)))
+        }
+        None => {
+            if entry.is_some() {
+                return Err(ApiError::Unprocessable {
+                    code: "entry_without_archive",
+                    message: "`entry` applies to an app (archive_base64, or a .zip/.tar.gz/.ipynb upload), not to a raw answer".into(),
+                });
+            }
+            let output = request.output.take().unwrap_or_default();
+            check_answer(&output, max_body, "the answer")?;
+            Ok((output, None))
+        }
+    }
+}
+
 async fn create_verification(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request: VerificationRequest = parse_json(&body)?;
-    check_answer(&request.output, state.config.max_body, "the answer")?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (mut request, upload) = if content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        parse_multipart(&content_type, body).await?
+    } else {
+        (parse_json::<VerificationRequest>(&body)?, None)
+    };
+    let (output, bundle) = request_input(&mut request, upload, state.config.max_body)?;
     check_metadata(&request.metadata, "the request")?;
     let callback_url = check_callback_url(request.callback_url.as_deref())?;
-    admit(&state, &request.task).await?;
+    let choice = match request.task.clone().filter(|t| !t.is_empty()) {
+        Some(task) => TaskChoice::given(&task),
+        None => {
+            let code = match &bundle {
+                Some(b) => b.python_sources().join("\n"),
+                None => output.clone(),
+            };
+            let dir = state.config.tasks_dir.clone();
+            // Reading the task folders is blocking IO.
+            tokio::task::spawn_blocking(move || {
+                crate::task::choose(&crate::task::load_with_originals(&dir), &code)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
+    admit(&state, &choice.task).await?;
     let job = NewJob {
-        task: request.task,
+        task: choice.task.clone(),
         model: request
             .model
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| "answer".into()),
-        output: request.output,
+        output,
         metadata: request.metadata.filter(|m| !m.is_null()),
         callback_url,
+        bundle,
     };
     let id = submit(&state, vec![job], None).await?.remove(0);
     let wait = requested_wait(query.wait, &headers);
@@ -475,7 +660,7 @@ async fn create_verification(
         }
     }
     let location = verification_link(&id);
-    let body = json!({"id": id, "status": Status::Queued, "links": {"self": location}});
+    let body = json!({"id": id, "status": Status::Queued, "task_choice": choice, "links": {"self": location}});
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, value);
@@ -642,6 +827,7 @@ async fn create_batch(
             output: item.output,
             metadata: item.metadata.filter(|m| !m.is_null()),
             callback_url: None,
+            bundle: None,
         });
     }
     admit(&state, &task).await?;
@@ -909,11 +1095,17 @@ fn hand_written_openapi() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "shutting_down", "internal"]},
+                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "shutting_down", "internal",
+                        "output_and_archive", "entry_without_archive", "unsafe_archive_path", "archive_special_file", "archive_too_many_files", "archive_too_large", "bad_archive", "bad_notebook", "no_python_file", "entry_not_found", "no_entry_point", "ambiguous_entry_point", "unreadable_input"]},
                     "message": {"type": "string"}}},
-                "VerificationRequest": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
+                "VerificationRequest": {"type": "object", "additionalProperties": false,
+                    "description": "exactly one of `output` (a raw answer) and `archive_base64` (an app)",
+                    "properties": {
                     "output": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "the model's raw answer (not blank)"},
-                    "task": {"type": "string", "default": DEFAULT_TASK},
+                    "archive_base64": {"type": "string", "description": "an app: a .zip, .tar.gz or .ipynb, base64-encoded (at most --max-body-kb decoded; 256 files and 8 MiB unpacked; no `..`, absolute names, links or devices)"},
+                    "archive_name": {"type": "string", "description": "the archive's file name (`app.zip`, `app.tar.gz`, `chat.ipynb`); its kind is sniffed when absent"},
+                    "entry": {"type": "string", "description": "the app's file run as `__main__`; default: the one with an `if __name__ == \"__main__\":` guard"},
+                    "task": {"type": "string", "description": "default: the task whose original the answer resembles, else `generic-reset`"},
                     "model": {"type": "string", "description": "a label for reports"},
                     "metadata": {"type": "object", "description": "echoed back"},
                     "callback_url": {"type": "string", "format": "uri", "description": "absolute http(s) URL; the finished verification is POSTed there"}}},
@@ -952,13 +1144,18 @@ fn hand_written_openapi() -> Value {
             "/v1/verifications": {"post": {
                 "summary": "verify one answer", "security": [{"bearer": []}],
                 "parameters": [wait_param],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerificationRequest"}}}},
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/VerificationRequest"}},
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "a raw answer (.py, .md, .txt) or an app (.zip, .tar.gz, .ipynb), told apart by the file name"},
+                        "entry": {"type": "string"}, "task": {"type": "string"}, "model": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"}, "callback_url": {"type": "string"}}}}}},
                 "responses": with(json!({
                     "200": {"description": "finished within the wait", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}},
                     "202": {"description": "accepted (on disk); poll the Location", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
                 }), json!({
                     "413": error_response("the body or the answer is over the limit"),
-                    "422": error_response("unknown task, empty answer or a `callback_url` that is not an absolute http(s) URL"),
+                    "422": error_response("unknown task, empty answer, an app refused (unsafe or unreadable archive, no or ambiguous entry point: see `error`) or a `callback_url` that is not an absolute http(s) URL"),
                     "429": error_response("the queue is full; see Retry-After"),
                     "503": error_response("the Docker engine is unreachable, or the service is stopping"),
                 })),
@@ -1754,7 +1951,9 @@ mod tests {
             (Some("queued"), Some("m"))
         );
         assert_eq!(view["metadata"], json!({"k": 1}));
-        assert_eq!(view["task"], DEFAULT_TASK);
+        // No task named and `print(1)` resembles no original: the generic task.
+        assert_eq!(view["task"], crate::task::FALLBACK_TASK);
+        assert_eq!(body["task_choice"]["how"], "default", "{body}");
     }
 
     #[tokio::test]
@@ -1772,8 +1971,8 @@ mod tests {
         );
         assert_error(
             &post(&f.state, "/v1/verifications", r#"{"model": "m"}"#).await,
-            400,
-            "bad_request",
+            422,
+            "empty_output",
         );
         assert_error(
             &post(

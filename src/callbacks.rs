@@ -795,6 +795,7 @@ mod tests {
             output: "Sorry, I cannot help with that.".into(),
             metadata: None,
             callback_url: callback_url.map(String::from),
+            bundle: None,
         }
     }
 

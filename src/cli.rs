@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
+use crate::bundle::Bundle;
 use crate::report::{self, Counts, Format};
 use crate::sandbox::docker::DockerSandbox;
 use crate::sandbox::local::LocalSandbox;
@@ -40,7 +41,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Verify one answer (a .py script or a model's raw Markdown answer).
+    /// Verify one answer or app: a .py script, a model's raw Markdown answer,
+    /// an app's folder, a .zip/.tar.gz of it, or a .ipynb notebook.
     Verify(VerifyArgs),
     /// Grade many answers into the experiment's tiers (a benchmark stage).
     Grade(GradeArgs),
@@ -78,9 +80,11 @@ pub enum SandboxKind {
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// The task the answers were written for (a folder of the tasks dir).
-    #[arg(long, default_value = "reset-conversation")]
-    pub task: String,
+    /// The task the answers were written for (a folder of the tasks dir, or
+    /// the built-in `generic-reset`). Without it, each answer is graded
+    /// against the task whose original it resembles, else `generic-reset`.
+    #[arg(long)]
+    pub task: Option<String>,
     /// Where the tasks live.
     #[arg(long, env = "QTJUDGE_TASKS_DIR")]
     pub tasks_dir: Option<PathBuf>,
@@ -94,8 +98,14 @@ pub struct Common {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The answer: a .py script or a raw model answer (Markdown).
+    /// The answer: a .py script, a raw model answer (Markdown), an app's
+    /// folder, a .zip or .tar.gz of one, or a .ipynb notebook.
     pub file: PathBuf,
+    /// The app's file run as `__main__` (a folder or archive), relative to
+    /// the app's folder. Default: the one file with an
+    /// `if __name__ == "__main__":` guard.
+    #[arg(long)]
+    pub entry: Option<String>,
     #[command(flatten)]
     pub common: Common,
     #[arg(long, value_enum, default_value = "text")]
@@ -113,7 +123,9 @@ pub enum VerifyFormat {
 
 #[derive(Args, Debug)]
 pub struct GradeArgs {
-    /// Answer files, folders of answers named by model, or JSONL files of {"model", "output"}.
+    /// Answer files, folders of answers named by model, or JSONL files of
+    /// {"model", "output"}. Apps (.zip, .tar.gz, .ipynb, or a subfolder of a
+    /// folder of answers) are graded whole, each named by its file.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
@@ -278,12 +290,108 @@ async fn image_command(action: ImageAction) -> Result<i32> {
     }
 }
 
-fn load_task(common: &Common) -> Result<Task> {
-    let dir = common
-        .tasks_dir
-        .clone()
-        .unwrap_or_else(task::default_tasks_dir);
-    Ok(Task::load(&dir, &common.task)?)
+/// Picks each answer's task: the one given with `--task`, else the task
+/// whose original the answer resembles, else `generic-reset`. Each task is
+/// prepared once (its original's widget tree is cached per task).
+struct TaskPicker {
+    dir: PathBuf,
+    given: Option<String>,
+    candidates: Vec<Task>,
+    prepared: std::sync::Mutex<std::collections::HashMap<String, Arc<PreparedTask>>>,
+}
+
+impl TaskPicker {
+    fn new(common: &Common) -> Result<TaskPicker> {
+        let dir = common
+            .tasks_dir
+            .clone()
+            .unwrap_or_else(task::default_tasks_dir);
+        let given = common.task.clone().filter(|t| !t.is_empty());
+        let mut picker = TaskPicker {
+            candidates: Vec::new(),
+            prepared: Default::default(),
+            given: given.clone(),
+            dir: dir.clone(),
+        };
+        match given {
+            // Loaded now: an unknown task is a usage error before any run.
+            Some(id) => {
+                picker.prepare(Task::load(&dir, &id)?);
+            }
+            None => picker.candidates = task::load_with_originals(&dir),
+        }
+        Ok(picker)
+    }
+
+    fn prepare(&self, task: Task) -> Arc<PreparedTask> {
+        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        prepared
+            .entry(task.id.clone())
+            .or_insert_with(|| PreparedTask::new(task, verify::default_cache_dir()))
+            .clone()
+    }
+
+    /// The task for an answer whose code is `candidate`.
+    fn pick(&self, candidate: &str) -> Result<(Arc<PreparedTask>, task::TaskChoice)> {
+        let choice = match &self.given {
+            Some(id) => task::TaskChoice::given(id),
+            None => task::choose(&self.candidates, candidate),
+        };
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&choice.task)
+        {
+            return Ok((p.clone(), choice));
+        }
+        let task = match self.candidates.iter().find(|t| t.id == choice.task) {
+            Some(t) => t.clone(),
+            None => Task::load(&self.dir, &choice.task)?,
+        };
+        Ok((self.prepare(task), choice))
+    }
+}
+
+/// An input read from disk: a raw answer to extract, or an app.
+pub enum Loaded {
+    Answer(String),
+    App(Bundle),
+}
+
+impl Loaded {
+    /// What verification takes.
+    pub fn input(&self) -> verify::Input<'_> {
+        match self {
+            Loaded::Answer(text) => verify::Input::Answer(text),
+            Loaded::App(bundle) => verify::Input::Bundle(bundle),
+        }
+    }
+
+    /// The code to compare with the tasks' originals (an app's Python
+    /// files, the entry first).
+    pub fn code(&self) -> String {
+        match self {
+            Loaded::Answer(text) => text.clone(),
+            Loaded::App(bundle) => bundle.python_sources().join("\n"),
+        }
+    }
+}
+
+/// Reads `path` as `verify` takes it: a folder, an archive or a notebook
+/// becomes an app (its entry from `entry` or its `__main__` guard);
+/// anything else is an answer to extract.
+pub fn load_input(path: &Path, entry: Option<&str>) -> Result<Loaded> {
+    match Bundle::from_path(path, entry) {
+        Some(bundle) => Ok(Loaded::App(bundle.with_context(|| {
+            format!("cannot use {} as an app", path.display())
+        })?)),
+        None if entry.is_some() => bail!(
+            "--entry applies to an app given as a folder, a .zip/.tar.gz or a .ipynb; {} is one script",
+            path.display()
+        ),
+        None => Ok(Loaded::Answer(read_answer(path)?)),
+    }
 }
 
 /// The sandbox to run in; `warm` containers are kept started ahead.
@@ -310,18 +418,22 @@ async fn make_sandbox(common: &Common, warm: usize) -> Result<Arc<dyn Sandbox>> 
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {
-    let task = load_task(&args.common)?;
-    let answer = read_answer(&args.file)?;
+    let picker = TaskPicker::new(&args.common)?;
+    let loaded = load_input(&args.file, args.entry.as_deref())?;
+    let (prepared, choice) = picker.pick(&loaded.code())?;
     // One answer: a warm container would only be paid for and thrown away.
     let sandbox = make_sandbox(&args.common, 0).await?;
-    let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let model = model_name(&args.file);
     eprintln!(
-        "qtjudge: verifying {} in the {} sandbox…",
+        "qtjudge: verifying {} in the {} sandbox (task {}: {})…",
         args.file.display(),
-        sandbox.name()
+        sandbox.name(),
+        choice.task,
+        choice.reason
     );
-    let mut result = verify::verify(&answer, &model, &prepared, sandbox.as_ref()).await;
+    let mut result =
+        verify::verify_input(loaded.input(), &model, &prepared, sandbox.as_ref()).await;
+    result.task_choice = Some(choice);
     // Its container is removed in the background: wait for that before exiting.
     sandbox.shutdown().await;
     let dir = args
@@ -352,6 +464,23 @@ pub fn verification_text(v: &Verification) -> String {
         .unwrap_or_else(|| "not judged".into());
     let _ = writeln!(out, "{}: {} ({})", v.model, tier, v.label.as_str());
     let _ = writeln!(out, "  reason: {}", v.reason);
+    if let Some(c) = &v.task_choice {
+        let _ = writeln!(out, "  task: {} ({})", c.task, c.reason);
+    }
+    if let Some(b) = &v.bundle {
+        let compared = if b.compared != b.entry {
+            format!(", compared with the original: {}", b.compared)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  app: {} files from a {:?}, entry {}{compared}",
+            b.files.len(),
+            b.origin,
+            b.entry
+        );
+    }
     if let Some(failure) = &v.failure {
         let _ = writeln!(out, "  failure: {failure}");
     }
@@ -488,9 +617,21 @@ fn read_answer(path: &Path) -> Result<String> {
 }
 
 fn model_name(path: &Path) -> String {
-    path.file_stem()
+    let name = path
+        .file_name()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "answer".into())
+        .unwrap_or_default();
+    // `app.tar.gz` is the model `app`, like `app.zip`.
+    let stem = name
+        .strip_suffix(".tar.gz")
+        .map(String::from)
+        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if stem.is_empty() {
+        "answer".into()
+    } else {
+        stem
+    }
 }
 
 /// A model label made safe as a file name.
@@ -518,6 +659,8 @@ pub fn sanitize(name: &str) -> String {
 pub struct Answer {
     pub model: String,
     pub output: String,
+    /// An app of several files (or a notebook); `output` is then empty.
+    pub bundle: Option<Bundle>,
 }
 
 const ANSWER_EXTENSIONS: [&str; 4] = ["md", "py", "txt", "markdown"];
@@ -531,11 +674,17 @@ pub fn collect_answers(paths: &[PathBuf]) -> Result<Vec<Answer>> {
                 .with_context(|| format!("cannot list {}", path.display()))?
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.is_file())
                 .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| ANSWER_EXTENSIONS.contains(&e) || e == "jsonl")
+                    // A subfolder is an app of its own (hidden ones are not).
+                    let hidden = p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    (p.is_dir() && !hidden)
+                        || (p.is_file()
+                            && (is_app_file(p)
+                                || p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                                    ANSWER_EXTENSIONS.contains(&e) || e == "jsonl"
+                                })))
                 })
                 .collect();
             files.sort();
@@ -559,7 +708,22 @@ pub fn collect_answers(paths: &[PathBuf]) -> Result<Vec<Answer>> {
     Ok(answers)
 }
 
+/// A `.zip`, `.tar.gz` or `.ipynb`: an app, not an answer to extract.
+fn is_app_file(path: &Path) -> bool {
+    crate::bundle::InputKind::of_name(&path.to_string_lossy()) != crate::bundle::InputKind::Answer
+}
+
 fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
+    if path.is_dir() || is_app_file(path) {
+        let Loaded::App(bundle) = load_input(path, None)? else {
+            bail!("{} is not an app", path.display());
+        };
+        return Ok(vec![Answer {
+            model: model_name(path),
+            output: String::new(),
+            bundle: Some(bundle),
+        }]);
+    }
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -581,6 +745,7 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
             answers.push(Answer {
                 model,
                 output: output.to_string(),
+                bundle: None,
             });
         }
         return Ok(answers);
@@ -588,6 +753,7 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
     Ok(vec![Answer {
         model: model_name(path),
         output: read_answer(path)?,
+        bundle: None,
     }])
 }
 
@@ -595,7 +761,7 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
     let answers = collect_answers(&args.paths)?;
     if answers.is_empty() {
         bail!(
-            "no answers found in {:?} (answers are .md, .py, .txt or .jsonl files)",
+            "no answers found in {:?} (answers are .md, .py, .txt or .jsonl files; apps are folders, .zip, .tar.gz or .ipynb)",
             args.paths
         );
     }
@@ -656,20 +822,40 @@ fn keep_result(run_dir: &Path, v: &mut Verification) {
 
 /// Verifies the answers in containers on this machine, `--jobs` at once.
 async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verification>> {
-    let task = load_task(&args.common)?;
+    let picker = Arc::new(TaskPicker::new(&args.common)?);
     let sandbox = make_sandbox(&args.common, args.warm.unwrap_or(args.jobs)).await?;
-    let prepared = PreparedTask::new(task, verify::default_cache_dir());
     let bar = progress_bar(todo.len() as u64);
     let run_dir = args.run_dir.clone();
     let mut stream = futures_util::stream::iter(todo.into_iter().map(|answer| {
-        let prepared = prepared.clone();
+        let picker = picker.clone();
         let sandbox = sandbox.clone();
         let run_dir = run_dir.clone();
         let bar = bar.clone();
         async move {
             bar.set_message(answer.model.clone());
-            let mut v =
-                verify::verify(&answer.output, &answer.model, &prepared, sandbox.as_ref()).await;
+            let loaded = match answer.bundle {
+                Some(bundle) => Loaded::App(bundle),
+                None => Loaded::Answer(answer.output),
+            };
+            let mut v = match picker.pick(&loaded.code()) {
+                Ok((prepared, choice)) => {
+                    let mut v = verify::verify_input(
+                        loaded.input(),
+                        &answer.model,
+                        &prepared,
+                        sandbox.as_ref(),
+                    )
+                    .await;
+                    v.task_choice = Some(choice);
+                    v
+                }
+                Err(e) => {
+                    let mut v = Verification::unjudged(&answer.model, "?", sandbox.name());
+                    v.error = Some(format!("{e:#}"));
+                    v.reason = format!("no task to grade against: {e:#}");
+                    v
+                }
+            };
             keep_result(&run_dir, &mut v);
             bar.inc(1);
             v
@@ -695,13 +881,26 @@ async fn grade_remotely(
     if todo.is_empty() {
         return Ok(Vec::new());
     }
-    service.check_task(&args.common.task).await?;
+    if let Some(app) = todo.iter().find(|a| a.bundle.is_some()) {
+        bail!(
+            "{} is an app of its own files: --server takes raw answers only (POST an app to /v1/verifications as a multipart upload)",
+            app.model
+        );
+    }
+    // The service picks a task per answer the same way when none is given;
+    // its batches need one, so the experiment's task stays the default here.
+    let task = args
+        .common
+        .task
+        .clone()
+        .unwrap_or_else(|| crate::api::DEFAULT_TASK.to_string());
+    service.check_task(&task).await?;
     eprintln!("qtjudge: sending {} answer(s) to {url}…", todo.len());
     let bar = progress_bar(todo.len() as u64);
     let mut done = Vec::new();
     service
         .grade(
-            &args.common.task,
+            &task,
             todo,
             args.batch_size,
             |finished, _| bar.set_position(finished as u64),

@@ -346,6 +346,7 @@ mod tests {
         Answer {
             model: model.into(),
             output: "x".repeat(bytes),
+            bundle: None,
         }
     }
 

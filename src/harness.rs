@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::bundle::Bundle;
 use crate::sandbox::{SandboxOutcome, INNER_DEADLINE_MARGIN_SECONDS};
 use crate::screen::ScreenCheck;
 use crate::task::Task;
@@ -136,13 +137,17 @@ pub fn detect_binding<'a>(sources: impl IntoIterator<Item = &'a str>) -> &'stati
     BINDINGS[0]
 }
 
-/// The job the supervisor receives on stdin (the sandbox adds the nonce).
-pub fn job(task: &Task, script: &str, filename: &str, turns: &[Turn]) -> Value {
+/// The job the supervisor receives on stdin (the sandbox adds the nonce):
+/// the app's files (base64, under `files`), the one run as `__main__`
+/// (`entry`), the turns and what the task names.
+pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
     let wall = task.limits.wall_seconds as f64;
+    // The entry first, then the app's other Python files.
+    let sources: Vec<String> = bundle.python_sources();
     json!({
-        "script": script,
-        "filename": filename,
-        "binding": detect_binding([script]),
+        "files": bundle.files,
+        "entry": bundle.entry,
+        "binding": detect_binding(sources.iter().map(String::as_str)),
         "turns": turns,
         "app": {
             "window_class": task.app.window_class,

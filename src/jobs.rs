@@ -120,6 +120,9 @@ pub struct NewJob {
     pub task: String,
     pub model: String,
     pub output: String,
+    /// An app of its own files (an upload); `output` is then empty. Stored
+    /// with the job, so a job queued before a crash still runs after it.
+    pub bundle: Option<crate::bundle::Bundle>,
     pub metadata: Option<Value>,
     /// Where the finished view is POSTed (checked by the API).
     pub callback_url: Option<String>,
@@ -172,6 +175,7 @@ struct Claimed {
     task: String,
     model: String,
     output: String,
+    bundle: Option<crate::bundle::Bundle>,
 }
 
 /// How many jobs are in each state.
@@ -233,6 +237,20 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 ";
 
+/// Adds `jobs.bundle` (an uploaded app, as JSON) to a store made by an
+/// older version.
+fn add_bundle_column(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_column: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'bundle'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN bundle TEXT")?;
+    }
+    Ok(())
+}
+
 const JOB_COLUMNS: &str =
     "id, batch_id, task, model, metadata, status, result, error, attempts, created_at, started_at, finished_at,
      callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
@@ -272,6 +290,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
+        add_bundle_column(&conn).map_err(open_error)?;
         crate::callbacks::migrate(&conn).map_err(open_error)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -330,15 +349,19 @@ impl Store {
             {
                 let mut insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8)",
+                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, bundle)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
                     )
                     .map_err(sql("preparing a job insert"))?;
                 for job in jobs {
                     let id = new_id();
                     let metadata = job.metadata.map(|m| m.to_string());
+                    let bundle = job
+                        .bundle
+                        .as_ref()
+                        .and_then(|b| serde_json::to_string(b).ok());
                     insert
-                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url])
+                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, bundle])
                         .map_err(sql("inserting a job"))?;
                     ids.push(id);
                 }
@@ -355,15 +378,18 @@ impl Store {
             conn.query_row(
                 "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1
                  WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-                 RETURNING id, batch_id, task, model, output",
+                 RETURNING id, batch_id, task, model, output, bundle",
                 params![now_ms()],
                 |r| {
+                    let bundle: Option<String> = r.get(5)?;
                     Ok(Claimed {
                         id: r.get(0)?,
                         batch_id: r.get(1)?,
                         task: r.get(2)?,
                         model: r.get(3)?,
                         output: r.get(4)?,
+                        // Written by `enqueue` from a checked bundle: unreadable only if corrupted.
+                        bundle: bundle.and_then(|b| serde_json::from_str(&b).ok()),
                     })
                 },
             )
@@ -1285,7 +1311,11 @@ impl Jobs {
         };
         let outages_before = self.engine.outages();
         // A panic in one verification must not take its worker down with it.
-        let verification = verify::verify(&job.output, &job.model, &prepared, sandbox.as_ref());
+        let input = match &job.bundle {
+            Some(bundle) => verify::Input::Bundle(bundle),
+            None => verify::Input::Answer(&job.output),
+        };
+        let verification = verify::verify_input(input, &job.model, &prepared, sandbox.as_ref());
         let v = match std::panic::AssertUnwindSafe(verification)
             .catch_unwind()
             .await
@@ -1492,6 +1522,7 @@ mod tests {
             output: output.into(),
             metadata: Some(serde_json::json!({"run": 7})),
             callback_url: None,
+            bundle: None,
         }
     }
 

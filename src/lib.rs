@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod api;
+pub mod bundle;
 pub mod callbacks;
 pub mod cli;
 pub mod client;

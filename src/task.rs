@@ -190,6 +190,130 @@ impl Task {
     }
 }
 
+/// The task used when none was given and no task's original resembles
+/// the answer.
+pub const FALLBACK_TASK: &str = "generic-reset";
+
+/// Share of an original's names an answer must contain to be taken as an
+/// answer to that task. The experiment's answers score 0.28 (a snippet) to
+/// 1.0; apps nobody wrote for a task score under 0.1.
+pub const RESEMBLANCE_THRESHOLD: f64 = 0.2;
+
+/// Which task an answer was graded against, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct TaskChoice {
+    pub task: String,
+    /// `given` (named by the caller), `resembles` (its original is like the
+    /// answer) or `default` (nothing resembled the answer: `generic-reset`).
+    pub how: String,
+    pub reason: String,
+    /// The best resemblance found (share of the original's names in the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+impl TaskChoice {
+    /// The task the caller named.
+    pub fn given(id: &str) -> TaskChoice {
+        TaskChoice {
+            task: id.to_string(),
+            how: "given".into(),
+            reason: format!("the task `{id}` was given"),
+            score: None,
+        }
+    }
+}
+
+/// The names an original defines: its classes and functions and the
+/// attributes it assigns on `self` (what a refactoring keeps).
+pub fn original_names(original: &str) -> Vec<String> {
+    static DEFINED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let defined = DEFINED.get_or_init(|| {
+        regex::Regex::new(r"(?m)^\s*(?:def|class)\s+([A-Za-z_]\w*)|self\.([A-Za-z_]\w*)\s*=[^=]")
+            .expect("the pattern is valid")
+    });
+    let mut names: Vec<String> = defined
+        .captures_iter(original)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)))
+        .map(|m| m.as_str().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The share of `names` that appear as words of `candidate` (0 when there
+/// are no names). Linear in the candidate's size.
+pub fn resemblance(names: &[String], candidate: &str) -> f64 {
+    if names.is_empty() {
+        return 0.0;
+    }
+    let words: std::collections::HashSet<&str> = candidate
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let found = names.iter().filter(|n| words.contains(n.as_str())).count();
+    found as f64 / names.len() as f64
+}
+
+/// Picks the task of the original the answer resembles most (at least
+/// [`RESEMBLANCE_THRESHOLD`]), else [`FALLBACK_TASK`]. `tasks` are the
+/// candidates (those without an original are ignored).
+pub fn choose(tasks: &[Task], candidate: &str) -> TaskChoice {
+    let best = tasks
+        .iter()
+        .filter(|t| t.has_original())
+        .map(|t| {
+            (
+                t,
+                resemblance(&original_names(&t.original_source), candidate),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    match best {
+        Some((task, score)) if score >= RESEMBLANCE_THRESHOLD => TaskChoice {
+            task: task.id.clone(),
+            how: "resembles".into(),
+            reason: format!(
+                "no task given; the answer has {:.0}% of the names of `{}`'s original",
+                score * 100.0,
+                task.id
+            ),
+            score: Some(score),
+        },
+        best => TaskChoice {
+            task: FALLBACK_TASK.to_string(),
+            how: "default".into(),
+            reason: match best {
+                Some((task, score)) => format!(
+                    "no task given and no task's original resembles the answer (closest: `{}`, {:.0}% of its names, under {:.0}%): discovery only",
+                    task.id,
+                    score * 100.0,
+                    RESEMBLANCE_THRESHOLD * 100.0
+                ),
+                None => "no task given and no task has an original: discovery only".into(),
+            },
+            score: best.map(|(_, s)| s),
+        },
+    }
+}
+
+/// Every task of `tasks_dir` that has an original (the candidates of
+/// [`choose`]); one that does not load is left out with a warning.
+pub fn load_with_originals(tasks_dir: &Path) -> Vec<Task> {
+    Task::list(tasks_dir)
+        .iter()
+        .filter_map(|id| match Task::load(tasks_dir, id) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "task left out of the automatic choice");
+                None
+            }
+        })
+        .filter(Task::has_original)
+        .collect()
+}
+
 /// The folder holding the tasks: `QTJUDGE_TASKS_DIR`, else `fixtures/tasks`
 /// of this source tree (so a clone works without configuration).
 pub fn default_tasks_dir() -> PathBuf {
@@ -221,6 +345,53 @@ mod tests {
             assert!(pattern.is_match(label), "{label}");
         }
         assert!(!pattern.is_match("Send"));
+    }
+
+    #[test]
+    fn the_experiments_answers_choose_its_task_and_other_apps_the_generic_one() {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let tasks = load_with_originals(&repo.join("fixtures/tasks"));
+        assert!(tasks.iter().any(|t| t.id == "reset-conversation"));
+        let read = |dir: &str| -> Vec<(String, String)> {
+            let mut files: Vec<_> = std::fs::read_dir(repo.join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("md" | "py")))
+                .collect();
+            files.sort();
+            files
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.display().to_string(),
+                        std::fs::read_to_string(&p).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        for (path, text) in read("fixtures/outputs/reset-conversation") {
+            let choice = choose(&tasks, &text);
+            // A prose answer holds no code to resemble anything; its tier
+            // (no code) is the same under any task.
+            let expected = if path.ends_with("trap-no-code.md") {
+                FALLBACK_TASK
+            } else {
+                "reset-conversation"
+            };
+            assert_eq!(choice.task, expected, "{path}: {choice:?}");
+        }
+        for (path, text) in read("fixtures/apps") {
+            let choice = choose(&tasks, &text);
+            assert_eq!(choice.task, FALLBACK_TASK, "{path}: {choice:?}");
+            assert_eq!(choice.how, "default");
+            assert!(
+                choice.reason.contains("reset-conversation"),
+                "{}",
+                choice.reason
+            );
+        }
+        assert_eq!(choose(&[], "anything").task, FALLBACK_TASK);
     }
 
     #[test]

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use crate::bundle::{Bundle, BundleSummary};
 use crate::extract::{self, Extracted};
 use crate::harness::{self, Artifact, Behaviour, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
 use crate::static_grade::{self, OriginalIndex, StaticReport};
-use crate::task::Task;
+use crate::task::{Task, TaskChoice};
 use crate::verdict::{self, Evidence, Label, UnrequestedChange};
 
 /// Everything known about one answer.
@@ -47,9 +48,17 @@ pub struct Verification {
     /// Names the run's container (`qtjudge-<run_id>`, label `qtjudge.run`).
     pub run_id: String,
     pub duration_ms: u64,
-    /// The script that was run, as extracted from the answer.
+    /// The script that was run, as extracted from the answer (for an app
+    /// of several files, the one compared with the original).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
+    /// An app given as a folder, an archive or a notebook: its files, its
+    /// entry and the file compared with the task's original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleSummary>,
+    /// Which task the answer was graded against, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_choice: Option<TaskChoice>,
 }
 
 impl Verification {
@@ -76,6 +85,8 @@ impl Verification {
             run_id: short_id(),
             duration_ms: 0,
             script: None,
+            bundle: None,
+            task_choice: None,
         }
     }
 }
@@ -127,7 +138,8 @@ impl PreparedTask {
                     return Ok(tree);
                 }
                 let turns = harness::new_turns();
-                let job = harness::job(&self.task, &self.task.original_source, "original.py", &turns);
+                let original = Bundle::script("original.py", &self.task.original_source);
+                let job = harness::job(&self.task, &original, &turns);
                 let outcome = sandbox
                     .run(SandboxRequest {
                         run_id: format!("original-{}", short_id()),
@@ -164,6 +176,14 @@ fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
+/// What is verified: a raw model answer (extracted to one script), or an
+/// app of its own files.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Answer(&'a str),
+    Bundle(&'a Bundle),
+}
+
 /// Verifies one raw answer. Never fails: what could not be judged is
 /// reported in `error` with no tier.
 pub async fn verify(
@@ -172,16 +192,44 @@ pub async fn verify(
     prepared: &PreparedTask,
     sandbox: &dyn Sandbox,
 ) -> Verification {
+    verify_input(Input::Answer(answer), model, prepared, sandbox).await
+}
+
+/// Verifies a raw answer or an app bundle. Never fails, like [`verify`].
+pub async fn verify_input(
+    input: Input<'_>,
+    model: &str,
+    prepared: &PreparedTask,
+    sandbox: &dyn Sandbox,
+) -> Verification {
     let started = std::time::Instant::now();
     let task = &prepared.task;
     let mut v = Verification::unjudged(model, &task.id, sandbox.name());
     let original = task.has_original().then_some(task.original_source.as_str());
-    let extracted: Extracted = match extract::extract(answer, original) {
-        Ok(e) => e,
-        Err(_) => {
-            apply(&mut v, verdict::decide(Evidence::NoCode));
-            v.duration_ms = started.elapsed().as_millis() as u64;
-            return v;
+    let (extracted, bundle): (Extracted, Bundle) = match input {
+        Input::Answer(answer) => match extract::extract(answer, original) {
+            Ok(e) => {
+                let bundle = Bundle::script("candidate.py", &e.script);
+                (e, bundle)
+            }
+            Err(_) => {
+                apply(&mut v, verdict::decide(Evidence::NoCode));
+                v.duration_ms = started.elapsed().as_millis() as u64;
+                return v;
+            }
+        },
+        Input::Bundle(bundle) => {
+            // The file standing for the original: the one defining its
+            // window class, else the entry.
+            let compared = bundle.compared_file(&task.app.window_class);
+            v.bundle = Some(bundle.summary(&compared));
+            let extracted = Extracted {
+                script: bundle.text(&compared).unwrap_or_default(),
+                source: extract::ScriptSource::WholeFile,
+                block_index: None,
+                notes: bundle.notes.clone(),
+            };
+            (extracted, bundle.clone())
         }
     };
     v.extraction = Some(ExtractionSummary {
@@ -232,7 +280,7 @@ pub async fn verify(
     v.static_report = Some(report);
 
     let turns = harness::new_turns();
-    let job = harness::job(task, &extracted.script, "candidate.py", &turns);
+    let job = harness::job(task, &bundle, &turns);
     let run_id = v.run_id.clone();
     let outcome = sandbox
         .run(SandboxRequest {

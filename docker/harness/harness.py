@@ -589,6 +589,15 @@ def _is_inner_editor(widget):
     return isinstance(parent, (QtWidgets.QAbstractSpinBox, QtWidgets.QComboBox))
 
 
+def _safe_relative(path):
+    """A job's file name as a checked relative path (the host checked it
+    too; the harness writes nothing outside the app's folder regardless)."""
+    parts = [p for p in str(path).replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or str(path).startswith("/"):
+        raise Failure(f"unsafe file name in the job: {path!r}")
+    return "/".join(parts)
+
+
 class Run:
     def __init__(self, job):
         self.job = job
@@ -620,27 +629,48 @@ class Run:
         return outcome["ok"]
 
     def compile_script(self):
-        work = os.path.join(WORK_ROOT, "work")
-        os.makedirs(work, exist_ok=True)
-        filename = os.path.basename(self.job.get("filename") or "candidate.py") or "candidate.py"
-        self.path = os.path.join(work, filename)
-        source = self.job["script"]
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.write(source)
-        try:
-            compile(source, filename, "exec")
-        except SyntaxError as exc:
-            raise Failure(f"SyntaxError: {exc.msg} (line {exc.lineno}, column {exc.offset})", line=exc.lineno, column=exc.offset, message=exc.msg)
-        except ValueError as exc:  # NUL bytes
-            raise Failure(f"cannot compile: {exc}", message=str(exc))
-        os.chdir(work)
-        sys.path.insert(0, work)
-        return {}
+        """Writes the app's files under the work dir (tmpfs) and compiles
+        every Python file, so a syntax error anywhere is one."""
+        app_dir = os.path.join(WORK_ROOT, "work", "app")
+        os.makedirs(app_dir, exist_ok=True)
+        files = self.job.get("files")
+        if files is None:  # a one-script job
+            files = [{"path": self.job.get("filename") or "candidate.py", "data": base64.b64encode(self.job["script"].encode("utf-8")).decode()}]
+        entry = self.job.get("entry") or files[0]["path"]
+        written = {}
+        for item in files:
+            relative = _safe_relative(item["path"])
+            target = os.path.join(app_dir, *relative.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            data = base64.b64decode(item["data"])
+            with open(target, "wb") as f:
+                f.write(data)
+            written[relative] = data
+        entry = _safe_relative(entry)
+        if entry not in written:
+            raise Failure(f"the entry {entry!r} is not among the app's files")
+        for relative, data in sorted(written.items(), key=lambda kv: kv[0] != entry):
+            if not relative.endswith(".py"):
+                continue
+            try:
+                compile(data, relative, "exec")
+            except SyntaxError as exc:
+                where = "" if relative == entry else f" in {relative}"
+                raise Failure(f"SyntaxError{where}: {exc.msg} (line {exc.lineno}, column {exc.offset})", line=exc.lineno, column=exc.offset, message=exc.msg, file=relative)
+            except ValueError as exc:  # NUL bytes
+                raise Failure(f"cannot compile {relative}: {exc}", message=str(exc), file=relative)
+        self.path = os.path.join(app_dir, *entry.split("/"))
+        # The entry's folder is the app's: its cwd and first on sys.path, so
+        # `from ui.window import …` and files opened relative to it work.
+        self.app_dir = os.path.dirname(self.path)
+        return {"files": len(written), "entry": entry}
 
     def launch(self):
         install_patches()
         before = len(EXCEPTIONS.items)
         sys.argv = [self.path]
+        os.chdir(self.app_dir)
+        sys.path.insert(0, self.app_dir)
         try:
             self.module = runpy.run_path(self.path, run_name="__main__")
         except SystemExit as exc:

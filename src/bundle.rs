@@ -1,0 +1,987 @@
+//! An app bundle: the files of a candidate app and the one to run as
+//! `__main__`. Every shape of input becomes one: a single script, a
+//! folder, a `.zip` or `.tar.gz` archive, a Jupyter notebook.
+//!
+//! Archives are untrusted: they are read in memory (never unpacked on the
+//! host), and refused whole when a name escapes the app's folder, an entry
+//! is not a plain file, or the files are too many or too big once unpacked.
+//! Only [`Bundle::from_path`] does IO; everything else is pure.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Most files one app may carry.
+pub const MAX_FILES: usize = 256;
+/// Most bytes one app may carry once unpacked (the job travels as base64 in
+/// one stdin line the supervisor caps at 16 MiB; the sandbox's `/tmp` is 64 MiB).
+pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Longest path inside an app, and deepest folder nesting.
+const MAX_PATH_LEN: usize = 240;
+const MAX_DEPTH: usize = 12;
+
+/// Why an input could not become a bundle. Each message says what to do.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum BundleError {
+    #[error("unsafe archive entry `{name}`: {why}; an app's files must stay inside its folder")]
+    UnsafePath { name: String, why: String },
+    #[error(
+        "archive entry `{name}` is a {kind}, not a regular file; only plain files are accepted"
+    )]
+    NotAFile { name: String, kind: String },
+    #[error("the app has more than {max} files; send only the app's sources and data", max = MAX_FILES)]
+    TooManyFiles,
+    #[error("the app is over {max} bytes once unpacked; send only the app's sources and data", max = MAX_BYTES)]
+    TooLarge,
+    #[error("not a readable {format} archive: {detail}")]
+    BadArchive { format: String, detail: String },
+    #[error("not a readable Jupyter notebook: {0}")]
+    BadNotebook(String),
+    #[error("the app holds no Python file")]
+    NoPython,
+    #[error("--entry `{entry}` is not a file of the app (its Python files: {})", list(.candidates))]
+    EntryNotFound {
+        entry: String,
+        candidates: Vec<String>,
+    },
+    #[error("no entry point: no file has an `if __name__ == \"__main__\":` guard; pass --entry FILE (the app's Python files: {})", list(.candidates))]
+    NoEntry { candidates: Vec<String> },
+    #[error("ambiguous entry point: {} each have an `if __name__ == \"__main__\":` guard; pass --entry with one of them", list(.candidates))]
+    AmbiguousEntry { candidates: Vec<String> },
+    #[error("cannot read {path}: {detail}")]
+    Read { path: String, detail: String },
+}
+
+impl BundleError {
+    /// A stable code for the service's JSON errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BundleError::UnsafePath { .. } => "unsafe_archive_path",
+            BundleError::NotAFile { .. } => "archive_special_file",
+            BundleError::TooManyFiles => "archive_too_many_files",
+            BundleError::TooLarge => "archive_too_large",
+            BundleError::BadArchive { .. } => "bad_archive",
+            BundleError::BadNotebook(_) => "bad_notebook",
+            BundleError::NoPython => "no_python_file",
+            BundleError::EntryNotFound { .. } => "entry_not_found",
+            BundleError::NoEntry { .. } => "no_entry_point",
+            BundleError::AmbiguousEntry { .. } => "ambiguous_entry_point",
+            BundleError::Read { .. } => "unreadable_input",
+        }
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<&str> = names.iter().take(20).map(String::as_str).collect();
+    let more = names.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// What the bundle was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// One script (extracted from a raw answer or a `.py` file).
+    Script,
+    Directory,
+    Zip,
+    TarGz,
+    Notebook,
+}
+
+/// One file of the app; `path` is relative, `/`-separated, checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleFile {
+    pub path: String,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// An app: its files (sorted by path) and the one run as `__main__`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub origin: Origin,
+    pub entry: String,
+    pub files: Vec<BundleFile>,
+    /// What was changed on the way in (a notebook's dropped magics, a
+    /// stripped top folder).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// What a verification reports about its bundle (no file contents).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct BundleSummary {
+    pub origin: Origin,
+    pub entry: String,
+    /// The file compared with the task's original (the entry, or the file
+    /// defining the original's window class).
+    pub compared: String,
+    pub files: Vec<String>,
+    pub bytes: u64,
+    pub notes: Vec<String>,
+}
+
+/// The kind of input a path or an upload's name says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A `.py` script or a raw model answer (Markdown, text): extracted.
+    Answer,
+    Zip,
+    TarGz,
+    Notebook,
+}
+
+impl InputKind {
+    /// From a file name's ending.
+    pub fn of_name(name: &str) -> InputKind {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".zip") {
+            InputKind::Zip
+        } else if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+            InputKind::TarGz
+        } else if lower.ends_with(".ipynb") {
+            InputKind::Notebook
+        } else {
+            InputKind::Answer
+        }
+    }
+}
+
+impl Bundle {
+    /// A one-script app.
+    pub fn script(name: &str, source: &str) -> Bundle {
+        Bundle {
+            origin: Origin::Script,
+            entry: name.to_string(),
+            files: vec![BundleFile {
+                path: name.to_string(),
+                data: source.as_bytes().to_vec(),
+            }],
+            notes: Vec::new(),
+        }
+    }
+
+    /// A folder on the host, read whole. Symlinks and special files are
+    /// refused like an archive's; `__pycache__`, `.git` and `*.pyc` are skipped.
+    pub fn from_dir(dir: &Path, entry: Option<&str>) -> Result<Bundle, BundleError> {
+        let mut files = Unpacked::default();
+        read_dir_into(dir, "", 0, &mut files)?;
+        Bundle::assemble(Origin::Directory, files, entry)
+    }
+
+    /// A path as `qtjudge verify` takes it: a folder, an archive or a
+    /// notebook. `None` for anything else (an answer to extract).
+    pub fn from_path(path: &Path, entry: Option<&str>) -> Option<Result<Bundle, BundleError>> {
+        if path.is_dir() {
+            return Some(Bundle::from_dir(path, entry));
+        }
+        let kind = InputKind::of_name(&path.to_string_lossy());
+        if kind == InputKind::Answer {
+            return None;
+        }
+        let read = std::fs::metadata(path)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                // An archive is at most as big as what it unpacks to, give or take headers.
+                if m.len() > MAX_BYTES * 2 {
+                    Err("over the size limit".into())
+                } else {
+                    std::fs::read(path).map_err(|e| e.to_string())
+                }
+            });
+        Some(match read {
+            Ok(bytes) => Bundle::from_bytes(kind, &path.to_string_lossy(), &bytes, entry),
+            Err(detail) if detail == "over the size limit" => Err(BundleError::TooLarge),
+            Err(detail) => Err(BundleError::Read {
+                path: path.display().to_string(),
+                detail,
+            }),
+        })
+    }
+
+    /// An archive or notebook held in memory (an upload), by its kind.
+    /// `name` is the upload's file name (a notebook's script is named after it).
+    pub fn from_bytes(
+        kind: InputKind,
+        name: &str,
+        bytes: &[u8],
+        entry: Option<&str>,
+    ) -> Result<Bundle, BundleError> {
+        match kind {
+            InputKind::Zip => Bundle::assemble(Origin::Zip, read_zip(bytes)?, entry),
+            InputKind::TarGz => Bundle::assemble(Origin::TarGz, read_tar_gz(bytes)?, entry),
+            InputKind::Notebook => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| BundleError::BadNotebook(format!("not UTF-8: {e}")))?;
+                let mut notes = Vec::new();
+                let script = notebook_script(text, &mut notes)?;
+                let stem = Path::new(name)
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(safe_stem)
+                    .unwrap_or_else(|| "notebook".into());
+                let mut bundle = Bundle::script(&format!("{stem}.py"), &script);
+                bundle.origin = Origin::Notebook;
+                bundle.notes = notes;
+                Ok(bundle)
+            }
+            InputKind::Answer => Err(BundleError::BadArchive {
+                format: "known".into(),
+                detail: format!("`{name}` is not a .zip, .tar.gz or .ipynb"),
+            }),
+        }
+    }
+
+    /// Checks the unpacked files, strips one folder wrapping them all,
+    /// converts a notebook entry and picks the entry.
+    fn assemble(
+        origin: Origin,
+        unpacked: Unpacked,
+        entry: Option<&str>,
+    ) -> Result<Bundle, BundleError> {
+        let mut notes = Vec::new();
+        let mut files = unpacked.files;
+        // `myapp/main.py`, `myapp/ui/…`: the folder a zip of a folder adds.
+        let top: Option<String> = files.keys().next().and_then(|p| {
+            let (first, _) = p.split_once('/')?;
+            let prefix = format!("{first}/");
+            files
+                .keys()
+                .all(|p| p.starts_with(&prefix))
+                .then_some(prefix)
+        });
+        let mut entry = entry
+            .map(|e| e.trim().trim_start_matches("./").to_string())
+            .filter(|e| !e.is_empty());
+        if let Some(prefix) = top {
+            if let Some(e) = entry.as_mut().filter(|e| e.starts_with(&prefix)) {
+                *e = e[prefix.len()..].to_string();
+            }
+            notes.push(format!(
+                "the app's files are inside `{prefix}`: run from there"
+            ));
+            files = files
+                .into_iter()
+                .map(|(p, d)| (p[prefix.len()..].to_string(), d))
+                .collect();
+        }
+        if let Some(e) = &entry {
+            if !files.contains_key(e) {
+                return Err(BundleError::EntryNotFound {
+                    entry: e.clone(),
+                    candidates: python_files(&files),
+                });
+            }
+            if e.ends_with(".ipynb") {
+                let text = String::from_utf8_lossy(&files[e]).into_owned();
+                let script = notebook_script(&text, &mut notes)?;
+                let converted = format!("{}.py", &e[..e.len() - ".ipynb".len()]);
+                notes.push(format!("the notebook `{e}` runs as `{converted}`"));
+                files.insert(converted.clone(), script.into_bytes());
+                entry = Some(converted);
+            }
+        }
+        let entry = match entry {
+            Some(e) => e,
+            None => find_entry(&files)?,
+        };
+        Ok(Bundle {
+            origin,
+            entry,
+            files: files
+                .into_iter()
+                .map(|(path, data)| BundleFile { path, data })
+                .collect(),
+            notes,
+        })
+    }
+
+    /// The text of one file (lossy), if the app has it.
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+    }
+
+    /// The Python file to compare with an original whose window class is
+    /// `window_class`: the file defining it, else the entry.
+    pub fn compared_file(&self, window_class: &str) -> String {
+        if !window_class.is_empty() {
+            let pattern = Regex::new(&format!(
+                r"(?m)^\s*class\s+{}\b",
+                regex::escape(window_class)
+            ));
+            if let Ok(pattern) = pattern {
+                if let Some(f) = self.files.iter().find(|f| {
+                    f.path.ends_with(".py") && pattern.is_match(&String::from_utf8_lossy(&f.data))
+                }) {
+                    return f.path.clone();
+                }
+            }
+        }
+        self.entry.clone()
+    }
+
+    /// Every Python file's text, the entry first.
+    pub fn python_sources(&self) -> Vec<String> {
+        let mut files: Vec<&BundleFile> = self
+            .files
+            .iter()
+            .filter(|f| f.path.ends_with(".py"))
+            .collect();
+        files.sort_by_key(|f| f.path != self.entry);
+        files
+            .into_iter()
+            .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+            .collect()
+    }
+
+    pub fn summary(&self, compared: &str) -> BundleSummary {
+        BundleSummary {
+            origin: self.origin,
+            entry: self.entry.clone(),
+            compared: compared.to_string(),
+            files: self.files.iter().map(|f| f.path.clone()).collect(),
+            bytes: self.files.iter().map(|f| f.data.len() as u64).sum(),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// Files read so far, with the running totals the limits apply to.
+#[derive(Default)]
+struct Unpacked {
+    files: BTreeMap<String, Vec<u8>>,
+    bytes: u64,
+}
+
+impl Unpacked {
+    fn add(&mut self, path: String, data: Vec<u8>) -> Result<(), BundleError> {
+        if self.files.len() >= MAX_FILES {
+            return Err(BundleError::TooManyFiles);
+        }
+        self.bytes += data.len() as u64;
+        if self.bytes > MAX_BYTES {
+            return Err(BundleError::TooLarge);
+        }
+        if self.files.insert(path.clone(), data).is_some() {
+            return Err(BundleError::UnsafePath {
+                name: path,
+                why: "the name appears twice".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Room left before the byte limit: a member is never read past it.
+    fn room(&self) -> u64 {
+        MAX_BYTES - self.bytes.min(MAX_BYTES)
+    }
+}
+
+/// Names nobody needs in the sandbox: skipped, not refused.
+fn skipped(path: &str) -> bool {
+    path.split('/')
+        .any(|part| part == "__pycache__" || part == ".git" || part == "__MACOSX")
+        || path.ends_with(".pyc")
+        || path.ends_with("/.DS_Store")
+        || path == ".DS_Store"
+}
+
+/// Checks an archive member's name: relative, no `..`, no drive letters or
+/// backslashes, not too long or deep. Returns the cleaned name.
+fn clean_path(name: &str) -> Result<String, BundleError> {
+    let unsafe_path = |why: &str| BundleError::UnsafePath {
+        name: name.chars().take(200).collect(),
+        why: why.into(),
+    };
+    if name.starts_with('/') {
+        return Err(unsafe_path("an absolute path"));
+    }
+    if name.contains('\\') || name.contains(':') || name.contains('\0') {
+        return Err(unsafe_path("a backslash, colon or NUL in the name"));
+    }
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(unsafe_path("a `..` component"));
+    }
+    if parts.is_empty() {
+        return Err(unsafe_path("an empty name"));
+    }
+    if parts.len() > MAX_DEPTH || name.len() > MAX_PATH_LEN {
+        return Err(unsafe_path("nested too deep or named too long"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn read_zip(bytes: &[u8]) -> Result<Unpacked, BundleError> {
+    let bad = |detail: String| BundleError::BadArchive {
+        format: "zip".into(),
+        detail,
+    };
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    if archive.len() > MAX_FILES * 4 {
+        return Err(BundleError::TooManyFiles);
+    }
+    let mut out = Unpacked::default();
+    for i in 0..archive.len() {
+        let mut member = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let raw_name = String::from_utf8_lossy(member.name_raw()).into_owned();
+        if member.is_dir() {
+            clean_path(&raw_name)?;
+            continue;
+        }
+        if member.is_symlink() {
+            return Err(BundleError::NotAFile {
+                name: raw_name,
+                kind: "symbolic link".into(),
+            });
+        }
+        if !member.is_file() {
+            return Err(BundleError::NotAFile {
+                name: raw_name,
+                kind: "special file".into(),
+            });
+        }
+        let path = clean_path(&raw_name)?;
+        if skipped(&path) {
+            continue;
+        }
+        // The declared size may lie (a zip bomb): read at most one byte past the room left.
+        let room = out.room();
+        let mut data = Vec::new();
+        (&mut member)
+            .take(room + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| bad(format!("{raw_name}: {e}")))?;
+        if data.len() as u64 > room {
+            return Err(BundleError::TooLarge);
+        }
+        out.add(path, data)?;
+    }
+    Ok(out)
+}
+
+fn read_tar_gz(bytes: &[u8]) -> Result<Unpacked, BundleError> {
+    let bad = |detail: String| BundleError::BadArchive {
+        format: "tar.gz".into(),
+        detail,
+    };
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = Unpacked::default();
+    let mut members = 0usize;
+    for member in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut member = member.map_err(|e| bad(e.to_string()))?;
+        members += 1;
+        if members > MAX_FILES * 4 {
+            return Err(BundleError::TooManyFiles);
+        }
+        let raw_name = String::from_utf8_lossy(&member.path_bytes()).into_owned();
+        let kind = member.header().entry_type();
+        use tar::EntryType;
+        match kind {
+            EntryType::Directory => {
+                clean_path(&raw_name)?;
+                continue;
+            }
+            // Metadata records (pax, GNU long names) are folded into the next entry by `tar`.
+            EntryType::XGlobalHeader | EntryType::XHeader => continue,
+            EntryType::Regular | EntryType::Continuous => {}
+            EntryType::Symlink => {
+                return Err(BundleError::NotAFile {
+                    name: raw_name,
+                    kind: "symbolic link".into(),
+                })
+            }
+            EntryType::Link => {
+                return Err(BundleError::NotAFile {
+                    name: raw_name,
+                    kind: "hard link".into(),
+                })
+            }
+            EntryType::Char | EntryType::Block => {
+                return Err(BundleError::NotAFile {
+                    name: raw_name,
+                    kind: "device".into(),
+                })
+            }
+            EntryType::Fifo => {
+                return Err(BundleError::NotAFile {
+                    name: raw_name,
+                    kind: "fifo".into(),
+                })
+            }
+            other => {
+                return Err(BundleError::NotAFile {
+                    name: raw_name,
+                    kind: format!("{other:?} entry"),
+                })
+            }
+        }
+        let path = clean_path(&raw_name)?;
+        let room = out.room();
+        if member.header().size().unwrap_or(0) > room {
+            return Err(BundleError::TooLarge);
+        }
+        let mut data = Vec::new();
+        (&mut member)
+            .take(room + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| bad(format!("{raw_name}: {e}")))?;
+        if data.len() as u64 > room {
+            return Err(BundleError::TooLarge);
+        }
+        if skipped(&path) {
+            continue;
+        }
+        out.add(path, data)?;
+    }
+    Ok(out)
+}
+
+fn read_dir_into(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut Unpacked,
+) -> Result<(), BundleError> {
+    let read_error = |e: std::io::Error| BundleError::Read {
+        path: dir.display().to_string(),
+        detail: e.to_string(),
+    };
+    if depth > MAX_DEPTH {
+        return Err(BundleError::UnsafePath {
+            name: prefix.to_string(),
+            why: "nested too deep".into(),
+        });
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}{name}");
+        if skipped(&path) || name == ".venv" || name == "venv" {
+            continue;
+        }
+        // symlink_metadata: a link is judged as a link, never followed out of the folder.
+        let meta = std::fs::symlink_metadata(entry.path()).map_err(read_error)?;
+        if meta.file_type().is_symlink() {
+            return Err(BundleError::NotAFile {
+                name: path,
+                kind: "symbolic link".into(),
+            });
+        }
+        if meta.is_dir() {
+            read_dir_into(&entry.path(), &format!("{path}/"), depth + 1, out)?;
+        } else if meta.is_file() {
+            if meta.len() > out.room() {
+                return Err(BundleError::TooLarge);
+            }
+            let data = std::fs::read(entry.path()).map_err(read_error)?;
+            out.add(clean_path(&path)?, data)?;
+        } else {
+            return Err(BundleError::NotAFile {
+                name: path,
+                kind: "special file".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn python_files(files: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    files
+        .keys()
+        .filter(|p| p.ends_with(".py") || p.ends_with(".ipynb"))
+        .cloned()
+        .collect()
+}
+
+fn main_guard() -> &'static Regex {
+    static GUARD: OnceLock<Regex> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        Regex::new(
+            r#"(?m)^if\s+(__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__)\s*:"#,
+        )
+        .expect("the guard pattern is valid")
+    })
+}
+
+/// The entry: the one file with a `__main__` guard at the shallowest
+/// depth, or the only Python file.
+fn find_entry(files: &BTreeMap<String, Vec<u8>>) -> Result<String, BundleError> {
+    let python: Vec<&String> = files.keys().filter(|p| p.ends_with(".py")).collect();
+    if python.is_empty() {
+        return Err(BundleError::NoPython);
+    }
+    let guarded: Vec<&String> = python
+        .iter()
+        .copied()
+        .filter(|p| main_guard().is_match(&String::from_utf8_lossy(&files[*p])))
+        .collect();
+    let depth = |p: &str| p.matches('/').count();
+    if let Some(shallowest) = guarded.iter().map(|p| depth(p)).min() {
+        let top: Vec<String> = guarded
+            .iter()
+            .filter(|p| depth(p) == shallowest)
+            .map(|p| p.to_string())
+            .collect();
+        if top.len() == 1 {
+            return Ok(top[0].clone());
+        }
+        return Err(BundleError::AmbiguousEntry { candidates: top });
+    }
+    if python.len() == 1 {
+        return Ok(python[0].clone());
+    }
+    Err(BundleError::NoEntry {
+        candidates: python.into_iter().cloned().collect(),
+    })
+}
+
+fn safe_stem(stem: &str) -> String {
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    if cleaned.is_empty() {
+        "notebook".into()
+    } else {
+        cleaned
+    }
+}
+
+/// A notebook's code cells, in order, as one script. IPython-only lines
+/// (`%magic`, `!shell`, `x = !cmd`, `obj?`) become `pass` at their indent
+/// so blocks stay well formed; cells run by a `%%` cell magic are dropped
+/// unless the magic only times or captures Python.
+pub fn notebook_script(text: &str, notes: &mut Vec<String>) -> Result<String, BundleError> {
+    let notebook: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| BundleError::BadNotebook(format!("not JSON: {e}")))?;
+    let cells = notebook["cells"]
+        .as_array()
+        .ok_or_else(|| BundleError::BadNotebook("no `cells` list".into()))?;
+    let mut script = String::new();
+    let mut dropped = 0usize;
+    let mut code_cells = 0usize;
+    for (i, cell) in cells.iter().enumerate() {
+        if cell["cell_type"].as_str() != Some("code") {
+            continue;
+        }
+        // nbformat 4 stores a cell's source as a string or a list of lines.
+        let source = match &cell["source"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(lines) => {
+                lines.iter().filter_map(|l| l.as_str()).collect::<String>()
+            }
+            _ => continue,
+        };
+        code_cells += 1;
+        let mut lines = source.lines();
+        let first = source.trim_start();
+        if let Some(magic) = first.strip_prefix("%%") {
+            let name = magic.split_whitespace().next().unwrap_or("");
+            if !matches!(name, "time" | "timeit" | "capture") {
+                notes.push(format!("notebook cell {}: `%%{name}` cell dropped", i + 1));
+                continue;
+            }
+            lines.next();
+        }
+        script.push_str(&format!("# --- cell {} ---\n", i + 1));
+        for line in lines {
+            if ipython_only(line) {
+                let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+                script.push_str(&format!("{indent}pass  # qtjudge: IPython line dropped\n"));
+                dropped += 1;
+            } else {
+                script.push_str(line);
+                script.push('\n');
+            }
+        }
+    }
+    if code_cells == 0 {
+        return Err(BundleError::BadNotebook("it has no code cell".into()));
+    }
+    if dropped > 0 {
+        notes.push(format!(
+            "notebook: {dropped} IPython magic or shell line(s) dropped"
+        ));
+    }
+    Ok(script)
+}
+
+fn ipython_only(line: &str) -> bool {
+    static ASSIGNED: OnceLock<Regex> = OnceLock::new();
+    let assigned = ASSIGNED.get_or_init(|| {
+        Regex::new(r"^[A-Za-z_][A-Za-z0-9_, ]*=\s*[!%]").expect("the pattern is valid")
+    });
+    let t = line.trim();
+    t.starts_with('%')
+        || t.starts_with('!')
+        || assigned.is_match(t)
+        || (t.ends_with('?') && !t.starts_with('#') && !t.contains(['"', '\'', '(']))
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut writer = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            writer.start_file(*name, options).unwrap();
+            writer.write_all(data).unwrap();
+        }
+        writer.finish().unwrap();
+        out.into_inner()
+    }
+
+    fn tar_gz_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        build(&mut builder);
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h
+    }
+
+    const MAIN: &[u8] = b"from ui.window import W\nif __name__ == \"__main__\":\n    W()\n";
+
+    #[test]
+    fn a_zipped_folder_is_read_in_memory_with_its_top_folder_stripped() {
+        let bytes = zip_of(&[
+            ("app/main.py", MAIN),
+            ("app/ui/window.py", b"class W: pass\n"),
+            ("app/ui/__pycache__/window.cpython-311.pyc", b"\0\0"),
+            ("app/settings.json", b"{}"),
+        ]);
+        let b = Bundle::from_bytes(InputKind::Zip, "app.zip", &bytes, None).unwrap();
+        assert_eq!(b.entry, "main.py");
+        let paths: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["main.py", "settings.json", "ui/window.py"]);
+        assert_eq!(b.compared_file("W"), "ui/window.py");
+        assert_eq!(b.compared_file("Other"), "main.py");
+    }
+
+    #[test]
+    fn hostile_zips_are_refused_with_what_is_wrong() {
+        for (name, why) in [
+            ("../evil.py", "`..`"),
+            ("/etc/evil.py", "absolute"),
+            ("a/../../evil.py", "`..`"),
+            ("C:\\evil.py", "backslash"),
+        ] {
+            let bytes = zip_of(&[("main.py", MAIN), (name, b"x")]);
+            let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bytes, None).unwrap_err();
+            assert_eq!(e.code(), "unsafe_archive_path", "{name}");
+            assert!(e.to_string().contains(why), "{name}: {e}");
+        }
+        let many: Vec<(String, Vec<u8>)> = (0..MAX_FILES + 1)
+            .map(|i| (format!("f{i}.txt"), vec![b'x']))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = many
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &zip_of(&refs), None).unwrap_err();
+        assert_eq!(e, BundleError::TooManyFiles);
+        // A zip bomb: 64 MiB of zeros deflate to a few tens of KiB.
+        let zeros = vec![0u8; 64 * 1024 * 1024];
+        let bomb = zip_of(&[("main.py", MAIN), ("zeros.bin", &zeros)]);
+        assert!(bomb.len() < 1024 * 1024);
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bomb, None).unwrap_err();
+        assert_eq!(e, BundleError::TooLarge);
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", b"PK not really", None).unwrap_err();
+        assert_eq!(e.code(), "bad_archive");
+    }
+
+    #[test]
+    fn tar_links_devices_and_escapes_are_refused() {
+        let with = |kind: tar::EntryType, link: Option<&str>| {
+            tar_gz_of(|t| {
+                let mut h = header(tar::EntryType::Regular, MAIN.len() as u64);
+                t.append_data(&mut h, "main.py", MAIN).unwrap();
+                let mut h = header(kind, 0);
+                if let Some(target) = link {
+                    h.set_link_name(target).unwrap();
+                }
+                t.append_data(&mut h, "other", &b""[..]).unwrap();
+            })
+        };
+        for (kind, link, word) in [
+            (
+                tar::EntryType::Symlink,
+                Some("/etc/passwd"),
+                "symbolic link",
+            ),
+            (tar::EntryType::Link, Some("main.py"), "hard link"),
+            (tar::EntryType::Char, None, "device"),
+            (tar::EntryType::Block, None, "device"),
+            (tar::EntryType::Fifo, None, "fifo"),
+        ] {
+            let e = Bundle::from_bytes(InputKind::TarGz, "a.tar.gz", &with(kind, link), None)
+                .unwrap_err();
+            assert_eq!(e.code(), "archive_special_file", "{kind:?}");
+            assert!(e.to_string().contains(word), "{kind:?}: {e}");
+        }
+        // `tar::Builder` refuses to write `..`, so the name goes in raw.
+        let escape = tar_gz_of(|t| {
+            let mut h = header(tar::EntryType::Regular, 1);
+            h.as_old_mut().name[..12].copy_from_slice(b"../../evil.p");
+            h.set_cksum();
+            t.append(&h, &b"x"[..]).unwrap();
+        });
+        let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &escape, None).unwrap_err();
+        assert_eq!(e.code(), "unsafe_archive_path");
+        let bomb = tar_gz_of(|t| {
+            let zeros = vec![0u8; (MAX_BYTES + 1) as usize];
+            let mut h = header(tar::EntryType::Regular, zeros.len() as u64);
+            t.append_data(&mut h, "zeros.bin", zeros.as_slice())
+                .unwrap();
+        });
+        let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &bomb, None).unwrap_err();
+        assert_eq!(e, BundleError::TooLarge);
+    }
+
+    #[test]
+    fn the_entry_is_the_guarded_file_or_named_and_errors_name_the_candidates() {
+        let files = |entries: &[(&str, &[u8])]| zip_of(entries);
+        let two = files(&[("a.py", MAIN), ("b.py", MAIN), ("core/c.py", b"x = 1\n")]);
+        let e = Bundle::from_bytes(InputKind::Zip, "x.zip", &two, None).unwrap_err();
+        assert_eq!(e.code(), "ambiguous_entry_point");
+        assert!(
+            e.to_string().contains("a.py, b.py") && e.to_string().contains("--entry"),
+            "{e}"
+        );
+        let b = Bundle::from_bytes(InputKind::Zip, "x.zip", &two, Some("b.py")).unwrap();
+        assert_eq!(b.entry, "b.py");
+        let e = Bundle::from_bytes(InputKind::Zip, "x.zip", &two, Some("nope.py")).unwrap_err();
+        assert!(
+            e.to_string().contains("nope.py") && e.to_string().contains("core/c.py"),
+            "{e}"
+        );
+        // A guard deeper down does not compete with the top one.
+        let nested = files(&[("main.py", MAIN), ("core/client.py", MAIN)]);
+        let b = Bundle::from_bytes(InputKind::Zip, "x.zip", &nested, None).unwrap();
+        assert_eq!(b.entry, "main.py");
+        let none = files(&[("a.py", b"x = 1\n"), ("b.py", b"y = 2\n")]);
+        let e = Bundle::from_bytes(InputKind::Zip, "x.zip", &none, None).unwrap_err();
+        assert_eq!(e.code(), "no_entry_point");
+        assert!(
+            e.to_string().contains("a.py, b.py") && e.to_string().contains("--entry"),
+            "{e}"
+        );
+        let one = files(&[("app.py", b"x = 1\n"), ("notes.txt", b"hi")]);
+        assert_eq!(
+            Bundle::from_bytes(InputKind::Zip, "x.zip", &one, None)
+                .unwrap()
+                .entry,
+            "app.py"
+        );
+    }
+
+    #[test]
+    fn a_notebook_keeps_code_cells_in_order_without_ipython_lines() {
+        let nb = serde_json::json!({
+            "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+            "cells": [
+                {"cell_type": "markdown", "source": ["# A chat app"]},
+                {"cell_type": "code", "source": ["%gui qt\n", "!pip install requests\n", "import sys\n"]},
+                {"cell_type": "code", "source": "%%bash\necho hi\n"},
+                {"cell_type": "code", "source": ["if True:\n", "    files = !ls\n", "    x = 1\n", "sys?\n"]},
+                {"cell_type": "code", "source": "app.exec_()\n"},
+            ]
+        });
+        let mut notes = Vec::new();
+        let script = notebook_script(&nb.to_string(), &mut notes).unwrap();
+        assert!(!script.contains("%gui") && !script.contains("pip") && !script.contains("echo"));
+        assert!(script.contains("    pass  # qtjudge"), "{script}");
+        let import = script.find("import sys").unwrap();
+        let exec = script.find("app.exec_()").unwrap();
+        assert!(import < exec);
+        assert!(notes.iter().any(|n| n.contains("%%bash")), "{notes:?}");
+        let b = Bundle::from_bytes(
+            InputKind::Notebook,
+            "dir/My Chat.ipynb",
+            nb.to_string().as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(b.entry, "My_Chat.py");
+        assert_eq!(b.origin, Origin::Notebook);
+        let e = Bundle::from_bytes(InputKind::Notebook, "x.ipynb", b"{\"cells\": 3}", None)
+            .unwrap_err();
+        assert_eq!(e.code(), "bad_notebook");
+    }
+
+    #[test]
+    fn a_folder_refuses_symlinks_and_skips_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ui/__pycache__")).unwrap();
+        std::fs::write(dir.path().join("main.py"), MAIN).unwrap();
+        std::fs::write(dir.path().join("ui/window.py"), "class W: pass\n").unwrap();
+        std::fs::write(dir.path().join("ui/__pycache__/w.pyc"), "x").unwrap();
+        let b = Bundle::from_path(dir.path(), None).unwrap().unwrap();
+        assert_eq!(b.origin, Origin::Directory);
+        assert_eq!(b.files.len(), 2);
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("ui/secret")).unwrap();
+        let e = Bundle::from_path(dir.path(), None).unwrap().unwrap_err();
+        assert_eq!(e.code(), "archive_special_file");
+        assert!(e.to_string().contains("ui/secret"), "{e}");
+    }
+}
