@@ -56,8 +56,17 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
 
     let mut wrong = Vec::new();
     for expected in &manifest.app {
-        let source = std::fs::read_to_string(dir.join(&expected.file)).unwrap();
-        let v = qtjudge::verify::verify(&source, &expected.file, &prepared, sandbox.as_ref()).await;
+        // A script, or an app of several files (a folder, an archive, a notebook).
+        let loaded = qtjudge::cli::load_input(&dir.join(&expected.file), None)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", expected.file));
+        let source = loaded.code();
+        let v = qtjudge::verify::verify_input(
+            loaded.input(),
+            &expected.file,
+            &prepared,
+            sandbox.as_ref(),
+        )
+        .await;
         // Containers may be removed just after the result returns: allow it a moment.
         let mut left = usize::MAX;
         for _ in 0..50 {

@@ -6,6 +6,7 @@
 mod support;
 
 mod apps;
+mod bundles;
 mod callbacks;
 mod compose;
 mod determinism;

@@ -1,0 +1,439 @@
+//! Apps of several files (issue 8 part B): `qtjudge verify` on a folder, a
+//! zip and a notebook through the real Docker sandbox, `--entry` and its
+//! errors, hostile archives refused, the task chosen when none is given,
+//! and the same apps uploaded to a real `qtjudge serve` (multipart and
+//! base64).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::server::Server;
+use crate::support::{docker, repo};
+
+fn qtjudge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qtjudge"))
+        .args(args)
+        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("qtjudge runs")
+}
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = zip::ZipWriter::new(&mut out);
+    for (name, data) in entries {
+        writer
+            .start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(data).unwrap();
+    }
+    writer.finish().unwrap();
+    out.into_inner()
+}
+
+/// Every file of a fixture folder, under `prefix`.
+fn files_of(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.path().is_dir() {
+            out.extend(files_of(&entry.path(), &format!("{name}/")));
+        } else {
+            out.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    out
+}
+
+fn package_zip(extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let files = files_of(&repo().join("fixtures/apps/package_settings"), "package/");
+    let mut entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    entries.extend_from_slice(extra);
+    zip_of(&entries)
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Usage errors come before any container: no Docker needed.
+#[test]
+fn entry_errors_and_hostile_archives_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = b"if __name__ == \"__main__\":\n    pass\n";
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "two.zip",
+            zip_of(&[("a.py", guard), ("b.py", guard)]),
+            vec![],
+            vec!["ambiguous entry point", "a.py, b.py", "--entry"],
+        ),
+        (
+            "none.zip",
+            zip_of(&[("a.py", b"x = 1\n"), ("b.py", b"y = 2\n")]),
+            vec![],
+            vec!["no entry point", "a.py, b.py", "--entry"],
+        ),
+        (
+            "missing.zip",
+            zip_of(&[("a.py", guard), ("core/c.py", b"")]),
+            vec!["--entry", "main.py"],
+            vec![
+                "--entry `main.py` is not a file of the app",
+                "a.py, core/c.py",
+            ],
+        ),
+        (
+            "escape.zip",
+            zip_of(&[("main.py", guard), ("../../home/evil.py", b"x")]),
+            vec![],
+            vec!["unsafe archive entry", "`..`"],
+        ),
+        (
+            "absolute.zip",
+            zip_of(&[("main.py", guard), ("/etc/cron.d/evil", b"x")]),
+            vec![],
+            vec!["unsafe archive entry", "absolute"],
+        ),
+        (
+            "bomb.zip",
+            zip_of(&[("main.py", guard), ("zeros.bin", &vec![0u8; 40 << 20])]),
+            vec![],
+            vec!["over 8388608 bytes once unpacked"],
+        ),
+        (
+            "notzip.zip",
+            b"this is not a zip".to_vec(),
+            vec![],
+            vec!["not a readable zip archive"],
+        ),
+    ];
+    for (name, bytes, extra, words) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut args = vec!["verify", path.to_str().unwrap()];
+        args.extend(extra);
+        let out = qtjudge(&args);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        for word in words {
+            assert!(err.contains(word), "{name}: no {word:?} in {err}");
+        }
+    }
+    // A symlink in a tar.gz, and in a folder: refused, never followed.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_link_name("/etc/shadow").unwrap();
+    tar.append_data(&mut h, "secret", &b""[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    let path = dir.path().join("link.tar.gz");
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let out = qtjudge(&["verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`secret` is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    let app = dir.path().join("linked");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(app.join("main.py"), guard).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", app.join("data.txt")).unwrap();
+    let out = qtjudge(&["verify", app.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`data.txt` is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    // --entry means nothing for one script.
+    let script = dir.path().join("one.py");
+    std::fs::write(&script, guard).unwrap();
+    let out = qtjudge(&["verify", script.to_str().unwrap(), "--entry", "one.py"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--entry applies to an app"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_runs_a_folder_a_zip_with_entry_and_a_notebook_in_docker() {
+    if docker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let apps = repo().join("fixtures/apps");
+
+    // A folder: entry by its guard, the package imported, settings.json read from the cwd.
+    let out = qtjudge(&[
+        "verify",
+        apps.join("package_settings").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["tier"], 1, "{v:#}");
+    assert_eq!(v["bundle"]["origin"], "directory");
+    assert_eq!(v["bundle"]["entry"], "main.py");
+    assert!(v["bundle"]["files"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("core/conversation.py")));
+    // No --task, and nothing like the experiment's original: the generic task.
+    assert_eq!(v["task"], "generic-reset");
+    assert_eq!(v["task_choice"]["how"], "default", "{:#}", v["task_choice"]);
+
+    // A zip whose own test module also has a guard: ambiguous at the top
+    // level, so --entry decides (the top folder `package/` is stripped).
+    let zip = package_zip(&[(
+        "package/selftest.py",
+        b"if __name__ == \"__main__\":\n    raise SystemExit('not the app')\n",
+    )]);
+    let path = dir.path().join("package.zip");
+    std::fs::write(&path, &zip).unwrap();
+    let out = qtjudge(&["verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("main.py, package/selftest.py")
+            || stderr(&out).contains("main.py, selftest.py"),
+        "{}",
+        stderr(&out)
+    );
+    let out = qtjudge(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--entry",
+        "main.py",
+        "--task",
+        "generic-reset",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(text.contains("tier 1"), "{text}");
+    assert!(
+        text.contains("task: generic-reset (the task `generic-reset` was given)"),
+        "{text}"
+    );
+    assert!(text.contains("entry main.py"), "{text}");
+
+    // A notebook: magics dropped, exec_() in its last cell.
+    let out = qtjudge(&[
+        "verify",
+        apps.join("notebook_chat.ipynb").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["tier"], 1, "{v:#}");
+    assert_eq!(v["bundle"]["origin"], "notebook");
+    assert_eq!(v["bundle"]["entry"], "notebook_chat.py");
+
+    // One of the experiment's answers, no --task: its task is found.
+    let out = qtjudge(&[
+        "verify",
+        repo()
+            .join("fixtures/outputs/reset-conversation/correct.py")
+            .to_str()
+            .unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["task"], "reset-conversation", "{:#}", v["task_choice"]);
+    assert_eq!(v["task_choice"]["how"], "resembles");
+    assert_eq!(v["tier"], 1, "{v:#}");
+}
+
+/// A multipart/form-data body by hand: `file` plus text fields.
+fn multipart(filename: &str, data: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = format!("qtjudge-{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+        .unwrap();
+    }
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(data);
+    write!(body, "\r\n--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_takes_apps_as_multipart_and_base64_and_refuses_bad_ones() {
+    if docker().await.is_none() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data.path().join("data"), &["--workers", "1"]);
+    server.wait_ready().await;
+
+    // Refused before anything is queued, each with its code.
+    let bad = [
+        (
+            json!({"archive_base64": base64::engine::general_purpose::STANDARD.encode(zip_of(&[("../x.py", b"x")])), "archive_name": "x.zip"}),
+            "unsafe_archive_path",
+        ),
+        (json!({"archive_base64": "%%% not base64"}), "bad_archive"),
+        (
+            json!({"archive_base64": base64::engine::general_purpose::STANDARD.encode(package_zip(&[])), "entry": "nope.py"}),
+            "entry_not_found",
+        ),
+        (
+            json!({"output": "x", "archive_base64": "UEs="}),
+            "output_and_archive",
+        ),
+        (
+            json!({"output": "print(1)", "entry": "main.py"}),
+            "entry_without_archive",
+        ),
+    ];
+    for (body, code) in bad {
+        let response = server
+            .post("/v1/verifications")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{code}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], code, "{error}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    let (content_type, body) = multipart("evil.tar.gz", b"\x1f\x8bnot gzip", &[]);
+    let response = server
+        .post("/v1/verifications")
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "bad_archive", "{error}");
+
+    // A zip as base64; the fixture archive and a notebook as multipart.
+    let zip = base64::engine::general_purpose::STANDARD.encode(package_zip(&[]));
+    let response = server
+        .post("/v1/verifications")
+        .json(&json!({"archive_base64": zip, "archive_name": "package.zip", "model": "b64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(
+        accepted["task_choice"]["task"], "generic-reset",
+        "{accepted}"
+    );
+    let b64 = accepted["id"].as_str().unwrap().to_string();
+    let mut uploads = vec![b64];
+    for (file, fields) in [
+        (
+            "archived_chat.tar.gz",
+            vec![("model", "tgz"), ("entry", "app.py")],
+        ),
+        (
+            "notebook_chat.ipynb",
+            vec![("model", "nb"), ("task", "generic-reset")],
+        ),
+    ] {
+        let bytes = std::fs::read(repo().join("fixtures/apps").join(file)).unwrap();
+        let (content_type, body) = multipart(file, &bytes, &fields);
+        let response = server
+            .post("/v1/verifications")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let accepted: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{file}: {accepted}");
+        uploads.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    for id in &uploads {
+        let view = server.finished(id).await;
+        assert_eq!(view["status"], "done", "{view:#}");
+        assert_eq!(view["task"], "generic-reset");
+        assert_eq!(view["result"]["tier"], 1, "{:#}", view["result"]);
+        assert!(
+            view["result"]["bundle"]["entry"].is_string(),
+            "{:#}",
+            view["result"]
+        );
+    }
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_app_queued_before_kill_9_runs_after_the_restart() {
+    if docker().await.is_none() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("data");
+    // One worker, two uploads: the second is still queued (or running) at the kill.
+    let server = Server::start(&store, &["--workers", "1"]);
+    server.wait_ready().await;
+    let zip = base64::engine::general_purpose::STANDARD.encode(package_zip(&[]));
+    let mut ids = Vec::new();
+    for model in ["first", "survivor"] {
+        let response = server
+            .post("/v1/verifications")
+            .json(&json!({"archive_base64": zip, "model": model}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let accepted: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let id = ids.pop().unwrap();
+    let view: Value = server
+        .get(&format!("/v1/verifications/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(view["status"], "done", "finished before the kill: {view}");
+    server.kill_9();
+    let server = Server::start(&store, &["--workers", "1"]);
+    server.wait_ready().await;
+    let view = server.finished(&id).await;
+    assert_eq!(view["result"]["tier"], 1, "{view:#}");
+    assert_eq!(view["result"]["bundle"]["origin"], "zip");
+    server.stop();
+}
