@@ -3055,7 +3055,9 @@ mod tests {
             "fixtures/hostile",
             "fixtures/apps",
         ] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            // Files only: some apps are folders (bundles).
+            let files = std::fs::read_dir(root.join(dir)).unwrap().flatten();
+            for entry in files.filter(|e| e.path().is_file()) {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 if let Ok(e) = crate::extract::extract(&text, Some(&original)) {
