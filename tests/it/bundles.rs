@@ -74,12 +74,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+type Case = (&'static str, Vec<u8>, Vec<&'static str>, Vec<&'static str>);
+
 /// Usage errors come before any container: no Docker needed.
 #[test]
 fn entry_errors_and_hostile_archives_are_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let guard = b"if __name__ == \"__main__\":\n    pass\n";
-    let cases: Vec<(&str, Vec<u8>, Vec<&str>, Vec<&str>)> = vec![
+    // (file name, bytes, extra arguments, words the error must hold)
+    let cases: Vec<Case> = vec![
         (
             "two.zip",
             zip_of(&[("a.py", guard), ("b.py", guard)]),
