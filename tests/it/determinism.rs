@@ -14,6 +14,7 @@ use crate::support::{docker, prepared, repo};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_answer_gets_the_same_verdict_every_time_with_both_cores_busy() {
     let Some(cold) = docker().await else { return };
+    let _turn = crate::support::BOTH_CORES.lock().await;
     let runs: usize = std::env::var("QTJUDGE_DETERMINISM_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())

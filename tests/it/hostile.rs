@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::server::{containers_of, Server, TOKEN};
-use crate::support::{docker, fixture, repo};
+use crate::support::{docker, fixture, repo, BOTH_CORES};
 
 #[derive(Deserialize)]
 struct Attacks {
@@ -56,6 +56,7 @@ async fn every_attack_through_the_service_gets_its_verdict_and_leaves_nothing() 
     let Some(sandbox) = docker().await else {
         return;
     };
+    let _turn = BOTH_CORES.lock().await;
     let dir = repo().join("fixtures/hostile");
     let attacks: Attacks =
         toml::from_str(&std::fs::read_to_string(dir.join("attacks.toml")).unwrap()).unwrap();
@@ -300,6 +301,7 @@ async fn fork_bombs_under_load_are_stopped_at_their_pids_limit() {
     let Some(_) = docker().await else {
         return;
     };
+    let _turn = BOTH_CORES.lock().await;
     let temp = tempfile::tempdir().unwrap();
     let tasks = temp.path().join("tasks");
     tightened_task(&tasks);

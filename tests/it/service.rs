@@ -243,12 +243,12 @@ async fn each_kind_of_bad_request_gets_its_4xx_json() {
             "bad_request",
         ),
         (
-            "a missing field",
+            "no answer: neither output nor an app",
             server
                 .post("/v1/verifications")
                 .json(&json!({"model": "m"})),
-            400,
-            "bad_request",
+            422,
+            "empty_output",
         ),
         (
             "a bad batch line",

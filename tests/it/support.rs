@@ -7,6 +7,11 @@ use qtjudge::sandbox::docker::DockerSandbox;
 use qtjudge::task::Task;
 use qtjudge::verify::{PreparedTask, Verification};
 
+/// Tests that load both cores on purpose (the attack suites, the
+/// determinism run) take turns: each is meant to measure the load it makes,
+/// and two of them at once starve candidates past their wall clock.
+pub static BOTH_CORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
