@@ -423,14 +423,7 @@ async fn an_uploaded_app_queued_before_kill_9_runs_after_the_restart() {
         ids.push(accepted["id"].as_str().unwrap().to_string());
     }
     let id = ids.pop().unwrap();
-    let view: Value = server
-        .get(&format!("/v1/verifications/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = server.view(&id).await;
     assert_ne!(view["status"], "done", "finished before the kill: {view}");
     server.kill_9();
     let server = Server::start(&store, &["--workers", "1"]);

@@ -161,14 +161,7 @@ async fn a_finished_verification_is_posted_signed_and_retried_after_server_error
     server.wait_ready().await;
     let (receiver, url) = Receiver::start(2, false).await;
     let id = submit_with_callback(&server, &url).await;
-    let queued: Value = server
-        .get(&format!("/v1/verifications/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queued: Value = server.view(&id).await;
     assert_eq!(
         queued["callback"],
         json!({"url": url, "state": "pending", "attempts": 0, "last_error": null})

@@ -32,14 +32,7 @@ pub fn slow_answer() -> String {
 pub async fn wait_for_status(server: &Server, id: &str, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = server
-            .get(&format!("/v1/verifications/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view: Value = server.view(id).await;
         if view["status"] == status {
             return;
         }

@@ -130,14 +130,7 @@ async fn wait_for_health(server: &Server, what: &str, done: impl Fn(&Value) -> b
 }
 
 async fn view(server: &Server, id: &str) -> Value {
-    server
-        .get(&format!("/v1/verifications/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    server.view(id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

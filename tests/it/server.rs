@@ -165,18 +165,22 @@ impl Server {
         pid
     }
 
+    /// A verification's JSON view, as it stands now.
+    pub async fn view(&self, id: &str) -> Value {
+        self.get(&format!("/v1/verifications/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Polls a verification until it is finished.
     pub async fn finished(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
-            let view: Value = self
-                .get(&format!("/v1/verifications/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let view: Value = self.view(id).await;
             if view["status"] == "done" || view["status"] == "error" {
                 return view;
             }

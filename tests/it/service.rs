@@ -75,14 +75,7 @@ async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts() {
 
     // The same result on a later GET, and the screenshots as PNG.
     let id = good["id"].as_str().unwrap();
-    let again: Value = server
-        .get(&format!("/v1/verifications/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = server.view(id).await;
     assert_eq!(again["result"], good["result"]);
     let png = server
         .get(
