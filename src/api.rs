@@ -28,8 +28,6 @@ use crate::report::{self, Counts, Format};
 use crate::task::{Task, TaskChoice, TaskError};
 use crate::verify::Verification;
 
-/// The task a request names when it names none.
-pub const DEFAULT_TASK: &str = "reset-conversation";
 /// The longest a request may hold for a result (`?wait=`).
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// A batch body may be this many times the per-answer limit.
@@ -360,10 +358,6 @@ struct VerificationRequest {
     callback_url: Option<String>,
 }
 
-fn default_task() -> String {
-    DEFAULT_TASK.to_string()
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
@@ -622,25 +616,17 @@ async fn create_verification(
     let (output, bundle) = request_input(&mut request, upload, state.config.max_body)?;
     check_metadata(&request.metadata, "the request")?;
     let callback_url = check_callback_url(request.callback_url.as_deref())?;
-    let choice = match request.task.clone().filter(|t| !t.is_empty()) {
-        Some(task) => TaskChoice::given(&task),
-        None => {
-            let code = match &bundle {
-                Some(b) => b.python_sources().join("\n"),
-                None => output.clone(),
-            };
-            let dir = state.config.tasks_dir.clone();
-            // Reading the task folders is blocking IO.
-            tokio::task::spawn_blocking(move || {
-                crate::task::choose(&crate::task::load_with_originals(&dir), &code)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-        }
-    };
+    let choice = choose_tasks(
+        &state,
+        request.task.as_deref(),
+        vec![candidate_code(&output, bundle.as_ref())],
+    )
+    .await?
+    .remove(0);
     admit(&state, &choice.task).await?;
     let job = NewJob {
         task: choice.task.clone(),
+        task_choice: Some(choice.clone()),
         model: request
             .model
             .filter(|m| !m.trim().is_empty())
@@ -666,6 +652,40 @@ async fn create_verification(
         response.headers_mut().insert(LOCATION, value);
     }
     Ok(response)
+}
+
+/// The code compared with the tasks' originals: an app's Python files
+/// (the entry first), else the raw answer (as `qtjudge verify` compares).
+fn candidate_code(output: &str, bundle: Option<&Bundle>) -> String {
+    match bundle {
+        Some(b) => b.python_sources().join("\n"),
+        None => output.to_string(),
+    }
+}
+
+/// The task of each answer whose code is in `codes`: the one `given`, else
+/// the task whose original the answer resembles, else `generic-reset` (as
+/// `qtjudge verify` and `grade` choose without `--task`). The task folders
+/// are read once for all the answers.
+async fn choose_tasks(
+    state: &AppState,
+    given: Option<&str>,
+    codes: Vec<String>,
+) -> Result<Vec<TaskChoice>, ApiError> {
+    if let Some(task) = given.filter(|t| !t.is_empty()) {
+        return Ok(codes.iter().map(|_| TaskChoice::given(task)).collect());
+    }
+    let dir = state.config.tasks_dir.clone();
+    // Reading the task folders is blocking IO, and choosing reads every answer.
+    tokio::task::spawn_blocking(move || {
+        let tasks = crate::task::load_with_originals(&dir);
+        codes
+            .iter()
+            .map(|code| crate::task::choose(&tasks, code))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn verification_link(id: &str) -> String {
@@ -697,6 +717,7 @@ fn verification_view(job: &JobRecord) -> Value {
         "id": job.id,
         "status": job.status,
         "task": job.task,
+        "task_choice": job.task_choice,
         "model": job.model,
         "metadata": job.metadata,
         "batch_id": job.batch_id,
@@ -741,14 +762,48 @@ async fn get_artifact(
     Ok(([(CONTENT_TYPE, media_type)], data).into_response())
 }
 
+/// One answer of a batch: a raw answer in `output`, or an app in
+/// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchItem {
     #[serde(default)]
     model: Option<String>,
-    output: String,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    archive_base64: Option<String>,
+    #[serde(default)]
+    archive_name: Option<String>,
+    #[serde(default)]
+    entry: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
+}
+
+impl BatchItem {
+    /// The answer or app it carries, checked as a verification's is; a
+    /// refusal names the answer.
+    fn input(self, max_body: usize, which: &str) -> Result<(String, Option<Bundle>), ApiError> {
+        let mut request = VerificationRequest {
+            output: self.output,
+            archive_base64: self.archive_base64,
+            archive_name: self.archive_name,
+            entry: self.entry,
+            task: None,
+            model: None,
+            metadata: None,
+            callback_url: None,
+        };
+        request_input(&mut request, None, max_body).map_err(|e| match e {
+            ApiError::Unprocessable { code, message } => ApiError::Unprocessable {
+                code,
+                message: format!("{which}: {message}"),
+            },
+            ApiError::TooLarge(message) => ApiError::TooLarge(format!("{which}: {message}")),
+            other => other,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -803,18 +858,19 @@ async fn create_batch(
             state.config.max_batch
         )));
     }
-    let task = query.task.unwrap_or_else(default_task);
     let callback_url = check_callback_url(query.callback_url.as_deref())?;
     let mut seen = std::collections::HashMap::new();
     let mut jobs = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let which = format!("answer {}", i + 1);
-        check_answer(&item.output, state.config.max_body, &which)?;
         check_metadata(&item.metadata, &which)?;
+        let metadata = item.metadata.clone().filter(|m| !m.is_null());
         let mut model = item
             .model
+            .clone()
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| format!("answer-{}", i + 1));
+        let (output, bundle) = item.input(state.config.max_body, &which)?;
         // Like `qtjudge grade`: a model named twice becomes `name#2`.
         let n = seen.entry(model.clone()).or_insert(0);
         *n += 1;
@@ -822,20 +878,37 @@ async fn create_batch(
             model = format!("{model}#{n}");
         }
         jobs.push(NewJob {
-            task: task.clone(),
+            task: String::new(),
+            task_choice: None,
             model,
-            output: item.output,
-            metadata: item.metadata.filter(|m| !m.is_null()),
+            output,
+            metadata,
             callback_url: None,
-            bundle: None,
+            bundle,
         });
     }
-    admit(&state, &task).await?;
+    let codes = jobs
+        .iter()
+        .map(|j| candidate_code(&j.output, j.bundle.as_ref()))
+        .collect();
+    let choices = choose_tasks(&state, query.task.as_deref(), codes).await?;
+    let mut tasks: Vec<String> = choices.iter().map(|c| c.task.clone()).collect();
+    for (job, choice) in jobs.iter_mut().zip(choices) {
+        job.task = choice.task.clone();
+        job.task_choice = Some(choice);
+    }
+    tasks.sort();
+    tasks.dedup();
+    for task in &tasks {
+        admit(&state, task).await?;
+    }
     let id = jobs::new_id();
     let count = jobs.len();
     let batch = NewBatch {
         id: id.clone(),
-        task,
+        // The task given, else the one every answer resembled, else each
+        // task chosen (every verification names its own).
+        task: tasks.join(", "),
         callback_url,
     };
     submit(&state, jobs, Some(batch)).await?;
@@ -909,6 +982,8 @@ fn batch_view(batch: &BatchRecord) -> Value {
             json!({
                 "id": j.id,
                 "model": j.model,
+                "task": j.task,
+                "task_choice": j.task_choice,
                 "status": j.status,
                 "tier": r.and_then(|r| r.tier),
                 "label": r.map(|r| r.label),
@@ -1112,8 +1187,14 @@ fn hand_written_openapi() -> Value {
                 "Callback": {"type": "object", "description": "the delivery to the `callback_url` (pending until the receiver took it)", "properties": {
                     "url": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
                     "attempts": {"type": "integer"}, "last_error": {"type": "string", "nullable": true}}},
-                "BatchItem": {"type": "object", "required": ["output"], "additionalProperties": false, "properties": {
-                    "model": {"type": "string"}, "output": {"type": "string", "minLength": 1, "pattern": "\\S"}, "metadata": {"type": "object"}}},
+                "BatchItem": {"type": "object", "additionalProperties": false,
+                    "description": "exactly one of `output` (a raw answer) and `archive_base64` (an app), checked as in a VerificationRequest",
+                    "properties": {
+                    "model": {"type": "string"}, "output": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                    "archive_base64": {"type": "string", "description": "an app: a .zip, .tar.gz or .ipynb, base64-encoded (limits as in a VerificationRequest)"},
+                    "archive_name": {"type": "string", "description": "the archive's file name; its kind is sniffed when absent"},
+                    "entry": {"type": "string", "description": "the app's file run as `__main__`; default: the one with a `__main__` guard"},
+                    "metadata": {"type": "object"}}},
                 "Accepted": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
                     "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
@@ -1121,6 +1202,7 @@ fn hand_written_openapi() -> Value {
                 "Verification": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
                     "task": {"type": "string"}, "model": {"type": "string"},
+                    "task_choice": {"allOf": [{"$ref": "#/components/schemas/TaskChoice"}], "nullable": true, "description": "why `task` was chosen: given, or the answer resembled its original, or the default `generic-reset`"},
                     "metadata": {"type": "object", "nullable": true}, "batch_id": {"type": "string", "nullable": true},
                     "created_at": {"type": "string", "format": "date-time"},
                     "started_at": {"type": "string", "format": "date-time", "nullable": true},
@@ -1131,10 +1213,11 @@ fn hand_written_openapi() -> Value {
                     "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
                     "links": {"type": "object"}}},
                 "Batch": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "task": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "task": {"type": "string", "description": "the task given, else the tasks chosen for its answers (comma-separated; each verification names its own)"},
                     "total": {"type": "integer"}, "progress": {"type": "object"},
                     "counts": {"type": "object", "properties": {"tier1": {"type": "integer"}, "tier2": {"type": "integer"}, "tier3": {"type": "integer"}, "error": {"type": "integer"}}},
-                    "verifications": {"type": "array", "items": {"type": "object"}},
+                    "verifications": {"type": "array", "items": {"type": "object", "description": "id, model, task, task_choice, status, tier, label, failure, reason, links"}},
                     "table": {"type": "string", "nullable": true},
                     "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
                     "links": {"type": "object"}}}
@@ -1172,7 +1255,8 @@ fn hand_written_openapi() -> Value {
                     json!({"404": error_response("unknown id or artifact")}))}},
             "/v1/batches": {"post": {
                 "summary": "verify many answers", "security": [{"bearer": []}],
-                "parameters": [{"name": "task", "in": "query", "required": false, "schema": {"type": "string", "default": DEFAULT_TASK}},
+                "parameters": [{"name": "task", "in": "query", "required": false, "schema": {"type": "string"},
+                     "description": "the task of every answer; default: each answer's own, the task whose original it resembles, else `generic-reset` (each verification's `task_choice` says which and why)"},
                     {"name": "callback_url", "in": "query", "required": false, "schema": {"type": "string", "format": "uri"},
                      "description": "absolute http(s) URL; the batch is POSTed there once all its answers are finished"}],
                 "requestBody": {"required": true, "content": {
@@ -1181,7 +1265,7 @@ fn hand_written_openapi() -> Value {
                 "responses": with(json!({"202": {"description": "accepted (on disk)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}),
                     json!({
                         "413": error_response("the body, an answer or the number of answers is over the limit"),
-                        "422": error_response("unknown task, empty batch, an empty answer or a `callback_url` that is not an absolute http(s) URL"),
+                        "422": error_response("unknown task, empty batch, an empty answer, an app refused (the same codes as POST /v1/verifications; the message names the answer) or a `callback_url` that is not an absolute http(s) URL"),
                         "429": error_response("the queue has no room for the batch; see Retry-After"),
                         "503": error_response("the Docker engine is unreachable, or the service is stopping"),
                     })),
@@ -1782,6 +1866,9 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
+    /// The experiment's task (fixtures/tasks).
+    const DEFAULT_TASK: &str = "reset-conversation";
+
     /// The result schema comes from the Rust types, and every `$ref` in
     /// the document points at a schema it defines.
     #[test]
@@ -1954,6 +2041,137 @@ mod tests {
         // No task named and `print(1)` resembles no original: the generic task.
         assert_eq!(view["task"], crate::task::FALLBACK_TASK);
         assert_eq!(body["task_choice"]["how"], "default", "{body}");
+        assert_eq!(
+            view["task_choice"], body["task_choice"],
+            "kept with the job"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_without_a_task_chooses_each_answers_task_as_a_verification_does() {
+        let f = fixture(None, 10);
+        let original = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/tasks/reset-conversation/original.py"),
+        )
+        .unwrap();
+        // Every name of the experiment's original: it resembles that task.
+        let experiment = crate::task::original_names(&original).join("\n");
+        let app = Bundle::script("main.py", "if __name__ == \"__main__\":\n    print(1)\n");
+        let archive = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            app.to_tar_gz().unwrap(),
+        );
+        let items = json!([
+            {"model": "experiment", "output": experiment},
+            {"model": "other", "output": "print(1)"},
+            {"model": "app", "archive_base64": archive, "entry": "main.py"},
+        ])
+        .to_string();
+        let tasks_of = |batch: &Value| -> Vec<(String, String)> {
+            batch["verifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    assert_eq!(v["task"], v["task_choice"]["task"], "{v}");
+                    (
+                        v["task"].as_str().unwrap().to_string(),
+                        v["task_choice"]["how"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let (status, headers, body) = post(&f.state, "/v1/batches", &items).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let (_, _, batch) = call(
+            &f.state,
+            "GET",
+            headers[LOCATION].to_str().unwrap(),
+            "",
+            &[],
+        )
+        .await;
+        let expected = |t: &str, how: &str| (t.to_string(), how.to_string());
+        assert_eq!(
+            tasks_of(&batch),
+            [
+                expected(DEFAULT_TASK, "resembles"),
+                expected(crate::task::FALLBACK_TASK, "default"),
+                expected(crate::task::FALLBACK_TASK, "default"),
+            ]
+        );
+        assert_eq!(batch["task"], "generic-reset, reset-conversation");
+        // Each one's choice is the one a single verification gets.
+        let (_, _, single) = post(
+            &f.state,
+            "/v1/verifications",
+            &json!({"output": crate::task::original_names(&original).join("\n")}).to_string(),
+        )
+        .await;
+        let (_, _, view) = call(
+            &f.state,
+            "GET",
+            single["links"]["self"].as_str().unwrap(),
+            "",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            view["task_choice"],
+            batch["verifications"][0]["task_choice"]
+        );
+
+        // A task given is every answer's task.
+        let (status, headers, body) =
+            post(&f.state, "/v1/batches?task=reset-conversation", &items).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let (_, _, batch) = call(
+            &f.state,
+            "GET",
+            headers[LOCATION].to_str().unwrap(),
+            "",
+            &[],
+        )
+        .await;
+        assert_eq!(tasks_of(&batch), vec![expected(DEFAULT_TASK, "given"); 3]);
+        assert_eq!(batch["task"], DEFAULT_TASK);
+    }
+
+    #[tokio::test]
+    async fn a_batch_refuses_bad_apps_with_the_codes_of_a_verification_naming_the_answer() {
+        let f = fixture(None, 10);
+        let cases = [
+            (json!({"archive_base64": "%%%"}), "bad_archive"),
+            (
+                json!({"output": "print(1)", "archive_base64": "UEsFBg=="}),
+                "output_and_archive",
+            ),
+            (
+                json!({"output": "print(1)", "entry": "main.py"}),
+                "entry_without_archive",
+            ),
+            (
+                json!({"archive_base64": "H4sIAAAAAAACA+3NMQqDQBQE0H+UnCAIMXoeIQsWiqArePxsUom9geB7zQzTzJy615juectxmqpo6vqbxTGL565/9rZ9NHGr4gfWJXdzuYxr6tMwTAEAAAAAAAAAAMC/eQMjLXpuACgAAA=="}),
+                "no_python_file",
+            ),
+            (json!({"model": "m"}), "empty_output"),
+        ];
+        for (item, code) in cases {
+            let body = json!([{"output": "print(1)"}, item]).to_string();
+            let got = post(&f.state, "/v1/batches", &body).await;
+            assert_error(&got, 422, code);
+            assert!(
+                got.2["message"].as_str().unwrap().starts_with("answer 2: "),
+                "{}",
+                got.2
+            );
+        }
+        assert_eq!(
+            f.state.jobs.store.depth().await.unwrap().queued,
+            0,
+            "nothing of a refused batch is kept"
+        );
     }
 
     #[tokio::test]
@@ -2393,6 +2611,7 @@ mod tests {
             started_at: Some(1),
             finished_at: Some(2),
             callback: None,
+            task_choice: Some(TaskChoice::given(DEFAULT_TASK)),
         }
     }
 

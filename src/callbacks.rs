@@ -796,6 +796,7 @@ mod tests {
             metadata: None,
             callback_url: callback_url.map(String::from),
             bundle: None,
+            task_choice: None,
         }
     }
 

@@ -881,26 +881,18 @@ async fn grade_remotely(
     if todo.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(app) = todo.iter().find(|a| a.bundle.is_some()) {
-        bail!(
-            "{} is an app of its own files: --server takes raw answers only (POST an app to /v1/verifications as a multipart upload)",
-            app.model
-        );
+    // Without --task the service picks each answer's task as `grade_here` does.
+    let task = args.common.task.as_deref().filter(|t| !t.is_empty());
+    match task {
+        Some(task) => service.check_task(task).await?,
+        None => service.check_reachable().await?,
     }
-    // The service picks a task per answer the same way when none is given;
-    // its batches need one, so the experiment's task stays the default here.
-    let task = args
-        .common
-        .task
-        .clone()
-        .unwrap_or_else(|| crate::api::DEFAULT_TASK.to_string());
-    service.check_task(&task).await?;
     eprintln!("qtjudge: sending {} answer(s) to {url}…", todo.len());
     let bar = progress_bar(todo.len() as u64);
     let mut done = Vec::new();
     service
         .grade(
-            &task,
+            task,
             todo,
             args.batch_size,
             |finished, _| bar.set_position(finished as u64),

@@ -119,10 +119,33 @@ impl Service {
         }
     }
 
-    /// Checks the service is there, takes the token and knows the task,
-    /// before any work is sent; a wrong URL fails at once, not after the
-    /// patience a busy service is given.
+    /// Checks the service is there and takes the token, before any work is
+    /// sent; a wrong URL fails at once, not after the patience a busy
+    /// service is given.
+    pub async fn check_reachable(&self) -> Result<()> {
+        self.tasks().await.map(|_| ())
+    }
+
+    /// As [`Service::check_reachable`], and the service knows `task`.
     pub async fn check_task(&self, task: &str) -> Result<()> {
+        let tasks = self.tasks().await?;
+        let known: Vec<&str> = tasks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        if !known.contains(&task) {
+            bail!(
+                "the service does not know the task {task:?}; it has: {}",
+                known.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The service's task list (`GET /v1/tasks`).
+    async fn tasks(&self) -> Result<Value> {
         let response = self
             .authorised(self.http.get(self.url("/v1/tasks")))
             .send()
@@ -143,38 +166,29 @@ impl Service {
             };
             bail!("listing the service's tasks: it answered {status}: {message}{hint}");
         }
-        let tasks: Value = response
+        response
             .json()
             .await
-            .context("the service's task list is not JSON: is --server a qtjudge service?")?;
-        let known: Vec<&str> = tasks
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t["id"].as_str())
-            .collect();
-        if !known.contains(&task) {
-            bail!(
-                "the service does not know the task {task:?}; it has: {}",
-                known.join(", ")
-            );
-        }
-        Ok(())
+            .context("the service's task list is not JSON: is --server a qtjudge service?")
     }
 
-    async fn submit_batch(&self, task: &str, answers: &[Answer]) -> Result<Submitted> {
-        let items: Vec<Value> = answers
+    /// Sends one batch; without `task` the service picks each answer's
+    /// task as a local run does.
+    async fn submit_batch(&self, task: Option<&str>, answers: &[Answer]) -> Result<Submitted> {
+        let items = answers
             .iter()
-            .map(|a| json!({"model": a.model, "output": a.output}))
-            .collect();
+            .map(batch_item)
+            .collect::<Result<Vec<Value>>>()?;
         let body = serde_json::to_vec(&items)?;
         let accepted: Value = self
             .send("submitting a batch", || {
-                self.http
-                    .post(self.url("/v1/batches"))
-                    .query(&[("task", task)])
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
+                let request = self.http.post(self.url("/v1/batches"));
+                match task {
+                    Some(task) => request.query(&[("task", task)]),
+                    None => request,
+                }
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
             })
             .await?
             .json()
@@ -201,8 +215,10 @@ impl Service {
         .context("a batch's view is not JSON")
     }
 
-    /// The finished batch's results, with screenshots fetched.
-    async fn results(&self, batch: &Submitted, task: &str) -> Result<Vec<Verification>> {
+    /// The finished batch's results, with screenshots fetched; an app's
+    /// result says what the app was (a folder, a notebook), not the archive
+    /// it travelled in.
+    async fn results(&self, batch: &Submitted, answers: &[Answer]) -> Result<Vec<Verification>> {
         let jsonl = self
             .send("fetching a batch's results", || {
                 self.http
@@ -227,6 +243,7 @@ impl Service {
                 Some(v) => v,
                 None => {
                     // The service could not judge it (its job ended in `error`).
+                    let task = item["task"].as_str().unwrap_or("?");
                     let mut v = Verification::unjudged(&model, task, "remote");
                     let why = item["reason"]
                         .as_str()
@@ -236,6 +253,13 @@ impl Service {
                     v
                 }
             };
+            let sent = answers.iter().find(|a| a.model == model);
+            if let (Some(summary), Some(app)) =
+                (v.bundle.as_mut(), sent.and_then(|a| a.bundle.as_ref()))
+            {
+                summary.origin = app.origin;
+                summary.notes = app.notes.clone();
+            }
             for artifact in &mut v.artifacts {
                 let path = format!("/v1/verifications/{job_id}/artifacts/{}", artifact.name);
                 match self
@@ -255,7 +279,7 @@ impl Service {
     /// `on_result` as its batch finishes; `on_progress` gets (finished, total).
     pub async fn grade(
         &self,
-        task: &str,
+        task: Option<&str>,
         answers: Vec<Answer>,
         batch_size: usize,
         mut on_progress: impl FnMut(usize, usize),
@@ -264,13 +288,18 @@ impl Service {
         let mut batches = Vec::new();
         // Everything is sent first, so the service's workers never idle
         // between batches; a full queue makes `send` wait politely.
-        for chunk in chunks(&answers, batch_size.max(1)) {
+        let chunks = chunks(&answers, batch_size.max(1));
+        for chunk in &chunks {
             batches.push(self.submit_batch(task, chunk).await?);
         }
         let total = answers.len();
         tracing::info!(batches = batches.len(), answers = total, service = %self.base, "answers accepted");
         while batches.iter().any(|b| b.view.is_none()) {
-            for batch in batches.iter_mut().filter(|b| b.view.is_none()) {
+            for (batch, sent) in batches
+                .iter_mut()
+                .zip(&chunks)
+                .filter(|(b, _)| b.view.is_none())
+            {
                 let view = self.batch_view(&batch.id).await?;
                 let progress = &view["progress"];
                 batch.finished = (progress["done"].as_u64().unwrap_or(0)
@@ -279,7 +308,7 @@ impl Service {
                 if view["status"] == "done" {
                     batch.finished = batch.total;
                     batch.view = Some(view);
-                    for v in self.results(batch, task).await? {
+                    for v in self.results(batch, sent).await? {
                         on_result(v);
                     }
                 }
@@ -293,13 +322,41 @@ impl Service {
     }
 }
 
+/// One answer as a batch item: a raw answer as `output`; an app (a folder,
+/// an archive, a notebook) as a `.tar.gz` of its files with its entry.
+fn batch_item(answer: &Answer) -> Result<Value> {
+    let Some(app) = &answer.bundle else {
+        return Ok(json!({"model": answer.model, "output": answer.output}));
+    };
+    let archive = app
+        .to_tar_gz()
+        .with_context(|| format!("cannot pack the app {}", answer.model))?;
+    Ok(json!({
+        "model": answer.model,
+        "archive_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, archive),
+        "archive_name": format!("{}.tar.gz", answer.model),
+        "entry": app.entry,
+    }))
+}
+
+/// Bytes an answer adds to a batch (an app's files, base64-encoded).
+fn answer_bytes(answer: &Answer) -> usize {
+    let files: usize = answer
+        .bundle
+        .iter()
+        .flat_map(|b| &b.files)
+        .map(|f| f.data.len() * 4 / 3)
+        .sum();
+    answer.output.len() + answer.model.len() + files
+}
+
 /// Splits answers into batches bounded in count and bytes.
 fn chunks(answers: &[Answer], size: usize) -> Vec<&[Answer]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, answer) in answers.iter().enumerate() {
-        let len = answer.output.len() + answer.model.len();
+        let len = answer_bytes(answer);
         if i > start && (i - start >= size || bytes + len > MAX_BATCH_BYTES) {
             out.push(&answers[start..i]);
             start = i;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::callbacks::{CallbackStatus, Outcome};
 use crate::sandbox::{BoxFuture, Sandbox};
-use crate::task::{Task, TaskError};
+use crate::task::{Task, TaskChoice, TaskError};
 use crate::verdict::Label;
 use crate::verify::{self, PreparedTask, Verification};
 
@@ -126,6 +126,9 @@ pub struct NewJob {
     pub metadata: Option<Value>,
     /// Where the finished view is POSTed (checked by the API).
     pub callback_url: Option<String>,
+    /// Why `task` was chosen (given, or resembled): kept with the job and
+    /// put in its result, as a local `grade` puts it.
+    pub task_choice: Option<TaskChoice>,
 }
 
 /// A batch to create with its jobs.
@@ -155,6 +158,8 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub callback: Option<CallbackStatus>,
+    /// Why `task` was chosen (none for jobs stored by older versions).
+    pub task_choice: Option<TaskChoice>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +181,7 @@ struct Claimed {
     model: String,
     output: String,
     bundle: Option<crate::bundle::Bundle>,
+    task_choice: Option<TaskChoice>,
 }
 
 /// How many jobs are in each state.
@@ -237,16 +243,21 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 ";
 
-/// Adds `jobs.bundle` (an uploaded app, as JSON) to a store made by an
-/// older version.
-fn add_bundle_column(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let has_column: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'bundle'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE jobs ADD COLUMN bundle TEXT")?;
+/// Columns of `jobs` added after its first version, each nullable JSON:
+/// `bundle` (an uploaded app) and `task_choice` (why its task was chosen).
+const ADDED_JOB_COLUMNS: [&str; 2] = ["bundle", "task_choice"];
+
+/// Adds the [`ADDED_JOB_COLUMNS`] a store made by an older version lacks.
+fn add_job_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    for column in ADDED_JOB_COLUMNS {
+        let has_column: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+            params![column],
+            |r| r.get(0),
+        )?;
+        if !has_column {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} TEXT"))?;
+        }
     }
     Ok(())
 }
@@ -255,7 +266,7 @@ const JOB_COLUMNS: &str =
     "id, batch_id, task, model, metadata, status, result, error, attempts, created_at, started_at, finished_at,
      callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
      (SELECT attempts FROM callbacks WHERE subject = jobs.id),
-     (SELECT last_error FROM callbacks WHERE subject = jobs.id)";
+     (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice";
 
 /// The job store. One connection behind a mutex: SQLite writes one
 /// transaction at a time anyway, and the service's load is a few rows a
@@ -290,7 +301,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
-        add_bundle_column(&conn).map_err(open_error)?;
+        add_job_columns(&conn).map_err(open_error)?;
         crate::callbacks::migrate(&conn).map_err(open_error)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -349,8 +360,8 @@ impl Store {
             {
                 let mut insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, bundle)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
+                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, bundle, task_choice)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10)",
                     )
                     .map_err(sql("preparing a job insert"))?;
                 for job in jobs {
@@ -360,8 +371,12 @@ impl Store {
                         .bundle
                         .as_ref()
                         .and_then(|b| serde_json::to_string(b).ok());
+                    let choice = job
+                        .task_choice
+                        .as_ref()
+                        .and_then(|c| serde_json::to_string(c).ok());
                     insert
-                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, bundle])
+                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, bundle, choice])
                         .map_err(sql("inserting a job"))?;
                     ids.push(id);
                 }
@@ -378,10 +393,11 @@ impl Store {
             conn.query_row(
                 "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1
                  WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-                 RETURNING id, batch_id, task, model, output, bundle",
+                 RETURNING id, batch_id, task, model, output, bundle, task_choice",
                 params![now_ms()],
                 |r| {
                     let bundle: Option<String> = r.get(5)?;
+                    let choice: Option<String> = r.get(6)?;
                     Ok(Claimed {
                         id: r.get(0)?,
                         batch_id: r.get(1)?,
@@ -390,6 +406,7 @@ impl Store {
                         output: r.get(4)?,
                         // Written by `enqueue` from a checked bundle: unreadable only if corrupted.
                         bundle: bundle.and_then(|b| serde_json::from_str(&b).ok()),
+                        task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
                     })
                 },
             )
@@ -684,6 +701,7 @@ fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let metadata: Option<String> = r.get(4)?;
     let status: String = r.get(5)?;
     let result: Option<String> = r.get(6)?;
+    let choice: Option<String> = r.get(16)?;
     Ok(JobRecord {
         id: r.get(0)?,
         batch_id: r.get(1)?,
@@ -699,6 +717,7 @@ fn job_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         started_at: r.get(10)?,
         finished_at: r.get(11)?,
         callback: CallbackStatus::from_row(r, 12)?,
+        task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
     })
 }
 
@@ -1320,7 +1339,10 @@ impl Jobs {
             .catch_unwind()
             .await
         {
-            Ok(v) => v,
+            Ok(mut v) => {
+                v.task_choice = job.task_choice.clone();
+                v
+            }
             Err(_) => {
                 tracing::error!(job = %job.id, "the verification panicked");
                 let why = "internal error: the verification panicked (see the service's log)";
@@ -1469,11 +1491,18 @@ impl Pool {
         let all = futures_util::future::join_all(self.handles);
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!(grace_seconds = grace.as_secs(), "verifications still running after the grace period: abandoning them; they stay queued");
-            for abort in aborts {
+            for abort in &aborts {
                 abort.abort();
             }
-            // Lets the aborted runs' container removals go out.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // An aborted run drops its container guard when the runtime
+            // next polls it, which counts the removal in flight; the
+            // sandbox's shutdown then waits for it.
+            let dropped = async {
+                while !aborts.iter().all(|a| a.is_finished()) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), dropped).await;
         }
         if let Some(sandbox) = self.jobs.engine.sandbox() {
             sandbox.shutdown().await;
@@ -1523,6 +1552,7 @@ mod tests {
             metadata: Some(serde_json::json!({"run": 7})),
             callback_url: None,
             bundle: None,
+            task_choice: Some(TaskChoice::given("reset-conversation")),
         }
     }
 
@@ -1571,6 +1601,46 @@ mod tests {
         let record = store.job(&ids[0]).await.unwrap().expect("the job is there");
         assert_eq!(record.status, Status::Queued);
         assert_eq!(record.metadata, Some(serde_json::json!({"run": 7})));
+        assert_eq!(
+            record.task_choice,
+            Some(TaskChoice::given("reset-conversation"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_made_before_bundles_and_task_choices_gains_their_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first version's jobs table, with a job queued in it.
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE batches (id TEXT PRIMARY KEY, task TEXT NOT NULL, created_at INTEGER NOT NULL);
+                 CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                     batch_id TEXT REFERENCES batches(id) ON DELETE CASCADE, task TEXT NOT NULL,
+                     model TEXT NOT NULL, output TEXT NOT NULL, metadata TEXT, status TEXT NOT NULL,
+                     result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                     created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
+                 INSERT INTO jobs (id, task, model, output, status, created_at)
+                     VALUES ('old', 'reset-conversation', 'm', 'print(1)', 'queued', 1);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let old = store
+            .job("old")
+            .await
+            .unwrap()
+            .expect("the old job is kept");
+        assert_eq!((old.status, old.task_choice), (Status::Queued, None));
+        let ids = store.enqueue(vec![job("a")], None, 10).await.unwrap();
+        let new = store.job(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(new.task_choice.map(|c| c.how), Some("given".into()));
+        let claimed = store.claim_next().await.unwrap().unwrap();
+        assert_eq!(claimed.id, "old", "the old job is first in the queue");
+        assert!(claimed.task_choice.is_none() && claimed.bundle.is_none());
+        // Opening again adds nothing twice.
+        drop(store);
+        Store::open(dir.path()).unwrap();
     }
 
     #[tokio::test]
@@ -1672,6 +1742,11 @@ mod tests {
         assert_eq!(
             (result.tier, result.failure.as_deref()),
             (Some(3), Some("no_code"))
+        );
+        assert_eq!(
+            result.task_choice.map(|c| c.how),
+            Some("given".into()),
+            "the job's task choice is in its result"
         );
         assert!(jobs
             .metrics

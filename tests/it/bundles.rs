@@ -433,3 +433,112 @@ async fn an_uploaded_app_queued_before_kill_9_runs_after_the_restart() {
     assert_eq!(view["result"]["bundle"]["origin"], "zip");
     server.stop();
 }
+
+/// The tier and failure `fixtures/apps/manifest.toml` expects of `file`.
+fn app_verdict(file: &str) -> (u64, String) {
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(repo().join("fixtures/apps/manifest.toml")).unwrap(),
+    )
+    .unwrap();
+    let app = manifest["app"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["file"].as_str() == Some(file))
+        .unwrap_or_else(|| panic!("{file} is not in fixtures/apps/manifest.toml"));
+    (
+        app["tier"].as_integer().unwrap() as u64,
+        app["failure"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_without_a_task_grades_each_answer_against_the_task_it_resembles() {
+    if docker().await.is_none() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data.path().join("data"), &["--workers", "2"]);
+    server.wait_ready().await;
+    let answers = repo().join("fixtures/outputs/reset-conversation");
+    let experiment = crate::support::manifest()
+        .into_iter()
+        .find(|a| a.model == "devstral")
+        .unwrap();
+    let app = "ollama_chat_requests.py";
+    let items = json!([
+        {"model": "devstral", "output": std::fs::read_to_string(answers.join(&experiment.file)).unwrap()},
+        {"model": "app", "output": std::fs::read_to_string(repo().join("fixtures/apps").join(app)).unwrap()},
+    ]);
+    let response = server
+        .post("/v1/batches")
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{accepted}");
+    let location = accepted["links"]["self"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let batch = loop {
+        let batch: Value = server
+            .get(&format!("{location}?wait=20"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if batch["status"] == "done" {
+            break batch;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never finished: {batch:#}\nlog:\n{}",
+            server.log()
+        );
+    };
+    assert_eq!(
+        batch["task"], "generic-reset, reset-conversation",
+        "{batch:#}"
+    );
+    // (model, task, how it was chosen, expected tier and failure)
+    let expected = [
+        (
+            "devstral",
+            "reset-conversation",
+            "resembles",
+            (u64::from(experiment.tier), experiment.failure.clone()),
+        ),
+        ("app", "generic-reset", "default", app_verdict(app)),
+    ];
+    for (model, task, how, (tier, failure)) in expected {
+        let item = batch["verifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["model"] == model)
+            .unwrap_or_else(|| panic!("no {model} in {batch:#}"));
+        assert_eq!(item["task"], task, "{item:#}");
+        assert_eq!(
+            (
+                item["tier"].as_u64(),
+                item["failure"].as_str().unwrap_or("")
+            ),
+            (Some(tier), failure.as_str()),
+            "{model}: {item:#}"
+        );
+        // The choice is kept with the job: its view and its result say it.
+        let view = server.view(item["id"].as_str().unwrap()).await;
+        assert_eq!(view["task"], task);
+        assert_eq!(view["task_choice"]["task"], task, "{view:#}");
+        assert_eq!(view["task_choice"]["how"], how, "{view:#}");
+        assert!(view["task_choice"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()));
+        assert_eq!(view["result"]["task_choice"], view["task_choice"]);
+        assert_eq!(item["task_choice"], view["task_choice"]);
+    }
+    server.stop();
+}
