@@ -180,6 +180,116 @@ async fn grade_with_server_and_a_wrong_token_says_what_to_do() {
     server.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grade_with_server_sends_a_folder_app_and_an_archive() {
+    if docker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
+    server.wait_ready().await;
+    let apps = repo().join("fixtures/apps");
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(apps.join("manifest.toml")).unwrap()).unwrap();
+    let expected = |file: &str| {
+        let app = manifest["app"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["file"].as_str() == Some(file))
+            .unwrap_or_else(|| panic!("{file} is not in the apps manifest"));
+        let failure = app["failure"].as_str().unwrap_or("");
+        (
+            app["tier"].as_integer().map(|t| t as u64),
+            (!failure.is_empty()).then(|| failure.to_string()),
+        )
+    };
+    // A stage's folder of answers: each subfolder and archive is an app.
+    let stage = dir.path().join("stage");
+    copy_dir(
+        &apps.join("package_settings"),
+        &stage.join("package_settings"),
+    );
+    std::fs::copy(
+        apps.join("archived_chat.tar.gz"),
+        stage.join("archived_chat.tar.gz"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    let out = grade(
+        &[
+            "--server",
+            &server.base,
+            "--format",
+            "json",
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+            stage.to_str().unwrap(),
+        ],
+        Some(TOKEN),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr:\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
+    // What the run folder keeps, as `qtjudge report` reads it back.
+    let report = Command::new(env!("CARGO_BIN_EXE_qtjudge"))
+        .args(["report", run_dir.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    let saved: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let results = saved["results"]
+        .as_array()
+        .or_else(|| saved.as_array())
+        .expect("a list of results");
+    assert_eq!(results.len(), 2, "{saved:#}");
+    for (model, file, origin, entry) in [
+        (
+            "package_settings",
+            "package_settings",
+            "directory",
+            "main.py",
+        ),
+        ("archived_chat", "archived_chat.tar.gz", "tar_gz", "app.py"),
+    ] {
+        let r = results
+            .iter()
+            .find(|r| r["model"] == model)
+            .unwrap_or_else(|| panic!("no result for {model}: {saved:#}"));
+        assert_eq!(
+            (r["tier"].as_u64(), r["failure"].as_str().map(String::from)),
+            expected(file),
+            "{model}: {r:#}"
+        );
+        assert_eq!(r["task"], "generic-reset", "{model}");
+        assert_eq!(r["task_choice"]["how"], "default", "{model}");
+        // The app as it was given, not the archive it travelled in.
+        assert_eq!(r["bundle"]["origin"], origin, "{model}: {:#}", r["bundle"]);
+        assert_eq!(r["bundle"]["entry"], entry, "{model}: {:#}", r["bundle"]);
+        assert!(
+            r["bundle"]["files"].as_array().unwrap().len() > 1,
+            "{model}: {:#}",
+            r["bundle"]
+        );
+    }
+    server.stop();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .into_iter()
