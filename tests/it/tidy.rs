@@ -97,3 +97,68 @@ fn the_readme_attack_table_is_what_attacks_toml_gives() {
         "README.md's attack table differs from fixtures/hostile/attacks.toml: run scripts/make-hostile-fixtures"
     );
 }
+
+/// Each archive of `fixtures/apps/` made by `scripts/make-app-archives`
+/// holds what its folder `fixtures/apps/sources/<name>/` gives: the same
+/// members (folders and files, under `<name>/`) with the same bytes.
+/// Contents are compared, not the gzip's bytes (another zlib may compress
+/// differently).
+#[test]
+fn the_app_archives_hold_what_their_sources_give() {
+    type Members = std::collections::BTreeMap<String, Option<Vec<u8>>>;
+    fn walk(dir: &std::path::Path, name: &str, out: &mut Members) {
+        out.insert(format!("{name}/"), None);
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let file = entry.file_name().into_string().unwrap();
+            if file == "__pycache__" || file.ends_with(".pyc") {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, &format!("{name}/{file}"), out);
+            } else {
+                out.insert(
+                    format!("{name}/{file}"),
+                    Some(std::fs::read(&path).unwrap()),
+                );
+            }
+        }
+    }
+    let apps = repo().join("fixtures/apps");
+    let mut checked = 0;
+    for source in std::fs::read_dir(apps.join("sources")).unwrap().flatten() {
+        let name = source.file_name().into_string().unwrap();
+        let mut expected = Members::new();
+        walk(&source.path(), &name, &mut expected);
+        let archive = apps.join(format!("{name}.tar.gz"));
+        let bytes = std::fs::read(&archive).unwrap_or_else(|e| {
+            panic!("{}: {e}; run scripts/make-app-archives", archive.display())
+        });
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        let mut got = Members::new();
+        for member in tar.entries().unwrap() {
+            let mut member = member.unwrap();
+            let path = String::from_utf8_lossy(&member.path_bytes()).into_owned();
+            if member.header().entry_type().is_dir() {
+                got.insert(format!("{}/", path.trim_end_matches('/')), None);
+            } else {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut member, &mut data).unwrap();
+                got.insert(path, Some(data));
+            }
+        }
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{}'s members differ from fixtures/apps/sources/{name}: run scripts/make-app-archives",
+            archive.display()
+        );
+        assert!(
+            got == expected,
+            "{}'s contents differ from fixtures/apps/sources/{name}: run scripts/make-app-archives",
+            archive.display()
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no sources under fixtures/apps/sources");
+}
