@@ -7,6 +7,7 @@
 //! host never follows a path inside the sandbox.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,15 @@ pub const LABEL: &str = "qtjudge";
 pub const LABEL_RUN: &str = "qtjudge.run";
 /// `<host>:<pid>` of the qtjudge process that owns the container.
 pub const LABEL_OWNER: &str = "qtjudge.owner";
+/// The `DockerSandbox` (and its clones) that made the container: what its
+/// shutdown sweeps, leaving other sandboxes of the same process alone.
+const LABEL_SANDBOX: &str = "qtjudge.sandbox";
+/// How long shutdown keeps sweeping for containers whose creation was
+/// still under way in the engine.
+const SWEEP_LIMIT: Duration = Duration::from_secs(10);
+/// A creation the caller gave up on (a verification aborted at shutdown)
+/// may still complete in the engine this long after.
+const ABANDONED_CREATION_GRACE: Duration = Duration::from_secs(2);
 
 /// The result document with screenshots is a few hundred KB; anything past
 /// this is not a supervisor's output.
@@ -49,44 +59,98 @@ pub struct DockerSandbox {
     docker: Docker,
     image: String,
     owner: String,
+    /// Tells this sandbox's containers from other sandboxes' of the same
+    /// process (tests run several at once).
+    id: String,
     pool: Option<Arc<WarmPool>>,
-    /// Removals of finished containers, done after the result is returned:
-    /// removing one costs 25–90 ms that no verification should wait for.
-    removals: Arc<Removals>,
+    /// Engine calls under way that can leave a container behind.
+    in_flight: Arc<InFlight>,
+
     /// The OCI runtime the containers run under (`None`: the engine's default).
     runtime: Option<String>,
 }
 
-/// Counts removals in flight, so that shutdown and tests can wait for them.
+/// Engine calls under way that can leave a container behind, so that
+/// shutdown and tests can wait for them: removals (of finished runs, done
+/// after the result is returned since one costs 25–90 ms that no
+/// verification should wait for, or of runs dropped mid-way) and creations.
 #[derive(Default)]
-struct Removals {
-    in_flight: std::sync::atomic::AtomicUsize,
-    done: tokio::sync::Notify,
+struct InFlight {
+    removals: AtomicUsize,
+    removed: tokio::sync::Notify,
+    creations: AtomicUsize,
+    /// When a creation was last given up on before the engine answered: the
+    /// engine may still make that container.
+    abandoned_creation: std::sync::Mutex<Option<Instant>>,
 }
 
-impl Removals {
-    fn spawn(self: &Arc<Self>, guard: RemoveOnDrop) {
-        use std::sync::atomic::Ordering;
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let removals = self.clone();
-        tokio::spawn(async move {
-            guard.remove_now().await;
-            removals.in_flight.fetch_sub(1, Ordering::SeqCst);
-            removals.done.notify_waiters();
-        });
+impl InFlight {
+    fn remove(self: &Arc<Self>, docker: Docker, id: String) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        let in_flight = self.clone();
+        let removal = async move {
+            remove(&docker, &id).await;
+            in_flight.removals.fetch_sub(1, Ordering::SeqCst);
+            in_flight.removed.notify_waiters();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(removal)),
+            // No runtime left (the process is ending): the next start's reaper removes it.
+            Err(_) => {
+                self.removals.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
-    async fn settled(&self) {
-        use std::sync::atomic::Ordering;
+    async fn removals_settled(&self) {
         loop {
-            let done = self.done.notified();
-            tokio::pin!(done);
+            let removed = self.removed.notified();
+            tokio::pin!(removed);
             // Registered before the check, so a removal ending in between still wakes us.
-            done.as_mut().enable();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
+            removed.as_mut().enable();
+            if self.removals.load(Ordering::SeqCst) == 0 {
                 return;
             }
-            done.await;
+            removed.await;
+        }
+    }
+
+    fn creation(&self) -> Creation<'_> {
+        self.creations.fetch_add(1, Ordering::SeqCst);
+        Creation {
+            in_flight: self,
+            answered: false,
+        }
+    }
+
+    /// Whether a container may still appear: a creation is under way, or
+    /// one was given up on only just now.
+    fn creation_pending(&self) -> bool {
+        let abandoned = *self
+            .abandoned_creation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.creations.load(Ordering::SeqCst) > 0
+            || abandoned.is_some_and(|at| at.elapsed() < ABANDONED_CREATION_GRACE)
+    }
+}
+
+/// One container creation under way; dropped unanswered, it is noted as
+/// abandoned (the engine may finish it anyway).
+struct Creation<'a> {
+    in_flight: &'a InFlight,
+    answered: bool,
+}
+
+impl Drop for Creation<'_> {
+    fn drop(&mut self) {
+        self.in_flight.creations.fetch_sub(1, Ordering::SeqCst);
+        if !self.answered {
+            *self
+                .in_flight
+                .abandoned_creation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         }
     }
 }
@@ -124,8 +188,9 @@ impl DockerSandbox {
             docker,
             image,
             owner: owner_id(),
+            id: new_nonce()[..12].to_string(),
             pool: None,
-            removals: Arc::default(),
+            in_flight: Arc::default(),
             runtime: None,
         };
         sandbox.log_versions().await;
@@ -171,17 +236,70 @@ impl DockerSandbox {
             .unwrap_or_default()
     }
 
-    /// Removes the warm containers; call before exiting.
+    /// Removes the warm containers and every other container this sandbox
+    /// made; call before exiting.
     pub async fn shutdown(&self) {
         if let Some(pool) = &self.pool {
             pool.drain().await;
         }
         self.settled().await;
+        self.sweep().await;
+    }
+
+    /// The ids of the containers this sandbox (or a clone of it) made that
+    /// the engine still has, running or not.
+    pub async fn containers(&self) -> Result<Vec<String>, SandboxError> {
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{LABEL_SANDBOX}={}", self.id)],
+        );
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine_error("listing the sandbox's containers", e))?;
+        Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
     /// Waits until every finished verification's container is removed.
     pub async fn settled(&self) {
-        self.removals.settled().await;
+        self.in_flight.removals_settled().await;
+    }
+
+    /// The last word of a shutdown: removes whatever container of this
+    /// sandbox is still there, by its label. A verification abandoned at
+    /// shutdown can leave one its guards never heard of: the engine may
+    /// complete a creation whose caller is gone, so this keeps looking
+    /// until no creation can still be under way.
+    async fn sweep(&self) {
+        let give_up = Instant::now() + SWEEP_LIMIT;
+        loop {
+            let pending = self.in_flight.creation_pending();
+            let left = match self.containers().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list this sandbox's containers at shutdown; the next start's reaper removes any left");
+                    return;
+                }
+            };
+            for id in &left {
+                tracing::info!(container = %id, "removing a sandbox container left at shutdown");
+                remove(&self.docker, id).await;
+            }
+            if left.is_empty() && !pending {
+                return;
+            }
+            if Instant::now() >= give_up {
+                tracing::warn!("a sandbox container may still be in the making at shutdown; the next start's reaper removes it");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// After an engine outage: the warm containers' attach streams died
@@ -273,26 +391,30 @@ impl DockerSandbox {
             label,
             limits,
             &self.owner,
+            &self.id,
             self.runtime.as_deref(),
         );
+        let mut creation = self.in_flight.creation();
         let created = self
             .docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
                 config,
             )
-            .await
-            .map_err(|e| {
-                // The connection broke: the engine may have made the
-                // container without our hearing of it. Its name is unique,
-                // so it is removed by name once the engine is back.
-                if !matches!(e, bollard::errors::Error::DockerResponseServerError { .. }) {
-                    remember_leftover(&name);
-                }
-                engine_error("creating the container", e)
-            })?;
+            .await;
+        creation.answered = true;
+        drop(creation);
+        let created = created.map_err(|e| {
+            // The connection broke: the engine may have made the
+            // container without our hearing of it. Its name is unique,
+            // so it is removed by name once the engine is back.
+            if !matches!(e, bollard::errors::Error::DockerResponseServerError { .. }) {
+                remember_leftover(&name);
+            }
+            engine_error("creating the container", e)
+        })?;
         // From here on the container must go, whatever happens.
-        let guard = RemoveOnDrop::new(self.docker.clone(), created.id.clone());
+        let guard = RemoveOnDrop::new(self.docker.clone(), created.id.clone(), &self.in_flight);
         let attach = AttachContainerOptionsBuilder::default()
             .stdin(true)
             .stdout(true)
@@ -421,12 +543,12 @@ impl DockerSandbox {
                 // Only a run without a result needs the engine's view,
                 // read before the container goes.
                 if let Err(lost) = self.without_result(&id, &mut outcome).await {
-                    self.removals.spawn(guard);
+                    guard.remove_in_background();
                     return Err(lost);
                 }
             }
         }
-        self.removals.spawn(guard);
+        guard.remove_in_background();
         Ok(outcome)
     }
 
@@ -550,6 +672,7 @@ fn container_config(
     label: &str,
     limits: &Limits,
     owner: &str,
+    sandbox_id: &str,
     runtime: Option<&str>,
 ) -> ContainerCreateBody {
     let mib = 1024 * 1024;
@@ -557,6 +680,7 @@ fn container_config(
     labels.insert(LABEL.to_string(), "1".to_string());
     labels.insert(LABEL_RUN.to_string(), label.to_string());
     labels.insert(LABEL_OWNER.to_string(), owner.to_string());
+    labels.insert(LABEL_SANDBOX.to_string(), sandbox_id.to_string());
     let mut tmpfs = HashMap::new();
     tmpfs.insert(
         "/tmp".to_string(),
@@ -705,17 +829,20 @@ fn remember_leftover(id_or_name: &str) {
 }
 
 /// Removes the container when dropped: on success, error, timeout,
-/// cancellation or panic alike.
+/// cancellation or panic alike. The removal is counted in flight, so that
+/// shutdown waits for it.
 struct RemoveOnDrop {
     docker: Docker,
     id: Option<String>,
+    in_flight: Arc<InFlight>,
 }
 
 impl RemoveOnDrop {
-    fn new(docker: Docker, id: String) -> RemoveOnDrop {
+    fn new(docker: Docker, id: String, in_flight: &Arc<InFlight>) -> RemoveOnDrop {
         RemoveOnDrop {
             docker,
             id: Some(id),
+            in_flight: in_flight.clone(),
         }
     }
 
@@ -724,17 +851,17 @@ impl RemoveOnDrop {
             remove(&self.docker, &id).await;
         }
     }
+
+    /// Removes it without waiting (the result is already in hand).
+    fn remove_in_background(self) {
+        drop(self);
+    }
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let docker = self.docker.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    remove(&docker, &id).await;
-                });
-            }
+            self.in_flight.remove(self.docker.clone(), id);
         }
     }
 }

@@ -90,3 +90,50 @@ async fn a_stale_warm_container_is_never_handed_out() {
     );
     sandbox.shutdown().await;
 }
+
+/// A service stopping mid-batch abandons its running verifications: each
+/// is cut off wherever it is (creating, attaching, starting or serving its
+/// container), and the engine may finish a creation whose caller is gone.
+/// Shutdown must still leave no container of the sandbox behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_abandoned_at_any_point_leave_nothing_after_shutdown() {
+    let Some(cold) = docker().await else { return };
+    let sandbox = std::sync::Arc::new((*cold).clone().with_warm_pool(PoolConfig::with_size(1)));
+    let answer = fixture("correct.py");
+    let mut runs = Vec::new();
+    // Cut-offs spread over a cold verification's life (about 1 s here).
+    for (n, cut_after_ms) in [0u64, 15, 40, 80, 150, 250, 400, 700]
+        .into_iter()
+        .enumerate()
+    {
+        let sandbox = sandbox.clone();
+        let answer = answer.clone();
+        let run = tokio::spawn(async move {
+            qtjudge::verify::verify(&answer, &format!("cut-{n}"), &prepared(), &*sandbox).await
+        });
+        runs.push((cut_after_ms, run));
+    }
+    let started = std::time::Instant::now();
+    for (cut_after_ms, run) in &runs {
+        let at = Duration::from_millis(*cut_after_ms);
+        tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+        run.abort();
+    }
+    let t = std::time::Instant::now();
+    sandbox.shutdown().await;
+    eprintln!(
+        "DEBUG shutdown took {:?} after {:?}",
+        t.elapsed(),
+        started.elapsed()
+    );
+    let left = sandbox.containers().await.unwrap();
+    assert!(left.is_empty(), "containers left after shutdown: {left:?}");
+    // The engine may still finish a creation it was given before the cut:
+    // look again a little later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late = sandbox.containers().await.unwrap();
+    assert!(
+        late.is_empty(),
+        "containers appeared after shutdown: {late:?}"
+    );
+}
