@@ -611,12 +611,14 @@ fn judge_without_result(
     outcome: &SandboxOutcome,
     wall_seconds: u64,
 ) -> Result<Behaviour, NotJudged> {
-    // The engine's counters, read before the container went: a bomb that
-    // starved the supervisor until the wall clock ended the run is still
-    // stopped by its limit, not a hang.
+    // The engine's counters, read before the container went, and the
+    // supervisor's note of its own deadline: a bomb that kept the
+    // supervisor from printing its result before the wall clock ended the
+    // run is still stopped by its limit, not a hang.
+    let noted = DeadlineNote::find(&outcome.supervisor_stderr);
     let limit = match (
-        outcome.oom_killed || outcome.memory_limit_hit,
-        outcome.pids_limit_hit,
+        outcome.oom_killed || outcome.memory_limit_hit || noted.memory,
+        outcome.pids_limit_hit || noted.pids,
     ) {
         (true, true) => Some("it at its memory limit with at least half its pids limit in use"),
         (true, false) => Some("it at its memory limit"),
@@ -668,6 +670,43 @@ fn judge_without_result(
         duration_ms: outcome.wall_ms,
         discovered: None,
     })
+}
+
+/// What the supervisor said on its stderr the moment its deadline came,
+/// before killing the run: killing hundreds of niced processes can take
+/// seconds under load, and if the host's wall clock ends the run first,
+/// this line is all that says which limit the run was up against (the
+/// engine's counters, read after the kill, no longer show it). Only the
+/// supervisor writes to the container's stderr; and a forged line could
+/// only turn a run into a failure, never into a pass.
+#[derive(Debug, Default, PartialEq)]
+struct DeadlineNote {
+    pids: bool,
+    memory: bool,
+}
+
+impl DeadlineNote {
+    const PREFIX: &'static str = "qtjudge-deadline ";
+
+    fn find(stderr: &str) -> DeadlineNote {
+        let Some(note) = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(Self::PREFIX))
+            .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        else {
+            return DeadlineNote::default();
+        };
+        let count = |key: &str| note[key].as_u64().unwrap_or(0);
+        DeadlineNote {
+            pids: count("pids_limit_hits") > 0
+                || crate::sandbox::pids_runaway(
+                    note["pids"]["current"].as_u64().unwrap_or(0),
+                    note["pids"]["max"].as_u64().unwrap_or(0),
+                ),
+            memory: count("oom_kills") > 0,
+        }
+    }
 }
 
 fn last_line(text: &str) -> String {
@@ -1075,6 +1114,46 @@ mod tests {
             judge(&o, &t, 30).is_err(),
             "a limit without a timeout or a result is still not judged"
         );
+    }
+
+    #[test]
+    fn the_supervisors_deadline_note_names_the_limit_when_its_result_never_came() {
+        let t = turns();
+        let cut_off = |stderr: &str| SandboxOutcome {
+            missing_result: Some("nothing".into()),
+            host_timeout: true,
+            supervisor_stderr: stderr.into(),
+            ..Default::default()
+        };
+        let at_limit = cut_off(
+            "warming up\nqtjudge-deadline {\"pids\": {\"current\": 3, \"max\": 256}, \"pids_limit_hits\": 41}\n",
+        );
+        assert_eq!(
+            judge(&at_limit, &t, 12).unwrap().failure,
+            Some(Failure::ResourceLimit)
+        );
+        let growing = cut_off("qtjudge-deadline {\"pids\": {\"current\": 190, \"max\": 256}}");
+        assert_eq!(
+            judge(&growing, &t, 12).unwrap().failure,
+            Some(Failure::ResourceLimit)
+        );
+        let out_of_memory = cut_off("qtjudge-deadline {\"pids\": {}, \"oom_kills\": 2}");
+        assert_eq!(
+            judge(&out_of_memory, &t, 12).unwrap().failure,
+            Some(Failure::ResourceLimit)
+        );
+        let hung = cut_off("qtjudge-deadline {\"pids\": {\"current\": 12, \"max\": 256}}");
+        assert_eq!(
+            judge(&hung, &t, 12).unwrap().failure,
+            Some(Failure::Timeout)
+        );
+        for garbage in ["qtjudge-deadline {", "qtjudge-deadline", "", "deadline 999"] {
+            assert_eq!(
+                judge(&cut_off(garbage), &t, 12).unwrap().failure,
+                Some(Failure::Timeout),
+                "{garbage:?}"
+            );
+        }
     }
 
     #[test]

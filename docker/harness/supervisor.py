@@ -98,6 +98,7 @@ def main():
         # Read before the kill: a fork bomb still growing when the deadline
         # came is judged by how much of the pids limit it had taken.
         result["pids_at_deadline"] = pids_in_use()
+        note_deadline(result["pids_at_deadline"])
     if child.poll() is None:
         kill_tree(child)
     exit_status = child.wait()
@@ -349,6 +350,16 @@ def pids_in_use():
             continue
         return {"current": current, "max": int(limit) if limit.isdigit() else 0}
     return {}
+
+
+def note_deadline(pids):
+    """Says at once, on the container's stderr, which limits the run was up
+    against when its deadline came. Killing hundreds of niced processes can
+    take seconds under load: should the host's wall clock end the run before
+    the result line is out, this line still tells a bomb from a hang."""
+    counters = {} if "QTJUDGE_WORK_ROOT" in os.environ else cgroup_counters()
+    sys.stderr.write("qtjudge-deadline " + json.dumps({"pids": pids, **counters}) + "\n")
+    sys.stderr.flush()
 
 
 def cgroup_counters():
