@@ -17,5 +17,6 @@ pub mod sandbox;
 pub mod screen;
 pub mod static_grade;
 pub mod task;
+pub mod timings;
 pub mod verdict;
 pub mod verify;

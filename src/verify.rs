@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use crate::harness::{self, Artifact, Behaviour, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
 use crate::static_grade::{self, OriginalIndex, StaticReport};
 use crate::task::{Task, TaskChoice};
+use crate::timings::{Phase, Stopwatch};
 use crate::verdict::{self, Evidence, Label, UnrequestedChange};
 
 /// Everything known about one answer.
@@ -48,6 +50,11 @@ pub struct Verification {
     /// Names the run's container (`qtjudge-<run_id>`, label `qtjudge.run`).
     pub run_id: String,
     pub duration_ms: u64,
+    /// Where the time went: the host's phases (`extract`, `static_grade`,
+    /// `sandbox` and its `sandbox.*` parts, `judge`, `layout_diff`) and the
+    /// sandbox's own (`supervisor.*`, each `harness.<step>`), in ms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Phase>,
     /// The script that was run, as extracted from the answer (for an app
     /// of several files, the one compared with the original).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +91,7 @@ impl Verification {
             sandbox: sandbox.to_string(),
             run_id: short_id(),
             duration_ms: 0,
+            timings: Vec::new(),
             script: None,
             bundle: None,
             task_choice: None,
@@ -202,10 +210,11 @@ pub async fn verify_input(
     prepared: &PreparedTask,
     sandbox: &dyn Sandbox,
 ) -> Verification {
-    let started = std::time::Instant::now();
+    let mut watch = Stopwatch::new();
     let task = &prepared.task;
     let mut v = Verification::unjudged(model, &task.id, sandbox.name());
     let original = task.has_original().then_some(task.original_source.as_str());
+    let extracting = Instant::now();
     let (extracted, bundle): (Extracted, Bundle) = match input {
         Input::Answer(answer) => match extract::extract(answer, original) {
             Ok(e) => {
@@ -214,7 +223,7 @@ pub async fn verify_input(
             }
             Err(_) => {
                 apply(&mut v, verdict::decide(Evidence::NoCode));
-                v.duration_ms = started.elapsed().as_millis() as u64;
+                finish(&mut v, &watch);
                 return v;
             }
         },
@@ -232,13 +241,16 @@ pub async fn verify_input(
             (extracted, bundle.clone())
         }
     };
+    watch.lap("extract", extracting);
     v.extraction = Some(ExtractionSummary {
         source: extracted.source.clone(),
         block_index: extracted.block_index,
         notes: extracted.notes.clone(),
     });
     v.script = Some(extracted.script.clone());
+    let grading = Instant::now();
     let report = static_grade::grade_with(&extracted.script, &prepared.index);
+    watch.lap("static_grade", grading);
     v.missing = report.missing.clone();
     // Without an original nothing can be missing from the answer: a diff
     // is still not a script, but an app is judged by running it.
@@ -274,7 +286,7 @@ pub async fn verify_input(
             }),
         );
         v.static_report = Some(report);
-        v.duration_ms = started.elapsed().as_millis() as u64;
+        finish(&mut v, &watch);
         return v;
     }
     v.static_report = Some(report);
@@ -282,6 +294,7 @@ pub async fn verify_input(
     let turns = harness::new_turns();
     let job = harness::job(task, &bundle, &turns);
     let run_id = v.run_id.clone();
+    let running = Instant::now();
     let outcome = sandbox
         .run(SandboxRequest {
             run_id: run_id.clone(),
@@ -289,21 +302,27 @@ pub async fn verify_input(
             limits: task.limits,
         })
         .await;
+    watch.lap("sandbox", running);
     if let Ok(o) = &outcome {
         if !o.container_label.is_empty() {
             v.run_id = o.container_label.clone();
         }
+        let offset = watch.at(running);
+        watch.extend(&o.phases, offset);
     }
     v.engine_fault = matches!(&outcome, Err(e) if e.is_engine_fault());
-    let behaviour = match outcome.map_err(|e| e.to_string()).and_then(|o| {
+    let judging = Instant::now();
+    let judged = outcome.map_err(|e| e.to_string()).and_then(|o| {
         harness::judge(&o, &turns, task.limits.wall_seconds).map_err(|e| e.to_string())
-    }) {
+    });
+    watch.lap("judge", judging);
+    let behaviour = match judged {
         Ok(b) => b,
         Err(why) => {
             tracing::error!(run = %run_id, model, error = %why, "verification could not be judged");
             apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
             v.error = Some(why);
-            v.duration_ms = started.elapsed().as_millis() as u64;
+            finish(&mut v, &watch);
             return v;
         }
     };
@@ -334,6 +353,9 @@ pub async fn verify_input(
         });
     }
     if behaviour.passed && task.has_original() {
+        // The original's tree is cached: only a task's first verification
+        // runs the original for it.
+        let comparing = Instant::now();
         match prepared.original_tree(sandbox).await {
             Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {
                 changes.extend(
@@ -356,10 +378,11 @@ pub async fn verify_input(
                 tracing::error!(run = %v.run_id, model, error = %why, "verification could not be judged");
                 apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
                 v.error = Some(why);
-                v.duration_ms = started.elapsed().as_millis() as u64;
+                finish(&mut v, &watch);
                 return v;
             }
         }
+        watch.lap("layout_diff", comparing);
     }
     let failure = behaviour.failure.map(|f| {
         (
@@ -379,8 +402,14 @@ pub async fn verify_input(
     }
     v.unrequested_changes = changes;
     v.behaviour = Some(behaviour);
-    v.duration_ms = started.elapsed().as_millis() as u64;
+    finish(&mut v, &watch);
     v
+}
+
+/// Stamps the verification's duration and where the time went.
+fn finish(v: &mut Verification, watch: &Stopwatch) {
+    v.duration_ms = watch.at(Instant::now()).round() as u64;
+    v.timings = watch.phases().to_vec();
 }
 
 /// Every `def`/`class` name of the original appears in the script.

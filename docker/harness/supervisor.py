@@ -13,6 +13,12 @@ Flow (see ARCHITECTURE.md, "Inside the sandbox"):
    `<nonce> <json>`, on stdout: the harness never holds the container's
    stdout, so it cannot print a result of its own.
 
+Before reading the job it prints one readiness line, `qtjudge-ready <json>`,
+once the warm harness has said it is ready: the host's warm pool hands out
+only containers that printed it. It cannot pass for a result: no nonce
+exists yet (the host sends one with the job), and only this process holds
+stdout.
+
 The verdict is not computed here: the host judges from the recordings, the
 harness's step reports and the resource counters this file gathers.
 """
@@ -42,20 +48,37 @@ MAX_REPORT_TOTAL = 24 * 1024 * 1024
 FAKE_PORTS = (11434, 1234, 8000, 8080)
 # The bindings the image carries; a warm harness imports the first.
 BINDINGS = ("PyQt5", "PyQt6", "PySide2", "PySide6")
+# Starts the readiness line (src/sandbox/mod.rs reads it).
+READY_PREFIX = b"qtjudge-ready "
 
 
 def main():
-    started = time.monotonic()
+    # Moments of this run (time.monotonic(), the harness's clock too): the
+    # host reads where the time went from them (`timings`).
+    moments = {"started": time.monotonic()}
     output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
     recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
 
     binding = BINDINGS[0]
     child, outputs, reports = start_harness(binding, output_cap)
     ready = reports.wait_ready(timeout=60)
+    moments["harness_ready"] = time.monotonic()
+    # Whether the job was already waiting when the harness became ready: a
+    # container handed out before it was warm (the pool waits for the line
+    # below, so never for a pooled one).
+    job_waiting = bool(select.select([sys.stdin.buffer], [], [], 0)[0])
+    announce_ready(ready, binding, moments)
 
     job_line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
-    job_received = time.monotonic()
-    result = {"schema": 1, "supervisor": {"warm_start_ms": round((job_received - started) * 1000)}}
+    job_received = moments["job_received"] = time.monotonic()
+    result = {
+        "schema": 1,
+        "supervisor": {
+            "warm_start_ms": round((job_received - moments["started"]) * 1000),
+            "ready_ms": round((moments["harness_ready"] - moments["started"]) * 1000),
+            "job_waiting_at_ready": job_waiting,
+        },
+    }
     try:
         job = json.loads(job_line.decode("utf-8"))
         nonce = str(job.pop("nonce"))
@@ -74,11 +97,12 @@ def main():
         # The warm harness ran no candidate code: nothing of it is kept.
         kill_tree(child)
         child.wait()
-        cold = time.monotonic()
+        cold = moments["cold_start"] = time.monotonic()
         binding = wanted
         child, outputs, reports = start_harness(binding, output_cap)
         ready = reports.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
-        result["supervisor"]["cold_start_ms"] = round((time.monotonic() - cold) * 1000)
+        moments["cold_ready"] = time.monotonic()
+        result["supervisor"]["cold_start_ms"] = round((moments["cold_ready"] - cold) * 1000)
     timed_out = False
     if ready and child.poll() is None:
         try:
@@ -86,6 +110,7 @@ def main():
             child.stdin.close()
         except OSError:
             pass
+        moments["job_handed"] = time.monotonic()
         timed_out = not wait_child(child, reports, deadline)
     else:
         # The harness died (or hung) before it was ready: an image problem,
@@ -102,9 +127,11 @@ def main():
     if child.poll() is None:
         kill_tree(child)
     exit_status = child.wait()
+    moments["harness_exited"] = time.monotonic()
     reports.finish(timeout=1.0)
     for reader in outputs.values():
         reader.finish(timeout=0.5)
+    moments["result"] = time.monotonic()
 
     result.update(
         {
@@ -123,6 +150,13 @@ def main():
             "elapsed_ms": round((time.monotonic() - job_received) * 1000),
         }
     )
+    # Every moment, and every report's, as ms after the job arrived.
+    since_job = lambda moment: round((moment - job_received) * 1000, 1)  # noqa: E731
+    result["supervisor"]["moments_ms"] = {name: since_job(moment) for name, moment in moments.items()}
+    for item in reports.items:
+        at = item.pop("at", None)
+        if isinstance(at, (int, float)):
+            item["at_ms"] = since_job(at)
     out = sys.stdout.buffer
     out.write(nonce.encode() + b" " + json.dumps(result).encode() + b"\n")
     out.flush()
@@ -131,6 +165,18 @@ def main():
     # fake server's threads, the readers) would only delay the container's
     # exit, and the host stops reading at this line anyway.
     os._exit(0)
+
+
+def announce_ready(ready, binding, moments):
+    """The readiness line: printed once, before the job is read."""
+    line = {
+        "harness_ready": bool(ready),
+        "binding": binding,
+        "ready_ms": round((moments["harness_ready"] - moments["started"]) * 1000),
+    }
+    out = sys.stdout.buffer
+    out.write(READY_PREFIX + json.dumps(line).encode() + b"\n")
+    out.flush()
 
 
 def start_harness(binding, output_cap):
@@ -218,13 +264,30 @@ def wait_child(child, reports, deadline):
         if remaining <= 0:
             return False
         if reports.done.wait(timeout=min(remaining, 0.05)):
-            # Give the harness a moment to exit on its own after "done".
-            end = min(deadline, time.monotonic() + 2.0)
-            while child.poll() is None and time.monotonic() < end:
-                time.sleep(0.01)
+            # Give the harness a moment to exit on its own after "done"
+            # (it exits right after saying it).
+            wait_exit(child, min(deadline - time.monotonic(), 2.0))
             return True
         if child.poll() is not None:
             return True
+
+
+def wait_exit(child, timeout):
+    """Waits up to `timeout` s for `child` to exit: woken by the exit itself
+    (a pidfd becomes readable), not by polling; polls where pidfds are
+    refused (an old kernel, a seccomp profile without pidfd_open)."""
+    end = time.monotonic() + max(0.0, timeout)
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], max(0.0, end - time.monotonic()))
+        finally:
+            os.close(pidfd)
+    while child.poll() is None and time.monotonic() < end:
+        time.sleep(0.005)
 
 
 def kill_tree(child):

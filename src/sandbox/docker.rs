@@ -25,6 +25,7 @@ use super::{
     new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
 };
 use crate::task::Limits;
+use crate::timings::Stopwatch;
 
 /// Every container qtjudge makes carries this label (the reaper's key).
 pub const LABEL: &str = "qtjudge";
@@ -49,6 +50,9 @@ const MAX_STDERR: usize = 64 * 1024;
 /// Linux capabilities the supervisor keeps to drop to the candidate's uid
 /// and to kill it; the candidate itself has none.
 const SUPERVISOR_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
+/// A warm container's harness is normally ready within a second; one not
+/// ready after this is given up (the supervisor itself waits 60 s).
+const WARM_START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a container may still run after its output ended before the
 /// stream is taken for cut (a supervisor that died takes its container
 /// down within milliseconds).
@@ -65,7 +69,6 @@ pub struct DockerSandbox {
     pool: Option<Arc<WarmPool>>,
     /// Engine calls under way that can leave a container behind.
     in_flight: Arc<InFlight>,
-
     /// The OCI runtime the containers run under (`None`: the engine's default).
     runtime: Option<String>,
 }
@@ -163,11 +166,80 @@ pub struct Started {
     pub(super) born: Instant,
     io: bollard::container::AttachContainerResults,
     guard: RemoveOnDrop,
+    /// Output read while waiting for the readiness line, after it.
+    early: Output,
+}
+
+/// A run's output as it arrives.
+#[derive(Default)]
+struct Output {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Output {
+    /// Keeps a frame's bytes, each stream capped.
+    fn take(&mut self, frame: bollard::container::LogOutput) {
+        use bollard::container::LogOutput;
+        match frame {
+            LogOutput::StdOut { message } | LogOutput::Console { message }
+                if self.stdout.len() < MAX_STDOUT =>
+            {
+                self.stdout.extend_from_slice(&message);
+            }
+            LogOutput::StdErr { message } if self.stderr.len() < MAX_STDERR => {
+                self.stderr.extend_from_slice(&message);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Started {
     pub(super) fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Waits for the supervisor's readiness line (printed once its harness
+    /// is warm, before it reads a job): a container is pooled only then.
+    async fn until_ready(&mut self, within: Duration) -> Result<super::Readiness, SandboxError> {
+        let not_ready = |message: String| SandboxError::Engine {
+            doing: "warming a container for the pool",
+            message,
+        };
+        let mut early = Output::default();
+        let read = async {
+            while let Some(frame) = self.io.output.next().await {
+                match frame {
+                    Ok(frame) => early.take(frame),
+                    Err(e) => return Err(format!("its output stream failed: {e}")),
+                }
+                if let Some(end) = early.stdout.iter().position(|b| *b == b'\n') {
+                    return Ok(end);
+                }
+            }
+            Err("it ended before its harness was ready".to_string())
+        };
+        let end = match tokio::time::timeout(within, read).await {
+            Ok(Ok(end)) => end,
+            Ok(Err(why)) => return Err(not_ready(why)),
+            Err(_) => {
+                return Err(not_ready(format!(
+                    "its harness was not ready within {} s",
+                    within.as_secs()
+                )))
+            }
+        };
+        let readiness = super::parse_ready(&early.stdout[..end]).map_err(not_ready)?;
+        if !readiness.harness_ready {
+            return Err(not_ready(format!(
+                "its harness did not start: {}",
+                String::from_utf8_lossy(&early.stderr).trim()
+            )));
+        }
+        early.stdout.drain(..=end);
+        self.early = early;
+        Ok(readiness)
     }
 
     /// Removes the container now (a pooled one that is not handed out).
@@ -325,7 +397,19 @@ impl DockerSandbox {
     /// Starts a container for the pool (its label names no verification).
     pub(super) async fn start_warm(&self, limits: &Limits) -> Result<Started, SandboxError> {
         let label = format!("warm-{}", &new_nonce()[..12]);
-        self.start_container(&label, limits).await
+        let asked = Instant::now();
+        let mut container = self.start_container(&label, limits).await?;
+        let started_ms = asked.elapsed().as_millis() as u64;
+        // Dropped on failure: the guard removes it.
+        let readiness = container.until_ready(WARM_START_LIMIT).await?;
+        tracing::debug!(
+            run = %label,
+            start_ms = started_ms,
+            ready_ms = asked.elapsed().as_millis() as u64 - started_ms,
+            supervisor_ready_ms = readiness.ready_ms,
+            "warm container ready for the pool (created, attached and started; harness warm)"
+        );
+        Ok(container)
     }
 
     pub fn image(&self) -> &str {
@@ -441,11 +525,13 @@ impl DockerSandbox {
             born: Instant::now(),
             io,
             guard,
+            early: Output::default(),
         })
     }
 
     async fn run_one(&self, request: SandboxRequest) -> Result<SandboxOutcome, SandboxError> {
         let started = Instant::now();
+        let mut watch = Stopwatch::since(started);
         let warm = match &self.pool {
             Some(pool) => pool.take(&request.limits, self).await,
             None => None,
@@ -457,23 +543,28 @@ impl DockerSandbox {
                     .await?
             }
         };
-        let mut outcome = self.serve(container, &request).await?;
+        watch.lap("sandbox.obtain", started);
+        let mut outcome = self.serve(container, &request, &mut watch).await?;
         outcome.wall_ms = started.elapsed().as_millis() as u64;
+        outcome.phases = watch.into_phases();
         Ok(outcome)
     }
 
     /// Sends one job to a started container, reads its one result, and
-    /// removes it: a container never serves a second answer.
+    /// removes it: a container never serves a second answer. Its phases go
+    /// to `watch`.
     async fn serve(
         &self,
         container: Started,
         request: &SandboxRequest,
+        watch: &mut Stopwatch,
     ) -> Result<SandboxOutcome, SandboxError> {
         let Started {
             id,
             label,
             mut io,
             guard,
+            early,
             ..
         } = container;
         let started = Instant::now();
@@ -492,57 +583,82 @@ impl DockerSandbox {
             io.input.shutdown().await
         };
         let _ = tokio::time::timeout_at(deadline, write).await;
-
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
         let written = Instant::now();
+        watch.record("sandbox.write", started, written);
+
+        let mut output = early;
         let mut result_line = ResultLine::new(&nonce);
+        // A cold container prints its readiness line first: when it came,
+        // and when the first byte after it (the result's) did.
+        let mut ready_at: Option<Instant> = None;
+        let mut result_began: Option<Instant> = None;
         let read = async {
             while let Some(frame) = io.output.next().await {
-                match frame {
-                    Ok(bollard::container::LogOutput::StdOut { message })
-                    | Ok(bollard::container::LogOutput::Console { message }) => {
-                        if stdout.len() < MAX_STDOUT {
-                            stdout.extend_from_slice(&message);
-                        }
-                        // The supervisor's last word: no need to wait for
-                        // the container to exit (tens of milliseconds).
-                        if result_line.complete_in(&stdout) {
-                            break;
-                        }
-                    }
-                    Ok(bollard::container::LogOutput::StdErr { message }) => {
-                        if stderr.len() < MAX_STDERR {
-                            stderr.extend_from_slice(&message);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
+                let Ok(frame) = frame else { break };
+                output.take(frame);
+                let stdout = &output.stdout;
+                let ready_end = if stdout.starts_with(super::READY_PREFIX.as_bytes()) {
+                    stdout.iter().position(|b| *b == b'\n').map(|end| end + 1)
+                } else if super::READY_PREFIX.as_bytes().starts_with(stdout) {
+                    None // too short to tell yet
+                } else {
+                    Some(0)
+                };
+                if ready_at.is_none() && ready_end.is_some_and(|end| end > 0) {
+                    ready_at = Some(Instant::now());
+                }
+                if result_began.is_none() && ready_end.is_some_and(|end| stdout.len() > end) {
+                    result_began = Some(Instant::now());
+                }
+                // The supervisor's last word: no need to wait for the
+                // container to exit (tens of milliseconds).
+                if result_line.complete_in(stdout) {
+                    break;
                 }
             }
         };
         let host_timeout = tokio::time::timeout_at(deadline, read).await.is_err();
+        let read_end = Instant::now();
+        if let Some(ready) = ready_at {
+            watch.record("sandbox.until_ready", written, ready);
+        }
+        let job_arrived = ready_at.unwrap_or(written);
+        if let Some(began) = result_began {
+            watch.record("sandbox.await_result", job_arrived, began);
+            watch.record("sandbox.read", began, read_end);
+        }
         tracing::debug!(
             run = %label,
             write_ms = (written - started).as_millis() as u64,
-            read_ms = written.elapsed().as_millis() as u64,
-            bytes = stdout.len(),
+            read_ms = (read_end - written).as_millis() as u64,
+            bytes = output.stdout.len(),
             "sandbox run: job written, result read"
         );
 
         let mut outcome = SandboxOutcome {
             host_timeout,
             container_label: label,
-            supervisor_stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            supervisor_stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             ..Default::default()
         };
-        match parse_result(&stdout, &nonce) {
-            Ok(result) => outcome.result = Some(result),
+        match parse_result(&output.stdout, &nonce) {
+            Ok(result) => {
+                // The supervisor's times count from the job's arrival: the
+                // write, or a cold container's readiness (it reads the job
+                // only then).
+                let inside = crate::timings::supervisor_phases(&result);
+                let arrived_ms = watch.at(job_arrived);
+                watch.extend(&inside, arrived_ms);
+                outcome.result = Some(result);
+            }
             Err(why) => {
                 outcome.missing_result = Some(why);
                 // Only a run without a result needs the engine's view,
                 // read before the container goes.
-                if let Err(lost) = self.without_result(&id, &mut outcome).await {
+                let asked = Instant::now();
+                let engine_view = self.without_result(&id, &mut outcome).await;
+                watch.lap("sandbox.engine_view", asked);
+                if let Err(lost) = engine_view {
                     guard.remove_in_background();
                     return Err(lost);
                 }

@@ -11,15 +11,11 @@ use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
+use crate::timings::Stopwatch;
+
 use super::{
     new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
 };
-
-const HARNESS_FILES: [&str; 3] = [
-    "harness/supervisor.py",
-    "harness/harness.py",
-    "harness/fake_ollama.py",
-];
 
 pub struct LocalSandbox {
     python: String,
@@ -52,8 +48,12 @@ impl LocalSandbox {
             .map_err(|e| {
                 SandboxError::Local(format!("cannot prepare {}: {e}", folder.path().display()))
             })?;
-        for file in HARNESS_FILES {
-            let bytes = crate::image::context_file(file).expect("the harness is embedded");
+        // Every file of the harness, as the image has them (a list here
+        // once missed one added later: the harness then could not start).
+        let harness = crate::image::DOCKER_CONTEXT
+            .iter()
+            .filter(|(path, _)| path.starts_with("harness/") && !path[8..].contains('/'));
+        for (file, bytes) in harness {
             let target = folder.path().join(file);
             std::fs::write(&target, bytes).map_err(|e| {
                 SandboxError::Local(format!("cannot write {}: {e}", target.display()))
@@ -83,6 +83,7 @@ impl LocalSandbox {
                     self.python
                 ))
             })?;
+        let spawned = Instant::now();
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -108,6 +109,7 @@ impl LocalSandbox {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let exited = Instant::now();
         let _ = writer.join();
         let stdout = reader.join().unwrap_or_default();
         let stderr = err_reader.join().unwrap_or_default();
@@ -117,10 +119,25 @@ impl LocalSandbox {
             supervisor_stderr: String::from_utf8_lossy(&stderr).into_owned(),
             ..Default::default()
         };
+        let mut watch = Stopwatch::since(started);
+        watch.record("sandbox.prepare", started, spawned);
+        watch.record("sandbox.run", spawned, exited);
         match parse_result(&stdout, &nonce) {
-            Ok(result) => outcome.result = Some(result),
+            Ok(result) => {
+                // The supervisor's times count from the job's arrival,
+                // which follows its own warm start (it reads the job only
+                // once its harness is ready): placed from the spawn.
+                let inside = crate::timings::supervisor_phases(&result);
+                let warm_start = result["supervisor"]["moments_ms"]["started"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+                let arrived_ms = watch.at(spawned) - warm_start;
+                watch.extend(&inside, arrived_ms);
+                outcome.result = Some(result);
+            }
             Err(why) => outcome.missing_result = Some(why),
         }
+        outcome.phases = watch.into_phases();
         outcome.wall_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
     }

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 use crate::task::Limits;
+use crate::timings::Phase;
 
 /// A boxed future, so that `Sandbox` can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,6 +58,11 @@ pub struct SandboxOutcome {
     /// The supervisor's own stderr (not the candidate's), capped.
     pub supervisor_stderr: String,
     pub wall_ms: u64,
+    /// Where the run's time went, from the start of `Sandbox::run`: the
+    /// host's side (obtaining a container, writing the job, reading the
+    /// result) and the supervisor's (see `timings::supervisor_phases`).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
 }
 
 /// Could not run at all: never the answer's fault.
@@ -132,6 +138,35 @@ pub fn parse_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, Str
     serde_json::from_slice(body).map_err(|e| format!("the result line is not valid JSON: {e}"))
 }
 
+/// Starts the supervisor's readiness line, printed once before it reads a
+/// job: `qtjudge-ready {"harness_ready": true, …}`. A nonce is 32 hex
+/// digits, so this line can never be taken for a result.
+pub const READY_PREFIX: &str = "qtjudge-ready ";
+
+/// What a container's readiness line says.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Readiness {
+    /// The warm harness started and said it is ready.
+    pub harness_ready: bool,
+    /// The binding the warm harness imported.
+    #[serde(default)]
+    pub binding: String,
+    /// ms from the supervisor's start to its harness's readiness.
+    #[serde(default)]
+    pub ready_ms: u64,
+}
+
+/// Reads a readiness line (without its newline).
+pub fn parse_ready(line: &[u8]) -> Result<Readiness, String> {
+    let body = line.strip_prefix(READY_PREFIX.as_bytes()).ok_or_else(|| {
+        format!(
+            "the container's first line is not its readiness line: {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(80)])
+        )
+    })?;
+    serde_json::from_slice(body).map_err(|e| format!("the readiness line is not valid JSON: {e}"))
+}
+
 /// A fresh random nonce for one run.
 pub fn new_nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -151,6 +186,33 @@ mod tests {
     fn a_second_result_line_is_refused() {
         let out = b"abc {\"schema\":1}\nabc {\"schema\":1}\n";
         assert!(parse_result(out, "abc").is_err());
+    }
+
+    #[test]
+    fn the_readiness_line_is_read_and_never_taken_for_a_result() {
+        let line = br#"qtjudge-ready {"harness_ready": true, "binding": "PyQt5", "ready_ms": 412}"#;
+        assert_eq!(
+            parse_ready(line).unwrap(),
+            Readiness {
+                harness_ready: true,
+                binding: "PyQt5".into(),
+                ready_ms: 412
+            }
+        );
+        let unready = br#"qtjudge-ready {"harness_ready": false}"#;
+        assert!(!parse_ready(unready).unwrap().harness_ready);
+        assert!(parse_ready(b"abc {\"schema\":1}").is_err());
+        assert!(parse_ready(b"qtjudge-ready not json").is_err());
+        // Before the result in one output: the result is still the one line.
+        let mut out = line.to_vec();
+        out.extend_from_slice(b"\n");
+        let nonce = new_nonce();
+        assert!(parse_result(&out, &nonce).is_err(), "no result yet");
+        out.extend_from_slice(format!("{nonce} {{\"schema\":1}}\n").as_bytes());
+        assert_eq!(parse_result(&out, &nonce).unwrap()["schema"], 1);
+        // No nonce the host makes can be the readiness prefix.
+        assert!(!READY_PREFIX.starts_with(&nonce));
+        assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! server, blocked on stdin. A verification then pays neither create, start
 //! nor import. Each container still serves exactly one answer.
 //!
-//! Never handed out: a container older than `max_age` (stale) or started
-//! with other limits. The pool refills one container at a time, so that on
-//! two cores refilling does not starve the running verifications, and it
-//! empties itself after `idle_after` without demand.
+//! Never handed out: a container whose supervisor has not yet printed its
+//! readiness line (its harness still importing: the job would wait for
+//! it), one older than `max_age` (stale) or started with other limits. A
+//! verification that finds none ready but one warming waits for that one,
+//! which is always nearer than a cold start. The pool refills one container
+//! at a time, so that on two cores refilling does not starve the running
+//! verifications, and it empties itself after `idle_after` without demand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -35,10 +38,17 @@ impl PoolConfig {
     }
 }
 
+/// How long a verification waits for a warming container before it starts
+/// one of its own: a warming container is normally ready within a second,
+/// so one this late is stuck (an engine under strain).
+const WARMING_WAIT: Duration = Duration::from_secs(10);
+
 pub struct WarmPool {
     config: PoolConfig,
-    /// Each with the `generation` it was started in.
-    ready: Mutex<Vec<(u64, Started)>>,
+    state: Mutex<State>,
+    /// Bumped when a container joins `ready` or a refill ends: wakes the
+    /// verifications waiting for a warming container.
+    changed: tokio::sync::watch::Sender<u64>,
     /// Bumped by `flush`: a container started before is never handed out,
     /// even one whose refill was still under way.
     generation: AtomicU64,
@@ -49,11 +59,23 @@ pub struct WarmPool {
     closed: AtomicBool,
 }
 
+#[derive(Default)]
+struct State {
+    /// Containers whose harness is ready, each with the `generation` it
+    /// was started in.
+    ready: Vec<(u64, Started)>,
+    /// Containers started and not yet ready (refills take turns: 0 or 1).
+    warming: usize,
+    /// Verifications waiting for a warming container, one container each.
+    waiting: usize,
+}
+
 impl WarmPool {
     pub fn new(config: PoolConfig) -> Arc<WarmPool> {
         let pool = Arc::new(WarmPool {
             config,
-            ready: Mutex::new(Vec::new()),
+            state: Mutex::new(State::default()),
+            changed: tokio::sync::watch::Sender::new(0),
             generation: AtomicU64::new(0),
             last_demand: Mutex::new(Instant::now()),
             refilling: tokio::sync::Mutex::new(()),
@@ -63,16 +85,62 @@ impl WarmPool {
         pool
     }
 
-    /// A ready container with these limits, if one is warm. Refills behind.
+    /// A ready container with these limits: one that is warm, else the one
+    /// warming now once it is ready (unless another verification waits for
+    /// it already); `None` means start cold. Refills behind.
     pub async fn take(
         self: &Arc<Self>,
         limits: &Limits,
         sandbox: &DockerSandbox,
     ) -> Option<Started> {
         *self.last_demand.lock().expect("not poisoned") = Instant::now();
+        // Subscribed before looking, so that a container landing in between
+        // still wakes the wait below.
+        let mut changes = self.changed.subscribe();
+        let mut found = self.pick(limits).await;
+        if found.is_none() && self.claim_warming() {
+            let give_up = tokio::time::Instant::now() + WARMING_WAIT;
+            found = loop {
+                if let Some(container) = self.pick(limits).await {
+                    break Some(container);
+                }
+                if self.state.lock().expect("not poisoned").warming == 0 {
+                    break None; // the refill ended without one
+                }
+                match tokio::time::timeout_at(give_up, changes.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => break None,
+                }
+            };
+            self.state.lock().expect("not poisoned").waiting -= 1;
+            if found.is_none() {
+                tracing::debug!("no warm container became ready in time; starting cold");
+            }
+        }
+        let pool = self.clone();
+        let sandbox = sandbox.clone();
+        let limits = *limits;
+        tokio::spawn(async move { pool.refill(&sandbox, &limits).await });
+        found
+    }
+
+    /// Whether a warming container is left for this verification to wait
+    /// for (then counted as waited for).
+    fn claim_warming(&self) -> bool {
+        let mut state = self.state.lock().expect("not poisoned");
+        if state.warming > state.waiting {
+            state.waiting += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes a usable ready container; removes the unusable ones it meets.
+    async fn pick(&self, limits: &Limits) -> Option<Started> {
         let (found, unusable) = {
-            let mut ready = self.ready.lock().expect("not poisoned");
-            let all = std::mem::take(&mut *ready);
+            let mut state = self.state.lock().expect("not poisoned");
+            let all = std::mem::take(&mut state.ready);
             let generation = self.generation.load(Ordering::SeqCst);
             let mut found = None;
             let mut unusable = Vec::new();
@@ -85,7 +153,7 @@ impl WarmPool {
                 } else if found.is_none() {
                     found = Some(container);
                 } else {
-                    ready.push((born_in, container));
+                    state.ready.push((born_in, container));
                 }
             }
             (found, unusable)
@@ -94,31 +162,39 @@ impl WarmPool {
             tracing::debug!("removing a stale or differently-configured warm container");
             container.discard().await;
         }
-        let pool = self.clone();
-        let sandbox = sandbox.clone();
-        let limits = *limits;
-        tokio::spawn(async move { pool.refill(&sandbox, &limits).await });
         found
     }
 
     async fn refill(&self, sandbox: &DockerSandbox, limits: &Limits) {
         let _one_at_a_time = self.refilling.lock().await;
         while !self.closed.load(Ordering::SeqCst)
-            && self.ready.lock().expect("not poisoned").len() < self.config.size
+            && self.state.lock().expect("not poisoned").ready.len() < self.config.size
             && !self.idle()
         {
             let generation = self.generation.load(Ordering::SeqCst);
-            match sandbox.start_warm(limits).await {
-                Ok(container) if self.closed.load(Ordering::SeqCst) => {
+            self.state.lock().expect("not poisoned").warming += 1;
+            // Returns once the container's harness said it is ready.
+            let started = sandbox.start_warm(limits).await;
+            let unwanted = {
+                let mut state = self.state.lock().expect("not poisoned");
+                state.warming -= 1;
+                match started {
+                    Ok(container) if !self.closed.load(Ordering::SeqCst) => {
+                        state.ready.push((generation, container));
+                        None
+                    }
+                    Ok(container) => Some(Ok(container)),
+                    Err(e) => Some(Err(e)),
+                }
+            };
+            self.changed.send_modify(|n| *n += 1);
+            match unwanted {
+                None => {}
+                Some(Ok(container)) => {
                     container.discard().await;
                     return;
                 }
-                Ok(container) => self
-                    .ready
-                    .lock()
-                    .expect("not poisoned")
-                    .push((generation, container)),
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "could not start a warm container; verifications start cold");
                     return;
                 }
@@ -132,9 +208,10 @@ impl WarmPool {
 
     /// The labels of the containers ready now.
     pub fn ready_labels(&self) -> Vec<String> {
-        self.ready
+        self.state
             .lock()
             .expect("not poisoned")
+            .ready
             .iter()
             .map(|(_, c)| c.label().to_string())
             .collect()
@@ -145,7 +222,7 @@ impl WarmPool {
         self.closed.store(true, Ordering::SeqCst);
         // A refill under way finishes (and sees `closed`) first.
         let _no_refill = self.refilling.lock().await;
-        let all = std::mem::take(&mut *self.ready.lock().expect("not poisoned"));
+        let all = std::mem::take(&mut self.state.lock().expect("not poisoned").ready);
         for (_, container) in all {
             container.discard().await;
         }
@@ -156,7 +233,7 @@ impl WarmPool {
     /// pool refills on the next demand.
     pub async fn flush(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let all = std::mem::take(&mut *self.ready.lock().expect("not poisoned"));
+        let all = std::mem::take(&mut self.state.lock().expect("not poisoned").ready);
         for (_, container) in all {
             container.discard().await;
         }
@@ -169,13 +246,13 @@ async fn janitor(pool: Weak<WarmPool>) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let Some(pool) = pool.upgrade() else { return };
         let expired = {
-            let mut ready = pool.ready.lock().expect("not poisoned");
+            let mut state = pool.state.lock().expect("not poisoned");
             let idle = pool.idle();
             let max_age = pool.config.max_age;
-            let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut *ready)
+            let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut state.ready)
                 .into_iter()
                 .partition(|(_, c)| !idle && c.born.elapsed() < max_age);
-            *ready = keep;
+            state.ready = keep;
             expired
         };
         for (_, container) in expired {

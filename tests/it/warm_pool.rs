@@ -10,7 +10,9 @@ use qtjudge::verdict::Label;
 use crate::support::{docker, fixture, prepared};
 
 async fn wait_for_warm(sandbox: &DockerSandbox, count: usize) -> Vec<String> {
-    for _ in 0..100 {
+    // A container joins the pool once its harness is warm: a second or so,
+    // much longer when the tests load both cores.
+    for _ in 0..300 {
         let labels = sandbox.warm_labels();
         if labels.len() >= count {
             return labels;
@@ -136,4 +138,65 @@ async fn verifications_abandoned_at_any_point_leave_nothing_after_shutdown() {
         late.is_empty(),
         "containers appeared after shutdown: {late:?}"
     );
+}
+
+/// Issue 6: a pooled container was handed out as soon as it had started,
+/// its harness still importing, so the job waited inside it. The pool now
+/// holds a container only once its supervisor printed the readiness line,
+/// and a verification arriving while the refill is still warming waits for
+/// that container instead of starting a cold one. Back to back, each
+/// verification here arrives while its container is warming: each must
+/// come from the pool, and its supervisor must find no job waiting on
+/// stdin when its harness became ready (the host wrote it only after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_container_is_handed_out_only_after_its_harness_said_ready() {
+    use qtjudge::sandbox::{Sandbox, SandboxRequest};
+
+    let Some(cold) = docker().await else { return };
+    let sandbox = (*cold).clone().with_warm_pool(PoolConfig::with_size(1));
+    let task = crate::support::task();
+    let script = fixture("correct.py");
+    let app = qtjudge::bundle::Bundle::script("candidate.py", &script);
+    for n in 0..4 {
+        let turns = qtjudge::harness::new_turns();
+        let outcome = sandbox
+            .run(SandboxRequest {
+                run_id: format!("ready-{n}-{}", &qtjudge::sandbox::new_nonce()[..8]),
+                job: qtjudge::harness::job(&task, &app, &turns),
+                limits: task.limits,
+            })
+            .await
+            .expect("the sandbox runs");
+        let behaviour = qtjudge::harness::judge(&outcome, &turns, task.limits.wall_seconds)
+            .expect("the run is judged");
+        assert!(behaviour.passed, "run {n}: {behaviour:#?}");
+        let result = outcome.result.as_ref().expect("a result");
+        let supervisor = &result["supervisor"];
+        if n == 0 {
+            // The first one starts cold and makes the pool refill behind it.
+            assert!(outcome.container_label.starts_with("ready-0-"));
+            continue;
+        }
+        assert!(
+            outcome.container_label.starts_with("warm-"),
+            "run {n} should have waited for the warming container, not started cold: {}",
+            outcome.container_label
+        );
+        assert_eq!(
+            supervisor["job_waiting_at_ready"],
+            serde_json::json!(false),
+            "run {n}: the job reached the container before its harness was ready: {supervisor}"
+        );
+        let phases: Vec<&str> = outcome.phases.iter().map(|p| p.name.as_str()).collect();
+        assert!(
+            !phases.contains(&"sandbox.until_ready"),
+            "run {n}: a pooled container's readiness line was read before it was handed out, \
+             not after the job: {phases:?}"
+        );
+        assert!(
+            phases.contains(&"harness.turn_3"),
+            "run {n}: the harness's steps are on the timeline: {phases:?}"
+        );
+    }
+    sandbox.shutdown().await;
 }
