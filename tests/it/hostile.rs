@@ -289,11 +289,11 @@ async fn every_attack_through_the_service_gets_its_verdict_and_leaves_nothing() 
 
 /// Fork bombs sent to run while both cores are busy with other
 /// verifications (four workers: bombs beside each other and beside benign
-/// answers). Each must fail (tier 3) within its wall clock, and most come
-/// back as `resource_limit`. Not all: under this overload a bomb at nice 19
-/// can be starved so long that it never forks half its pids limit before
-/// the wall clock, and is then honestly a `timeout` (1 of 4 in two CI runs;
-/// issue 7 keeps this open).
+/// answers). Each must be stopped at its pids limit (`resource_limit`,
+/// tier 3) within its wall clock, however starved: the supervisor notes the
+/// pids counters on its stderr the moment its deadline comes, and the host
+/// reads the engine's counters when no result came (before these, 1 bomb
+/// of 4 came back as `timeout` in two CI runs).
 const BOMBS: usize = 4;
 /// Benign answers after each bomb, and after the last, to keep the cores busy.
 const BENIGN_AFTER_BOMB: usize = 2;
@@ -372,9 +372,9 @@ async fn fork_bombs_under_load_are_stopped_at_their_pids_limit() {
         if got.1 == Some("resource_limit") {
             stopped_at_limit += 1;
         }
-        if !matches!(got, (Some(3), Some("resource_limit" | "timeout"))) {
+        if got != (Some(3), Some("resource_limit")) {
             wrong.push(format!(
-                "a fork bomb got {got:?} instead of resource_limit or timeout: {} ({})",
+                "a fork bomb got {got:?} instead of resource_limit: {} ({})",
                 result["reason"], view["error"]
             ));
         }
@@ -387,9 +387,6 @@ async fn fork_bombs_under_load_are_stopped_at_their_pids_limit() {
         busy_share * 100.0,
         lines.join("\n")
     );
-    if stopped_at_limit == 0 {
-        wrong.push("no fork bomb was recognised by its pids counter".into());
-    }
     assert!(
         wrong.is_empty(),
         "{}\nthe service's log:\n{}",
