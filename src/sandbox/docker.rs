@@ -394,20 +394,25 @@ impl DockerSandbox {
         }
     }
 
-    /// Starts a container for the pool (its label names no verification).
+    /// Creates and starts a container for the pool (its label names no
+    /// verification); `warm_up` then waits for its harness.
     pub(super) async fn start_warm(&self, limits: &Limits) -> Result<Started, SandboxError> {
         let label = format!("warm-{}", &new_nonce()[..12]);
+        self.start_container(&label, limits).await
+    }
+
+    /// Waits until a container from `start_warm` said its harness is ready;
+    /// an error (it is then removed) if it never does.
+    pub(super) async fn warm_up(mut container: Started) -> Result<Started, SandboxError> {
         let asked = Instant::now();
-        let mut container = self.start_container(&label, limits).await?;
-        let started_ms = asked.elapsed().as_millis() as u64;
         // Dropped on failure: the guard removes it.
         let readiness = container.until_ready(WARM_START_LIMIT).await?;
         tracing::debug!(
-            run = %label,
-            start_ms = started_ms,
-            ready_ms = asked.elapsed().as_millis() as u64 - started_ms,
+            run = %container.label,
+            started_ms = (asked - container.born).as_millis() as u64,
+            ready_ms = asked.elapsed().as_millis() as u64,
             supervisor_ready_ms = readiness.ready_ms,
-            "warm container ready for the pool (created, attached and started; harness warm)"
+            "warm container ready for the pool"
         );
         Ok(container)
     }

@@ -7,9 +7,10 @@
 //! readiness line (its harness still importing: the job would wait for
 //! it), one older than `max_age` (stale) or started with other limits. A
 //! verification that finds none ready but one warming waits for that one,
-//! which is always nearer than a cold start. The pool refills one container
-//! at a time, so that on two cores refilling does not starve the running
-//! verifications, and it empties itself after `idle_after` without demand.
+//! which is always nearer than a cold start, and has the next one started
+//! meanwhile. The pool creates one container at a time, so that on two
+//! cores refilling does not starve the running verifications, and it
+//! empties itself after `idle_after` without demand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -53,7 +54,8 @@ pub struct WarmPool {
     /// even one whose refill was still under way.
     generation: AtomicU64,
     last_demand: Mutex<Instant>,
-    /// Serialises refills: one container is being created at a time.
+    /// Serialises the engine calls of refills: one container is being
+    /// created and started at a time (warm-ups may overlap).
     refilling: tokio::sync::Mutex<()>,
     /// Set by `drain`: no container is started or kept after it.
     closed: AtomicBool,
@@ -64,7 +66,7 @@ struct State {
     /// Containers whose harness is ready, each with the `generation` it
     /// was started in.
     ready: Vec<(u64, Started)>,
-    /// Containers started and not yet ready (refills take turns: 0 or 1).
+    /// Containers started and not yet ready.
     warming: usize,
     /// Verifications waiting for a warming container, one container each.
     waiting: usize,
@@ -99,6 +101,8 @@ impl WarmPool {
         let mut changes = self.changed.subscribe();
         let mut found = self.pick(limits).await;
         if found.is_none() && self.claim_warming() {
+            // The next container starts beside the one waited for.
+            self.spawn_refill(sandbox, limits);
             let give_up = tokio::time::Instant::now() + WARMING_WAIT;
             found = loop {
                 if let Some(container) = self.pick(limits).await {
@@ -117,11 +121,15 @@ impl WarmPool {
                 tracing::debug!("no warm container became ready in time; starting cold");
             }
         }
+        self.spawn_refill(sandbox, limits);
+        found
+    }
+
+    fn spawn_refill(self: &Arc<Self>, sandbox: &DockerSandbox, limits: &Limits) {
         let pool = self.clone();
         let sandbox = sandbox.clone();
         let limits = *limits;
         tokio::spawn(async move { pool.refill(&sandbox, &limits).await });
-        found
     }
 
     /// Whether a warming container is left for this verification to wait
@@ -165,20 +173,38 @@ impl WarmPool {
         found
     }
 
+    /// Starts containers until `size` are ready or warming, plus one for
+    /// each verification waiting: a verification that waits for the warming
+    /// container (back to back, each does) has the next one started beside
+    /// it, so that creating one overlaps another's warm-up. The engine calls
+    /// (create, attach, start) go one at a time.
     async fn refill(&self, sandbox: &DockerSandbox, limits: &Limits) {
-        let _one_at_a_time = self.refilling.lock().await;
-        while !self.closed.load(Ordering::SeqCst)
-            && self.state.lock().expect("not poisoned").ready.len() < self.config.size
-            && !self.idle()
-        {
-            let generation = self.generation.load(Ordering::SeqCst);
-            self.state.lock().expect("not poisoned").warming += 1;
-            // Returns once the container's harness said it is ready.
-            let started = sandbox.start_warm(limits).await;
+        loop {
+            let (generation, started) = {
+                let _one_start_at_a_time = self.refilling.lock().await;
+                {
+                    let mut state = self.state.lock().expect("not poisoned");
+                    let wanted = self.config.size + state.waiting;
+                    if self.closed.load(Ordering::SeqCst)
+                        || self.idle()
+                        || state.ready.len() + state.warming >= wanted
+                    {
+                        return;
+                    }
+                    state.warming += 1;
+                }
+                let generation = self.generation.load(Ordering::SeqCst);
+                (generation, sandbox.start_warm(limits).await)
+            };
+            // The next start may begin while this one warms up.
+            let warmed = match started {
+                Ok(container) => DockerSandbox::warm_up(container).await,
+                Err(e) => Err(e),
+            };
             let unwanted = {
                 let mut state = self.state.lock().expect("not poisoned");
                 state.warming -= 1;
-                match started {
+                match warmed {
                     Ok(container) if !self.closed.load(Ordering::SeqCst) => {
                         state.ready.push((generation, container));
                         None
@@ -220,8 +246,19 @@ impl WarmPool {
     /// Removes every ready container and starts no more.
     pub async fn drain(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        // A refill under way finishes (and sees `closed`) first.
+        // A start under way finishes first, then every warm-up (each sees
+        // `closed` and removes its container).
         let _no_refill = self.refilling.lock().await;
+        let mut changes = self.changed.subscribe();
+        let give_up = tokio::time::Instant::now() + WARMING_WAIT;
+        while self.state.lock().expect("not poisoned").warming > 0 {
+            if !matches!(
+                tokio::time::timeout_at(give_up, changes.changed()).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
         let all = std::mem::take(&mut self.state.lock().expect("not poisoned").ready);
         for (_, container) in all {
             container.discard().await;
