@@ -482,14 +482,7 @@ async fn a_batch_without_a_task_grades_each_answer_against_the_task_it_resembles
     let location = accepted["links"]["self"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let batch = loop {
-        let batch: Value = server
-            .get(&format!("{location}?wait=20"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let batch = server.get_json(&format!("{location}?wait=20")).await;
         if batch["status"] == "done" {
             break batch;
         }

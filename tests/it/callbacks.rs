@@ -269,14 +269,9 @@ async fn a_batch_is_posted_once_when_all_its_answers_are_finished() {
     assert_eq!(sent["progress"]["done"], 3);
     assert!(sent["table"].is_string(), "the finished table rides along");
     for verification in sent["verifications"].as_array().unwrap() {
-        let one: Value = server
-            .get(verification["links"]["self"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let one = server
+            .get_json(verification["links"]["self"].as_str().unwrap())
+            .await;
         assert!(one["callback"].is_null(), "no per-answer callbacks: {one}");
     }
     server.stop();

@@ -86,14 +86,7 @@ async fn every_attack_through_the_service_gets_its_verdict_and_leaves_nothing() 
     );
     server.wait_ready().await;
     let pid = server.pid();
-    let listed: Value = server
-        .get("/v1/tasks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = server.get_json("/v1/tasks").await;
     let ours = listed
         .as_array()
         .and_then(|tasks| tasks.iter().find(|t| t["id"] == "reset-conversation"));

@@ -165,15 +165,14 @@ impl Server {
         pid
     }
 
+    /// The JSON the service answers to an authorised GET of `path`.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     /// A verification's JSON view, as it stands now.
     pub async fn view(&self, id: &str) -> Value {
-        self.get(&format!("/v1/verifications/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&format!("/v1/verifications/{id}")).await
     }
 
     /// Polls a verification until it is finished.

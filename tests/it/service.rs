@@ -144,14 +144,7 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
     let response = server.post("/v1/batches").body(jsonl).send().await.unwrap();
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    let batch: Value = server
-        .get(&format!("{location}?wait=240"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch = server.get_json(&format!("{location}?wait=240")).await;
     assert_eq!(batch["status"], "done", "{batch}");
     assert_eq!(
         batch["counts"],
@@ -346,14 +339,7 @@ async fn each_kind_of_bad_request_gets_its_4xx_json() {
             "{what}: {body}"
         );
     }
-    let tasks: Value = server
-        .get("/v1/tasks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tasks = server.get_json("/v1/tasks").await;
     assert_eq!(tasks[0]["id"], "reset-conversation");
     server.stop();
 }
@@ -448,14 +434,7 @@ async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_rest
     // Kill it while the first job runs (in its container) and the rest wait.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = server
-            .get(&format!("/v1/verifications/{}", ids[0]))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = server.view(&ids[0]).await;
         if view["status"] == "running" {
             break;
         }
@@ -574,14 +553,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
     // their containers and the rest still waits.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let batch: Value = server
-            .get(&format!("/v1/batches/{batch_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let batch = server.get_json(&format!("/v1/batches/{batch_id}")).await;
         let running = batch["progress"]["running"].as_u64().unwrap_or(0);
         let done = batch["progress"]["done"].as_u64().unwrap_or(0);
         if running > 0 && done > 0 && containers_of(server.pid()).await > 0 {
@@ -627,14 +599,9 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let batch: Value = server
-        .get(&format!("/v1/batches/{batch_id}?wait=240"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch = server
+        .get_json(&format!("/v1/batches/{batch_id}?wait=240"))
+        .await;
     assert_eq!(batch["status"], "done", "{batch}");
     assert_eq!(batch["total"], 6, "{batch}");
     assert_eq!(
@@ -707,14 +674,7 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
         .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = server
-            .get(&format!("/v1/verifications/{first}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = server.get_json(&format!("/v1/verifications/{first}")).await;
         if view["status"] == "running" {
             break;
         }
@@ -728,14 +688,7 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
     assert!(took < Duration::from_secs(60), "the stop took {took:?}");
 
     let server = Server::start(&data, &["--workers", "1"]);
-    let first_view: Value = server
-        .get(&format!("/v1/verifications/{first}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first_view = server.get_json(&format!("/v1/verifications/{first}")).await;
     assert_eq!(
         first_view["status"], "done",
         "the running verification finished before the exit: {first_view}"
@@ -822,14 +775,9 @@ async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
         .await
         .unwrap();
     let batch_id = accepted["id"].as_str().unwrap();
-    let batch: Value = server
-        .get(&format!("/v1/batches/{batch_id}?wait=180"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch = server
+        .get_json(&format!("/v1/batches/{batch_id}?wait=180"))
+        .await;
     assert_eq!(batch["status"], "done", "{batch}");
 
     let profile = dir.path().join("chromium");
