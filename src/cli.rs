@@ -598,15 +598,18 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
         }
     );
     let _ = writeln!(out, "    reset          {}", one(&d.reset));
-    let _ = writeln!(
-        out,
-        "    memory         {}",
-        if d.memory.is_empty() {
-            "nothing held a turn".into()
-        } else {
-            d.memory.join(", ")
-        }
-    );
+    let mut memory = if d.memory.is_empty() {
+        "nothing held a turn".to_string()
+    } else {
+        d.memory.join(", ")
+    };
+    if !d.memory_configured.is_empty() {
+        memory.push_str(&format!(
+            "; checked as configured: {}",
+            d.memory_configured.join(", ")
+        ));
+    }
+    let _ = writeln!(out, "    memory         {memory}");
 }
 
 /// Reads an answer as text; invalid UTF-8 is replaced, not refused.

@@ -155,6 +155,7 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
             "submit_control": task.app.submit_control,
             "history_attributes": task.app.history_attributes,
             "history_display": task.app.history_display,
+            "reset_control": task.reset_control.attribute,
         },
         "reset_pattern": task.reset_control.text_pattern,
         "deadline_seconds": (wall - INNER_DEADLINE_MARGIN_SECONDS).max(1.0),
@@ -250,6 +251,8 @@ pub struct Discovered {
     /// Places reachable from the window that held a turn before the reset
     /// (`self.messages`, `self.client.history`, `module.HISTORY`).
     pub memory: Vec<String>,
+    /// The places the task names (`history_attributes`), checked as well.
+    pub memory_configured: Vec<String>,
 }
 
 /// One control or widget, as a person would name it.
@@ -459,22 +462,34 @@ pub fn judge(
             "turn_3" => Failure::BrokenAfterReset,
             other => return Err(NotJudged(format!("unexpected failed step `{other}`"))),
         };
-        let missing = (step.name == "launch")
-            .then(|| missing_module(&step.detail))
-            .flatten();
-        let (failure, detail) = match (hit_limit, missing) {
+        let missing = if step.name == "launch" {
+            missing_modules(step)
+        } else {
+            Vec::new()
+        };
+        let (failure, detail) = match (hit_limit, missing.is_empty()) {
             (true, _) => (
                 Failure::ResourceLimit,
                 format!("{limit_note}{}: {}", step.name, step.detail),
             ),
-            (false, Some(module)) => (
-                Failure::MissingDependency,
-                format!(
-                    "launch: the app imports `{module}`, which the sandbox image does not have \
-                     (add its Debian package to docker/base-packages.txt, or drop the import)"
-                ),
-            ),
-            (false, None) => (failure, format!("{}: {}", step.name, step.detail)),
+            (false, false) => {
+                let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                let (them, has) = if names.len() == 1 {
+                    ("its Debian package", "does")
+                } else {
+                    ("a Debian package for each", "do")
+                };
+                (
+                    Failure::MissingDependency,
+                    format!(
+                        "launch: the app imports {}, which the sandbox image {has} not have \
+                         (add {them} to docker/base-packages.txt or a pinned PyPI release to \
+                         docker/requirements.txt, then `qtjudge image build`; or drop the import)",
+                        names.join(", ")
+                    ),
+                )
+            }
+            (false, true) => (failure, format!("{}: {}", step.name, step.detail)),
         };
         fail(&mut behaviour, failure, detail);
     } else if timed_out {
@@ -568,6 +583,33 @@ pub fn judge(
     Ok(behaviour)
 }
 
+/// The modules a launch that failed with `ModuleNotFoundError` lacks: the
+/// harness lists every import of the app's files it could not find
+/// (`missing_modules`); else the one the error names. Names that are not
+/// plain dotted identifiers (the candidate controls this text) are dropped.
+fn missing_modules(step: &Step) -> Vec<String> {
+    let Some(first) = missing_module(&step.detail) else {
+        return Vec::new();
+    };
+    let mut names = vec![first];
+    if let Some(listed) = step.evidence["missing_modules"].as_array() {
+        for name in listed.iter().filter_map(Value::as_str).take(20) {
+            if is_module_name(name) && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
 /// The module a `ModuleNotFoundError` at start-up names, as the harness
 /// words it: `the script raised ModuleNotFoundError while starting: No
 /// module named 'x.y'`.
@@ -578,12 +620,7 @@ fn missing_module(detail: &str) -> Option<String> {
         .split_once("No module named '")?
         .1;
     let name = rest.split('\'').next()?;
-    let plausible = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-    plausible.then(|| name.to_string())
+    is_module_name(name).then(|| name.to_string())
 }
 
 /// The host's reading of the before/after-reset screenshots, if both came.
@@ -901,6 +938,31 @@ mod tests {
             missing_module("ModuleNotFoundError: No module named 'a b; rm -rf'"),
             None
         );
+    }
+
+    #[test]
+    fn every_missing_module_the_harness_lists_is_named_once() {
+        let step = Step {
+            name: "launch".into(),
+            ok: false,
+            ms: 1.0,
+            detail:
+                "the script raised ModuleNotFoundError while starting: No module named 'qdarkstyle'"
+                    .into(),
+            evidence: serde_json::json!({
+                "missing_modules": ["qdarkstyle", "pyperclip", "bad name; rm", 7, "markdown2"]
+            }),
+        };
+        assert_eq!(
+            missing_modules(&step),
+            ["qdarkstyle", "pyperclip", "markdown2"]
+        );
+        // A list with no ModuleNotFoundError behind it is not believed.
+        let other = Step {
+            detail: "the script raised ValueError while starting: no".into(),
+            ..step
+        };
+        assert!(missing_modules(&other).is_empty());
     }
 
     fn turns() -> Vec<Turn> {

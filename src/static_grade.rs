@@ -3189,6 +3189,7 @@ if __name__ == "__main__":
             },
             reset_control: ResetControlSpec {
                 text_pattern: r"(?i)\b(reset|clear|new\s+(chat|conversation))\b".into(),
+                attribute: String::new(),
             },
             limits: Limits {
                 wall_seconds: 30,

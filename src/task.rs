@@ -58,6 +58,11 @@ pub struct AppSpec {
 pub struct ResetControlSpec {
     /// A regex valid in both Rust and Python; `&` mnemonics are removed first.
     pub text_pattern: String,
+    /// The window attribute holding the reset button or action, for an app
+    /// whose reset discovery cannot find (an unlabelled icon, say). Empty:
+    /// found by `text_pattern`.
+    #[serde(default)]
+    pub attribute: String,
 }
 
 /// Resource limits of one verification; the operator may only tighten them.

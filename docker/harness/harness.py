@@ -602,6 +602,43 @@ def _is_inner_editor(widget):
     return isinstance(parent, (QtWidgets.QAbstractSpinBox, QtWidgets.QComboBox))
 
 
+def missing_imports(sources, app_dir, first, limit=20):
+    """The top-level modules the app's files import that cannot be found,
+    in the order they appear; `first` (the one that failed) leads.
+
+    The app's own modules (files and folders beside the entry) and the
+    other Qt bindings (refused on purpose) are not missing."""
+    import ast
+
+    names = [first] if first else []
+    for relative in sorted(sources):
+        try:
+            tree = ast.parse(sources[relative], relative)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.extend(alias.name.split(".", 1)[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.append(node.module.split(".", 1)[0])
+    own = {os.path.splitext(p.split("/", 1)[0])[0] for p in sources}
+    missing = []
+    for name in dict.fromkeys(names):
+        if name in own or name in qt_binding.NAMES or name in sys.modules:
+            continue
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found and os.path.exists(os.path.join(app_dir, name)):
+            found = True
+        if not found:
+            missing.append(name)
+        if len(missing) >= limit:
+            break
+    return missing
+
+
 def _safe_relative(path):
     """A job's file name as a checked relative path (the host checked it
     too; the harness writes nothing outside the app's folder regardless)."""
@@ -673,6 +710,7 @@ class Run:
             except ValueError as exc:  # NUL bytes
                 raise Failure(f"cannot compile {relative}: {exc}", message=str(exc), file=relative)
         self.path = os.path.join(app_dir, *entry.split("/"))
+        self.sources = {relative: data for relative, data in written.items() if relative.endswith(".py")}
         # The entry's folder is the app's: its cwd and first on sys.path, so
         # `from ui.window import …` and files opened relative to it work.
         self.app_dir = os.path.dirname(self.path)
@@ -689,6 +727,11 @@ class Run:
         except SystemExit as exc:
             if not HELD_WINDOWS and not visible_windows():
                 raise Failure(f"the script exited (sys.exit({exc.code!r})) before showing a window", exit_code=str(exc.code))
+        except ModuleNotFoundError as exc:
+            # Python stops at the first missing import; the user wants every
+            # module to add to the image at once.
+            missing = missing_imports(self.sources, self.app_dir, exc.name)
+            raise Failure(f"the script raised ModuleNotFoundError while starting: {exc}", missing_modules=missing, traceback=traceback.format_exc()[-6000:])
         except BaseException as exc:  # noqa: B902 - any exception here is the candidate's
             raise Failure(f"the script raised {type(exc).__name__} while starting: {exc}", traceback=traceback.format_exc()[-6000:])
         # What the start-up posted (show, layout, queued slots) is handled.
@@ -856,8 +899,13 @@ class Run:
             if place not in places:
                 places.append(place)
         self.discovered["memory"] = places[:20]
+        # The task's own names are checked after the reset as well.
+        self.discovered["memory_configured"] = ["self." + n for n in self.app_spec.get("history_attributes", [])]
 
     def find_reset(self):
+        configured = self.configured_reset()
+        if configured:
+            return configured
         pattern = self.job["reset_pattern"]
         submit = getattr(self.window, self.app_spec.get("submit_control") or "", None)
         if self.send and self.send[0] == "button":
@@ -913,6 +961,37 @@ class Run:
         if seen:
             raise Failure("a reset control exists but a user cannot click it (" + "; ".join(_why_unusable(s) for s in seen) + ")", candidates=seen)
         raise Failure("no control whose text matches the reset pattern", pattern=pattern)
+
+    def configured_reset(self):
+        """The reset control the task names (`reset_control.attribute`), if
+        it names one: a button a user can click, or an action on a menu or
+        tool bar. The name is the user's word on their own app, so a control
+        that is not usable by that name fails here instead of being guessed."""
+        name = self.app_spec.get("reset_control")
+        if not name:
+            return None
+        control = getattr(self.window, name, None)
+        if isinstance(control, QtWidgets.QAbstractButton):
+            state = {"text": control.text(), "class": type(control).__name__, "in_window": control.window() is self.window,
+                     "visible": control.isVisible(), "enabled": control.isEnabled()}
+            if state["in_window"] and state["visible"] and state["enabled"]:
+                hit = widget_under_centre(control)
+                state["under_click_point"] = hit is control or (hit is not None and control.isAncestorOf(hit))
+            if state.get("under_click_point"):
+                self.reset_control = ("button", control)
+                self.discovered["reset"] = describe_control(self.window, control, "button", "configured")
+                return {"detail": f"button self.{name} {control.text()!r} (configured)", "text": control.text()}
+            raise Failure(f"the task names the reset control self.{name}, but {_why_unusable(state)}", candidates=[state])
+        if isinstance(control, QAction):
+            widgets = QT.associated_widgets(control)
+            on_screen = any(isinstance(w, (QtWidgets.QMenu, QtWidgets.QToolBar, QtWidgets.QToolButton, QtWidgets.QMenuBar)) for w in widgets)
+            if control.isEnabled() and control.isVisible() and on_screen:
+                self.reset_control = ("action", control)
+                self.discovered["reset"] = describe_control(self.window, control, "action", "configured")
+                return {"detail": f"action self.{name} {control.text()!r} (configured)", "text": control.text()}
+            raise Failure(f"the task names the reset control self.{name}, but that action is disabled, hidden or on no menu or tool bar")
+        found = "nothing" if control is None else type(control).__name__
+        raise Failure(f"the task names the reset control self.{name}, but the window holds {found} by that name (a button or an action is needed)")
 
     def keyboard_resets(self, pattern):
         """Shortcuts (QShortcut, or an action on no menu or tool bar) that

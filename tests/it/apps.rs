@@ -30,6 +30,9 @@ struct Expected {
     /// A display widget class discovery must find (`QListView`).
     #[serde(default)]
     display: Option<String>,
+    /// Words the reason must hold (the missing modules it names).
+    #[serde(default)]
+    reason_has: Vec<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,6 +95,11 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
                 "no original, yet unrequested changes: {:?}",
                 v.unrequested_changes
             ));
+        }
+        for words in &expected.reason_has {
+            if !v.reason.contains(words.as_str()) {
+                problems.push(format!("the reason should name {words}: {}", v.reason));
+            }
         }
         if failure == "history_broken" && !v.reason.contains("no conversation memory to reset") {
             problems.push(format!("the baseline's reason should say so: {}", v.reason));
@@ -176,4 +184,81 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
         }
     }
     assert!(wrong.is_empty(), "misgraded apps:\n{}", wrong.join("\n"));
+}
+
+/// A task file overrides discovery: the app whose reset is a bare icon
+/// fails by discovery alone (the manifest says so) and passes once
+/// `fixtures/app-tasks/icon-only-reset` names its parts, each reported as
+/// configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_file_names_what_discovery_cannot_find() {
+    let task = Task::load(&repo().join("fixtures/app-tasks"), "icon-only-reset")
+        .expect("the app's task loads");
+    assert_eq!(task.reset_control.attribute, "wipe_btn");
+    let prepared = PreparedTask::new(task, None);
+    let Some(sandbox) = docker().await else {
+        return;
+    };
+    let app = repo().join("fixtures/apps/icon_only_reset.py");
+    let loaded = qtjudge::cli::load_input(&app, None).unwrap();
+    let v = qtjudge::verify::verify_input(
+        loaded.input(),
+        "icon_only_reset",
+        &prepared,
+        sandbox.as_ref(),
+    )
+    .await;
+    assert_eq!(v.tier, Some(1), "{}: {:?}", v.reason, v.steps);
+    let found = v
+        .behaviour
+        .as_ref()
+        .and_then(|b| b.discovered.clone())
+        .expect("a discovered report");
+    let how = |c: &Option<qtjudge::harness::Control>| c.as_ref().map(|c| c.how.clone());
+    let attribute =
+        |c: &Option<qtjudge::harness::Control>| c.as_ref().and_then(|c| c.attribute.clone());
+    assert_eq!(
+        how(&found.reset).as_deref(),
+        Some("configured"),
+        "{found:?}"
+    );
+    assert_eq!(attribute(&found.reset).as_deref(), Some("wipe_btn"));
+    assert_eq!(how(&found.prompt_input).as_deref(), Some("configured"));
+    assert_eq!(how(&found.send).as_deref(), Some("configured"));
+    assert!(
+        found
+            .display
+            .iter()
+            .any(|d| d.attribute.as_deref() == Some("screen") && d.how == "configured"),
+        "{:?}",
+        found.display
+    );
+    assert_eq!(found.memory_configured, ["self.log"]);
+    assert!(
+        found.memory.iter().any(|m| m == "self.log"),
+        "{:?}",
+        found.memory
+    );
+
+    // A name that holds no button is refused with what the window holds.
+    let mut wrong = Task::load(&repo().join("fixtures/app-tasks"), "icon-only-reset").unwrap();
+    wrong.reset_control.attribute = "screen".into();
+    let v = qtjudge::verify::verify_input(
+        loaded.input(),
+        "icon_only_reset",
+        &PreparedTask::new(wrong, None),
+        sandbox.as_ref(),
+    )
+    .await;
+    assert_eq!(
+        v.failure.as_deref(),
+        Some("no_reset_control"),
+        "{}",
+        v.reason
+    );
+    assert!(
+        v.reason.contains("self.screen") && v.reason.contains("QTextEdit"),
+        "{}",
+        v.reason
+    );
 }

@@ -18,7 +18,7 @@ use qtjudge::verdict::Label;
 use qtjudge::verify::PreparedTask;
 
 use crate::load::{slow_answer, wait_for_status};
-use crate::server::{containers_of, Server, TOKEN};
+use crate::server::{container_ids_of, containers_of, Server, TOKEN};
 use crate::support::{docker, fixture, task};
 
 /// Forwards every connection on `path` to the real engine's socket, until
@@ -340,12 +340,19 @@ async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
     let warm_up = server.submit("devstral", &fixture("devstral.md")).await;
     assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
 
-    let running = server.submit("slow", &slow_answer()).await;
+    // The handler's pause is a `sleep` process, so the test can see from
+    // outside that the job is inside its reset handler: a fixed wait after
+    // "running" missed it when the pool was slow to warm a container.
+    let slow_answer = slow_answer().replacen(
+        "__import__(\"time\").sleep(6)",
+        "__import__(\"subprocess\").run([\"sleep\", \"6\"])",
+        1,
+    );
+    assert!(slow_answer.contains("\"sleep\", \"6\""));
+    let running = server.submit("slow", &slow_answer).await;
     let queued = server.submit("devstral", &fixture("devstral.md")).await;
     wait_for_status(&server, &running, "running").await;
-    // Inside its 6 s reset handler by now, with a warm container waiting
-    // for the queued job.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_process(server.pid(), "sleep 6").await;
     proxy.cut();
 
     let slow = server.finished(&running).await;
@@ -372,4 +379,41 @@ async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
         0,
         "the cut-off run's container is removed"
     );
+}
+
+/// Polls the sandbox containers of the qtjudge process `pid` until one of
+/// them runs a process whose command line is `command`.
+async fn wait_for_process(pid: u32, command: &str) {
+    let engine = qtjudge::sandbox::docker::connect_engine()
+        .await
+        .expect("the engine answers");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for id in container_ids_of(pid).await {
+            // A container may be gone or not yet started: not an error here.
+            let Ok(top) = engine
+                .top_processes(&id, None::<bollard::query_parameters::TopOptions>)
+                .await
+            else {
+                continue;
+            };
+            let titles = top.titles.unwrap_or_default();
+            let Some(cmd) = titles.iter().position(|t| t == "CMD" || t == "COMMAND") else {
+                continue;
+            };
+            let runs_it = top
+                .processes
+                .unwrap_or_default()
+                .iter()
+                .any(|row| row.get(cmd).is_some_and(|c| c == command));
+            if runs_it {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no container of qtjudge {pid} ran `{command}` within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -218,8 +218,14 @@ impl Drop for Server {
     }
 }
 
-/// Sandbox containers owned by the qtjudge process `pid` on this host.
+/// How many sandbox containers the qtjudge process `pid` owns on this host.
 pub async fn containers_of(pid: u32) -> usize {
+    container_ids_of(pid).await.len()
+}
+
+/// The ids of the sandbox containers owned by the qtjudge process `pid` on
+/// this host.
+pub async fn container_ids_of(pid: u32) -> Vec<String> {
     let engine = qtjudge::sandbox::docker::connect_engine()
         .await
         .expect("the engine answers");
@@ -249,5 +255,6 @@ pub async fn containers_of(pid: u32) -> usize {
                 .and_then(|l| l.get(qtjudge::sandbox::docker::LABEL_OWNER))
                 .is_some_and(|o| o.starts_with(&owner))
         })
-        .count()
+        .filter_map(|c| c.id)
+        .collect()
 }
