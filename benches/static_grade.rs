@@ -41,7 +41,8 @@ fn main() {
         assert!(!report.is_snippet());
         answers += 1;
     }
-    let per_second = answers as f64 / started.elapsed().as_secs_f64();
+    let took = started.elapsed().as_secs_f64();
+    let per_second = answers as f64 / took;
     // Where the time goes: each stage alone, for the same answer.
     let script = qtjudge::extract::extract(&padded, Some(&task.original_source))
         .expect("code found")
@@ -63,7 +64,7 @@ fn main() {
         "per answer: extract {extract_ms:.3} ms, static_grade {grade_ms:.3} ms (a fresh tree-sitter parse alone: {parse_ms:.3} ms for the {} byte script)",
         script.len()
     );
-    println!("static grading: {} bytes per answer, {answers} answers in {:.1} s, {per_second:.0} answers/s (one core)", padded.len(), started.elapsed().as_secs_f64());
+    println!("static grading: {} bytes per answer, {answers} answers in {took:.1} s, {per_second:.0} answers/s (one core)", padded.len());
 }
 
 /// Milliseconds per call of `f`, over about half a second.

@@ -88,22 +88,24 @@ fn normalise_newlines(raw: &str) -> String {
 const THINK_OPENERS: [&str; 2] = ["<thinking>", "<think>"];
 const THINK_CLOSERS: [&str; 2] = ["</thinking>", "</think>"];
 
-/// Byte offset of `needle` in `haystack`, ignoring ASCII case.
-fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    let (hay, pin) = (haystack.as_bytes(), needle.as_bytes());
-    if pin.is_empty() || hay.len() < pin.len() {
-        return None;
-    }
-    (0..=hay.len() - pin.len()).find(|&i| hay[i..i + pin.len()].eq_ignore_ascii_case(pin))
-}
-
 /// The end (byte offset after the tag) of the first closing reasoning tag.
 fn find_think_close(line: &str) -> Option<usize> {
-    THINK_CLOSERS
-        .iter()
-        .filter_map(|tag| find_ignore_case(line, tag).map(|at| (at, at + tag.len())))
-        .min()
-        .map(|(_, end)| end)
+    // Every tag starts with `<`: look only where one is (this runs on every
+    // line of a long reasoning span).
+    let bytes = line.as_bytes();
+    let mut from = 0;
+    while let Some(at) = line[from..].find('<').map(|i| from + i) {
+        let closer = THINK_CLOSERS.iter().find(|tag| {
+            bytes
+                .get(at..at + tag.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(tag.as_bytes()))
+        });
+        if let Some(tag) = closer {
+            return Some(at + tag.len());
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Length of the reasoning tag `trimmed` starts with, if any.
