@@ -12,6 +12,7 @@ pub mod harness;
 pub mod image;
 pub mod jobs;
 pub mod layout_diff;
+pub mod lines;
 pub mod report;
 pub mod sandbox;
 pub mod screen;
