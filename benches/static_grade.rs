@@ -3,10 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-/// The allocator the `qtjudge` binary uses (src/main.rs), so the figure is its.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let task = qtjudge::task::Task::load(&root.join("fixtures/tasks"), "reset-conversation")
