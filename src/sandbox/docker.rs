@@ -1,6 +1,7 @@
 //! The Docker sandbox: one fresh, locked-down container per answer, driven
 //! through the Engine API (bollard). The only file that talks to Docker,
-//! apart from `image`, which builds the image.
+//! apart from `image`, which builds the image, and `lib_volume`, which
+//! keeps a shared read-only copy of its `/usr/lib`.
 //!
 //! The answer goes in on stdin (attach), the result comes out on stdout: no
 //! file is copied in or out, so the root file system stays read-only and the
@@ -62,6 +63,8 @@ const OUTPUT_CUT_GRACE: Duration = Duration::from_secs(1);
 pub struct DockerSandbox {
     docker: Docker,
     image: String,
+    /// Mounted read-only over `/usr/lib` (fuse-overlayfs engines; see `lib_volume`).
+    lib_volume: Option<String>,
     owner: String,
     /// Tells this sandbox's containers from other sandboxes' of the same
     /// process (tests run several at once).
@@ -256,10 +259,13 @@ impl DockerSandbox {
         let image = crate::image::ensure(&docker, progress)
             .await
             .map_err(|e| SandboxError::Image(e.to_string()))?;
+        let owner = owner_id();
+        let lib_volume = super::lib_volume::prepare(&docker, &image, &owner).await;
         let sandbox = DockerSandbox {
             docker,
             image,
-            owner: owner_id(),
+            lib_volume,
+            owner,
             id: new_nonce()[..12].to_string(),
             pool: None,
             in_flight: Arc::default(),
@@ -421,6 +427,18 @@ impl DockerSandbox {
         &self.image
     }
 
+    /// The shared read-only volume mounted over `/usr/lib`, if any (see
+    /// `lib_volume`).
+    pub fn lib_volume(&self) -> Option<&str> {
+        self.lib_volume.as_deref()
+    }
+
+    /// `<host>:<pid>:<start time>` of this process: the owner label of the
+    /// containers it makes.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     pub fn engine(&self) -> &Docker {
         &self.docker
     }
@@ -482,6 +500,7 @@ impl DockerSandbox {
             &self.owner,
             &self.id,
             self.runtime.as_deref(),
+            self.lib_volume.as_deref(),
         );
         let mut creation = self.in_flight.creation();
         let created = self
@@ -795,6 +814,7 @@ fn container_config(
     owner: &str,
     sandbox_id: &str,
     runtime: Option<&str>,
+    lib_volume: Option<&str>,
 ) -> ContainerCreateBody {
     let mib = 1024 * 1024;
     let mut labels = HashMap::new();
@@ -843,6 +863,7 @@ fn container_config(
         ]),
         init: Some(true),
         runtime: runtime.map(String::from),
+        mounts: lib_volume.map(|name| vec![super::lib_volume::mount(name)]),
         // Output goes to the attached client only; nothing is logged to disk.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".into()),
@@ -924,7 +945,7 @@ fn engine_error(doing: &'static str, error: bollard::errors::Error) -> SandboxEr
 /// removes those of dead processes).
 static LEFTOVERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-async fn remove(docker: &Docker, id: &str) -> bool {
+pub(super) async fn remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -1016,7 +1037,7 @@ fn start_time(pid: u32) -> Option<String> {
 /// Whether the qtjudge process named by an owner label still runs here.
 /// An owner on another host is left alone (give a compose service a fixed
 /// hostname so that its restarts reap what it left).
-fn owner_alive(owner: &str) -> bool {
+pub(super) fn owner_alive(owner: &str) -> bool {
     let mut parts = owner.split(':');
     let (Some(host), Some(pid), started) = (parts.next(), parts.next(), parts.next()) else {
         return false;

@@ -5,6 +5,7 @@
 //! supervisor's one result document. It judges nothing: `harness` does.
 
 pub mod docker;
+pub mod lib_volume;
 pub mod local;
 pub mod warm_pool;
 

@@ -13,6 +13,7 @@ mod determinism;
 mod fixtures_graded;
 mod fuzz;
 mod hostile;
+mod lib_volume;
 mod load;
 mod outage;
 mod remote_grade;
