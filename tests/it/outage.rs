@@ -302,9 +302,16 @@ async fn no_pass_is_given_when_the_layout_comparison_could_not_run() {
         &fixture("devstral.md"),
         "devstral",
         &prepared,
-        &OriginalRunFails(docker),
+        &OriginalRunFails(docker.clone()),
     )
     .await;
+    // The answer's container is removed in the background: wait for it, or
+    // the test's runtime ends first and leaves it behind.
+    docker.settled().await;
+    let left = qtjudge::sandbox::docker::count_labelled(docker.engine(), Some(&v.run_id))
+        .await
+        .expect("the engine lists containers");
+    assert_eq!(left, 0, "the answer's container was left behind");
     assert_eq!((v.tier, v.label), (None, Label::Error), "{v:?}");
     assert!(
         v.error
