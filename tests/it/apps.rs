@@ -70,18 +70,7 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
             sandbox.as_ref(),
         )
         .await;
-        // Containers may be removed just after the result returns: allow it a moment.
-        let mut left = usize::MAX;
-        for _ in 0..50 {
-            left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
-                .await
-                .expect("the engine lists containers");
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert_eq!(left, 0, "{}: a container was left behind", expected.file);
+        crate::support::assert_container_gone(&sandbox, &v.run_id, &expected.file).await;
         let failure = v.failure.clone().unwrap_or_default();
         let mut problems = Vec::new();
         if v.tier != Some(expected.tier) || failure != expected.failure {
@@ -208,6 +197,7 @@ async fn a_task_file_names_what_discovery_cannot_find() {
         sandbox.as_ref(),
     )
     .await;
+    crate::support::assert_container_gone(&sandbox, &v.run_id, "icon_only_reset").await;
     assert_eq!(v.tier, Some(1), "{}: {:?}", v.reason, v.steps);
     let found = v
         .behaviour
@@ -250,6 +240,7 @@ async fn a_task_file_names_what_discovery_cannot_find() {
         sandbox.as_ref(),
     )
     .await;
+    crate::support::assert_container_gone(&sandbox, &v.run_id, "icon_only_reset, wrong name").await;
     assert_eq!(
         v.failure.as_deref(),
         Some("no_reset_control"),

@@ -305,13 +305,7 @@ async fn no_pass_is_given_when_the_layout_comparison_could_not_run() {
         &OriginalRunFails(docker.clone()),
     )
     .await;
-    // The answer's container is removed in the background: wait for it, or
-    // the test's runtime ends first and leaves it behind.
-    docker.settled().await;
-    let left = qtjudge::sandbox::docker::count_labelled(docker.engine(), Some(&v.run_id))
-        .await
-        .expect("the engine lists containers");
-    assert_eq!(left, 0, "the answer's container was left behind");
+    crate::support::assert_container_gone(&docker, &v.run_id, "devstral").await;
     assert_eq!((v.tier, v.label), (None, Label::Error), "{v:?}");
     assert!(
         v.error

@@ -59,17 +59,22 @@ pub fn prepared() -> Arc<PreparedTask> {
 pub async fn verify_in_docker(answer: &str, model: &str) -> Option<Verification> {
     let sandbox = docker().await?;
     let v = qtjudge::verify::verify(answer, model, &prepared(), sandbox.as_ref()).await;
-    // Containers are removed just after their result is returned.
+    assert_container_gone(&sandbox, &v.run_id, model).await;
+    Some(v)
+}
+
+/// Waits for the run's container to be removed (just after its result is
+/// returned, in the background: a test whose runtime ended first would
+/// leave it behind) and checks that it is gone.
+pub async fn assert_container_gone(sandbox: &DockerSandbox, run_id: &str, what: &str) {
     sandbox.settled().await;
-    let left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(&v.run_id))
+    let left = qtjudge::sandbox::docker::count_labelled(sandbox.engine(), Some(run_id))
         .await
         .expect("the engine lists containers");
     assert_eq!(
         left, 0,
-        "{model}: a container of run {} was left behind",
-        v.run_id
+        "{what}: a container of run {run_id} was left behind"
     );
-    Some(v)
 }
 
 /// One answer of `fixtures/outputs/reset-conversation/manifest.toml` and the
