@@ -13,6 +13,7 @@ pub mod image;
 pub mod jobs;
 pub mod layout_diff;
 pub mod lines;
+pub mod pixels;
 pub mod report;
 pub mod sandbox;
 pub mod screen;
