@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::bundle::Bundle;
 use crate::report::{self, Counts, Format};
@@ -432,7 +432,9 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
         choice.reason
     );
     let mut result =
-        verify::verify_input(loaded.input(), &model, &prepared, sandbox.as_ref()).await;
+        crate::jobs::verify_guarded(loaded.input(), &model, &prepared, sandbox.as_ref())
+            .await
+            .unwrap_or_else(|crate::jobs::Panicked(v)| v);
     result.task_choice = Some(choice);
     // Its container is removed in the background: wait for that before exiting.
     sandbox.shutdown().await;
@@ -827,6 +829,21 @@ fn keep_result(run_dir: &Path, v: &mut Verification) {
 async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verification>> {
     let picker = Arc::new(TaskPicker::new(&args.common)?);
     let sandbox = make_sandbox(&args.common, args.warm.unwrap_or(args.jobs)).await?;
+    let done = grade_with(args, todo, picker, sandbox.clone()).await;
+    sandbox.shutdown().await;
+    Ok(done)
+}
+
+/// Judges every answer in `sandbox`, keeping each result in the run
+/// folder as it comes. A panic while judging one answer is that answer's
+/// `error` (see `jobs::verify_guarded`): the others are still judged and
+/// the report still written.
+async fn grade_with(
+    args: &GradeArgs,
+    todo: Vec<Answer>,
+    picker: Arc<TaskPicker>,
+    sandbox: Arc<dyn Sandbox>,
+) -> Vec<Verification> {
     let bar = progress_bar(todo.len() as u64);
     let run_dir = args.run_dir.clone();
     let mut stream = futures_util::stream::iter(todo.into_iter().map(|answer| {
@@ -836,29 +853,14 @@ async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verificat
         let bar = bar.clone();
         async move {
             bar.set_message(answer.model.clone());
-            let loaded = match answer.bundle {
-                Some(bundle) => Loaded::App(bundle),
-                None => Loaded::Answer(answer.output),
-            };
-            let mut v = match picker.pick(&loaded.code()) {
-                Ok((prepared, choice)) => {
-                    let mut v = verify::verify_input(
-                        loaded.input(),
-                        &answer.model,
-                        &prepared,
-                        sandbox.as_ref(),
-                    )
-                    .await;
-                    v.task_choice = Some(choice);
-                    v
-                }
-                Err(e) => {
-                    let mut v = Verification::unjudged(&answer.model, "?", sandbox.name());
-                    v.error = Some(format!("{e:#}"));
-                    v.reason = format!("no task to grade against: {e:#}");
-                    v
-                }
-            };
+            let model = answer.model.clone();
+            // Choosing the task can panic too: caught here, with no task known.
+            let judged = std::panic::AssertUnwindSafe(judge_one(answer, &picker, sandbox.as_ref()))
+                .catch_unwind()
+                .await;
+            let mut v = judged.unwrap_or_else(|payload| {
+                crate::jobs::panicked(&model, "?", sandbox.name(), payload.as_ref())
+            });
             keep_result(&run_dir, &mut v);
             bar.inc(1);
             v
@@ -870,8 +872,31 @@ async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verificat
         done.push(v);
     }
     bar.finish_and_clear();
-    sandbox.shutdown().await;
-    Ok(done)
+    done
+}
+
+/// One answer of a local `grade`: its task chosen, then verified.
+async fn judge_one(answer: Answer, picker: &TaskPicker, sandbox: &dyn Sandbox) -> Verification {
+    let loaded = match answer.bundle {
+        Some(bundle) => Loaded::App(bundle),
+        None => Loaded::Answer(answer.output),
+    };
+    match picker.pick(&loaded.code()) {
+        Ok((prepared, choice)) => {
+            let mut v =
+                crate::jobs::verify_guarded(loaded.input(), &answer.model, &prepared, sandbox)
+                    .await
+                    .unwrap_or_else(|crate::jobs::Panicked(v)| v);
+            v.task_choice = Some(choice);
+            v
+        }
+        Err(e) => {
+            let mut v = Verification::unjudged(&answer.model, "?", sandbox.name());
+            v.error = Some(format!("{e:#}"));
+            v.reason = format!("no task to grade against: {e:#}");
+            v
+        }
+    }
 }
 
 /// Sends the answers to a running service and collects its results.
@@ -940,4 +965,74 @@ pub fn load_run(dir: &Path) -> Result<Vec<Verification>> {
     }
     results.sort_by(|a: &Verification, b| a.model.cmp(&b.model));
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::tests::PanickySandbox;
+
+    #[tokio::test]
+    async fn a_panic_while_judging_one_answer_does_not_end_the_grade_run() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let run_dir = tempfile::tempdir().unwrap();
+        let cli = Cli::try_parse_from([
+            "qtjudge".as_ref(),
+            "grade".as_ref(),
+            "unused".as_ref(),
+            "--task".as_ref(),
+            "reset-conversation".as_ref(),
+            "--tasks-dir".as_ref(),
+            root.join("fixtures/tasks").as_os_str(),
+            "--run-dir".as_ref(),
+            run_dir.path().as_os_str(),
+            "--jobs".as_ref(),
+            "2".as_ref(),
+        ] as [&std::ffi::OsStr; 11])
+        .unwrap();
+        let Command::Grade(args) = cli.command else {
+            panic!("not a grade command")
+        };
+        let correct =
+            std::fs::read_to_string(root.join("fixtures/outputs/reset-conversation/correct.py"))
+                .unwrap();
+        let answer = |model: &str, output: String| Answer {
+            model: model.into(),
+            output,
+            bundle: None,
+        };
+        let todo = vec![
+            answer("first", correct.clone()),
+            answer("crafted", format!("{correct}\n# PANIC_IN_SANDBOX\n")),
+            answer("last", correct.clone()),
+        ];
+        let picker = Arc::new(TaskPicker::new(&args.common).unwrap());
+        let mut done = grade_with(&args, todo, picker, Arc::new(PanickySandbox)).await;
+        done.sort_by(|a, b| a.model.cmp(&b.model));
+        let models: Vec<_> = done.iter().map(|v| v.model.as_str()).collect();
+        assert_eq!(models, ["crafted", "first", "last"]);
+        let crafted = &done[0];
+        assert_eq!((crafted.tier, crafted.label), (None, Label::Error));
+        assert!(
+            crafted
+                .reason
+                .starts_with("qtjudge bug: panicked while judging: decoding went wrong")
+                && crafted.reason.ends_with("please report it"),
+            "{}",
+            crafted.reason
+        );
+        assert_eq!(crafted.task, "reset-conversation");
+        for other in &done[1..] {
+            assert_eq!(
+                (other.tier, other.failure.as_deref()),
+                (Some(3), Some("timeout")),
+                "{}",
+                other.model
+            );
+        }
+        // Every result is kept in the run folder, the panicked one too.
+        for model in models {
+            assert!(run_dir.path().join(format!("{model}.json")).is_file());
+        }
+    }
 }

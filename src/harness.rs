@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::bundle::Bundle;
+use crate::report_channel::Channel;
 use crate::sandbox::{SandboxOutcome, INNER_DEADLINE_MARGIN_SECONDS};
-use crate::screen::ScreenCheck;
+use crate::screen::{Frame, ScreenCheck};
 use crate::task::Task;
 
 /// Why a behavioural run failed; one primary code per run.
@@ -41,6 +42,20 @@ pub enum Failure {
     Crashed,
     /// The app imports a module the sandbox image does not have.
     MissingDependency,
+    /// The answer reads or alters the judge (patches the harness or QtTest,
+    /// walks its frames or modules, looks for its traces).
+    Tampering,
+    /// Destructive or exfiltrating operations nobody asked for (deleting
+    /// files outside the app's own, shell commands, downloading code,
+    /// connections to hosts other than the model API).
+    Harmful,
+    /// The sandbox's output (result line, artifacts, nesting) went past
+    /// what the host accepts: the answer's doing, never retried.
+    OutputTooLarge,
+    /// The window's pixels could not be read from outside the app's
+    /// process (too large, undecodable, or no reply ever recognisable):
+    /// without that evidence there is no pass.
+    ScreenUnreadable,
 }
 
 impl Failure {
@@ -57,52 +72,16 @@ impl Failure {
             Failure::ResourceLimit => "resource_limit",
             Failure::Crashed => "crashed",
             Failure::MissingDependency => "missing_dependency",
+            Failure::Tampering => "tampering",
+            Failure::Harmful => "harmful",
+            Failure::OutputTooLarge => "output_too_large",
+            Failure::ScreenUnreadable => "screen_unreadable",
         }
     }
 }
 
-/// One typed-in turn: the prompt and the reply the fake server sends back,
-/// each carrying a marker unique to this run.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Turn {
-    pub prompt: String,
-    pub prompt_marker: String,
-    pub reply: String,
-    pub reply_marker: String,
-}
-
-/// Makes the three turns of a run with a fresh token.
-pub fn new_turns() -> Vec<Turn> {
-    let token = &uuid::Uuid::new_v4().simple().to_string()[..10];
-    let texts = [
-        (
-            "Hello! My name is Ada. Please remember the code word",
-            "Nice to meet you, Ada. I will remember the code word",
-        ),
-        (
-            "Which code word did I give you? Here is another one",
-            "You gave me a code word earlier. Noted as well",
-        ),
-        (
-            "Let us start over. What is two plus two? Marker",
-            "Two plus two is four. Marker",
-        ),
-    ];
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, (prompt, reply))| {
-            let prompt_marker = format!("qtj-p{}-{token}", i + 1);
-            let reply_marker = format!("qtj-r{}-{token}", i + 1);
-            Turn {
-                prompt: format!("{prompt} {prompt_marker}."),
-                reply: format!("{reply} {reply_marker}. {}", crate::screen::REPLY_BAR),
-                prompt_marker,
-                reply_marker,
-            }
-        })
-        .collect()
-}
+pub use crate::report_channel::Step;
+pub use crate::turns::{new_turns, Turn};
 
 /// The Qt bindings the sandbox image carries. The warm harness imports the
 /// first; an app that imports another gets a harness started cold with it
@@ -178,16 +157,6 @@ impl Planes {
     pub fn all_cleared(&self) -> bool {
         self.memory == Some(true) && self.screen == Some(true) && self.next_request == Some(true)
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
-pub struct Step {
-    pub name: String,
-    pub ok: bool,
-    pub ms: f64,
-    pub detail: String,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub evidence: Value,
 }
 
 /// A file the run produced (a screenshot); the bytes travel beside the JSON.
@@ -311,10 +280,17 @@ pub struct RequestSummary {
     pub seq: u64,
     pub method: String,
     pub path: String,
+    /// When the fake server received it, in ms after the job arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<f64>,
     /// Which turn's prompt this request carried as its newest message.
     pub turn: Option<usize>,
-    /// Markers of earlier turns found anywhere in the body.
+    /// What of other turns it carried anywhere in its body (markers,
+    /// words, context arrays), as `turn N: …`.
     pub carries: Vec<String>,
+    /// The other turns (1-based) it carried something of.
+    #[serde(default)]
+    pub carried_turns: Vec<usize>,
 }
 
 /// The run could not be judged: an infrastructure fault, not the answer's.
@@ -323,6 +299,12 @@ pub struct RequestSummary {
 pub struct NotJudged(pub String);
 
 /// Judges a sandbox outcome against the turns the host chose.
+///
+/// A pass rests only on evidence from outside the candidate's process: the
+/// fake server's recordings (every request after the reset, and turns 3
+/// and 4 reaching the model API) and the frames the supervisor read of the
+/// screen. The harness's reports (`report_channel`) may explain a failure,
+/// or add one; they never make a pass.
 pub fn judge(
     outcome: &SandboxOutcome,
     turns: &[Turn],
@@ -332,69 +314,42 @@ pub fn judge(
         return judge_without_result(outcome, wall_seconds);
     };
     let reports = result["reports"].as_array().cloned().unwrap_or_default();
+    let channel = Channel::read(&reports, result["reports_dropped"].as_u64().unwrap_or(0));
+    let requests = summarise_requests(&result["requests"], turns);
     let mut behaviour = Behaviour {
         passed: false,
         failure: None,
         failure_detail: None,
         history_cleared: None,
-        steps: Vec::new(),
+        steps: channel.steps.clone(),
         artifacts: Vec::new(),
         screen_check: None,
-        widget_tree: Value::Null,
-        requests: summarise_requests(&result["requests"], turns),
-        exceptions: Vec::new(),
-        dialogs: Vec::new(),
+        widget_tree: channel.widget_tree.clone(),
+        requests,
+        exceptions: channel.exceptions.clone(),
+        dialogs: channel.dialogs.clone(),
         stdout: result["stdout"].as_str().unwrap_or_default().to_string(),
         stderr: result["stderr"].as_str().unwrap_or_default().to_string(),
         resources: result["resources"].clone(),
         duration_ms: outcome.wall_ms,
-        discovered: None,
+        discovered: channel
+            .discovered
+            .as_ref()
+            .and_then(Discovered::from_report),
     };
-    let mut started_step: Option<String> = None;
-    let mut done = false;
-    let mut planes_seen: Option<(bool, bool)> = None;
-    for report in &reports {
-        match report["type"].as_str().unwrap_or_default() {
-            "step_start" => started_step = report["name"].as_str().map(String::from),
-            "step" => {
-                if report["harness_error"].as_bool() == Some(true) {
-                    return Err(NotJudged(format!(
-                        "harness error in step {}: {}",
-                        report["name"].as_str().unwrap_or("?"),
-                        report["detail"].as_str().unwrap_or("?")
-                    )));
-                }
-                if let Ok(step) = serde_json::from_value::<Step>(report.clone()) {
-                    started_step = None;
-                    behaviour.steps.push(step);
-                }
-            }
-            "planes" => {
-                planes_seen = Some((
-                    report["memory"].as_bool().unwrap_or(false),
-                    report["screen"].as_bool().unwrap_or(false),
-                ));
-            }
-            "artifact" => {
-                if let Some(artifact) = decode_artifact(report) {
-                    behaviour.artifacts.push(artifact);
-                }
-            }
-            "widget_tree" => behaviour.widget_tree = report["tree"].clone(),
-            "discovered" => behaviour.discovered = Discovered::from_report(report),
-            "exceptions" => {
-                behaviour.exceptions = report["items"].as_array().cloned().unwrap_or_default();
-                behaviour.dialogs = report["dialogs"].as_array().cloned().unwrap_or_default();
-            }
-            "done" => done = true,
-            _ => {}
-        }
-    }
     if result["harness_ready"].as_bool() != Some(true) {
         return Err(NotJudged(format!(
             "the harness did not start in the sandbox: {}",
             last_line(result["stderr"].as_str().unwrap_or_default())
         )));
+    }
+    if let Some((step, detail)) = &channel.harness_error {
+        // Before the app's code is loaded, a failure of the harness is the
+        // judge's own; after it, the app may have caused it, and a failure
+        // it could cause must not let it escape judgement.
+        if step == "compile" {
+            return Err(NotJudged(format!("harness error in step {step}: {detail}")));
+        }
     }
 
     let resources = &result["resources"];
@@ -430,37 +385,15 @@ pub fn judge(
         b.failure_detail = Some(detail);
     };
 
-    // The baseline, from the recordings: turn 2's request must carry turn 1.
-    let baseline_broken = baseline_problem(&behaviour.requests, turns, &behaviour.steps);
-    let next_request = next_request_cleared(&behaviour.requests, &behaviour.steps);
-    behaviour.screen_check = screen_check(&behaviour.artifacts);
-    let pixels_overrule = |screen: bool| {
-        screen
-            && behaviour
-                .screen_check
-                .is_some_and(|c| c.cleared() == Some(false))
-    };
-    let screen_overruled = planes_seen.is_some_and(|(_, screen)| pixels_overrule(screen));
-    if let Some((memory, screen)) = planes_seen {
-        // The pixels can only overrule a "cleared": a reply still drawn
-        // after the reset is on screen, whatever the widgets report.
-        let screen = screen && !screen_overruled;
-        behaviour.history_cleared = Some(Planes {
-            memory: Some(memory),
-            screen: Some(screen),
-            next_request,
-        });
-    }
-
     if let Some(step) = &failed_step {
         let failure = match step.name.as_str() {
+            _ if channel.harness_error.is_some() => Failure::Crashed,
             "compile" => Failure::SyntaxError,
             "launch" | "find_window" => Failure::LaunchFailed,
             "turn_1" | "turn_2" => Failure::HistoryBroken,
             "find_reset" => Failure::NoResetControl,
             "click_reset" => Failure::ResetRaised,
-            "turn_3" => Failure::BrokenAfterReset,
-            other => return Err(NotJudged(format!("unexpected failed step `{other}`"))),
+            _ => Failure::BrokenAfterReset,
         };
         let missing = if step.name == "launch" {
             missing_modules(step)
@@ -489,11 +422,19 @@ pub fn judge(
                     ),
                 )
             }
+            (false, true) if failure == Failure::Crashed => (
+                failure,
+                format!(
+                    "{}: the judge's driver failed inside the app's process (the app disturbed it, \
+                     or a judge bug to report): {}",
+                    step.name, step.detail
+                ),
+            ),
             (false, true) => (failure, format!("{}: {}", step.name, step.detail)),
         };
         fail(&mut behaviour, failure, detail);
     } else if timed_out {
-        let at = started_step.as_deref().unwrap_or("start-up");
+        let at = channel.started_step.as_deref().unwrap_or("start-up");
         let failure = if hit_limit {
             Failure::ResourceLimit
         } else {
@@ -506,8 +447,8 @@ pub fn judge(
                 "{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"
             ),
         );
-    } else if !done {
-        let at = started_step.as_deref().unwrap_or("start-up");
+    } else if !channel.done {
+        let at = channel.started_step.as_deref().unwrap_or("start-up");
         let exit = &result["exit"];
         let how = match exit["signal"].as_i64() {
             Some(11) => "a segmentation fault".to_string(),
@@ -527,60 +468,292 @@ pub fn judge(
     }
 
     // Baseline first: a reset cannot be judged in an app that keeps no history.
-    if let Some(problem) = baseline_broken {
+    if let Some(problem) = baseline_problem(&behaviour.requests, &channel) {
         if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
         {
             fail(&mut behaviour, Failure::HistoryBroken, problem);
-            // Planes "cleared" of a memory that never was would read as a
-            // pass of the reset: there was nothing to clear.
-            behaviour.history_cleared = None;
         }
     }
-    if behaviour.failure.is_none() || behaviour.failure == Some(Failure::BrokenAfterReset) {
-        if let Some(planes) = behaviour.history_cleared {
-            let mut uncleared = Vec::new();
-            if planes.memory == Some(false) {
-                uncleared.push("memory");
-            }
-            if planes.screen == Some(false) {
-                uncleared.push("screen");
-            }
-            if planes.next_request == Some(false) {
-                uncleared.push("next request");
-            }
-            if !uncleared.is_empty() {
-                let mut detail = format!(
+
+    // The reset's moment: when the harness started clicking (stamped by the
+    // supervisor as the report came), or the first request of a turn after
+    // the reset, whichever is earlier. A forged or missing report can only
+    // make more requests and frames judged, never fewer.
+    let first_after_reset = behaviour
+        .requests
+        .iter()
+        .filter(|r| r.turn.is_some_and(|t| t >= 2))
+        .map(|r| r.at_ms.unwrap_or(f64::INFINITY))
+        .fold(f64::INFINITY, f64::min);
+    let reset_at = channel
+        .reset_started_ms
+        .unwrap_or(f64::INFINITY)
+        .min(first_after_reset);
+    let reset_reached = reset_at.is_finite();
+
+    let after_baseline = behaviour.failure.is_none()
+        || behaviour
+            .failure
+            .is_some_and(|f| matches!(f, Failure::BrokenAfterReset | Failure::ResetRaised));
+    if reset_reached && after_baseline {
+        let dropped = result["requests_dropped"].as_u64().unwrap_or(0);
+        let request_plane = next_request_plane(&behaviour.requests, reset_at, dropped);
+        let (screen_check, frames) = read_frames(result, reset_at, turns);
+        let screen_plane = screen_check
+            .unreadable
+            .is_none()
+            .then_some(screen_check.old_after.is_empty());
+        let (memory_hint, screen_hint) = channel.planes.unwrap_or((true, true));
+        let planes = Planes {
+            // What the app sends is its memory; the harness's scan can only
+            // add a failure.
+            memory: request_plane.cleared.map(|c| c && memory_hint),
+            screen: screen_plane.map(|c| c && screen_hint),
+            next_request: request_plane.cleared,
+        };
+        behaviour.artifacts = frames;
+        behaviour.history_cleared = Some(planes);
+        let mut uncleared = Vec::new();
+        if let Some(why) = &request_plane.old_turn_in {
+            uncleared.push(format!("next request ({why})"));
+        }
+        if !screen_check.old_after.is_empty() {
+            uncleared.push(format!(
+                "screen (pixels read outside the app: {})",
+                screen_check.old_after.join(", ")
+            ));
+        }
+        if !memory_hint {
+            uncleared.push("memory (the harness found the old turns in the app's objects)".into());
+        }
+        if !screen_hint && screen_check.old_after.is_empty() {
+            uncleared
+                .push("screen (the harness read the old turns in the window's widgets)".into());
+        }
+        let unreadable = screen_check.unreadable.clone();
+        behaviour.screen_check = Some(screen_check);
+        if !uncleared.is_empty() {
+            fail(
+                &mut behaviour,
+                Failure::HistoryNotCleared,
+                format!(
                     "after the reset, earlier turns were still in: {}",
-                    uncleared.join(", ")
-                );
-                if let (true, Some(check)) = (screen_overruled, behaviour.screen_check) {
-                    detail.push_str(&format!(
-                        " (the after-reset screenshot still shows {} reply bar(s), though the widgets read as cleared)",
-                        check.after
-                    ));
-                }
-                fail(&mut behaviour, Failure::HistoryNotCleared, detail);
-            } else if behaviour.failure.is_none() && planes.next_request.is_none() {
-                fail(
-                    &mut behaviour,
-                    Failure::BrokenAfterReset,
-                    "turn 3 seemed to work but no request carrying it reached the model API".into(),
-                );
+                    uncleared.join("; ")
+                ),
+            );
+        } else if behaviour.failure.is_none() {
+            if let Some(missing) = request_plane.missing_turn {
+                fail(&mut behaviour, Failure::BrokenAfterReset, missing);
+            } else if let Some(why) = unreadable {
+                fail(&mut behaviour, Failure::ScreenUnreadable, why);
             }
         }
+    }
+    if let Some(why) = &channel.tampering {
+        // Only someone other than the harness shapes its channel so.
+        fail(
+            &mut behaviour,
+            Failure::Tampering,
+            format!("the judge's report channel was written by the app: {why}"),
+        );
     }
     behaviour.passed = behaviour.failure.is_none()
         && behaviour
             .history_cleared
             .map(|p| p.all_cleared())
-            .unwrap_or(false)
-        && behaviour.steps.iter().any(|s| s.name == "turn_3" && s.ok);
+            .unwrap_or(false);
     if behaviour.failure.is_none() && !behaviour.passed {
-        return Err(NotJudged(
-            "the harness finished without reaching every step".into(),
-        ));
+        // Every way to a pass ends in planes all cleared; anything short of
+        // that with no failure named is a run that stopped without saying.
+        let last = behaviour
+            .steps
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "start-up".into());
+        fail(
+            &mut behaviour,
+            Failure::Crashed,
+            format!(
+                "the run ended without the evidence a pass needs (it stopped after step `{last}`)"
+            ),
+        );
     }
     Ok(behaviour)
+}
+
+/// The next-request plane, from the fake server's recordings.
+struct RequestPlane {
+    /// `Some(true)` when no request after the reset carried turn 1 or 2 and
+    /// turns 3 and 4 reached the model API.
+    cleared: Option<bool>,
+    /// Which request carried what, when one did.
+    old_turn_in: Option<String>,
+    /// The turn after the reset that never reached the model API.
+    missing_turn: Option<String>,
+}
+
+/// Every request from the reset on is judged, not only the first of turn
+/// 3: a clean decoy sent beside the real request passes nothing.
+fn next_request_plane(requests: &[RequestSummary], reset_at: f64, dropped: u64) -> RequestPlane {
+    let old: Vec<&RequestSummary> = requests
+        .iter()
+        .filter(|r| r.at_ms.unwrap_or(f64::INFINITY) >= reset_at)
+        .filter(|r| r.carried_turns.iter().any(|&t| t <= 2))
+        .collect();
+    let old_turn_in = if dropped > 0 {
+        Some(format!(
+            "the app sent more requests than are recorded ({dropped} past the cap), so not every request after the reset could be read"
+        ))
+    } else {
+        old.first().map(|r| {
+            format!(
+                "request #{} {} {} carried {}{}",
+                r.seq,
+                r.method,
+                r.path,
+                r.carries.join(", "),
+                if old.len() > 1 {
+                    format!(", and {} more after the reset", old.len() - 1)
+                } else {
+                    String::new()
+                }
+            )
+        })
+    };
+    let missing_turn = [2usize, 3].iter().find_map(|&t| {
+        (!requests.iter().any(|r| r.turn == Some(t))).then(|| {
+            format!(
+                "turn {} seemed to work but no request carrying it reached the model API",
+                t + 1
+            )
+        })
+    });
+    let cleared = if old_turn_in.is_some() {
+        Some(false)
+    } else if missing_turn.is_some() {
+        None
+    } else {
+        Some(true)
+    };
+    RequestPlane {
+        cleared,
+        old_turn_in,
+        missing_turn,
+    }
+}
+
+/// Reads the supervisor's frames: which turns' marks each showed, before
+/// and after the reset, and the screenshots users see (the last frame
+/// before the reset, the first after it, the last of the run).
+fn read_frames(result: &Value, reset_at: f64, turns: &[Turn]) -> (ScreenCheck, Vec<Artifact>) {
+    let mut check = ScreenCheck::default();
+    let screen = &result["screen"];
+    let unreadable = |why: String| {
+        Some(format!(
+            "the window's pixels could not be read from outside the app: {why}"
+        ))
+    };
+    if screen["platform"].as_str() != Some("vnc") {
+        check.unreadable = unreadable(
+            "its Qt binding has no `vnc` platform plugin in the sandbox image (see README, Security model)".into(),
+        );
+        return (check, Vec::new());
+    }
+    if let Some(error) = screen["error"].as_str() {
+        check.unreadable = unreadable(error.chars().take(300).collect());
+        return (check, Vec::new());
+    }
+    if screen["frames_dropped"].as_u64().unwrap_or(0) > 0 {
+        check.unreadable = unreadable("the frames were larger than the judge keeps".into());
+        return (check, Vec::new());
+    }
+    let mut frames = Vec::new();
+    for record in result["frames"].as_array().into_iter().flatten().take(32) {
+        match Frame::decode(record) {
+            Ok(frame) => frames.push(frame),
+            Err(e) => {
+                check.unreadable = unreadable(e.to_string());
+                return (check, Vec::new());
+            }
+        }
+    }
+    frames.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    check.frames = frames.len();
+    let third_reply_at = result["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            newest_user_text(&r["body"]).contains(
+                turns
+                    .get(2)
+                    .map(|t| t.prompt_marker.as_str())
+                    .unwrap_or("\u{0}"),
+            )
+        })
+        .filter_map(|r| r["at_ms"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    let mut seen_after_third = false;
+    for frame in &frames {
+        let marks = frame.marks();
+        let shown: Vec<usize> = (0..marks.len())
+            .filter(|&i| marks[i])
+            .map(|i| i + 1)
+            .collect();
+        if frame.at_ms < reset_at {
+            check.before.extend(shown.iter().filter(|&&t| t <= 2));
+        } else {
+            for &t in shown.iter().filter(|&&t| t <= 2) {
+                check.old_after.push(format!(
+                    "frame `{}` at {:.0} ms showed turn {t}'s reply",
+                    frame.name, frame.at_ms
+                ));
+            }
+            check.after.extend(shown.iter().filter(|&&t| t >= 3));
+            seen_after_third |= frame.at_ms >= third_reply_at && shown.iter().any(|&t| t >= 3);
+        }
+    }
+    check.before.sort_unstable();
+    check.before.dedup();
+    check.after.sort_unstable();
+    check.after.dedup();
+    check.old_after.truncate(8);
+    if check.old_after.is_empty() {
+        if check.before.is_empty() {
+            check.unreadable = unreadable(
+                "no reply of turns 1 and 2 was recognisable in the frames taken before the reset, so the reset's effect on screen cannot be seen (a reply hidden, elided, or drawn too small)".into(),
+            );
+        } else if !seen_after_third {
+            check.unreadable = unreadable(
+                "no reply after the reset was recognisable in the frames taken after it".into(),
+            );
+        }
+    }
+    let pick = |frame: Option<&Frame>, name: &str| {
+        frame.map(|f| {
+            let data = crate::screen::to_png(&f.image);
+            Artifact {
+                name: name.to_string(),
+                media_type: "image/png".into(),
+                size: data.len(),
+                path: None,
+                data,
+            }
+        })
+    };
+    let before = frames.iter().rev().find(|f| f.at_ms < reset_at);
+    let after = frames.iter().find(|f| f.at_ms >= reset_at);
+    let last = frames.last().filter(|f| f.at_ms >= reset_at);
+    let artifacts = [
+        pick(before, "before_reset.png"),
+        pick(after, "after_reset.png"),
+        pick(last, "final.png"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| a.size > 0)
+    .collect();
+    (check, artifacts)
 }
 
 /// The modules a launch that failed with `ModuleNotFoundError` lacks: the
@@ -623,17 +796,6 @@ fn missing_module(detail: &str) -> Option<String> {
     is_module_name(name).then(|| name.to_string())
 }
 
-/// The host's reading of the before/after-reset screenshots, if both came.
-fn screen_check(artifacts: &[Artifact]) -> Option<ScreenCheck> {
-    let png = |name: &str| {
-        artifacts
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.data.as_slice())
-    };
-    ScreenCheck::of(png("before_reset.png")?, png("after_reset.png")?)
-}
-
 fn is_after_baseline(failure: Failure) -> bool {
     matches!(
         failure,
@@ -662,7 +824,11 @@ fn judge_without_result(
         (false, true) => Some("at least half its pids limit in use"),
         (false, false) => None,
     };
-    let (failure, detail) = if let (true, Some(limit)) = (outcome.host_timeout, limit) {
+    let (failure, detail) = if let Some(why) = &outcome.output_too_large {
+        // The answer filled the result past what the host reads: its
+        // doing, so judged here rather than left to the engine's faults.
+        (Failure::OutputTooLarge, why.clone())
+    } else if let (true, Some(limit)) = (outcome.host_timeout, limit) {
         (
             Failure::ResourceLimit,
             format!(
@@ -756,29 +922,6 @@ fn last_line(text: &str) -> String {
         .collect()
 }
 
-fn decode_artifact(report: &Value) -> Option<Artifact> {
-    use base64::Engine as _;
-    let name = report["name"].as_str()?;
-    // Only names the harness is known to produce: nothing the candidate
-    // could steer becomes a file name on the host.
-    if !matches!(name, "before_reset.png" | "after_reset.png") {
-        return None;
-    }
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(report["base64"].as_str()?)
-        .ok()?;
-    if !data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return None;
-    }
-    Some(Artifact {
-        name: name.to_string(),
-        media_type: "image/png".into(),
-        size: data.len(),
-        path: None,
-        data,
-    })
-}
-
 /// The text of the newest user message (chat APIs) or the prompt (generate).
 fn newest_user_text(body: &Value) -> String {
     if let Some(messages) = body["messages"].as_array() {
@@ -807,58 +950,58 @@ fn carries_context_of(body: &Value, turn_index: usize) -> bool {
 
 fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
     let mut summaries = Vec::new();
-    for request in requests.as_array().into_iter().flatten() {
+    for request in requests.as_array().into_iter().flatten().take(1000) {
         let body = &request["body"];
-        let newest = newest_user_text(body);
+        // The turn a request is for: the newest prompt marker its newest
+        // user message holds, read as a person would (`turns::normalise`).
+        let newest = crate::turns::normalise(&newest_user_text(body));
         let turn = (0..turns.len())
             .rev()
-            .find(|&i| newest.contains(&turns[i].prompt_marker));
-        let whole = if body.is_null() {
-            request["body_text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            body.to_string()
-        };
+            .find(|&i| newest.contains(turns[i].prompt_marker.as_str()));
+        let whole = crate::turns::request_text(body, request["body_text"].as_str());
         let mut carries = Vec::new();
+        let mut carried_turns = Vec::new();
         for (i, t) in turns.iter().enumerate() {
             if Some(i) == turn {
                 continue;
             }
-            for marker in [&t.prompt_marker, &t.reply_marker] {
-                if whole.contains(marker.as_str()) {
-                    carries.push(marker.clone());
-                }
-            }
+            let mut found = crate::turns::traces_of(t, &whole);
             if carries_context_of(body, i) {
-                carries.push(format!("context of turn {}", i + 1));
+                found.push(format!("context of turn {}", i + 1));
+            }
+            if !found.is_empty() {
+                carried_turns.push(i + 1);
+                carries.extend(found.into_iter().map(|f| format!("turn {}: {f}", i + 1)));
             }
         }
+        carries.truncate(12);
         summaries.push(RequestSummary {
             seq: request["seq"].as_u64().unwrap_or(0),
-            method: request["method"].as_str().unwrap_or_default().to_string(),
+            method: request["method"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(16)
+                .collect(),
             path: request["path"]
                 .as_str()
                 .unwrap_or_default()
                 .chars()
                 .take(200)
                 .collect(),
+            at_ms: request["at_ms"].as_f64(),
             turn,
             carries,
+            carried_turns,
         });
     }
     summaries
 }
 
-fn step_ok(steps: &[Step], name: &str) -> bool {
-    steps.iter().any(|s| s.name == name && s.ok)
-}
-
-/// Turn 2's request must carry turn 1 (its prompt, its reply, or its
-/// context array); otherwise the app keeps no conversation to reset.
-fn baseline_problem(requests: &[RequestSummary], turns: &[Turn], steps: &[Step]) -> Option<String> {
-    if !step_ok(steps, "turn_2") {
+/// Turn 2's request must carry turn 1 (its prompt, its reply, its words or
+/// its context array); otherwise the app keeps no conversation to reset.
+fn baseline_problem(requests: &[RequestSummary], channel: &Channel) -> Option<String> {
+    if !channel.ok("turn_2") {
         return None;
     }
     let Some(second) = requests.iter().find(|r| r.turn == Some(1)) else {
@@ -866,29 +1009,167 @@ fn baseline_problem(requests: &[RequestSummary], turns: &[Turn], steps: &[Step])
             "turn 2 was displayed but no request carrying it reached the model API".into(),
         );
     };
-    let first = &turns[0];
-    let carried = second
-        .carries
-        .iter()
-        .any(|c| c == &first.prompt_marker || c == &first.reply_marker || c == "context of turn 1");
-    if carried {
+    if second.carried_turns.contains(&1) {
         None
     } else {
         Some("no conversation memory to reset: the second request did not carry the first turn (each request carries only its own prompt)".into())
     }
 }
 
-/// Request 3 must carry nothing of turns 1 and 2. `None` if it was not sent.
-fn next_request_cleared(requests: &[RequestSummary], steps: &[Step]) -> Option<bool> {
-    if !step_ok(steps, "check_cleared") {
-        return None;
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    pub fn turns() -> Vec<Turn> {
+        new_turns()
     }
-    let third = requests.iter().find(|r| r.turn == Some(2))?;
-    Some(third.carries.is_empty())
+
+    pub fn step(name: &str, ok: bool) -> Value {
+        json!({"type": "step", "name": name, "ok": ok, "ms": 1.0, "detail": if ok {"ok"} else {"it failed"}})
+    }
+
+    /// Puts each step's `step_start` before its report, as the harness does
+    /// (stamped 10 ms apart), unless the test wrote one.
+    pub fn with_starts(reports: Vec<Value>) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        for report in reports {
+            if report["type"] == "step" {
+                let open = out
+                    .iter()
+                    .rev()
+                    .find(|r| r["type"] == "step_start" || r["type"] == "step");
+                if !open.is_some_and(|r| r["type"] == "step_start" && r["name"] == report["name"]) {
+                    let at = out.len() as f64 * 10.0;
+                    out.push(json!({"type": "step_start", "name": report["name"], "at_ms": at}));
+                }
+            }
+            out.push(report);
+        }
+        out
+    }
+
+    pub fn chat(seq: u64, at_ms: f64, messages: Vec<(&str, &str)>) -> Value {
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|(r, c)| json!({"role": r, "content": c}))
+            .collect();
+        json!({"seq": seq, "at_ms": at_ms, "method": "POST", "path": "/api/chat", "body": {"model": "m", "messages": messages}})
+    }
+
+    /// A frame showing the reply marks of `turns` (1-based), taken at `at_ms`.
+    pub fn frame(name: &str, at_ms: f64, turns: &[usize]) -> Value {
+        use base64::Engine as _;
+        use std::io::Write;
+        let (width, height) = (300usize, 40 * (turns.len() + 1));
+        let mut bgrx = vec![255u8; width * height * 4];
+        for (row, &turn) in turns.iter().enumerate() {
+            let mut x = 10;
+            for &n in &crate::turns::REPLY_MARKS[turn - 1] {
+                for col in x..x + 8 * n as usize {
+                    for y in 10 + row * 40..24 + row * 40 {
+                        bgrx[(y * width + col) * 4..][..3].copy_from_slice(&[30, 30, 30]);
+                    }
+                }
+                x += 8 * n as usize + 4;
+            }
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&bgrx).unwrap();
+        let data = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
+        json!({"name": name, "at_ms": at_ms, "width": width, "height": height, "bgrx_zlib": data})
+    }
+
+    pub fn outcome(reports: Vec<Value>, requests: Vec<Value>) -> SandboxOutcome {
+        outcome_with_frames(reports, requests, good_frames())
+    }
+
+    pub fn outcome_with_frames(
+        reports: Vec<Value>,
+        requests: Vec<Value>,
+        frames: Vec<Value>,
+    ) -> SandboxOutcome {
+        SandboxOutcome {
+            result: Some(json!({
+                "harness_ready": true, "timed_out": false, "exit": {"code": 0, "signal": null},
+                "reports": with_starts(reports), "requests": requests, "resources": {}, "stdout": "", "stderr": "",
+                "screen": {"platform": "vnc", "error": null, "frames_dropped": 0},
+                "frames": frames,
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// Turns 1-2 shown before the reset (at 500 ms, reset at 600 ms), turns
+    /// 3-4 after it.
+    pub fn good_frames() -> Vec<Value> {
+        vec![
+            frame("checkpoint:before_reset", 500.0, &[1, 2]),
+            frame("checkpoint:after_reset", 650.0, &[]),
+            frame("reply:3", 900.0, &[3]),
+            frame("checkpoint:final", 1500.0, &[3, 4]),
+        ]
+    }
+
+    pub fn full_steps(memory: bool, screen: bool) -> Vec<Value> {
+        let mut reports: Vec<Value> = [
+            "compile",
+            "launch",
+            "find_window",
+            "turn_1",
+            "turn_2",
+            "find_reset",
+        ]
+        .iter()
+        .map(|n| step(n, true))
+        .collect();
+        reports.push(json!({"type": "step_start", "name": "click_reset", "at_ms": 600.0}));
+        reports.push(step("click_reset", true));
+        reports.push(json!({"type": "step_start", "name": "check_cleared", "at_ms": 620.0}));
+        reports.push(json!({"type": "planes", "memory": memory, "screen": screen}));
+        reports.push(step("check_cleared", true));
+        for name in ["turn_3", "idle", "turn_4"] {
+            reports.push(step(name, true));
+        }
+        reports.push(json!({"type": "done"}));
+        reports
+    }
+
+    /// The four turns' requests; turn 3's carries turns 1-2 when asked.
+    pub fn conversation(t: &[Turn], third_carries_history: bool) -> Vec<Value> {
+        let mut third = vec![];
+        if third_carries_history {
+            third.push(("user", t[0].prompt.as_str()));
+            third.push(("assistant", t[0].reply.as_str()));
+        }
+        third.push(("user", t[2].prompt.as_str()));
+        vec![
+            chat(1, 100.0, vec![("user", &t[0].prompt)]),
+            chat(
+                2,
+                300.0,
+                vec![
+                    ("user", &t[0].prompt),
+                    ("assistant", &t[0].reply),
+                    ("user", &t[1].prompt),
+                ],
+            ),
+            chat(3, 800.0, third),
+            chat(
+                4,
+                1300.0,
+                vec![
+                    ("user", &t[2].prompt),
+                    ("assistant", &t[2].reply),
+                    ("user", &t[3].prompt),
+                ],
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::*;
     use super::*;
 
     #[test]
@@ -965,73 +1246,6 @@ mod tests {
         assert!(missing_modules(&other).is_empty());
     }
 
-    fn turns() -> Vec<Turn> {
-        new_turns()
-    }
-
-    fn step(name: &str, ok: bool) -> Value {
-        json!({"type": "step", "name": name, "ok": ok, "ms": 1.0, "detail": if ok {"ok"} else {"it failed"}})
-    }
-
-    fn chat(seq: u64, messages: Vec<(&str, &str)>) -> Value {
-        let messages: Vec<Value> = messages
-            .into_iter()
-            .map(|(r, c)| json!({"role": r, "content": c}))
-            .collect();
-        json!({"seq": seq, "method": "POST", "path": "/api/chat", "body": {"model": "m", "messages": messages}})
-    }
-
-    fn outcome(reports: Vec<Value>, requests: Vec<Value>) -> SandboxOutcome {
-        SandboxOutcome {
-            result: Some(json!({
-                "harness_ready": true, "timed_out": false, "exit": {"code": 0, "signal": null},
-                "reports": reports, "requests": requests, "resources": {}, "stdout": "", "stderr": ""
-            })),
-            ..Default::default()
-        }
-    }
-
-    fn full_steps(memory: bool, screen: bool) -> Vec<Value> {
-        let mut reports: Vec<Value> = [
-            "compile",
-            "launch",
-            "find_window",
-            "turn_1",
-            "turn_2",
-            "find_reset",
-            "click_reset",
-        ]
-        .iter()
-        .map(|n| step(n, true))
-        .collect();
-        reports.push(json!({"type": "planes", "memory": memory, "screen": screen}));
-        reports.push(step("check_cleared", true));
-        reports.push(step("turn_3", true));
-        reports.push(json!({"type": "done"}));
-        reports
-    }
-
-    fn conversation(t: &[Turn], third_carries_history: bool) -> Vec<Value> {
-        let mut third = vec![];
-        if third_carries_history {
-            third.push(("user", t[0].prompt.as_str()));
-            third.push(("assistant", t[0].reply.as_str()));
-        }
-        third.push(("user", t[2].prompt.as_str()));
-        vec![
-            chat(1, vec![("user", &t[0].prompt)]),
-            chat(
-                2,
-                vec![
-                    ("user", &t[0].prompt),
-                    ("assistant", &t[0].reply),
-                    ("user", &t[1].prompt),
-                ],
-            ),
-            chat(3, third),
-        ]
-    }
-
     #[test]
     fn a_clean_reset_passes_on_all_three_planes() {
         let t = turns();
@@ -1043,6 +1257,10 @@ mod tests {
         .unwrap();
         assert!(b.passed, "{b:?}");
         assert_eq!(b.history_cleared.unwrap().next_request, Some(true));
+        let check = b.screen_check.unwrap();
+        assert_eq!((check.before, check.after), (vec![1, 2], vec![3, 4]));
+        let names: Vec<&str> = b.artifacts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["before_reset.png", "after_reset.png", "final.png"]);
     }
 
     #[test]
@@ -1063,12 +1281,102 @@ mod tests {
     }
 
     #[test]
+    fn in_process_readings_never_make_a_pass() {
+        let t = turns();
+        // The harness says all is clear, but a decoy went first and the real
+        // request after it carried turn 1.
+        let mut requests = conversation(&t, false);
+        requests.insert(
+            3,
+            chat(
+                9,
+                820.0,
+                vec![("user", &t[0].reply), ("user", &t[2].prompt)],
+            ),
+        );
+        let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::HistoryNotCleared), "{b:?}");
+
+        // History back on turn 4 (put back while the app was left alone).
+        let mut requests = conversation(&t, false);
+        requests[3] = chat(
+            4,
+            1300.0,
+            vec![("user", &t[1].prompt), ("user", &t[3].prompt)],
+        );
+        let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::HistoryNotCleared));
+
+        // The old reply still drawn after the reset (say as grey placeholder
+        // text), whatever the harness read in the widgets.
+        let mut frames = good_frames();
+        frames[1] = frame("checkpoint:after_reset", 650.0, &[2]);
+        let b = judge(
+            &outcome_with_frames(full_steps(true, true), conversation(&t, false), frames),
+            &t,
+            30,
+        )
+        .unwrap();
+        assert_eq!(b.failure, Some(Failure::HistoryNotCleared));
+        assert!(b.failure_detail.unwrap().contains("pixels"));
+    }
+
+    #[test]
+    fn no_pixels_is_no_pass() {
+        let t = turns();
+        for frames in [
+            vec![],
+            vec![frame("reply:1", 200.0, &[]), frame("reply:3", 900.0, &[3])],
+            vec![
+                frame("reply:2", 400.0, &[1, 2]),
+                frame("reply:3", 900.0, &[]),
+            ],
+        ] {
+            let b = judge(
+                &outcome_with_frames(full_steps(true, true), conversation(&t, false), frames),
+                &t,
+                30,
+            )
+            .unwrap();
+            assert_eq!(b.failure, Some(Failure::ScreenUnreadable), "{b:?}");
+        }
+        let mut offscreen = outcome(full_steps(true, true), conversation(&t, false));
+        offscreen.result.as_mut().unwrap()["screen"]["platform"] = json!("offscreen");
+        assert_eq!(
+            judge(&offscreen, &t, 30).unwrap().failure,
+            Some(Failure::ScreenUnreadable)
+        );
+        let mut broken = outcome(full_steps(true, true), conversation(&t, false));
+        broken.result.as_mut().unwrap()["frames"][0]["bgrx_zlib"] = json!("AAAA");
+        assert_eq!(
+            judge(&broken, &t, 30).unwrap().failure,
+            Some(Failure::ScreenUnreadable)
+        );
+    }
+
+    #[test]
+    fn a_forged_report_is_tampering_and_a_forged_harness_error_no_escape() {
+        let t = turns();
+        let mut reports = full_steps(true, true);
+        reports.insert(9, json!({"type": "planes", "memory": true, "screen": true}));
+        let b = judge(&outcome(reports, conversation(&t, true)), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::Tampering), "{b:?}");
+
+        let mut reports: Vec<Value> = full_steps(true, true)[..5].to_vec();
+        reports.push(json!({"type": "step", "name": "find_reset", "ok": false, "ms": 1.0, "detail": "boom", "harness_error": true}));
+        reports.push(json!({"type": "done"}));
+        let b = judge(&outcome(reports, conversation(&t, false)), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::Crashed), "{b:?}");
+    }
+
+    #[test]
     fn an_app_without_memory_fails_the_baseline() {
         let t = turns();
         let requests = vec![
-            chat(1, vec![("user", &t[0].prompt)]),
-            chat(2, vec![("user", &t[1].prompt)]),
-            chat(3, vec![("user", &t[2].prompt)]),
+            chat(1, 100.0, vec![("user", &t[0].prompt)]),
+            chat(2, 300.0, vec![("user", &t[1].prompt)]),
+            chat(3, 800.0, vec![("user", &t[2].prompt)]),
+            chat(4, 1300.0, vec![("user", &t[3].prompt)]),
         ];
         let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
         assert_eq!(b.failure, Some(Failure::HistoryBroken));
@@ -1224,5 +1532,126 @@ mod tests {
         let body = json!({"prompt": t[2].prompt, "context": [9001, 9002]});
         assert!(carries_context_of(&body, 0));
         assert!(!carries_context_of(&body, 1));
+    }
+}
+
+/// No combination of a broken reset with a forgery passes: the property
+/// the trust boundary promises, over the judge's whole input.
+#[cfg(test)]
+mod forgery_property {
+    use super::tests_support::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the app really does to the conversation.
+    #[derive(Debug, Clone, Copy)]
+    enum Behaviour {
+        NoReset,
+        DisplayOnly,
+        MemoryOnly,
+        RestoredByTimer,
+        RestoredOnLaterTurn,
+    }
+
+    /// How it tries to make that look like a pass.
+    #[derive(Debug, Clone)]
+    enum Forgery {
+        None,
+        PlanesLine(usize),
+        StepLine(usize),
+        HarnessError,
+        Decoy,
+        BlankAfterFrame,
+        DropWidgetTree,
+    }
+
+    fn behaviour() -> impl Strategy<Value = Behaviour> {
+        prop_oneof![
+            Just(Behaviour::NoReset),
+            Just(Behaviour::DisplayOnly),
+            Just(Behaviour::MemoryOnly),
+            Just(Behaviour::RestoredByTimer),
+            Just(Behaviour::RestoredOnLaterTurn),
+        ]
+    }
+
+    fn forgery() -> impl Strategy<Value = Forgery> {
+        prop_oneof![
+            Just(Forgery::None),
+            (0usize..24).prop_map(Forgery::PlanesLine),
+            (0usize..24).prop_map(Forgery::StepLine),
+            Just(Forgery::HarnessError),
+            Just(Forgery::Decoy),
+            Just(Forgery::BlankAfterFrame),
+            Just(Forgery::DropWidgetTree),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn a_broken_reset_never_passes_whatever_it_forges(
+            behaviour in behaviour(),
+            forgeries in proptest::collection::vec(forgery(), 1..4),
+        ) {
+            let t = new_turns();
+            let (memory_carried_after, screen_after): (Vec<usize>, Vec<usize>) = match behaviour {
+                Behaviour::NoReset => (vec![3, 4], vec![1, 2]),
+                Behaviour::DisplayOnly => (vec![3, 4], vec![]),
+                Behaviour::MemoryOnly => (vec![], vec![1, 2]),
+                Behaviour::RestoredByTimer => (vec![4], vec![]),
+                Behaviour::RestoredOnLaterTurn => (vec![4], vec![]),
+            };
+            let with_old = |turn: usize| memory_carried_after.contains(&turn);
+            let mut requests = vec![
+                chat(1, 100.0, vec![("user", &t[0].prompt)]),
+                chat(2, 300.0, vec![("user", &t[0].prompt), ("assistant", &t[0].reply), ("user", &t[1].prompt)]),
+            ];
+            for (turn, at) in [(3usize, 800.0), (4, 1300.0)] {
+                let mut messages = Vec::new();
+                if with_old(turn) {
+                    messages.push(("user", t[0].prompt.as_str()));
+                    messages.push(("assistant", t[1].reply.as_str()));
+                }
+                messages.push(("user", t[turn - 1].prompt.as_str()));
+                requests.push(chat(turn as u64 + 1, at, messages));
+            }
+            let mut frames = vec![
+                frame("checkpoint:before_reset", 500.0, &[1, 2]),
+                frame("checkpoint:after_reset", 650.0, &screen_after),
+                frame("reply:3", 900.0, &[&screen_after[..], &[3]].concat()),
+                frame("checkpoint:final", 1500.0, &[&screen_after[..], &[3, 4]].concat()),
+            ];
+            let mut reports = full_steps(true, true);
+            for forgery in &forgeries {
+                match forgery {
+                    Forgery::None => {}
+                    Forgery::PlanesLine(at) => {
+                        let at = (*at).min(reports.len());
+                        reports.insert(at, json!({"type": "planes", "memory": true, "screen": true}));
+                    }
+                    Forgery::StepLine(at) => {
+                        let at = (*at).min(reports.len());
+                        reports.insert(at, json!({"type": "step", "name": "turn_3", "ok": true, "ms": 1.0, "detail": "ok"}));
+                    }
+                    Forgery::HarnessError => {
+                        reports.insert(3, json!({"type": "step", "name": "turn_1", "ok": false, "ms": 1.0, "detail": "x", "harness_error": true}));
+                    }
+                    Forgery::Decoy => {
+                        requests.push(chat(20, 790.0, vec![("user", &t[2].prompt)]));
+                        requests.push(chat(21, 1290.0, vec![("user", &t[3].prompt)]));
+                    }
+                    Forgery::BlankAfterFrame => {
+                        frames.push(frame("checkpoint:after_reset", 660.0, &[]));
+                    }
+                    Forgery::DropWidgetTree => {
+                        reports.retain(|r| r["type"] != "widget_tree");
+                    }
+                }
+            }
+            let b = judge(&outcome_with_frames(reports, requests, frames), &t, 30).unwrap();
+            prop_assert!(!b.passed, "{behaviour:?} with {forgeries:?} passed: {b:?}");
+            prop_assert!(b.failure.is_some());
+        }
     }
 }

@@ -1303,7 +1303,7 @@ impl Jobs {
                 },
             };
             match claimed {
-                Some((job, sandbox)) => self.run(job, sandbox).await,
+                Some((job, sandbox)) => self.run_guarded(job, sandbox).await,
                 None => {
                     tokio::select! {
                         _ = self.stopping.cancelled() => return,
@@ -1311,6 +1311,28 @@ impl Jobs {
                         _ = tokio::time::sleep(idle) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// `run`, with a panic outside the verification itself (storing,
+    /// metrics) caught too: the job is recorded as `error` if the store
+    /// still can, and the worker lives on.
+    async fn run_guarded(&self, job: Claimed, sandbox: Arc<dyn Sandbox>) {
+        let (id, batch_id) = (job.id.clone(), job.batch_id.clone());
+        let run = std::panic::AssertUnwindSafe(self.run(job, sandbox));
+        if let Err(payload) = run.catch_unwind().await {
+            let why = format!(
+                "qtjudge bug: panicked while handling the job: {}; please report it",
+                panic_message(payload.as_ref())
+            );
+            tracing::error!(job = %id, error = %why, "a job's handling panicked; the worker goes on");
+            match self.store.finish(&id, Status::Error, None, Some(why)).await {
+                Ok(()) => {
+                    let _ = self.finished.send(Finished { id, batch_id });
+                }
+                // Left `running`: the next start-up runs it again.
+                Err(e) => tracing::error!(job = %id, error = %e, "cannot store a result"),
             }
         }
     }
@@ -1329,28 +1351,23 @@ impl Jobs {
             }
         };
         let outages_before = self.engine.outages();
-        // A panic in one verification must not take its worker down with it.
         let input = match &job.bundle {
             Some(bundle) => verify::Input::Bundle(bundle),
             None => verify::Input::Answer(&job.output),
         };
-        let verification = verify::verify_input(input, &job.model, &prepared, sandbox.as_ref());
-        let v = match std::panic::AssertUnwindSafe(verification)
-            .catch_unwind()
-            .await
-        {
-            Ok(mut v) => {
+        let mut v = match verify_guarded(input, &job.model, &prepared, sandbox.as_ref()).await {
+            Ok(v) => v,
+            Err(Panicked(mut v)) => {
+                // A bug, not the engine: running it again would not help.
+                tracing::error!(job = %job.id, "the job's verification panicked; recorded as error, the worker goes on");
                 v.task_choice = job.task_choice.clone();
-                v
-            }
-            Err(_) => {
-                tracing::error!(job = %job.id, "the verification panicked");
-                let why = "internal error: the verification panicked (see the service's log)";
-                self.record(&job, Status::Error, None, Some(why.into()))
-                    .await;
+                self.metrics.record(&v);
+                let why = v.error.clone();
+                self.record(&job, Status::Error, Some(&v), why).await;
                 return;
             }
         };
+        v.task_choice = job.task_choice.clone();
         if v.label == Label::Error {
             let up = self.engine.check_now().await;
             let outage = !up || self.engine.outages() != outages_before;
@@ -1467,6 +1484,64 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
+/// A verification that panicked, as its answer's `error` result.
+#[derive(Debug)]
+pub struct Panicked(pub Verification);
+
+/// Runs one verification at its boundary, for the workers and `grade`: a
+/// panic anywhere in it (a qtjudge bug, e.g. on bytes from the sandbox)
+/// becomes this answer's `error` with the panic's message, logged, so that
+/// it never ends a batch, a worker or the service. Unwinding drops what the
+/// verification held, so its container's removal guard still removes it.
+pub async fn verify_guarded(
+    input: verify::Input<'_>,
+    model: &str,
+    prepared: &PreparedTask,
+    sandbox: &dyn Sandbox,
+) -> Result<Verification, Panicked> {
+    let started = std::time::Instant::now();
+    let verification = verify::verify_input(input, model, prepared, sandbox);
+    match std::panic::AssertUnwindSafe(verification)
+        .catch_unwind()
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(payload) => {
+            let mut v = panicked(model, &prepared.task.id, sandbox.name(), payload.as_ref());
+            v.duration_ms = started.elapsed().as_millis() as u64;
+            Err(Panicked(v))
+        }
+    }
+}
+
+/// The result of an answer whose judging panicked: no tier, label `error`,
+/// the panic's message in `reason` and `error`; logged as an error.
+pub fn panicked(
+    model: &str,
+    task: &str,
+    sandbox: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> Verification {
+    let why = format!(
+        "qtjudge bug: panicked while judging: {}; please report it",
+        panic_message(payload)
+    );
+    tracing::error!(model, task, error = %why, "a verification panicked; its answer is recorded as error and the run goes on");
+    let mut v = Verification::unjudged(model, task, sandbox);
+    v.reason = why.clone();
+    v.error = Some(why);
+    v
+}
+
+/// What a panic said (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 struct DecrementOnDrop<'a>(&'a AtomicUsize);
 
 impl Drop for DecrementOnDrop<'_> {
@@ -1536,7 +1611,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sandbox::{SandboxError, SandboxOutcome, SandboxRequest};
 
@@ -1805,6 +1880,173 @@ mod tests {
         assert_eq!(done.attempts, 1, "not the engine's fault: not run again");
         assert_eq!(done.result.unwrap().tier, None);
         pool.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// Panics on the answer carrying `PANIC_IN_SANDBOX`; every other run
+    /// ends at the wall clock (tier 3 `timeout`, no Docker needed). Also
+    /// `grade`'s test sandbox (see `cli`).
+    pub(crate) struct PanickySandbox;
+
+    impl Sandbox for PanickySandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(
+            &self,
+            request: SandboxRequest,
+        ) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            Box::pin(async move {
+                // The job carries the app's files in base64.
+                let files: Vec<crate::bundle::BundleFile> =
+                    serde_json::from_value(request.job["files"].clone()).unwrap_or_default();
+                if files
+                    .iter()
+                    .any(|f| String::from_utf8_lossy(&f.data).contains("PANIC_IN_SANDBOX"))
+                {
+                    panic!("decoding went wrong on crafted bytes");
+                }
+                Ok(SandboxOutcome {
+                    missing_result: Some("killed at the wall clock".into()),
+                    host_timeout: true,
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_verification_is_its_answers_error_and_the_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
+        let engine = Arc::new(Engine::ready(
+            Arc::new(PanickySandbox),
+            None,
+            Some(engine_up),
+        ));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 1,
+                max_queue: 10,
+                tasks_dir: tasks_dir(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
+        let correct = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/outputs/reset-conversation/correct.py"),
+        )
+        .unwrap();
+        let panicking = format!("{correct}\n# PANIC_IN_SANDBOX\n");
+        let pool = jobs.start();
+        // One worker: the answers after the panicking one need it alive.
+        let ids = jobs
+            .submit(vec![job(&panicking), job(&correct), job(&correct)], None)
+            .await
+            .unwrap();
+        let mut finished = Vec::new();
+        for id in &ids {
+            finished.push(
+                jobs.wait_for_job(id, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        pool.shutdown(Duration::from_secs(5)).await;
+        let panicked = &finished[0];
+        assert_eq!(panicked.status, Status::Error, "{panicked:?}");
+        assert_eq!(panicked.attempts, 1, "a bug is not run again");
+        let result = panicked.result.clone().expect("a result saying why");
+        assert_eq!((result.tier, result.label), (None, Label::Error));
+        assert!(
+            result
+                .reason
+                .starts_with("qtjudge bug: panicked while judging: ")
+                && result
+                    .reason
+                    .contains("decoding went wrong on crafted bytes")
+                && result.reason.ends_with("please report it"),
+            "{}",
+            result.reason
+        );
+        assert_eq!(result.error.as_deref(), Some(result.reason.as_str()));
+        assert_eq!(
+            result.task_choice.map(|c| c.how),
+            Some("given".into()),
+            "the job's task choice is kept"
+        );
+        for other in &finished[1..] {
+            assert_eq!(other.status, Status::Done, "{other:?}");
+            let result = other.result.clone().unwrap();
+            assert_eq!(
+                (result.tier, result.failure.as_deref()),
+                (Some(3), Some("timeout"))
+            );
+        }
+    }
+
+    /// Its one run's result was more than the host reads.
+    #[derive(Default)]
+    struct OversizedSandbox(AtomicUsize);
+
+    impl Sandbox for OversizedSandbox {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let why = "the result is nested more than 64 levels deep".to_string();
+            Box::pin(async move {
+                Ok(SandboxOutcome {
+                    missing_result: Some(why.clone()),
+                    output_too_large: Some(why),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_output_too_large_is_tier_3_and_never_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
+        let sandbox = Arc::new(OversizedSandbox::default());
+        let engine = Arc::new(Engine::ready(sandbox.clone(), None, Some(engine_up)));
+        let jobs = Jobs::new(
+            Store::open(dir.path()).unwrap(),
+            JobsConfig {
+                workers: 1,
+                max_queue: 10,
+                tasks_dir: tasks_dir(),
+                cache_dir: None,
+                retention: None,
+            },
+            engine,
+        );
+        let correct = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/outputs/reset-conversation/correct.py"),
+        )
+        .unwrap();
+        let pool = jobs.start();
+        let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
+        let done = jobs
+            .wait_for_job(&ids[0], Duration::from_secs(20))
+            .await
+            .unwrap()
+            .unwrap();
+        pool.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(done.status, Status::Done, "{done:?}");
+        assert_eq!(done.attempts, 1);
+        let result = done.result.unwrap();
+        assert_eq!(
+            (result.tier, result.failure.as_deref()),
+            (Some(3), Some("output_too_large"))
+        );
+        assert!(result.reason.contains("64 levels"), "{}", result.reason);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ tell the turns apart.
 """
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # what the app sends and must not be able to exhaust the supervisor.
 MAX_RECORDED_BODY = 256 * 1024
 MAX_RECORDINGS = 200
+
+# One id per server, random: nothing the app receives names the judge.
+_COMPLETION_ID = os.urandom(6).hex()
 
 MODELS = ["llama3:latest", "qwen2.5-coder:7b", "mistral:latest"]
 
@@ -66,6 +70,9 @@ class Conversation:
     def __init__(self):
         self.prompts = []
         self.replies = []
+        # Told the index of each turn answered, once its reply is sent (the
+        # supervisor takes a frame of the screen a moment later).
+        self.on_reply = None
 
     def configure(self, prompts, replies):
         self.prompts = list(prompts)
@@ -78,13 +85,14 @@ class Conversation:
         for index in range(len(self.prompts) - 1, -1, -1):
             if self.prompts[index] in text:
                 return index, self.replies[index]
-        return None, "I received a message I did not expect (qtj-unmatched)."
+        return None, "I received a message I did not expect."
 
 
 def make_handler(recorder, conversation):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        server_version = "ollama-fake/0.1"
+        server_version = "ollama"
+        sys_version = ""
 
         def log_message(self, *args):
             pass
@@ -195,6 +203,9 @@ def make_handler(recorder, conversation):
                 self._openai(model, reply, bool(body.get("stream", False)))
             else:
                 self._send_json(404, {"error": "not found"})
+                return
+            if index is not None and conversation.on_reply is not None:
+                conversation.on_reply(index)
 
         def _chat(self, model, reply, stream):
             done = {"model": model, "created_at": _now(), "done": True, "done_reason": "stop"}
@@ -227,7 +238,7 @@ def make_handler(recorder, conversation):
                 self._send_json(
                     200,
                     {
-                        "id": "chatcmpl-qtjudge",
+                        "id": "chatcmpl-" + _COMPLETION_ID,
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": model,
@@ -239,7 +250,7 @@ def make_handler(recorder, conversation):
             chunks = []
             # The fields the `openai` package's chunk type declares, so that
             # clients that validate strictly accept them too.
-            head = {"id": "chatcmpl-qtjudge", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+            head = {"id": "chatcmpl-" + _COMPLETION_ID, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
             for piece in _pieces(reply):
                 delta = dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}])
                 chunks.append("data: " + json.dumps(delta) + "\n\n")

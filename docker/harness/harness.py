@@ -3,15 +3,24 @@
 Runs as the unprivileged candidate user, in the same process as the
 candidate (it has to: the memory plane is the app's own objects). It starts
 warm: the Qt binding imported and the QApplication made before the job
-arrives. The binding is the supervisor's choice (`QTJUDGE_BINDING`: PyQt5
-for a warm container, else the one the job names); qt_binding.py hides
-their differences from the code below.
+arrives. The binding is the supervisor's choice (PyQt5 for a warm
+container, else the one the job names), given with the report pipe and the
+Qt platform on the first line of stdin: nothing of the judge stays in the
+environment the candidate inherits. qt_binding.py hides the bindings'
+differences from the code below.
 
-Protocol (one report line per step, on a private pipe to the supervisor):
+Protocol (one report line per step, on a pipe to the supervisor):
 compile -> launch -> find_window -> turn_1 -> turn_2 -> find_reset ->
-click_reset -> check_cleared -> turn_3. It stops at the first step that
-cannot go on. It never judges the next-request plane: the host does, from
-the fake server's recordings.
+click_reset -> check_cleared -> turn_3 -> idle -> turn_4. It stops at the
+first step that cannot go on.
+
+Everything this file reports is a hint: it runs in the candidate's process,
+so the candidate can rewrite it. A pass rests only on what the supervisor
+sees from outside: the fake server's recordings (the next-request plane)
+and the window's pixels, read over Qt's `vnc` platform by the supervisor
+at moments it chooses (the screen plane). Checkpoints only ask it for one
+more frame; the harness waits for its answer while keeping the event loop
+(and so the screen server) running.
 """
 
 import base64
@@ -27,10 +36,16 @@ import threading
 import time
 import traceback
 
-REPORT = os.fdopen(int(os.environ["QTJUDGE_REPORT_FD"]), "w", buffering=1)
+CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
+REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
+# What the candidate starts does not inherit the report pipe, nor the clock
+# library (loaded into this process already).
+os.set_inheritable(REPORT.fileno(), False)
+for _name in ("LD_PRELOAD", "FAKETIME_TIMESTAMP_FILE", "FAKETIME_CACHE_DURATION"):
+    os.environ.pop(_name, None)
 # Our own reference: the candidate may rebind `time.monotonic`.
 _CLOCK = time.monotonic
-WORK_ROOT = os.environ.get("QTJUDGE_WORK_ROOT", "/tmp")
+WORK_ROOT = CONFIG.get("work_root", "/tmp")
 
 
 def report(kind, **fields):
@@ -65,7 +80,7 @@ def _load_binding():
 
 
 qt_binding = _load_binding()
-QT = qt_binding.load(os.environ.get("QTJUDGE_BINDING", "PyQt5"))
+QT = qt_binding.load(CONFIG.get("binding", "PyQt5"))
 QtCore, QtGui, QtWidgets, QTest, Qt = QT.QtCore, QT.QtGui, QT.QtWidgets, QT.QTest, QT.Qt
 QApplication = QtWidgets.QApplication
 
@@ -119,13 +134,14 @@ for _module in ("requests", "json", "datetime", "urllib.request", "http.client",
         pass
 
 def _qt_messages(_kind, _context, message):
-    # The offscreen platform's notice about size hints is noise, not the app's output.
-    if "propagateSizeHints" not in message:
+    # The platforms' notices (size hints, the screen server's port) are
+    # noise, not the app's output.
+    if "propagateSizeHints" not in message and "QVncServer" not in message:
         sys.stderr.write(message + "\n")
 
 
 QtCore.qInstallMessageHandler(_qt_messages)
-APP = QApplication(["qtjudge-candidate"])
+APP = QApplication(["python3", "-platform", CONFIG.get("platform", "offscreen")])
 APP.setStyle("Fusion")
 APP.setFont(QtGui.QFont("DejaVu Sans", 10))
 APP.setQuitOnLastWindowClosed(False)
@@ -470,15 +486,38 @@ def widget_tree(window):
     return root
 
 
-def screenshot(window, name):
-    pixmap = _grab(window)
-    data = QtCore.QByteArray()
-    buffer = QtCore.QBuffer(data)
-    buffer.open(WRITE_ONLY)
-    # Quality 80 is zlib level 1 for Qt's PNG writer: about 30% more bytes
-    # than the default level for a flat window, half the encoding time.
-    pixmap.save(buffer, "PNG", 80)
-    report("artifact", name=name, media_type="image/png", base64=base64.b64encode(bytes(data.data())).decode())
+def checkpoint(name, timeout_s=5.0):
+    """Asks the supervisor for a frame of the screen now (or, for `idle`, to
+    move the app's clock), and waits for its answer on stdin while the event
+    loop runs: the screen server lives in this process's event loop."""
+    report("idle" if name == "idle" else "checkpoint", name=name)
+    return wait_for_supervisor(timeout_s)
+
+
+def wait_for_supervisor(timeout_s):
+    """True once the supervisor's answer line came, pumping events meanwhile."""
+    import select
+
+    # Counted rounds of at least 5 ms, not the clock: the idle step moves it.
+    for _ in range(max(1, int(timeout_s / 0.005))):
+        if select.select([sys.stdin.buffer], [], [], 0.005)[0]:
+            try:
+                answer = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
+            except ValueError:
+                return None
+            return answer if isinstance(answer, dict) and answer.get("ok") else None
+        APP.processEvents(ALL_EVENTS, 5)
+    return None
+
+
+def ask_turn(index):
+    """The turn to type next: the supervisor gives each one only now."""
+    report("turn", index=index)
+    answer = wait_for_supervisor(5.0)
+    turn = (answer or {}).get("turn")
+    if not isinstance(turn, dict) or not all(isinstance(turn.get(k), str) for k in ("prompt", "prompt_marker", "reply_marker")):
+        raise Failure(f"the judge's supervisor did not give turn {index + 1} (the harness's channel to it was disturbed)")
+    return turn
 
 
 # --- Acting on the app -----------------------------------------------------
@@ -837,7 +876,7 @@ class Run:
         _key_click(self.entry, KEY_RETURN, modifier)
 
     def turn(self, index):
-        turn = self.turns[index]
+        turn = self.turns[index] = ask_turn(index)
         self.resolve_controls()
         entry = self.entry
         before = len(EXCEPTIONS.items)
@@ -863,6 +902,8 @@ class Run:
             raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r})", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
         if index == 1:
             self.note_conversation()
+            # A frame of the conversation as shown before the reset.
+            checkpoint("before_reset")
         return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
 
     def took_prompt(self, entry, turn):
@@ -1067,7 +1108,6 @@ class Run:
         return f"shortcut {key} activated directly (the key press did not reach it)"
 
     def click_reset(self):
-        screenshot(self.window, "before_reset.png")
         before = len(EXCEPTIONS.items)
         kind, control = self.reset_control
         if kind == "button":
@@ -1114,8 +1154,35 @@ class Run:
         memory = configured_empty and not still
         screen = not screen_hits
         report("planes", memory=memory, screen=screen, attributes=attributes, memory_hits=still, screen_hits=screen_hits)
-        screenshot(self.window, "after_reset.png")
+        checkpoint("after_reset")
         return {"memory": memory, "screen": screen, "attributes": attributes, "memory_hits": still, "screen_hits": screen_hits}
+
+    def idle(self):
+        """Leaves the app alone while its clock jumps forward (the supervisor
+        moves it; libfaketime sees the move within a second): timers and
+        deadlines of up to that much app time come due now, so history put
+        back by a timer after the reset is in the next turn's request."""
+        before = len(EXCEPTIONS.items)
+        started = _monotonic()
+        moved = checkpoint("idle") is not None
+        jumped = False
+        # Counted rounds, not the clock, which is what moves.
+        for _ in range(300):
+            APP.processEvents(ALL_EVENTS, 5)
+            answer_modal_dialogs()
+            time.sleep(0.005)
+            if _monotonic() - started > 20:
+                jumped = True
+                break
+        for _ in range(40):  # the timers that came due, and what they posted
+            APP.processEvents(ALL_EVENTS, 5)
+            time.sleep(0.005)
+        pump_until_idle()
+        settle()
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised while the app was left alone after turn 3: {raised[0]['message']}", exceptions=raised)
+        return {"detail": "the app's clock moved forward" if jumped else "left alone (its clock could not be moved)", "clock_moved": bool(moved and jumped)}
 
     def run(self):
         steps = [
@@ -1128,10 +1195,15 @@ class Run:
             ("click_reset", self.click_reset),
             ("check_cleared", self.check_cleared),
             ("turn_3", lambda: self.turn(2)),
+            ("idle", self.idle),
+            ("turn_4", lambda: self.turn(3)),
         ]
-        for name, action in steps:
+        # A job of three turns (an older host) has no idle step and no turn 4.
+        for name, action in steps if len(self.turns) >= 4 else steps[:9]:
             if not self.step(name, action):
                 break
+        if self.window is not None:
+            checkpoint("final")
         report("discovered", **self.discovered)
         report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
         report("done")
@@ -1250,6 +1322,12 @@ def main():
     except Exception:  # noqa: BLE001 - a warm-up failure only costs speed
         traceback.print_exc()
     report("ready")
+    import select
+
+    # The event loop runs while the job is awaited: the supervisor connects
+    # to the screen server (served by this loop) before the answer arrives.
+    while not select.select([sys.stdin.buffer], [], [], 0.02)[0]:
+        APP.processEvents(ALL_EVENTS, 10)
     line = sys.stdin.buffer.readline()
     job = json.loads(line.decode("utf-8"))
     Run(job).run()

@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Run with `python3 -I`, which leaves the script's folder off sys.path.
 sys.path.insert(0, HERE)
 import fake_ollama  # noqa: E402
+import screen_reader  # noqa: E402
 CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
 # Weight 15 against the supervisor's 1024 in the container's cgroup: even
 # 256 spinning candidate processes leave it about a fifth of the CPU.
@@ -50,9 +51,39 @@ FAKE_PORTS = (11434, 1234, 8000, 8080)
 BINDINGS = ("PyQt5", "PyQt6", "PySide2", "PySide6")
 # Starts the readiness line (src/sandbox/mod.rs reads it).
 READY_PREFIX = b"qtjudge-ready "
+# The candidate's screen: Qt's `vnc` platform on this loopback port, read by
+# screen_reader from this process (see ARCHITECTURE.md, the trust boundary).
+SCREEN_PORT = None  # chosen in main(): see screen_port()
+# Where each binding's Qt keeps its `vnc` platform plugin; a binding without
+# one runs offscreen, and then no pixels can be read from outside: the host
+# gives no pass (`screen_unreadable`).
+VNC_PLUGINS = {
+    "PyQt5": "/usr/lib/x86_64-linux-gnu/qt5/plugins/platforms/libqvnc.so",
+    "PySide2": "/usr/lib/x86_64-linux-gnu/qt5/plugins/platforms/libqvnc.so",
+    "PyQt6": ("PyQt6", "Qt6/plugins/platforms/libqvnc.so"),
+    "PySide6": ("PySide6", "Qt/plugins/platforms/libqvnc.so"),
+}
+# The checkpoints the harness may ask a frame for, in the order it reaches
+# them; each is taken once. A name out of order or repeated is not served
+# (the candidate shares the harness's process and could ask).
+CHECKPOINTS = ("before_reset", "after_reset", "final")
+# Frames taken after the fake server answered a turn: the moment comes from
+# the server (this process), not from anything the candidate can say.
+FRAME_AFTER_REPLY_S = 0.4
+MAX_FRAMES = 16
+MAX_FRAME_BYTES_TOTAL = 12 * 1024 * 1024
+# The candidate's clock: libfaketime reads the offset from this file (owned
+# by root, readable by the candidate) at most once a second.
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+CLOCK_DIR = "/tmp/.clock"
+# How far the idle step moves the app's clock: timers and deadlines of up to
+# this much app time come due at once.
+IDLE_JUMP_SECONDS = 30
 
 
 def main():
+    global SCREEN_PORT
+    SCREEN_PORT = screen_port()
     # Moments of this run (time.monotonic(), the harness's clock too): the
     # host reads where the time went from them (`timings`).
     moments = {"started": time.monotonic()}
@@ -67,6 +98,9 @@ def main():
     # container handed out before it was warm (the pool waits for the line
     # below, so never for a pooled one).
     job_waiting = bool(select.select([sys.stdin.buffer], [], [], 0)[0])
+    # The warm harness pumps its event loop while it waits for the job, so
+    # the screen's handshake is done before the answer arrives.
+    screen = connect_screen(time.monotonic() + 10) if ready and reports.platform == "vnc" else None
     announce_ready(ready, binding, moments)
 
     job_line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
@@ -90,6 +124,12 @@ def main():
 
     turns = job.get("turns", [])
     conversation.configure([t["prompt_marker"] for t in turns], [t["reply"] for t in turns])
+    frames = Frames(child_stdin=None)
+    conversation.on_reply = frames.after_reply
+    # The harness learns each turn only when it is about to type it: nothing
+    # of turn 3 is in the candidate's process before turn 3 is typed.
+    frames.turns = turns
+    job["turns"] = [{"index": i} for i in range(len(turns))]
     deadline = job_received + float(job.get("deadline_seconds", 25))
     wanted = job.get("binding") if job.get("binding") in BINDINGS else BINDINGS[0]
     result["supervisor"]["binding"] = wanted
@@ -97,20 +137,29 @@ def main():
         # The warm harness ran no candidate code: nothing of it is kept.
         kill_tree(child)
         child.wait()
+        if isinstance(screen, screen_reader.Screen):
+            screen.close()
         cold = moments["cold_start"] = time.monotonic()
         binding = wanted
         child, outputs, reports = start_harness(binding, output_cap)
         ready = reports.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
         moments["cold_ready"] = time.monotonic()
+        screen = None
         result["supervisor"]["cold_start_ms"] = round((moments["cold_ready"] - cold) * 1000)
     timed_out = False
     if ready and child.poll() is None:
         try:
             child.stdin.write(json.dumps(job).encode() + b"\n")
-            child.stdin.close()
+            child.stdin.flush()
         except OSError:
             pass
         moments["job_handed"] = time.monotonic()
+        frames.child_stdin = child.stdin
+        if screen is None and reports.platform == "vnc":
+            screen = connect_screen(deadline)
+        frames.screen = screen if isinstance(screen, screen_reader.Screen) else None
+        reports.frames = frames
+        moments["screen_connected"] = time.monotonic()
         timed_out = not wait_child(child, reports, deadline)
     else:
         # The harness died (or hung) before it was ready: an image problem,
@@ -119,6 +168,7 @@ def main():
             child.wait(timeout=2)
         except subprocess.TimeoutExpired:
             timed_out = True
+    frames.stop()
     if timed_out:
         # Read before the kill: a fork bomb still growing when the deadline
         # came is judged by how much of the pids limit it had taken.
@@ -140,6 +190,16 @@ def main():
             "exit": describe_exit(exit_status),
             "reports": reports.items,
             "reports_dropped": reports.dropped,
+            "screen": {
+                "platform": reports.platform,
+                # Why there is no screen at all; frames that did not come
+                # in time are simply missing (the host needs the ones it
+                # needs, and says so).
+                "error": screen if isinstance(screen, str) else None,
+                "frames_missed": frames.missed,
+                "frames_dropped": frames.dropped,
+            },
+            "frames": frames.items,
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
             "stdout": outputs["stdout"].text(),
@@ -153,10 +213,17 @@ def main():
     # Every moment, and every report's, as ms after the job arrived.
     since_job = lambda moment: round((moment - job_received) * 1000, 1)  # noqa: E731
     result["supervisor"]["moments_ms"] = {name: since_job(moment) for name, moment in moments.items()}
+    # When each report arrived, by this process's clock: the harness's own
+    # stamp is the candidate's to forge, and its clock is moved forward on
+    # purpose by the idle step.
     for item in reports.items:
-        at = item.pop("at", None)
-        if isinstance(at, (int, float)):
-            item["at_ms"] = since_job(at)
+        item.pop("at", None)
+        item["at_ms"] = since_job(item.pop("received"))
+    for frame in frames.items:
+        frame["at_ms"] = since_job(frame["t"])
+    for request in result["requests"]:
+        if isinstance(request.get("t"), (int, float)):
+            request["at_ms"] = since_job(request["t"])
     out = sys.stdout.buffer
     out.write(nonce.encode() + b" " + json.dumps(result).encode() + b"\n")
     out.flush()
@@ -182,41 +249,80 @@ def announce_ready(ready, binding, moments):
 def start_harness(binding, output_cap):
     """The harness process with `binding`, and the readers of its pipes."""
     report_read, report_write = os.pipe()
-    child = spawn_harness(report_write, binding)
+    platform = "vnc" if has_vnc_plugin(binding) else "offscreen"
+    child = spawn_harness(report_write, binding, platform)
     os.close(report_write)
     outputs = {
         "stdout": CappedReader(child.stdout, output_cap),
         "stderr": CappedReader(child.stderr, output_cap),
     }
-    return child, outputs, ReportReader(report_read)
+    reports = ReportReader(report_read)
+    reports.platform = platform
+    return child, outputs, reports
 
 
-def spawn_harness(report_fd, binding):
-    """Starts harness.py as the candidate user, with its own output pipes."""
+def has_vnc_plugin(binding):
+    place = VNC_PLUGINS.get(binding)
+    if isinstance(place, tuple):
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(place[0])
+        except (ImportError, ValueError):
+            return False
+        if spec is None or not spec.submodule_search_locations:
+            return False
+        place = os.path.join(list(spec.submodule_search_locations)[0], place[1])
+    return bool(place) and os.path.exists(place)
+
+
+def screen_port():
+    """5900 in a container (its own loopback); a free one for the local
+    development sandbox, which shares the host's."""
+    if "QTJUDGE_WORK_ROOT" not in os.environ:
+        return 5900
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def spawn_harness(report_fd, binding, platform):
+    """Starts harness.py as the candidate user, with its own output pipes.
+
+    Nothing of the judge is in the candidate's environment: the harness's
+    settings come as the first line on its stdin (`config`), which it reads
+    before any candidate code exists."""
     home = "/tmp/home"
+    work_root = os.environ.get("QTJUDGE_WORK_ROOT", "/tmp")
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "HOME": home,
-        "XDG_RUNTIME_DIR": "/tmp/runtime-judge",
+        "XDG_RUNTIME_DIR": "/tmp/runtime-user",
         "XDG_CACHE_HOME": home + "/.cache",
         "XDG_CONFIG_HOME": home + "/.config",
-        "QT_QPA_PLATFORM": "offscreen",
         "QT_FONT_DPI": "96",
         "QT_SCALE_FACTOR": "1",
         "QT_ENABLE_HIGHDPI_SCALING": "0",
-        "QTJUDGE_REPORT_FD": str(report_fd),
-        "QTJUDGE_BINDING": binding,
-        "QTJUDGE_WORK_ROOT": os.environ.get("QTJUDGE_WORK_ROOT", "/tmp"),
     }
     if "QTJUDGE_WORK_ROOT" in os.environ:
         # The local (development) sandbox has no /tmp of its own.
-        root = os.environ["QTJUDGE_WORK_ROOT"]
         env.update(
-            HOME=root + "/home",
-            XDG_RUNTIME_DIR=root + "/runtime",
-            XDG_CACHE_HOME=root + "/home/.cache",
-            XDG_CONFIG_HOME=root + "/home/.config",
+            HOME=work_root + "/home",
+            XDG_RUNTIME_DIR=work_root + "/runtime",
+            XDG_CACHE_HOME=work_root + "/home/.cache",
+            XDG_CONFIG_HOME=work_root + "/home/.config",
+        )
+    clock_file = prepare_clock()
+    if clock_file:
+        # The harness takes these out of its environment at once, so that
+        # what the candidate starts does not inherit them.
+        env.update(
+            LD_PRELOAD=FAKETIME_LIBRARY,
+            FAKETIME_TIMESTAMP_FILE=clock_file,
+            FAKETIME_CACHE_DURATION="1",
         )
     # The local (development) sandbox runs as the developer: nothing to drop.
     drop = os.getuid() == 0 and "QTJUDGE_WORK_ROOT" not in os.environ
@@ -244,17 +350,141 @@ def spawn_harness(report_fd, binding):
             os.setgid(CANDIDATE_UID)
             os.setuid(CANDIDATE_UID)
 
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-I", "-u", os.path.join(HERE, "harness.py")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         pass_fds=(report_fd,),
         env=env,
-        cwd=env["QTJUDGE_WORK_ROOT"],
+        cwd=work_root,
         preexec_fn=become_candidate,
         start_new_session=True,
     )
+    size = screen_reader.DEFAULT_SIZE
+    config = {
+        "report_fd": report_fd,
+        "binding": binding,
+        "work_root": work_root,
+        "platform": f"vnc:size={size[0]}x{size[1]}:port={SCREEN_PORT}" if platform == "vnc" else "offscreen",
+    }
+    try:
+        child.stdin.write(json.dumps(config).encode() + b"\n")
+        child.stdin.flush()
+    except OSError:
+        pass
+    return child
+
+
+def prepare_clock():
+    """The candidate's clock offset file, owned by this process (root) and
+    readable by the candidate; None where libfaketime is missing or this is
+    the local development sandbox."""
+    if not os.path.exists(FAKETIME_LIBRARY) or "QTJUDGE_WORK_ROOT" in os.environ or os.getuid() != 0:
+        return None
+    try:
+        os.makedirs(CLOCK_DIR, mode=0o755, exist_ok=True)
+        path = os.path.join(CLOCK_DIR, "offset")
+        with open(path, "w") as f:
+            f.write("+0\n")
+        os.chmod(path, 0o644)
+        return path
+    except OSError:
+        return None
+
+
+def move_clock(seconds):
+    """Moves the candidate's clock forward (libfaketime sees it within 1 s)."""
+    try:
+        with open(os.path.join(CLOCK_DIR, "offset"), "w") as f:
+            f.write(f"+{int(seconds)}\n")
+        return True
+    except OSError:
+        return False
+
+
+def connect_screen(deadline):
+    """The screen reader, or a string saying why there is none."""
+    try:
+        return screen_reader.Screen(SCREEN_PORT, connect_timeout=max(0.5, min(10.0, deadline - time.monotonic())))
+    except (OSError, screen_reader.ScreenError) as exc:
+        return f"cannot read the app's screen: {exc}"
+
+
+class Frames:
+    """The frames taken of the candidate's screen, at moments this process
+    chooses: after each reply the fake server sent, and at the harness's
+    checkpoints (each name once, in order)."""
+
+    def __init__(self, child_stdin):
+        self.child_stdin = child_stdin
+        self.screen = None
+        self.items = []
+        self.dropped = 0
+        self.missed = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._checkpoints = list(CHECKPOINTS)
+        self._replies = {}
+        self._stopped = False
+        self.turns = []
+        self._next_turn = 0
+
+    def take(self, name):
+        screen = self.screen
+        if screen is None or self._stopped:
+            return
+        at = time.monotonic()
+        pixels = screen.frame(timeout=2.0)
+        if pixels is None:
+            self.missed += 1
+            return
+        record = screen_reader.frame_record(name, at, screen, pixels)
+        with self._lock:
+            size = len(record["bgrx_zlib"])
+            if len(self.items) >= MAX_FRAMES or self._bytes + size > MAX_FRAME_BYTES_TOTAL:
+                self.dropped += 1
+                return
+            self._bytes += size
+            self.items.append(record)
+
+    def checkpoint(self, name):
+        """A frame the harness asked for; True when the name was due."""
+        if name not in self._checkpoints:
+            return False
+        # Names before it are skipped for good: no going back.
+        del self._checkpoints[: self._checkpoints.index(name) + 1]
+        self.take("checkpoint:" + name)
+        return True
+
+    def after_reply(self, turn_index):
+        """Called by the fake server when it answered turn `turn_index`."""
+        with self._lock:
+            count = self._replies.get(turn_index, 0)
+            if count >= 2:
+                return
+            self._replies[turn_index] = count + 1
+        timer = threading.Timer(FRAME_AFTER_REPLY_S, self.take, args=(f"reply:{turn_index + 1}",))
+        timer.daemon = True
+        timer.start()
+
+    def answer(self, payload=None):
+        """One JSON line to the harness: the answer to what it asked."""
+        try:
+            self.child_stdin.write(json.dumps({"ok": True, **(payload or {})}).encode() + b"\n")
+            self.child_stdin.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def next_turn(self, index):
+        """The turn the harness asks for, if it is the next one."""
+        if index != self._next_turn or not 0 <= index < len(self.turns):
+            return None
+        self._next_turn += 1
+        return self.turns[index]
+
+    def stop(self):
+        self._stopped = True
 
 
 def wait_child(child, reports, deadline):
@@ -346,6 +576,10 @@ class ReportReader:
     def __init__(self, fd):
         self.items = []
         self.dropped = 0
+        self.platform = "offscreen"
+        # Set once the job is handed over: serves checkpoints and the clock.
+        self.frames = None
+        self._idle_done = False
         self.done = threading.Event()
         self._ready = threading.Event()
         self.ready_seen = False
@@ -388,7 +622,22 @@ class ReportReader:
             self.ready_seen = True
             self._ready.set()
             return
+        item["received"] = time.monotonic()
         self.items.append(item)
+        frames = self.frames
+        if frames is None:
+            return
+        if kind == "checkpoint":
+            frames.checkpoint(str(item.get("name")))
+            frames.answer()
+        elif kind == "idle":
+            if not self._idle_done:
+                self._idle_done = True
+                item["clock_moved"] = move_clock(IDLE_JUMP_SECONDS)
+            frames.answer()
+        elif kind == "turn":
+            turn = frames.next_turn(item.get("index"))
+            frames.answer({"turn": turn} if turn else {"ok": False})
         if kind == "done":
             self.done.set()
 

@@ -23,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::warm_pool::{PoolConfig, WarmPool};
 use super::{
-    new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
+    new_nonce, read_result, BoxFuture, NoResult, Sandbox, SandboxError, SandboxOutcome,
+    SandboxRequest,
 };
 use crate::task::Limits;
 use crate::timings::Stopwatch;
@@ -181,6 +182,11 @@ struct Output {
 }
 
 impl Output {
+    /// Whether stdout reached its cap: what comes after is not kept.
+    fn stdout_full(&self) -> bool {
+        self.stdout.len() >= MAX_STDOUT
+    }
+
     /// Keeps a frame's bytes, each stream capped.
     fn take(&mut self, frame: bollard::container::LogOutput) {
         use bollard::container::LogOutput;
@@ -639,6 +645,11 @@ impl DockerSandbox {
                 if result_line.complete_in(stdout) {
                     break;
                 }
+                // Past the cap the result can never be whole: the answer
+                // made it too large, and waiting would only keep the run.
+                if output.stdout_full() {
+                    break;
+                }
             }
         };
         let host_timeout = tokio::time::timeout_at(deadline, read).await.is_err();
@@ -665,7 +676,7 @@ impl DockerSandbox {
             supervisor_stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             ..Default::default()
         };
-        match parse_result(&output.stdout, &nonce) {
+        match read_output(&output.stdout, &nonce, MAX_STDOUT) {
             Ok(result) => {
                 // The supervisor's times count from the job's arrival: the
                 // write, or a cold container's readiness (it reads the job
@@ -675,7 +686,14 @@ impl DockerSandbox {
                 watch.extend(&inside, arrived_ms);
                 outcome.result = Some(result);
             }
-            Err(why) => {
+            Err(NoResult::TooLarge(why)) => {
+                // Nothing the engine did: its view would only mistake the
+                // still running container for a cut stream.
+                tracing::info!(run = %outcome.container_label, why, "the answer's result is too large for the host");
+                outcome.missing_result = Some(why.clone());
+                outcome.output_too_large = Some(why);
+            }
+            Err(NoResult::Missing(why)) => {
                 outcome.missing_result = Some(why);
                 // Only a run without a result needs the engine's view,
                 // read before the container goes.
@@ -773,6 +791,21 @@ impl Sandbox for DockerSandbox {
     fn after_outage(&self) -> BoxFuture<'_, ()> {
         Box::pin(DockerSandbox::after_outage(self))
     }
+}
+
+/// The result in a run's stdout, of which at most `cap` bytes (give or
+/// take a frame) were kept: stdout that reached the cap without a whole
+/// result line was made too large by the answer (its requests, widgets or
+/// screenshots fill the result), not cut by the engine.
+fn read_output(stdout: &[u8], nonce: &str, cap: usize) -> Result<serde_json::Value, NoResult> {
+    if stdout.len() >= cap && !ResultLine::new(nonce).complete_in(stdout) {
+        return Err(NoResult::TooLarge(format!(
+            "the sandbox's output reached the host's cap of {} MiB before its result line \
+             ended; an app's requests, widgets or window made the result that large",
+            cap >> 20
+        )));
+    }
+    read_result(stdout, nonce)
 }
 
 /// Watches stdout for the supervisor's result line (`<nonce> <json>\n`)
@@ -1076,6 +1109,27 @@ mod tests {
             !other.complete_in(b"xabc {}\nabcd {}\n"),
             "the nonce must start the line"
         );
+    }
+
+    #[test]
+    fn output_that_reached_its_cap_without_a_whole_result_is_too_large() {
+        let cap = 1 << 20;
+        let mut out = b"abc {\"blob\":\"".to_vec();
+        out.resize(cap, b'x');
+        match read_output(&out, "abc", cap) {
+            Err(NoResult::TooLarge(why)) => assert!(why.contains("cap of 1 MiB"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Within the cap, a cut line is a missing result, not the answer's doing.
+        out.truncate(cap / 2);
+        assert!(matches!(
+            read_output(&out, "abc", cap),
+            Err(NoResult::Missing(_))
+        ));
+        // A whole result line is read even when the last frame went past the cap.
+        let mut whole = b"abc {\"schema\":1}\n".to_vec();
+        whole.resize(cap + 10, b' ');
+        assert_eq!(read_output(&whole, "abc", cap).unwrap()["schema"], 1);
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub struct SandboxOutcome {
     pub result: Option<serde_json::Value>,
     /// Why there is no result, when there is none.
     pub missing_result: Option<String>,
+    /// Set with `missing_result` when the answer made the output more than
+    /// the host accepts (the result line past its size cap, or nested past
+    /// `MAX_RESULT_DEPTH`): says which. The answer's fault (tier 3
+    /// `output_too_large`), not the engine's: never run again.
+    #[serde(default)]
+    pub output_too_large: Option<String>,
     /// The label (`qtjudge.run`) of the container that served the run.
     pub container_label: String,
     /// The host's wall clock ran out and the run was killed.
@@ -120,23 +126,93 @@ pub fn pids_runaway(current: u64, limit: u64) -> bool {
     limit > 0 && current * 2 >= limit
 }
 
+/// Deepest nesting of arrays and objects a result may have. A widget tree
+/// takes about three levels per nested widget, so real apps stay far below
+/// it; serde_json refuses past 128, and a refusal there would read as a
+/// broken result instead of the answer's doing.
+pub const MAX_RESULT_DEPTH: usize = 64;
+
+/// Why a run's output holds no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoResult {
+    /// No result line, several, or one that is not JSON: a harness or
+    /// engine matter, not the answer's.
+    #[error("{0}")]
+    Missing(String),
+    /// The result is more than the host accepts (size or nesting): the
+    /// answer's doing (see `SandboxOutcome::output_too_large`).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
 /// Finds the supervisor's result line: `<nonce> <json>`. Exactly one line
 /// may carry the nonce; anything else is reported as missing.
 pub fn parse_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, String> {
+    read_result(stdout, nonce).map_err(|e| e.to_string())
+}
+
+/// `parse_result`, telling a result too deeply nested (the answer's doing)
+/// from a missing one.
+pub fn read_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, NoResult> {
     let prefix = format!("{nonce} ");
     let mut found = None;
     for line in stdout.split(|b| *b == b'\n') {
         if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
             if found.is_some() {
-                return Err("more than one result line carried the run's nonce".into());
+                return Err(NoResult::Missing(
+                    "more than one result line carried the run's nonce".into(),
+                ));
             }
             found = Some(rest);
         }
     }
     let body = found.ok_or_else(|| {
-        "the supervisor printed no result (it died or was killed before the end)".to_string()
+        NoResult::Missing(
+            "the supervisor printed no result (it died or was killed before the end)".into(),
+        )
     })?;
-    serde_json::from_slice(body).map_err(|e| format!("the result line is not valid JSON: {e}"))
+    // Measured before parsing, so that serde_json's own limit is never what
+    // refuses it.
+    if nesting_exceeds(body, MAX_RESULT_DEPTH) {
+        return Err(NoResult::TooLarge(format!(
+            "the result is nested more than {MAX_RESULT_DEPTH} levels deep (arrays and objects), \
+             past what the host reads; an app's widgets or its requests to the model made it so"
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| NoResult::Missing(format!("the result line is not valid JSON: {e}")))
+}
+
+/// Whether JSON text nests arrays and objects more than `limit` deep
+/// (brackets inside strings do not count). Malformed text is left to the
+/// parser: this only measures.
+fn nesting_exceeds(json: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Starts the supervisor's readiness line, printed once before it reads a
@@ -214,6 +290,71 @@ mod tests {
         // No nonce the host makes can be the readiness prefix.
         assert!(!READY_PREFIX.starts_with(&nonce));
         assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn a_result_nested_past_the_limit_is_too_large_and_one_at_it_is_read() {
+        let at_limit = format!("abc {{\"tree\":{}}}\n", nested(MAX_RESULT_DEPTH - 1));
+        assert!(read_result(at_limit.as_bytes(), "abc").is_ok());
+        // Past serde_json's own limit of 128, too: refused as too deep, not as broken JSON.
+        for depth in [MAX_RESULT_DEPTH, 129, 100_000] {
+            let deep = format!("abc {{\"tree\":{}}}\n", nested(depth));
+            match read_result(deep.as_bytes(), "abc") {
+                Err(NoResult::TooLarge(why)) => assert!(why.contains("64 levels"), "{why}"),
+                other => panic!("depth {depth}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        let text = format!(
+            "abc {{\"title\":\"{}\\\"{}\",\"n\":[1]}}\n",
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        let result = read_result(text.as_bytes(), "abc").unwrap();
+        assert_eq!(result["n"][0], 1);
+        assert!(!nesting_exceeds(br#"["\\", "[[[["]"#, 1));
+        assert!(nesting_exceeds(br#"[["\\"]]"#, 1));
+    }
+
+    #[test]
+    fn an_output_too_large_is_judged_the_answers_failure_even_at_the_wall_clock() {
+        let why = "the result is nested more than 64 levels deep".to_string();
+        for host_timeout in [false, true] {
+            let outcome = SandboxOutcome {
+                missing_result: Some(why.clone()),
+                output_too_large: Some(why.clone()),
+                host_timeout,
+                ..Default::default()
+            };
+            let behaviour = crate::harness::judge(&outcome, &[], 30).expect("judged");
+            assert_eq!(
+                behaviour.failure,
+                Some(crate::harness::Failure::OutputTooLarge)
+            );
+            assert_eq!(behaviour.failure_detail.as_deref(), Some(why.as_str()));
+            assert!(!behaviour.passed);
+        }
+        // Without the answer to blame, a missing result is still not judged.
+        let missing = SandboxOutcome {
+            missing_result: Some("the supervisor printed no result".into()),
+            ..Default::default()
+        };
+        assert!(crate::harness::judge(&missing, &[], 30).is_err());
+    }
+
+    #[test]
+    fn broken_json_is_missing_not_too_large() {
+        assert!(matches!(
+            read_result(b"abc {\"schema\":\n", "abc"),
+            Err(NoResult::Missing(_))
+        ));
     }
 
     #[test]

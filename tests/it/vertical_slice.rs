@@ -36,17 +36,20 @@ async fn a_correct_refactoring_clears_history_on_all_three_planes() {
         })
     );
     let names: Vec<&str> = v.artifacts.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["before_reset.png", "after_reset.png"]);
+    assert_eq!(names, ["before_reset.png", "after_reset.png", "final.png"]);
     assert!(v.artifacts.iter().all(|a| a.data.starts_with(b"\x89PNG")));
-    // The host's own reading of the screenshots agrees: both replies were
-    // drawn before the reset (conversation and last answer), none after.
+    // The host's reading of the frames the supervisor took over VNC: both
+    // earlier replies drawn before the reset, none after it, and the later
+    // turns' replies drawn after it.
     let check = v
         .behaviour
         .as_ref()
-        .and_then(|b| b.screen_check)
-        .expect("the host read the screenshots");
-    assert!(check.before >= 2, "{check:?}");
-    assert_eq!(check.after, 0, "{check:?}");
+        .and_then(|b| b.screen_check.clone())
+        .expect("the host read the frames");
+    assert_eq!(check.before, [1, 2], "{check:?}");
+    assert!(check.old_after.is_empty(), "{check:?}");
+    assert!(check.after.contains(&3), "{check:?}");
+    assert!(check.frames >= 3, "{check:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,302 @@
+//! The harness's reports, read as untrusted input.
+//!
+//! The harness runs in the candidate's process, so every line it sends can
+//! be written by the candidate instead. Nothing read here can make a pass:
+//! steps explain a failure and steer the judgement of where a run stopped,
+//! the planes report and the widget tree are hints. What is checked here is
+//! the shape an honest harness always gives: its steps in their order, each
+//! once, the hints each in the step that sends them, nothing after `done`.
+//! A channel that breaks that shape was written by someone else: the run is
+//! judged `tampering`, with what was seen.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The harness's steps, in the order it takes them.
+pub const STEPS: [&str; 11] = [
+    "compile",
+    "launch",
+    "find_window",
+    "turn_1",
+    "turn_2",
+    "find_reset",
+    "click_reset",
+    "check_cleared",
+    "turn_3",
+    "idle",
+    "turn_4",
+];
+
+/// The longest text kept of a step's detail (the candidate may fill it).
+const MAX_DETAIL_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub ms: f64,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub evidence: Value,
+}
+
+/// What the reports said, once checked for shape.
+#[derive(Debug, Default)]
+pub struct Channel {
+    pub steps: Vec<Step>,
+    /// The step that started and never reported (where a run hung).
+    pub started_step: Option<String>,
+    /// When `click_reset` started, in ms after the job (the supervisor's
+    /// clock, stamped as the report arrived).
+    pub reset_started_ms: Option<f64>,
+    /// The harness's own reading after the reset: (memory, screen) cleared.
+    pub planes: Option<(bool, bool)>,
+    pub widget_tree: Value,
+    pub discovered: Option<Value>,
+    pub exceptions: Vec<Value>,
+    pub dialogs: Vec<Value>,
+    pub done: bool,
+    /// A step that failed inside the harness's own code: (step, detail).
+    pub harness_error: Option<(String, String)>,
+    /// Why the channel cannot be the harness's alone, if it cannot.
+    pub tampering: Option<String>,
+}
+
+impl Channel {
+    /// Reads `reports` (the supervisor's list, each stamped `at_ms`) and the
+    /// count of lines the supervisor could not read.
+    pub fn read(reports: &[Value], dropped: u64) -> Channel {
+        let mut channel = Channel::default();
+        if dropped > 0 {
+            channel.tamper(format!(
+                "{dropped} line(s) on the judge's report channel were not the harness's (not JSON objects, or over its size cap)"
+            ));
+        }
+        let mut next_step = 0;
+        let mut stopped = false;
+        let mut seen_once: Vec<&str> = Vec::new();
+        for report in reports {
+            let kind = report["type"].as_str().unwrap_or("");
+            if channel.done {
+                channel.tamper(format!(
+                    "a `{kind}` report came after the harness said it was done"
+                ));
+                break;
+            }
+            let current = STEPS.get(next_step).copied();
+            let open = channel.started_step.as_deref();
+            match kind {
+                "step_start" => {
+                    let name = report["name"].as_str().unwrap_or("");
+                    if stopped || open.is_some() || Some(name) != current {
+                        channel.tamper(format!("step `{name}` was started out of order"));
+                        break;
+                    }
+                    if name == "click_reset" {
+                        channel.reset_started_ms = report["at_ms"].as_f64();
+                    }
+                    channel.started_step = Some(name.to_string());
+                }
+                "step" => {
+                    let name = report["name"].as_str().unwrap_or("");
+                    if open != Some(name) {
+                        channel.tamper(format!(
+                            "step `{name}` was reported without being started, or twice"
+                        ));
+                        break;
+                    }
+                    let Ok(mut step) = serde_json::from_value::<Step>(report.clone()) else {
+                        channel.tamper(format!("the report of step `{name}` is malformed"));
+                        break;
+                    };
+                    if step.detail.chars().count() > MAX_DETAIL_CHARS {
+                        step.detail = step
+                            .detail
+                            .chars()
+                            .take(MAX_DETAIL_CHARS)
+                            .collect::<String>()
+                            + "…";
+                    }
+                    if !step.ok && report["harness_error"].as_bool() == Some(true) {
+                        channel.harness_error = Some((step.name.clone(), step.detail.clone()));
+                    }
+                    channel.started_step = None;
+                    stopped = !step.ok;
+                    channel.steps.push(step);
+                    next_step += 1;
+                }
+                "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" => {
+                    let allowed = match kind {
+                        "planes" => open == Some("check_cleared"),
+                        "widget_tree" => open == Some("find_window"),
+                        "idle" => open == Some("idle"),
+                        "turn" => open.is_some_and(|s| s.starts_with("turn_")),
+                        // before_reset in turn 2, after_reset in check_cleared,
+                        // final once the steps are over.
+                        _ => matches!(
+                            (report["name"].as_str(), open),
+                            (Some("before_reset"), Some("turn_2"))
+                                | (Some("after_reset"), Some("check_cleared"))
+                                | (Some("final"), None)
+                        ),
+                    };
+                    let once = matches!(kind, "planes" | "widget_tree" | "idle");
+                    if !allowed || (once && seen_once.contains(&kind)) {
+                        channel.tamper(format!(
+                            "a `{kind}` report came where the harness sends none (during {})",
+                            open.unwrap_or("no step")
+                        ));
+                        break;
+                    }
+                    seen_once.push(kind);
+                    match kind {
+                        "planes" => {
+                            channel.planes = Some((
+                                report["memory"].as_bool().unwrap_or(false),
+                                report["screen"].as_bool().unwrap_or(false),
+                            ))
+                        }
+                        "widget_tree" => channel.widget_tree = report["tree"].clone(),
+                        _ => {}
+                    }
+                }
+                "discovered" | "exceptions" => {
+                    if open.is_some() || seen_once.contains(&kind) {
+                        channel.tamper(format!("a second or early `{kind}` report"));
+                        break;
+                    }
+                    seen_once.push(kind);
+                    if kind == "discovered" {
+                        channel.discovered = Some(report.clone());
+                    } else {
+                        channel.exceptions = capped(&report["items"], 50);
+                        channel.dialogs = capped(&report["dialogs"], 50);
+                    }
+                }
+                "done" => channel.done = true,
+                other => {
+                    let other: String = other.chars().take(40).collect();
+                    channel.tamper(format!(
+                        "a report of a kind the harness never sends (`{other}`)"
+                    ));
+                    break;
+                }
+            }
+        }
+        channel
+    }
+
+    fn tamper(&mut self, why: String) {
+        self.tampering.get_or_insert(why);
+    }
+
+    /// Whether step `name` was reported and succeeded.
+    pub fn ok(&self, name: &str) -> bool {
+        self.steps.iter().any(|s| s.name == name && s.ok)
+    }
+}
+
+fn capped(items: &Value, count: usize) -> Vec<Value> {
+    items
+        .as_array()
+        .map(|a| a.iter().take(count).cloned().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn honest() -> Vec<Value> {
+        let mut reports = Vec::new();
+        for (i, name) in STEPS.iter().enumerate() {
+            reports.push(json!({"type": "step_start", "name": name, "at_ms": i as f64 * 10.0}));
+            match *name {
+                "find_window" => {
+                    reports.push(json!({"type": "widget_tree", "tree": {"kind": "window"}}))
+                }
+                "turn_2" => {
+                    reports.push(json!({"type": "turn", "index": 1}));
+                    reports.push(json!({"type": "checkpoint", "name": "before_reset"}));
+                }
+                "check_cleared" => {
+                    reports.push(json!({"type": "planes", "memory": true, "screen": true}));
+                    reports.push(json!({"type": "checkpoint", "name": "after_reset"}));
+                }
+                "idle" => reports.push(json!({"type": "idle"})),
+                _ => {}
+            }
+            reports
+                .push(json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok"}));
+        }
+        reports.push(json!({"type": "checkpoint", "name": "final"}));
+        reports.push(json!({"type": "discovered"}));
+        reports.push(json!({"type": "exceptions", "items": [], "dialogs": []}));
+        reports.push(json!({"type": "done"}));
+        reports
+    }
+
+    #[test]
+    fn the_honest_harness_is_read_whole() {
+        let channel = Channel::read(&honest(), 0);
+        assert_eq!(channel.tampering, None);
+        assert_eq!(channel.steps.len(), STEPS.len());
+        assert_eq!(channel.planes, Some((true, true)));
+        assert_eq!(channel.reset_started_ms, Some(60.0));
+        assert!(channel.done && !channel.widget_tree.is_null());
+    }
+
+    #[test]
+    fn a_forged_line_anywhere_is_tampering() {
+        let forgeries = [
+            // a second planes report, after the real one
+            (
+                12,
+                json!({"type": "planes", "memory": true, "screen": true}),
+            ),
+            // a step reported twice
+            (
+                5,
+                json!({"type": "step", "name": "turn_1", "ok": true, "ms": 1.0, "detail": "ok"}),
+            ),
+            // a harness error out of nowhere
+            (
+                3,
+                json!({"type": "step", "name": "compile", "ok": false, "ms": 1.0, "detail": "x", "harness_error": true}),
+            ),
+            // an artifact the harness no longer sends
+            (9, json!({"type": "artifact", "name": "after_reset.png"})),
+            // a null widget tree during a turn
+            (14, json!({"type": "widget_tree", "tree": null})),
+        ];
+        for (at, forged) in forgeries {
+            let mut reports = honest();
+            reports.insert(at, forged.clone());
+            let channel = Channel::read(&reports, 0);
+            assert!(channel.tampering.is_some(), "{forged} at {at} went unseen");
+        }
+        let mut after_done = honest();
+        after_done.push(json!({"type": "done"}));
+        assert!(Channel::read(&after_done, 0).tampering.is_some());
+        assert!(Channel::read(&honest(), 2).tampering.is_some());
+    }
+
+    #[test]
+    fn a_run_that_stops_at_a_failed_step_is_not_tampering() {
+        let mut reports = honest();
+        let fail_at = reports
+            .iter()
+            .position(|r| r["type"] == "step" && r["name"] == "turn_2")
+            .unwrap();
+        reports.truncate(fail_at);
+        reports.push(
+            json!({"type": "step", "name": "turn_2", "ok": false, "ms": 1.0, "detail": "no reply"}),
+        );
+        reports.push(json!({"type": "discovered"}));
+        reports.push(json!({"type": "done"}));
+        let channel = Channel::read(&reports, 0);
+        assert_eq!(channel.tampering, None);
+        assert!(!channel.ok("turn_2") && channel.ok("turn_1"));
+    }
+}
