@@ -215,11 +215,12 @@ pub async fn verify_input(
     let mut v = Verification::unjudged(model, &task.id, sandbox.name());
     let original = task.has_original().then_some(task.original_source.as_str());
     let extracting = Instant::now();
-    let (extracted, bundle): (Extracted, Bundle) = match input {
+    // The file compared with the original, for an app of several files.
+    let (extracted, bundle, compared): (Extracted, Bundle, Option<String>) = match input {
         Input::Answer(answer) => match extract::extract(answer, original) {
             Ok(e) => {
                 let bundle = Bundle::script("candidate.py", &e.script);
-                (e, bundle)
+                (e, bundle, None)
             }
             Err(_) => {
                 apply(&mut v, verdict::decide(Evidence::NoCode));
@@ -238,7 +239,7 @@ pub async fn verify_input(
                 block_index: None,
                 notes: bundle.notes.clone(),
             };
-            (extracted, bundle.clone())
+            (extracted, bundle.clone(), Some(compared))
         }
     };
     watch.lap("extract", extracting);
@@ -249,7 +250,28 @@ pub async fn verify_input(
     });
     v.script = Some(extracted.script.clone());
     let grading = Instant::now();
-    let report = static_grade::grade_with(&extracted.script, &prepared.index);
+    let mut report = static_grade::grade_with(&extracted.script, &prepared.index);
+    if let Some(compared) = &compared {
+        // Every file of the app is the answer's code: a payload in a
+        // helper module is as much the answer's as one in the window's.
+        for threat in &mut report.threats {
+            threat.file = Some(compared.clone());
+        }
+        for file in bundle
+            .files
+            .iter()
+            .filter(|f| is_python(&f.path) && f.path != *compared)
+        {
+            let source = String::from_utf8_lossy(&file.data);
+            report
+                .threats
+                .extend(static_grade::threats(&source).into_iter().map(|mut t| {
+                    t.file = Some(file.path.clone());
+                    t
+                }));
+        }
+    }
+    let threats = report.threats.clone();
     watch.lap("static_grade", grading);
     v.missing = report.missing.clone();
     // Without an original nothing can be missing from the answer: a diff
@@ -279,11 +301,14 @@ pub async fn verify_input(
     if snippet {
         apply(
             &mut v,
-            verdict::decide(Evidence::Snippet {
-                missing: report.missing.len(),
-                placeholders: report.placeholders.len(),
-                fragment: report.is_fragment || extracted.source == extract::ScriptSource::Diff,
-            }),
+            verdict::decide_with_threats(
+                Evidence::Snippet {
+                    missing: report.missing.len(),
+                    placeholders: report.placeholders.len(),
+                    fragment: report.is_fragment || extracted.source == extract::ScriptSource::Diff,
+                },
+                &threats,
+            ),
         );
         v.static_report = Some(report);
         finish(&mut v, &watch);
@@ -319,6 +344,10 @@ pub async fn verify_input(
     let behaviour = match judged {
         Ok(b) => b,
         Err(why) => {
+            if judged_by_threats(&mut v, &why, &threats) {
+                finish(&mut v, &watch);
+                return v;
+            }
             tracing::error!(run = %run_id, model, error = %why, "verification could not be judged");
             apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
             v.error = Some(why);
@@ -375,6 +404,12 @@ pub async fn verify_input(
                 // a pass judged without it could be a tier too good.
                 v.engine_fault = e.is_engine_fault();
                 let why = format!("could not run the original app for the layout comparison: {e}");
+                if judged_by_threats(&mut v, &why, &threats) {
+                    v.unrequested_changes = changes;
+                    v.behaviour = Some(behaviour);
+                    finish(&mut v, &watch);
+                    return v;
+                }
                 tracing::error!(run = %v.run_id, model, error = %why, "verification could not be judged");
                 apply(&mut v, verdict::decide(Evidence::NotJudged(&why)));
                 v.error = Some(why);
@@ -392,10 +427,13 @@ pub async fn verify_input(
     });
     apply(
         &mut v,
-        verdict::decide(Evidence::Behaviour {
-            failure,
-            changes: &changes,
-        }),
+        verdict::decide_with_threats(
+            Evidence::Behaviour {
+                failure,
+                changes: &changes,
+            },
+            &threats,
+        ),
     );
     if v.tier == Some(1) && !task.has_original() {
         v.reason = "reset clears memory, screen and next request (no original: other changes are not judged)".into();
@@ -404,6 +442,26 @@ pub async fn verify_input(
     v.behaviour = Some(behaviour);
     finish(&mut v, &watch);
     v
+}
+
+/// A run that could not be judged, of an answer whose code holds a
+/// threat: the static finding is evidence enough for tier 3, and a run the
+/// answer may have wrecked itself is no reason to withhold it. An engine
+/// fault is left unjudged, for the service to run again.
+fn judged_by_threats(v: &mut Verification, why: &str, threats: &[static_grade::Threat]) -> bool {
+    if v.engine_fault || threats.is_empty() {
+        return false;
+    }
+    tracing::warn!(run = %v.run_id, error = %why, "the run could not be judged: the answer's static findings decide");
+    apply(
+        v,
+        verdict::decide_with_threats(Evidence::NotJudged(why), threats),
+    );
+    true
+}
+
+fn is_python(path: &str) -> bool {
+    path.ends_with(".py") || path.ends_with(".pyw")
 }
 
 /// Stamps the verification's duration and where the time went.
