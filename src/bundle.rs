@@ -5,6 +5,9 @@
 //! Archives are untrusted: they are read in memory (never unpacked on the
 //! host), and refused whole when a name escapes the app's folder, an entry
 //! is not a plain file, or the files are too many or too big once unpacked.
+//! Every size an archive declares (a tar header extension, the unpacked
+//! stream, a zip's central directory) is checked before its bytes are
+//! read, so an upload of any content costs bounded memory.
 //! Only [`Bundle::from_path`] does IO; everything else is pure.
 
 use std::collections::BTreeMap;
@@ -23,6 +26,23 @@ pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Longest path inside an app, and deepest folder nesting.
 const MAX_PATH_LEN: usize = 240;
 const MAX_DEPTH: usize = 12;
+/// Largest tar header extension (a GNU long name or link name, a PAX
+/// header) read: names are at most `MAX_PATH_LEN`, so anything near this is
+/// not an app's, and it is refused before a byte of it is held.
+const MAX_TAR_EXTENSION: u64 = 64 * 1024;
+/// Most bytes a `.tar.gz` may unpack to, headers, padding and skipped files
+/// included: what is kept is capped by `MAX_BYTES`, this caps the time
+/// spent inflating what is not.
+const MAX_TAR_STREAM: u64 = 4 * MAX_BYTES;
+/// Most central-directory headers a zip may hold, counted by their
+/// signature before the zip reader allocates one record per header. Above
+/// `MAX_FILES * 4` (the entries a zip may list) so that a stored zip inside
+/// the app, whose headers count too, is not refused for them.
+const MAX_ZIP_RECORDS: usize = MAX_FILES * 16;
+/// Most bytes of names, extra fields and comments in a zip's central
+/// headers: the zip reader copies them all before any entry is checked.
+/// An app's few hundred short names need a few hundred KiB.
+const MAX_ZIP_METADATA: u64 = 2 * 1024 * 1024;
 
 /// Why an input could not become a bundle. Each message says what to do.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -37,6 +57,18 @@ pub enum BundleError {
     TooManyFiles,
     #[error("the app is over {max} bytes once unpacked; send only the app's sources and data", max = MAX_BYTES)]
     TooLarge,
+    /// A part of an archive bigger than any app needs, refused before it is read.
+    #[error(
+        "{what} is {}, over the {} limit for {limit_for}; send only the app's sources and data, packed by an ordinary tar or zip tool",
+        human_bytes(*size),
+        human_bytes(*limit)
+    )]
+    OverLimit {
+        what: String,
+        size: u64,
+        limit: u64,
+        limit_for: String,
+    },
     #[error("not a readable {format} archive: {detail}")]
     BadArchive { format: String, detail: String },
     #[error("not a readable Jupyter notebook: {0}")]
@@ -63,7 +95,7 @@ impl BundleError {
             BundleError::UnsafePath { .. } => "unsafe_archive_path",
             BundleError::NotAFile { .. } => "archive_special_file",
             BundleError::TooManyFiles => "archive_too_many_files",
-            BundleError::TooLarge => "archive_too_large",
+            BundleError::TooLarge | BundleError::OverLimit { .. } => "archive_too_large",
             BundleError::BadArchive { .. } => "bad_archive",
             BundleError::BadNotebook(_) => "bad_notebook",
             BundleError::NoPython => "no_python_file",
@@ -73,6 +105,20 @@ impl BundleError {
             BundleError::Read { .. } => "unreadable_input",
         }
     }
+}
+
+/// `n` bytes as people read them: `64 KiB`, `1 GiB`, `1.5 MiB`.
+fn human_bytes(n: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= size {
+            return if n.is_multiple_of(size) {
+                format!("{} {unit}", n / size)
+            } else {
+                format!("{:.1} {unit}", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
 }
 
 fn list(names: &[String]) -> String {
@@ -454,6 +500,7 @@ fn read_zip(bytes: &[u8]) -> Result<Unpacked, BundleError> {
         format: "zip".into(),
         detail,
     };
+    check_zip_directory(bytes)?;
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
     if archive.len() > MAX_FILES * 4 {
@@ -498,81 +545,365 @@ fn read_zip(bytes: &[u8]) -> Result<Unpacked, BundleError> {
     Ok(out)
 }
 
+/// Bounds what the zip reader allocates for the central directory before
+/// it reads it: it keeps a record, a name and extra fields per header
+/// (a 13 MiB zip of 150,000 empty files cost it 45 MiB). Every
+/// header it could parse starts with the signature, wherever it looks for
+/// the directory, so counting all of them bounds any directory it picks.
+fn check_zip_directory(bytes: &[u8]) -> Result<(), BundleError> {
+    const CENTRAL_HEADER: &[u8] = b"PK\x01\x02";
+    const FIXED_LEN: usize = 46;
+    let mut records = 0usize;
+    let mut metadata = 0u64;
+    for at in memchr::memmem::find_iter(bytes, CENTRAL_HEADER) {
+        records += 1;
+        if records > MAX_ZIP_RECORDS {
+            return Err(BundleError::TooManyFiles);
+        }
+        let Some(fixed) = bytes.get(at..at + FIXED_LEN) else {
+            continue;
+        };
+        let length_at = |i: usize| u64::from(u16::from_le_bytes([fixed[i], fixed[i + 1]]));
+        // File name, extra field and comment lengths.
+        metadata += length_at(28) + length_at(30) + length_at(32);
+    }
+    if metadata > MAX_ZIP_METADATA {
+        return Err(BundleError::OverLimit {
+            what: "the zip's central directory (names, extra fields and comments)".into(),
+            size: metadata,
+            limit: MAX_ZIP_METADATA,
+            limit_for: "archive metadata".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A `.tar.gz` read by its own small parser, not the `tar` crate's entry
+/// iterator: that one reads a GNU long-name or PAX record whole, whatever
+/// size its header declares (8 GiB fit in an 8 MiB upload), before any
+/// entry is seen. Here every size is checked before its bytes are read.
 fn read_tar_gz(bytes: &[u8]) -> Result<Unpacked, BundleError> {
-    let bad = |detail: String| BundleError::BadArchive {
-        format: "tar.gz".into(),
-        detail,
+    let mut stream = TarStream {
+        inner: flate2::read::GzDecoder::new(bytes),
+        consumed: 0,
     };
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     let mut out = Unpacked::default();
     let mut members = 0usize;
-    for member in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let mut member = member.map_err(|e| bad(e.to_string()))?;
+    // What the extension records before a member say about it.
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut pax = PaxOverrides::default();
+    while let Some(header) = stream.next_header()? {
+        match header.kind {
+            b'L' => {
+                let mut name = stream.extension(&header, "a tar long-name record", "names")?;
+                name.truncate(memchr::memchr(0, &name).unwrap_or(name.len()));
+                long_name = Some(name);
+                continue;
+            }
+            // Link targets are never needed: every link is refused.
+            b'K' => {
+                stream.extension(&header, "a tar long-link-name record", "names")?;
+                continue;
+            }
+            b'x' => {
+                let records = stream.extension(&header, "a tar PAX header", "header extensions")?;
+                pax = PaxOverrides::parse(&records).map_err(|detail| stream.bad(detail))?;
+                continue;
+            }
+            _ => {}
+        }
         members += 1;
         if members > MAX_FILES * 4 {
             return Err(BundleError::TooManyFiles);
         }
-        let raw_name = String::from_utf8_lossy(&member.path_bytes()).into_owned();
-        let kind = member.header().entry_type();
-        use tar::EntryType;
-        match kind {
-            EntryType::Directory => {
+        if header.kind == b'g' {
+            // Global PAX records carry nothing an app needs (times, charsets).
+            stream.extension(&header, "a tar global PAX header", "header extensions")?;
+            continue;
+        }
+        // A GNU long name, else a PAX path, else the header's own.
+        let name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
+        let size = pax.size.take().unwrap_or(header.size);
+        let raw_name = String::from_utf8_lossy(&name).into_owned();
+        let not_a_file = |kind: &str| BundleError::NotAFile {
+            name: raw_name.clone(),
+            kind: kind.into(),
+        };
+        match header.kind {
+            // Old tars mark a folder only by the slash ending its name.
+            b'0' | b'\0' | b'7' if !raw_name.ends_with('/') => {}
+            b'0' | b'\0' | b'7' | b'5' => {
                 clean_path(&raw_name)?;
+                stream.skip(size)?;
                 continue;
             }
-            // Metadata records (pax, GNU long names) are folded into the next entry by `tar`.
-            EntryType::XGlobalHeader | EntryType::XHeader => continue,
-            EntryType::Regular | EntryType::Continuous => {}
-            EntryType::Symlink => {
-                return Err(BundleError::NotAFile {
-                    name: raw_name,
-                    kind: "symbolic link".into(),
-                })
-            }
-            EntryType::Link => {
-                return Err(BundleError::NotAFile {
-                    name: raw_name,
-                    kind: "hard link".into(),
-                })
-            }
-            EntryType::Char | EntryType::Block => {
-                return Err(BundleError::NotAFile {
-                    name: raw_name,
-                    kind: "device".into(),
-                })
-            }
-            EntryType::Fifo => {
-                return Err(BundleError::NotAFile {
-                    name: raw_name,
-                    kind: "fifo".into(),
-                })
-            }
+            b'2' => return Err(not_a_file("symbolic link")),
+            b'1' => return Err(not_a_file("hard link")),
+            b'3' | b'4' => return Err(not_a_file("device")),
+            b'6' => return Err(not_a_file("fifo")),
+            b'S' => return Err(not_a_file("GNU sparse file")),
+            b'D' => return Err(not_a_file("GNU dump directory")),
+            b'M' => return Err(not_a_file("GNU multi-volume continuation")),
+            b'V' => return Err(not_a_file("volume label")),
             other => {
-                return Err(BundleError::NotAFile {
-                    name: raw_name,
-                    kind: format!("{other:?} entry"),
-                })
+                return Err(not_a_file(&format!(
+                    "`{}` entry",
+                    std::ascii::escape_default(other)
+                )))
             }
         }
         let path = clean_path(&raw_name)?;
-        let room = out.room();
-        if member.header().size().unwrap_or(0) > room {
+        if size > out.room() {
             return Err(BundleError::TooLarge);
         }
-        let mut data = Vec::new();
-        (&mut member)
-            .take(room + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| bad(format!("{raw_name}: {e}")))?;
-        if data.len() as u64 > room {
-            return Err(BundleError::TooLarge);
-        }
+        let data = stream.read(size)?;
         if skipped(&path) {
             continue;
         }
         out.add(path, data)?;
     }
     Ok(out)
+}
+
+const TAR_BLOCK: usize = 512;
+
+/// One 512-byte tar header, checked.
+struct TarHeader {
+    /// The name field, with the ustar prefix when there is one.
+    name: Vec<u8>,
+    kind: u8,
+    size: u64,
+}
+
+/// What a PAX header says about the next member.
+#[derive(Default)]
+struct PaxOverrides {
+    path: Option<Vec<u8>>,
+    size: Option<u64>,
+}
+
+impl PaxOverrides {
+    /// Records are `<length> <key>=<value>\n`, the length counting the whole record.
+    fn parse(mut records: &[u8]) -> Result<PaxOverrides, String> {
+        let mut overrides = PaxOverrides::default();
+        // Some writers pad the records with NULs.
+        while records.iter().any(|&b| b != 0) {
+            let malformed = || "a malformed PAX record".to_string();
+            let space = memchr::memchr(b' ', records).ok_or_else(malformed)?;
+            let length: usize = std::str::from_utf8(&records[..space])
+                .ok()
+                .and_then(|digits| digits.parse().ok())
+                .filter(|&length| length > space + 1 && length <= records.len())
+                .ok_or_else(malformed)?;
+            let record = records[space + 1..length]
+                .strip_suffix(b"\n")
+                .ok_or_else(malformed)?;
+            let equals = memchr::memchr(b'=', record).ok_or_else(malformed)?;
+            let (key, value) = (&record[..equals], &record[equals + 1..]);
+            match key {
+                b"path" => overrides.path = Some(value.to_vec()),
+                b"size" => {
+                    let size = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|digits| digits.parse().ok())
+                        .ok_or_else(|| "a PAX size that is not a number".to_string())?;
+                    overrides.size = Some(size);
+                }
+                _ => {}
+            }
+            records = &records[length..];
+        }
+        Ok(overrides)
+    }
+}
+
+/// The inflated tar stream, with every byte it will yield counted against
+/// `MAX_TAR_STREAM` before it is read.
+struct TarStream<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: Read> TarStream<R> {
+    fn bad(&self, detail: String) -> BundleError {
+        BundleError::BadArchive {
+            format: "tar.gz".into(),
+            detail: format!("{detail} (at byte {} of the unpacked tar)", self.consumed),
+        }
+    }
+
+    /// Counts `len` more bytes, refusing them past the stream's limit.
+    fn claim(&mut self, len: u64) -> Result<(), BundleError> {
+        let total = self.consumed.saturating_add(len);
+        if total > MAX_TAR_STREAM {
+            return Err(BundleError::OverLimit {
+                what: "the unpacked tar (headers and skipped files included)".into(),
+                size: total,
+                limit: MAX_TAR_STREAM,
+                limit_for: "an unpacked archive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The next member's header, `None` at the end of the archive (two zero
+    /// blocks, or none and the end of the stream).
+    fn next_header(&mut self) -> Result<Option<TarHeader>, BundleError> {
+        self.claim(TAR_BLOCK as u64)?;
+        let mut block = [0u8; TAR_BLOCK];
+        let mut filled = 0;
+        while filled < TAR_BLOCK {
+            match self.inner.read(&mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.bad(e.to_string())),
+            }
+        }
+        if filled == 0 || block.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        if filled < TAR_BLOCK {
+            return Err(self.bad("the archive ends inside a header".into()));
+        }
+        let header = parse_tar_header(&block).map_err(|detail| self.bad(detail))?;
+        self.consumed += TAR_BLOCK as u64;
+        Ok(Some(header))
+    }
+
+    /// An extension record's content, refused unread when it is over
+    /// `MAX_TAR_EXTENSION`.
+    fn extension(
+        &mut self,
+        header: &TarHeader,
+        what: &str,
+        limit_for: &str,
+    ) -> Result<Vec<u8>, BundleError> {
+        if header.size > MAX_TAR_EXTENSION {
+            return Err(BundleError::OverLimit {
+                what: what.into(),
+                size: header.size,
+                limit: MAX_TAR_EXTENSION,
+                limit_for: limit_for.into(),
+            });
+        }
+        self.read(header.size)
+    }
+
+    /// A member's `size` bytes and the padding to the next block; `size`
+    /// was checked against a limit far below memory.
+    fn read(&mut self, size: u64) -> Result<Vec<u8>, BundleError> {
+        let padded = padded_to_block(size);
+        self.claim(padded)?;
+        let mut data = Vec::with_capacity(size as usize);
+        (&mut self.inner)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(|e| self.bad(e.to_string()))?;
+        if (data.len() as u64) < size {
+            return Err(self.bad(format!("the archive ends inside a member of {size} bytes")));
+        }
+        self.skip_unclaimed(padded - size)?;
+        self.consumed += size;
+        Ok(data)
+    }
+
+    /// Passes over a member that is not kept (a folder's content, if any).
+    fn skip(&mut self, size: u64) -> Result<(), BundleError> {
+        let padded = padded_to_block(size);
+        self.claim(padded)?;
+        self.skip_unclaimed(padded)
+    }
+
+    fn skip_unclaimed(&mut self, len: u64) -> Result<(), BundleError> {
+        let skipped = std::io::copy(&mut (&mut self.inner).take(len), &mut std::io::sink())
+            .map_err(|e| self.bad(e.to_string()))?;
+        if skipped < len {
+            return Err(self.bad("the archive ends inside a member".into()));
+        }
+        self.consumed += len;
+        Ok(())
+    }
+}
+
+/// A member's size with its padding to the next block; a size so large
+/// that the padding overflows is sure to be over every limit.
+fn padded_to_block(size: u64) -> u64 {
+    size.checked_next_multiple_of(TAR_BLOCK as u64)
+        .unwrap_or(u64::MAX)
+}
+
+fn parse_tar_header(block: &[u8; TAR_BLOCK]) -> Result<TarHeader, String> {
+    let field = |range: std::ops::Range<usize>| {
+        let bytes = &block[range];
+        &bytes[..memchr::memchr(0, bytes).unwrap_or(bytes.len())]
+    };
+    let recorded = tar_number(&block[148..156])
+        .map_err(|e| format!("a header's checksum field is {e} (not a tar archive?)"))?;
+    // The checksum is the byte sum with its own field read as spaces;
+    // some old writers summed signed bytes.
+    let checksum_field = 148..156;
+    let (mut unsigned, mut signed) = (0u64, 0i64);
+    for (i, &b) in block.iter().enumerate() {
+        let b = if checksum_field.contains(&i) { b' ' } else { b };
+        unsigned += u64::from(b);
+        signed += i64::from(b as i8);
+    }
+    if recorded != unsigned && i64::try_from(recorded) != Ok(signed) {
+        return Err(
+            "a header's checksum does not match (not a tar archive, or a damaged one)".into(),
+        );
+    }
+    let size = tar_number(&block[124..136]).map_err(|e| format!("a header's size is {e}"))?;
+    // POSIX ustar splits long names into a prefix; GNU's magic (`ustar  `)
+    // keeps other fields there.
+    let mut name = Vec::new();
+    if &block[257..263] == b"ustar\0" {
+        let prefix = field(345..500);
+        if !prefix.is_empty() {
+            name.extend_from_slice(prefix);
+            name.push(b'/');
+        }
+    }
+    name.extend_from_slice(field(0..100));
+    Ok(TarHeader {
+        name,
+        kind: block[156],
+        size,
+    })
+}
+
+/// A tar number field: octal digits (padded with spaces or NULs), or
+/// GNU's base-256 for big values (the first byte's top bit set).
+fn tar_number(field: &[u8]) -> Result<u64, String> {
+    if field[0] & 0x80 != 0 {
+        if field[0] & 0x40 != 0 {
+            return Err("negative".into());
+        }
+        let mut value = u64::from(field[0] & 0x3f);
+        for &b in &field[1..] {
+            value = value
+                .checked_mul(256)
+                .map(|v| v | u64::from(b))
+                .ok_or("too large a number")?;
+        }
+        return Ok(value);
+    }
+    let digits = field
+        .iter()
+        .skip_while(|&&b| b == b' ')
+        .take_while(|&&b| b != b' ' && b != 0);
+    let mut value = 0u64;
+    for &b in digits {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err("not an octal number".into());
+        }
+        value = value
+            .checked_mul(8)
+            .map(|v| v | u64::from(b - b'0'))
+            .ok_or("too large a number")?;
+    }
+    Ok(value)
 }
 
 fn read_dir_into(
@@ -927,6 +1258,239 @@ mod tests {
         });
         let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &bomb, None).unwrap_err();
         assert_eq!(e, BundleError::TooLarge);
+    }
+
+    /// A raw tar header block: `size` is declared, never backed by data,
+    /// so a refusal shows the record was judged before it was read.
+    fn raw_header(name: &str, kind: u8, size: u64) -> [u8; 512] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        *h.as_bytes()
+    }
+
+    fn gz(tar: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn read_tar(tar: &[u8]) -> Result<Bundle, BundleError> {
+        Bundle::from_bytes(InputKind::TarGz, "a.tar.gz", &gz(tar), None)
+    }
+
+    #[test]
+    fn tar_header_extensions_over_the_limit_are_refused_unread_naming_it() {
+        for (kind, words) in [
+            (
+                b'L',
+                ["a tar long-name record is 1 GiB", "64 KiB limit for names"],
+            ),
+            (
+                b'K',
+                [
+                    "a tar long-link-name record is 1 GiB",
+                    "64 KiB limit for names",
+                ],
+            ),
+            (
+                b'x',
+                [
+                    "a tar PAX header is 1 GiB",
+                    "64 KiB limit for header extensions",
+                ],
+            ),
+            (
+                b'g',
+                [
+                    "a tar global PAX header is 1 GiB",
+                    "64 KiB limit for header extensions",
+                ],
+            ),
+        ] {
+            let e = read_tar(&raw_header("././@LongLink", kind, 1 << 30)).unwrap_err();
+            assert_eq!(e.code(), "archive_too_large", "{}", kind as char);
+            for word in words {
+                assert!(e.to_string().contains(word), "{}: {e}", kind as char);
+            }
+        }
+        // 8 GiB, the most an octal size field holds, and beyond it in base-256.
+        let e = read_tar(&raw_header("x", b'L', (8 << 30) - 1)).unwrap_err();
+        assert!(e.to_string().contains("is 8.0 GiB, over the 64 KiB"), "{e}");
+        let e = read_tar(&raw_header("x", b'x', 1 << 40)).unwrap_err();
+        assert!(e.to_string().contains("is 1024 GiB"), "{e}");
+    }
+
+    #[test]
+    fn an_unpacked_tar_over_its_limit_is_refused_before_it_is_inflated() {
+        // A folder declaring the largest size there is: its padding does not wrap.
+        let e = read_tar(&raw_header("app/", b'5', u64::MAX)).unwrap_err();
+        assert_eq!(e.code(), "archive_too_large", "{e}");
+        // A folder declaring 1 GiB of content: skipped, but never inflated.
+        let e = read_tar(&raw_header("app/", b'5', 1 << 30)).unwrap_err();
+        assert_eq!(e.code(), "archive_too_large");
+        assert!(
+            e.to_string()
+                .contains("the unpacked tar (headers and skipped files included) is 1.0 GiB, over the 32 MiB limit"),
+            "{e}"
+        );
+        // Caches are skipped, not kept, yet still inflated: they count.
+        let pyc = vec![0u8; 7 << 20];
+        let caches = tar_gz_of(|t| {
+            for i in 0..5 {
+                let mut h = header(tar::EntryType::Regular, pyc.len() as u64);
+                t.append_data(&mut h, format!("__pycache__/m{i}.pyc"), pyc.as_slice())
+                    .unwrap();
+            }
+        });
+        let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &caches, None).unwrap_err();
+        assert!(e.to_string().contains("over the 32 MiB limit"), "{e}");
+    }
+
+    #[test]
+    fn long_names_in_gnu_ustar_and_pax_form_read_back() {
+        let long = format!("app/{}/main.py", "deep".repeat(30));
+        let pax_name = format!("app/{}/pax.py", "p".repeat(150));
+        let bytes = tar_gz_of(|t| {
+            // The GNU header takes the name as a `L` record.
+            let mut h = header(tar::EntryType::Regular, MAIN.len() as u64);
+            t.append_data(&mut h, &long, MAIN).unwrap();
+            // A ustar header splits it into prefix and name.
+            let mut h = tar::Header::new_ustar();
+            h.set_path(format!("app/{}/ustar.py", "u".repeat(100)))
+                .unwrap();
+            h.set_size(1);
+            h.set_cksum();
+            t.append(&h, &b"u"[..]).unwrap();
+            t.append_pax_extensions([("path", pax_name.as_bytes())])
+                .unwrap();
+            let mut h = header(tar::EntryType::Regular, 1);
+            h.as_old_mut().name[..5].copy_from_slice(b"short");
+            h.set_cksum();
+            t.append(&h, &b"p"[..]).unwrap();
+        });
+        let b = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &bytes, None).unwrap();
+        let paths: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
+        let short = |p: &str| p["app/".len()..].to_string();
+        let mut expected = [
+            short(&long),
+            short(&pax_name),
+            format!("{}/ustar.py", "u".repeat(100)),
+        ];
+        expected.sort();
+        assert_eq!(paths, expected);
+        assert_eq!(b.entry, short(&long));
+    }
+
+    #[test]
+    fn a_pax_size_is_the_members_size_and_bad_headers_are_refused() {
+        let with_pax = |records: &[u8], data: &[u8]| {
+            let mut tar = Vec::new();
+            tar.extend_from_slice(&raw_header("pax", b'x', records.len() as u64));
+            tar.extend_from_slice(records);
+            tar.resize(tar.len().next_multiple_of(512), 0);
+            tar.extend_from_slice(&raw_header("main.py", b'0', 1));
+            tar.extend_from_slice(data);
+            tar.resize(tar.len().next_multiple_of(512) + 1024, 0);
+            tar
+        };
+        let b = read_tar(&with_pax(b"10 size=4\n", b"x=1\n")).unwrap();
+        assert_eq!(b.files[0].data, b"x=1\n");
+        let e = read_tar(&with_pax(b"18 size=999999999\n", b"")).unwrap_err();
+        assert_eq!(e, BundleError::TooLarge);
+        for malformed in [
+            &b"99 path=x\n"[..],
+            b"8 path=x",
+            b"x path=y\n",
+            b"9 size=-\n",
+        ] {
+            let e = read_tar(&with_pax(malformed, b"x")).unwrap_err();
+            assert_eq!(e.code(), "bad_archive", "{malformed:?}: {e}");
+            assert!(e.to_string().contains("PAX"), "{e}");
+        }
+        let mut damaged = raw_header("main.py", b'0', 0);
+        damaged[0] = b'n';
+        let e = read_tar(&damaged).unwrap_err();
+        assert!(e.to_string().contains("checksum does not match"), "{e}");
+        let truncated = raw_header("main.py", b'0', 100);
+        let e = read_tar(&truncated).unwrap_err();
+        assert!(e.to_string().contains("ends inside a member"), "{e}");
+        let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", b"not gzip", None).unwrap_err();
+        assert_eq!(e.code(), "bad_archive");
+        let e = read_tar(&raw_header("disk.img", b'S', 0)).unwrap_err();
+        assert!(e.to_string().contains("is a GNU sparse file"), "{e}");
+    }
+
+    #[test]
+    fn a_zip_directory_too_big_to_parse_is_refused_before_the_zip_reader_sees_it() {
+        // Signatures alone: refused as too many before any of it is parsed.
+        let spam = b"PK\x01\x02".repeat(MAX_ZIP_RECORDS + 1);
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &spam, None).unwrap_err();
+        assert_eq!(e, BundleError::TooManyFiles);
+        // Central headers whose comments declare 64 KiB each.
+        let mut headers = Vec::new();
+        for _ in 0..40 {
+            let mut fixed = [0u8; 46];
+            fixed[..4].copy_from_slice(b"PK\x01\x02");
+            fixed[32..34].copy_from_slice(&u16::MAX.to_le_bytes());
+            headers.extend_from_slice(&fixed);
+        }
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &headers, None).unwrap_err();
+        assert_eq!(e.code(), "archive_too_large");
+        assert!(
+            e.to_string().contains("central directory (names, extra fields and comments) is 2.5 MiB, over the 2 MiB limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_zip_declaring_less_than_it_inflates_to_is_never_read_past_the_cap() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut bomb = zip_of(&[("main.py", MAIN), ("zeros.bin", &zeros)]);
+        // Both headers of `zeros.bin` now claim 100 bytes.
+        let declared = (zeros.len() as u32).to_le_bytes();
+        let mut patched = 0;
+        for at in memchr::memmem::find_iter(&bomb.clone(), &declared) {
+            bomb[at..at + 4].copy_from_slice(&100u32.to_le_bytes());
+            patched += 1;
+        }
+        assert_eq!(patched, 2);
+        let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bomb, None).unwrap_err();
+        assert!(
+            e == BundleError::TooLarge || e.code() == "bad_archive",
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_committed_app_archive_reads_as_the_tar_crate_reads_it() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/apps/archived_chat.tar.gz");
+        let bytes = std::fs::read(path).unwrap();
+        let mut by_crate = BTreeMap::new();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        for member in archive.entries().unwrap() {
+            let mut member = member.unwrap();
+            if member.header().entry_type().is_file() {
+                let path = clean_path(&String::from_utf8_lossy(&member.path_bytes())).unwrap();
+                let mut data = Vec::new();
+                member.read_to_end(&mut data).unwrap();
+                by_crate.insert(path, data);
+            }
+        }
+        assert!(by_crate.len() > 1);
+        assert_eq!(read_tar_gz(&bytes).unwrap().files, by_crate);
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(100), "100 bytes");
+        assert_eq!(human_bytes(64 * 1024), "64 KiB");
+        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
+        assert_eq!(human_bytes(8 << 30), "8 GiB");
     }
 
     #[test]

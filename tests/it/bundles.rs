@@ -535,3 +535,194 @@ async fn a_batch_without_a_task_grades_each_answer_against_the_task_it_resembles
     }
     server.stop();
 }
+
+/// What `qtjudge verify ARCHIVE` did, with the most memory it held.
+struct Measured {
+    code: Option<i32>,
+    stderr: String,
+    peak_rss_bytes: u64,
+}
+
+const PROBE_ARCHIVE: &str = "QTJUDGE_TEST_PEAK_RSS_ARCHIVE";
+const PROBE_LINE: &str = "qtjudge-peak-rss-probe ";
+
+/// Runs `qtjudge verify ARCHIVE` and measures its peak RSS. The kernel's
+/// peak for a child starts from the memory of the process that spawned it
+/// (an exec after vfork records the spawner's own peak), and this test
+/// process may hold what other tests built: so a fresh, small process of
+/// this test binary, running only `peak_rss_probe`, spawns and reaps it.
+fn verify_measuring_peak_rss(archive: &Path) -> Measured {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bundles::peak_rss_probe",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE_ARCHIVE, archive)
+        .output()
+        .expect("the test binary runs its probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        // libtest prints the test's name on the same line, before its output.
+        .find_map(|l| l.split_once(PROBE_LINE).map(|(_, result)| result))
+        .unwrap_or_else(|| panic!("the probe printed no result: {stdout}\n{}", stderr(&out)));
+    let probe: Value = serde_json::from_str(line).unwrap();
+    Measured {
+        code: probe["code"].as_i64().map(|c| c as i32),
+        stderr: probe["stderr"].as_str().unwrap().to_string(),
+        peak_rss_bytes: probe["peak_rss_kib"].as_u64().unwrap() * 1024,
+    }
+}
+
+#[test]
+#[ignore = "a helper: verify_measuring_peak_rss runs it in a process of its own"]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which gives its peak memory"
+)]
+fn peak_rss_probe() {
+    let Some(archive) = std::env::var_os(PROBE_ARCHIVE) else {
+        return;
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qtjudge"))
+        .arg("verify")
+        .arg(&archive)
+        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qtjudge runs");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain integers, so all zeros is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet reaped (std never waited on
+    // it); both pointers are to live locals.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    println!(
+        "{PROBE_LINE}{}",
+        json!({"code": code, "stderr": err, "peak_rss_kib": usage.ru_maxrss})
+    );
+}
+
+/// A `.tar.gz` whose first record is a `kind` header extension declaring
+/// 1 GiB and holding it (zeros), then an app: streamed through the
+/// compressor, never held whole.
+fn write_tar_gz_with_huge_record(path: &Path, kind: tar::EntryType) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let record_size: u64 = 1 << 30;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(record_size);
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    gz.write_all(h.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..record_size / zeros.len() as u64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let main = b"if __name__ == \"__main__\":\n    pass\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(main.len() as u64);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "main.py", &main[..]).unwrap();
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+}
+
+/// A zip holding 1 GiB of zeros, deflated as it is written.
+fn write_zip_bomb(path: &Path) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("main.py", options).unwrap();
+    zip.write_all(b"if __name__ == \"__main__\":\n    pass\n")
+        .unwrap();
+    zip.start_file("zeros.bin", options).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        zip.write_all(&zeros).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// A zip of 150,000 empty files: 13 MiB, under the upload cap, but a
+/// central directory the zip reader would keep a record per entry of.
+fn write_zip_of_many_entries(path: &Path) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..150_000 {
+        zip.start_file(format!("{i}"), options).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// Issue 17 (7): any archive up to the upload cap is read in bounded
+/// memory; records bigger than an app needs are refused, naming the limit,
+/// before they are read. No Docker: the archive is read first.
+#[test]
+fn archives_declaring_huge_records_are_refused_in_bounded_memory() {
+    const PEAK_RSS_LIMIT: u64 = 64 << 20;
+    const UPLOAD_CAP: u64 = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    // (file, how it is written, words the refusal must hold)
+    type Writer = fn(&Path);
+    let cases: [(&str, Writer, &[&str]); 4] = [
+        (
+            "long-name.tar.gz",
+            |p| write_tar_gz_with_huge_record(p, tar::EntryType::GNULongName),
+            &["a tar long-name record is 1 GiB, over the 64 KiB limit for names"],
+        ),
+        (
+            "pax.tar.gz",
+            |p| write_tar_gz_with_huge_record(p, tar::EntryType::XHeader),
+            &["a tar PAX header is 1 GiB, over the 64 KiB limit for header extensions"],
+        ),
+        (
+            "bomb.zip",
+            write_zip_bomb,
+            &["over 8388608 bytes once unpacked"],
+        ),
+        (
+            "many.zip",
+            write_zip_of_many_entries,
+            &["more than 256 files"],
+        ),
+    ];
+    let mut peaks = Vec::new();
+    for (name, write, words) in cases {
+        let path = dir.path().join(name);
+        write(&path);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= UPLOAD_CAP, "{name} is {size} bytes, over the cap");
+        let run = verify_measuring_peak_rss(&path);
+        assert_eq!(run.code, Some(2), "{name}: {}", run.stderr);
+        for word in words {
+            assert!(
+                run.stderr.contains(word),
+                "{name}: no {word:?} in {}",
+                run.stderr
+            );
+        }
+        let peak_mib = run.peak_rss_bytes as f64 / f64::from(1 << 20);
+        eprintln!("{name} ({size} bytes): refused at a peak RSS of {peak_mib:.1} MiB");
+        peaks.push((name, run.peak_rss_bytes));
+    }
+    for (name, peak) in peaks {
+        assert!(
+            peak < PEAK_RSS_LIMIT,
+            "{name}: peak RSS {peak} bytes, over {PEAK_RSS_LIMIT}"
+        );
+    }
+}
