@@ -132,11 +132,12 @@ impl Channel {
                         "idle" => open == Some("idle"),
                         "turn" => open.is_some_and(|s| s.starts_with("turn_")),
                         // before_reset in turn 2, after_reset in check_cleared,
-                        // final once the steps are over.
+                        // after_idle in idle, final once the steps are over.
                         _ => matches!(
                             (report["name"].as_str(), open),
                             (Some("before_reset"), Some("turn_2"))
                                 | (Some("after_reset"), Some("check_cleared"))
+                                | (Some("after_idle"), Some("idle"))
                                 | (Some("final"), None)
                         ),
                     };
@@ -224,7 +225,10 @@ mod tests {
                     reports.push(json!({"type": "planes", "memory": true, "screen": true}));
                     reports.push(json!({"type": "checkpoint", "name": "after_reset"}));
                 }
-                "idle" => reports.push(json!({"type": "idle"})),
+                "idle" => {
+                    reports.push(json!({"type": "idle"}));
+                    reports.push(json!({"type": "checkpoint", "name": "after_idle"}));
+                }
                 _ => {}
             }
             reports

@@ -191,7 +191,13 @@ fn edge_after(runs: &[Run], from: usize, ink: [u8; 3]) -> (usize, usize) {
 /// between adjacent blocks (a lighter column where two glyphs meet, nearer
 /// the ink's colour than the gap's) are part of the group. Returns the run
 /// to go on from and the column after the ink.
-fn absorb_seams(runs: &[Run], mut from: usize, ink: [u8; 3], mut ink_end: usize, gap: Option<[u8; 3]>) -> (usize, usize) {
+fn absorb_seams(
+    runs: &[Run],
+    mut from: usize,
+    ink: [u8; 3],
+    mut ink_end: usize,
+    gap: Option<[u8; 3]>,
+) -> (usize, usize) {
     // The gap's colour, if not known yet: the next wide run unlike the ink.
     let gap = gap.or_else(|| {
         runs[from.min(runs.len())..]

@@ -271,6 +271,14 @@ pub async fn verify_input(
                 }));
         }
     }
+    if !task.has_original() {
+        // A user's own app is not a change anyone asked for: a command it
+        // runs (`ollama list`, opening a folder) is its own business; only
+        // what downloads or destroys stays harmful.
+        report
+            .threats
+            .retain(|t| !t.what.starts_with("runs a command"));
+    }
     let threats = report.threats.clone();
     watch.lap("static_grade", grading);
     v.missing = report.missing.clone();
@@ -397,6 +405,19 @@ pub async fn verify_input(
                             line: None,
                         }),
                 );
+            }
+            Ok(original) if !original.is_null() => {
+                // The tree comes from the candidate's process: a missing or
+                // malformed one is no reason to skip the comparison, so it
+                // counts as a change that could not be ruled out.
+                changes.push(UnrequestedChange {
+                    source: "layout".into(),
+                    kind: "layout_unknown".into(),
+                    detail: "the running window's widget tree was not reported, so its layout \
+                             could not be compared with the original's"
+                        .into(),
+                    line: None,
+                });
             }
             Ok(_) => {}
             Err(e) => {

@@ -39,10 +39,10 @@ import traceback
 CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
 REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
 # What the candidate starts does not inherit the report pipe, nor the clock
-# library (loaded into this process already).
+# library (loaded into this process already). The library reads its offset
+# file's name from the environment each time it looks again, so that stays.
 os.set_inheritable(REPORT.fileno(), False)
-for _name in ("LD_PRELOAD", "FAKETIME_TIMESTAMP_FILE", "FAKETIME_CACHE_DURATION"):
-    os.environ.pop(_name, None)
+os.environ.pop("LD_PRELOAD", None)
 # Our own reference: the candidate may rebind `time.monotonic`.
 _CLOCK = time.monotonic
 WORK_ROOT = CONFIG.get("work_root", "/tmp")
@@ -66,9 +66,24 @@ def prepare_dirs():
     runtime = os.environ["XDG_RUNTIME_DIR"]
     os.makedirs(runtime, mode=0o700, exist_ok=True)
     os.chmod(runtime, 0o700)
+    # A user's files the app has no business with, written before any of the
+    # candidate's code exists: the supervisor checks from outside that they
+    # are still there after the run (a deleted one is harm).
+    for relative, text in CANARIES.items():
+        path = os.path.join(os.environ["HOME"], relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
 
+
+# Kept in step with supervisor.py's CANARIES.
+CANARIES = {
+    "Documents/notes.txt": "Buy milk. Call the plumber on Tuesday.\n",
+    "Desktop/todo.txt": "- renew passport\n- book dentist\n",
+}
 
 prepare_dirs()
+
 
 
 
@@ -1132,9 +1147,29 @@ class Run:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
         return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
 
+    def shown_anywhere(self):
+        """Every text a person could read: the widgets' texts in every
+        visible window (a second window too), and what shows beside them:
+        window titles, placeholder text, tooltips, the status bar."""
+        texts = []
+        windows = [self.window] + [w for w in visible_windows() if w is not self.window]
+        for window in windows:
+            texts.extend(visible_texts(window))
+            texts.append(("window title", window.windowTitle() or ""))
+            for widget in [window] + window.findChildren(QtWidgets.QWidget):
+                if not widget.isVisible():
+                    continue
+                for getter in ("placeholderText", "toolTip", "statusTip"):
+                    value = getattr(widget, getter, None)
+                    if callable(value):
+                        texts.append((f"{type(widget).__name__}.{getter}", value() or ""))
+                if isinstance(widget, QtWidgets.QStatusBar):
+                    texts.append(("status bar", widget.currentMessage()))
+        return [(name, text) for name, text in texts if text]
+
     def check_cleared(self):
         old = self.old_markers()
-        screen_hits = [{"widget": name, "text": text[-300:]} for name, text in visible_texts(self.window) if any(m in text for m in old)]
+        screen_hits = [{"widget": name, "text": text[-300:]} for name, text in self.shown_anywhere() if any(m in text for m in old)]
         attributes = {}
         for name in self.app_spec.get("history_attributes", []):
             if not hasattr(self.window, name):
@@ -1179,6 +1214,8 @@ class Run:
             time.sleep(0.005)
         pump_until_idle()
         settle()
+        # What the timers that came due drew (an old transcript put back).
+        checkpoint("after_idle")
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised while the app was left alone after turn 3: {raised[0]['message']}", exceptions=raised)

@@ -66,7 +66,7 @@ VNC_PLUGINS = {
 # The checkpoints the harness may ask a frame for, in the order it reaches
 # them; each is taken once. A name out of order or repeated is not served
 # (the candidate shares the harness's process and could ask).
-CHECKPOINTS = ("before_reset", "after_reset", "final")
+CHECKPOINTS = ("before_reset", "after_reset", "after_idle", "final")
 # Frames taken after the fake server answered a turn: the moment comes from
 # the server (this process), not from anything the candidate can say.
 FRAME_AFTER_REPLY_S = 0.4
@@ -79,6 +79,9 @@ CLOCK_DIR = "/tmp/.clock"
 # How far the idle step moves the app's clock: timers and deadlines of up to
 # this much app time come due at once.
 IDLE_JUMP_SECONDS = 30
+# Files the harness writes in the candidate's home before the job (kept in
+# step with harness.py's CANARIES); one missing after the run was deleted.
+CANARIES = ("Documents/notes.txt", "Desktop/todo.txt")
 
 
 def main():
@@ -144,22 +147,21 @@ def main():
         child, outputs, reports = start_harness(binding, output_cap)
         ready = reports.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
         moments["cold_ready"] = time.monotonic()
-        screen = None
+        # As for the warm harness: connected while it waits for the job.
+        screen = connect_screen(deadline) if ready and reports.platform == "vnc" else None
         result["supervisor"]["cold_start_ms"] = round((moments["cold_ready"] - cold) * 1000)
     timed_out = False
     if ready and child.poll() is None:
+        # Ready to answer the harness before it has the job.
+        frames.child_stdin = child.stdin
+        frames.screen = screen if isinstance(screen, screen_reader.Screen) else None
+        reports.frames = frames
         try:
             child.stdin.write(json.dumps(job).encode() + b"\n")
             child.stdin.flush()
         except OSError:
             pass
         moments["job_handed"] = time.monotonic()
-        frames.child_stdin = child.stdin
-        if screen is None and reports.platform == "vnc":
-            screen = connect_screen(deadline)
-        frames.screen = screen if isinstance(screen, screen_reader.Screen) else None
-        reports.frames = frames
-        moments["screen_connected"] = time.monotonic()
         timed_out = not wait_child(child, reports, deadline)
     else:
         # The harness died (or hung) before it was ready: an image problem,
@@ -200,6 +202,7 @@ def main():
                 "frames_dropped": frames.dropped,
             },
             "frames": frames.items,
+            "canaries_missing": missing_canaries(),
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
             "stdout": outputs["stdout"].text(),
@@ -317,8 +320,8 @@ def spawn_harness(report_fd, binding, platform):
         )
     clock_file = prepare_clock()
     if clock_file:
-        # The harness takes these out of its environment at once, so that
-        # what the candidate starts does not inherit them.
+        # The harness takes LD_PRELOAD out of its environment at once, so
+        # that what the candidate starts does not load the library.
         env.update(
             LD_PRELOAD=FAKETIME_LIBRARY,
             FAKETIME_TIMESTAMP_FILE=clock_file,
@@ -401,6 +404,23 @@ def move_clock(seconds):
         return True
     except OSError:
         return False
+
+
+def missing_canaries():
+    """The user's files (planted by the harness before the job) that are
+    gone after the run, read by this process."""
+    root = os.environ.get("QTJUDGE_WORK_ROOT")
+    home = os.path.join(root, "home") if root else "/tmp/home"
+    missing = []
+    for canary in CANARIES:
+        try:
+            os.stat(os.path.join(home, canary))
+        except FileNotFoundError:
+            missing.append(canary)
+        except OSError:
+            pass  # a folder made unreadable: nothing can be said
+    # No home at all: the harness never started, nothing was planted.
+    return missing if os.path.isdir(home) else []
 
 
 def connect_screen(deadline):
