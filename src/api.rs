@@ -1249,7 +1249,7 @@ fn hand_written_openapi() -> Value {
                 "responses": with(json!({"200": {"description": "the verification", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}}}),
                     json!({"404": error_response("unknown id")}))}},
             "/v1/verifications/{id}/artifacts/{name}": {"get": {
-                "summary": "a screenshot of the run (before_reset.png, after_reset.png)", "security": [{"bearer": []}],
+                "summary": "a screenshot of the run, read from outside the app (before_reset.png, after_reset.png, final.png)", "security": [{"bearer": []}],
                 "parameters": [id_param, {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": with(json!({"200": {"description": "the file", "content": {"image/png": {}}}}),
                     json!({"404": error_response("unknown id or artifact")}))}},

@@ -498,7 +498,14 @@ pub fn judge(
     if reset_reached && after_baseline {
         let dropped = result["requests_dropped"].as_u64().unwrap_or(0);
         let request_plane = next_request_plane(&behaviour.requests, reset_at, dropped);
-        let (screen_check, frames) = read_frames(result, reset_at, turns);
+        // Frames are judged as "after" from the end of the click on: one
+        // asked for while the reset's repaint was still queued shows the
+        // screen before it (Qt composes the screen in a posted event).
+        let frames_after = channel
+            .reset_done_ms
+            .unwrap_or(f64::INFINITY)
+            .min(first_after_reset);
+        let (screen_check, frames) = read_frames(result, reset_at, frames_after, turns);
         let screen_plane = screen_check
             .unreadable
             .is_none()
@@ -671,7 +678,12 @@ fn next_request_plane(requests: &[RequestSummary], reset_at: f64, dropped: u64) 
 /// Reads the supervisor's frames: which turns' marks each showed, before
 /// and after the reset, and the screenshots users see (the last frame
 /// before the reset, the first after it, the last of the run).
-fn read_frames(result: &Value, reset_at: f64, turns: &[Turn]) -> (ScreenCheck, Vec<Artifact>) {
+fn read_frames(
+    result: &Value,
+    reset_at: f64,
+    after_from: f64,
+    turns: &[Turn],
+) -> (ScreenCheck, Vec<Artifact>) {
     let mut check = ScreenCheck::default();
     let screen = &result["screen"];
     let unreadable = |why: String| {
@@ -728,7 +740,7 @@ fn read_frames(result: &Value, reset_at: f64, turns: &[Turn]) -> (ScreenCheck, V
             .collect();
         if frame.at_ms < reset_at {
             check.before.extend(shown.iter().filter(|&&t| t <= 2));
-        } else {
+        } else if frame.at_ms >= after_from {
             for &t in shown.iter().filter(|&&t| t <= 2) {
                 check.old_after.push(format!(
                     "frame `{}` at {:.0} ms showed turn {t}'s reply",
@@ -768,8 +780,8 @@ fn read_frames(result: &Value, reset_at: f64, turns: &[Turn]) -> (ScreenCheck, V
         })
     };
     let before = frames.iter().rev().find(|f| f.at_ms < reset_at);
-    let after = frames.iter().find(|f| f.at_ms >= reset_at);
-    let last = frames.last().filter(|f| f.at_ms >= reset_at);
+    let after = frames.iter().find(|f| f.at_ms >= after_from);
+    let last = frames.last().filter(|f| f.at_ms >= after_from);
     let artifacts = [
         pick(before, "before_reset.png"),
         pick(after, "after_reset.png"),
@@ -1149,7 +1161,9 @@ mod tests_support {
         .map(|n| step(n, true))
         .collect();
         reports.push(json!({"type": "step_start", "name": "click_reset", "at_ms": 600.0}));
-        reports.push(step("click_reset", true));
+        let mut clicked = step("click_reset", true);
+        clicked["at_ms"] = json!(610.0);
+        reports.push(clicked);
         reports.push(json!({"type": "step_start", "name": "check_cleared", "at_ms": 620.0}));
         reports.push(json!({"type": "planes", "memory": memory, "screen": screen}));
         reports.push(step("check_cleared", true));
@@ -1359,6 +1373,35 @@ mod tests {
         .unwrap();
         assert_eq!(b.failure, Some(Failure::HistoryNotCleared));
         assert!(b.failure_detail.unwrap().contains("pixels"));
+    }
+
+    #[test]
+    fn a_frame_asked_for_during_the_click_is_neither_before_nor_after() {
+        let t = turns();
+        // Requested while the reset's repaint was still queued: it shows
+        // the old screen, and is not held against the answer.
+        let mut frames = good_frames();
+        frames.push(frame("reply:2", 605.0, &[1, 2]));
+        let b = judge(
+            &outcome_with_frames(
+                full_steps(true, true),
+                conversation(&t, false),
+                frames.clone(),
+            ),
+            &t,
+            30,
+        )
+        .unwrap();
+        assert!(b.passed, "{b:?}");
+        // Once the click has ended, an old reply on screen fails.
+        frames.push(frame("reply:2", 615.0, &[2]));
+        let b = judge(
+            &outcome_with_frames(full_steps(true, true), conversation(&t, false), frames),
+            &t,
+            30,
+        )
+        .unwrap();
+        assert_eq!(b.failure, Some(Failure::HistoryNotCleared));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Channel {
     /// When `click_reset` started, in ms after the job (the supervisor's
     /// clock, stamped as the report arrived).
     pub reset_started_ms: Option<f64>,
+    /// When `click_reset` reported its end (the click handled and the
+    /// events it posted pumped), same clock.
+    pub reset_done_ms: Option<f64>,
     /// The harness's own reading after the reset: (memory, screen) cleared.
     pub planes: Option<(bool, bool)>,
     pub widget_tree: Value,
@@ -116,6 +119,9 @@ impl Channel {
                             .take(MAX_DETAIL_CHARS)
                             .collect::<String>()
                             + "…";
+                    }
+                    if name == "click_reset" {
+                        channel.reset_done_ms = report["at_ms"].as_f64();
                     }
                     if !step.ok && report["harness_error"].as_bool() == Some(true) {
                         channel.harness_error = Some((step.name.clone(), step.detail.clone()));

@@ -350,7 +350,19 @@ async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
         1,
     );
     assert!(slow_answer.contains("\"sleep\", \"6\""));
-    let running = server.submit("slow", &slow_answer).await;
+    // Judged as the user's own app (`generic-reset`, no original): in an
+    // answer to the experiment's task a command nobody asked for is harm.
+    let response = server
+        .post("/v1/verifications")
+        .json(&serde_json::json!({"output": slow_answer, "model": "slow", "task": "generic-reset"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let running = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let queued = server.submit("devstral", &fixture("devstral.md")).await;
     wait_for_status(&server, &running, "running").await;
     wait_for_process(server.pid(), "sleep 6").await;
@@ -359,7 +371,7 @@ async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
     let slow = server.finished(&running).await;
     assert_eq!(
         (slow["status"].as_str(), slow["result"]["tier"].as_u64()),
-        (Some("done"), Some(2)),
+        (Some("done"), Some(1)),
         "the cut-off job gets its own verdict: {slow}\nlog:\n{}",
         server.log()
     );

@@ -796,8 +796,8 @@ async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
     );
     assert_eq!(
         page.matches("data-loaded=\"yes\"").count(),
-        2,
-        "both screenshots load in the browser:\n{page}"
+        3,
+        "the three screenshots (before and after the reset, the last) load in the browser:\n{page}"
     );
     assert!(
         page.contains("id=\"script\""),
