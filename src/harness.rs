@@ -1149,17 +1149,11 @@ mod tests_support {
     }
 
     pub fn full_steps(memory: bool, screen: bool) -> Vec<Value> {
-        let mut reports: Vec<Value> = [
-            "compile",
-            "launch",
-            "find_window",
-            "turn_1",
-            "turn_2",
-            "find_reset",
-        ]
-        .iter()
-        .map(|n| step(n, true))
-        .collect();
+        // Every step up to the reset's, as the harness names them.
+        let mut reports: Vec<Value> = crate::report_channel::STEPS[..6]
+            .iter()
+            .map(|n| step(n, true))
+            .collect();
         reports.push(json!({"type": "step_start", "name": "click_reset", "at_ms": 600.0}));
         let mut clicked = step("click_reset", true);
         clicked["at_ms"] = json!(610.0);
