@@ -2009,12 +2009,11 @@ pub(crate) mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_output_too_large_is_tier_3_and_never_run_again() {
+    /// `correct.py` through a one-worker service over `sandbox`, to its end.
+    async fn run_correct_once(sandbox: Arc<dyn Sandbox>) -> JobRecord {
         let dir = tempfile::tempdir().unwrap();
         let engine_up: Probe = Box::new(|| Box::pin(async { true }));
-        let sandbox = Arc::new(OversizedSandbox::default());
-        let engine = Arc::new(Engine::ready(sandbox.clone(), None, Some(engine_up)));
+        let engine = Arc::new(Engine::ready(sandbox, None, Some(engine_up)));
         let jobs = Jobs::new(
             Store::open(dir.path()).unwrap(),
             JobsConfig {
@@ -2033,12 +2032,19 @@ pub(crate) mod tests {
         .unwrap();
         let pool = jobs.start();
         let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
-        let done = jobs
+        let finished = jobs
             .wait_for_job(&ids[0], Duration::from_secs(20))
             .await
             .unwrap()
             .unwrap();
         pool.shutdown(Duration::from_secs(5)).await;
+        finished
+    }
+
+    #[tokio::test]
+    async fn an_output_too_large_is_tier_3_and_never_run_again() {
+        let sandbox = Arc::new(OversizedSandbox::default());
+        let done = run_correct_once(sandbox.clone()).await;
         assert_eq!(done.status, Status::Done, "{done:?}");
         assert_eq!(done.attempts, 1);
         let result = done.result.unwrap();
@@ -2119,34 +2125,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_run_the_engine_fails_while_it_answers_is_retried_then_given_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
         let sandbox = Arc::new(CutSandbox::default());
-        let engine = Arc::new(Engine::ready(sandbox.clone(), None, Some(engine_up)));
-        let jobs = Jobs::new(
-            Store::open(dir.path()).unwrap(),
-            JobsConfig {
-                workers: 1,
-                max_queue: 10,
-                tasks_dir: tasks_dir(),
-                cache_dir: None,
-                retention: None,
-            },
-            engine,
-        );
-        let correct = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/outputs/reset-conversation/correct.py"),
-        )
-        .unwrap();
-        let pool = jobs.start();
-        let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
-        let job = jobs
-            .wait_for_job(&ids[0], Duration::from_secs(20))
-            .await
-            .unwrap()
-            .unwrap();
-        pool.shutdown(Duration::from_secs(5)).await;
+        let job = run_correct_once(sandbox.clone()).await;
         assert_eq!(job.status, Status::Error, "{job:?}");
         assert_eq!(job.attempts, MAX_ATTEMPTS);
         assert_eq!(sandbox.0.load(Ordering::SeqCst) as i64, MAX_ATTEMPTS);
