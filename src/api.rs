@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::bundle::{Bundle, BundleError, InputKind};
+use crate::bundle::{BundleError, InputKind, Upload};
 use crate::callbacks;
 use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status};
 use crate::report::{self, Counts, Format};
@@ -48,6 +48,12 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    BodyTimeout(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("{0}")]
     UnknownTask(String),
     /// Well-formed but unusable input (an empty answer, an empty batch).
     #[error("{message}")]
@@ -73,6 +79,9 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::NoRoute { .. } => "no_such_route",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::UriTooLong(_) => "uri_too_long",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::UnknownTask(_) => "unknown_task",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::QueueFull { .. } => "queue_full",
@@ -88,6 +97,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnknownTask(_) | ApiError::Unprocessable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -172,9 +184,24 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                     "the request body is over this service's limit (see --max-body-kb)".into(),
                 ))
             }
+            Err(rejection) if timed_out(&rejection) => Err(ApiError::BodyTimeout(
+                "the request body did not arrive in time (see --body-timeout-secs); send it at once".into(),
+            )),
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }
+}
+
+/// Whether reading a body failed because its deadline passed.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<crate::http_server::BodyTimedOut>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Query parameters, with axum's rejection turned into a JSON 400.
@@ -220,6 +247,8 @@ pub struct ApiConfig {
     pub max_body: usize,
     /// The most answers one batch may carry.
     pub max_batch: usize,
+    /// The most bytes a batch's apps may declare they unpack to.
+    pub max_batch_unpacked: u64,
     pub tasks_dir: PathBuf,
 }
 
@@ -227,6 +256,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub jobs: Arc<Jobs>,
     pub config: Arc<ApiConfig>,
+    /// What the HTTP server's connections did (for `/metrics`).
+    pub connections: Arc<crate::http_server::ConnectionStats>,
 }
 
 /// The whole HTTP surface, testable without a socket.
@@ -246,13 +277,12 @@ pub fn router(state: AppState) -> Router {
             post(create_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
         .route("/batches/{id}", get(get_batch))
-        .route("/tasks", get(list_tasks))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/tasks", get(list_tasks));
     let pages = Router::new()
         .route("/", get(index_page))
         .route("/verifications/{id}", get(verification_page))
         .route("/batches/{id}", get(batch_page))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(middleware::from_fn(page_headers));
     Router::new()
         .nest("/v1", v1)
         .merge(pages)
@@ -261,8 +291,81 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        // Before routing: a client without the token learns nothing of
+        // the routes and methods, not even which exist.
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(limit_request_head))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// The longest request target, in bytes (answered 414).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes and headers of one request (answered 431). The
+/// HTTP server closes a head past `http_server::MAX_HEAD_BYTES` itself.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADERS: usize = 64;
+
+/// Refuses oversized request heads with a JSON error, as every other
+/// refusal is.
+async fn limit_request_head(request: Request, next: Next) -> Result<Response, ApiError> {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI_BYTES {
+        return Err(ApiError::UriTooLong(format!(
+            "the request target is {uri} bytes, over the limit of {MAX_URI_BYTES}"
+        )));
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "the request has {} headers of {bytes} bytes, over the limit of {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes",
+            headers.len()
+        )));
+    }
+    Ok(next.run(request).await)
+}
+
+/// Paths open without the token: probes and the API's description.
+const PUBLIC_PATHS: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+
+/// The only script a page holds: an image's two handlers, which let a
+/// browser test see whether it loaded.
+const IMAGE_LOADED: &str = "this.dataset.loaded='yes'";
+const IMAGE_FAILED: &str = "this.dataset.loaded='no'";
+
+/// Pages are HTML the service wrote: no other script may run in them (only
+/// the two handlers above, by hash), and no other site may frame them.
+async fn page_headers(request: Request, next: Next) -> Response {
+    static POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = |code: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(code))
+        };
+        let policy = format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+             script-src 'unsafe-hashes' 'sha256-{}' 'sha256-{}'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            hash(IMAGE_LOADED),
+            hash(IMAGE_FAILED)
+        );
+        HeaderValue::from_str(&policy).expect("the policy is ASCII")
+    });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("content-security-policy", POLICY.clone());
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// One log line per request (debug; warn for server faults).
@@ -302,7 +405,8 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &state.config.token {
+    let public = PUBLIC_PATHS.contains(&request.uri().path());
+    if let Some(token) = state.config.token.as_ref().filter(|_| !public) {
         let given = request
             .headers()
             .get(AUTHORIZATION)
@@ -318,10 +422,15 @@ async fn require_token(
 /// The token in `Bearer <token>`, or the password of `Basic` (browsers).
 fn presented_token(authorization: &str) -> Option<String> {
     use base64::Engine as _;
-    if let Some(token) = authorization.strip_prefix("Bearer ") {
-        return Some(token.trim().to_string());
+    // The scheme is case-insensitive (RFC 9110, 11.1).
+    let (scheme, rest) = authorization.trim_start().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
     }
-    let encoded = authorization.strip_prefix("Basic ")?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = rest;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -411,9 +520,46 @@ fn check_answer(output: &str, max_body: usize, which: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-fn check_metadata(metadata: &Option<Value>, which: &str) -> Result<(), ApiError> {
+/// The most characters of `model`, `entry` and `archive_name`.
+pub const MAX_LABEL_CHARS: usize = 256;
+/// The most bytes of one answer's `metadata` (as compact JSON).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// The fields that travel with an answer into every view and callback:
+/// small, and `metadata` an object.
+fn check_fields(
+    model: Option<&str>,
+    entry: Option<&str>,
+    archive_name: Option<&str>,
+    metadata: &Option<Value>,
+    which: &str,
+) -> Result<(), ApiError> {
+    for (field, value) in [
+        ("model", model),
+        ("entry", entry),
+        ("archive_name", archive_name),
+    ] {
+        let chars = value.map_or(0, |v| v.chars().count());
+        if chars > MAX_LABEL_CHARS {
+            return Err(ApiError::Unprocessable {
+                code: "field_too_long",
+                message: format!(
+                    "{which}: `{field}` is {chars} characters, over the limit of {MAX_LABEL_CHARS}"
+                ),
+            });
+        }
+    }
     match metadata {
-        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        None | Some(Value::Null) => Ok(()),
+        Some(object @ Value::Object(_)) => {
+            let bytes = serde_json::to_vec(object).map_or(usize::MAX, |v| v.len());
+            if bytes > MAX_METADATA_BYTES {
+                return Err(ApiError::TooLarge(format!(
+                    "{which}: `metadata` is {bytes} bytes as JSON, over the limit of {MAX_METADATA_BYTES}; keep bulky data elsewhere and send its key"
+                )));
+            }
+            Ok(())
+        }
         Some(_) => Err(ApiError::BadRequest(format!(
             "{which}: `metadata` must be a JSON object"
         ))),
@@ -528,11 +674,15 @@ async fn parse_multipart(
 }
 
 /// The answer or app a request carries: (raw answer, app).
+/// The raw answer, or the app uploaded with the size it declares
+/// unpacked (0 for an answer).
+type Input = (String, Option<Upload>, u64);
+
 fn request_input(
     request: &mut VerificationRequest,
     upload: Option<(String, Bytes)>,
     max_body: usize,
-) -> Result<(String, Option<Bundle>), ApiError> {
+) -> Result<Input, ApiError> {
     let entry = request.entry.clone().filter(|e| !e.trim().is_empty());
     let archive: Option<(InputKind, String, Vec<u8>)> =
         match (upload, request.archive_base64.take()) {
@@ -577,8 +727,16 @@ fn request_input(
         };
     match archive {
         Some((kind, name, bytes)) => {
-            let bundle = Bundle::from_bytes(kind, &name, &bytes, entry.as_deref())?;
-            Ok((String::new(), Some(bundle)))
+            let upload = Upload {
+                kind,
+                name,
+                entry,
+                bytes,
+            };
+            // Only what the archive's directory and headers say: it is
+            // unpacked by the worker that runs it, never here.
+            let declared = upload.check()?;
+            Ok((String::new(), Some(upload), declared))
         }
         None => {
             if entry.is_some() {
@@ -589,7 +747,7 @@ fn request_input(
             }
             let output = request.output.take().unwrap_or_default();
             check_answer(&output, max_body, "the answer")?;
-            Ok((output, None))
+            Ok((output, None, 0))
         }
     }
 }
@@ -613,20 +771,32 @@ async fn create_verification(
     } else {
         (parse_json::<VerificationRequest>(&body)?, None)
     };
-    let (output, bundle) = request_input(&mut request, upload, state.config.max_body)?;
-    check_metadata(&request.metadata, "the request")?;
+    let (output, upload, _declared) = request_input(&mut request, upload, state.config.max_body)?;
+    check_fields(
+        request.model.as_deref(),
+        request.entry.as_deref(),
+        request.archive_name.as_deref(),
+        &request.metadata,
+        "the request",
+    )?;
     let callback_url = check_callback_url(request.callback_url.as_deref())?;
     let choice = choose_tasks(
         &state,
         request.task.as_deref(),
-        vec![candidate_code(&output, bundle.as_ref())],
+        vec![upload.is_none().then_some(output.clone())],
     )
     .await?
     .remove(0);
-    admit(&state, &choice.task).await?;
+    admit(
+        &state,
+        choice
+            .as_ref()
+            .map_or(crate::task::FALLBACK_TASK, |c| &c.task),
+    )
+    .await?;
     let job = NewJob {
-        task: choice.task.clone(),
-        task_choice: Some(choice.clone()),
+        task: choice.as_ref().map(|c| c.task.clone()).unwrap_or_default(),
+        task_choice: choice.clone(),
         model: request
             .model
             .filter(|m| !m.trim().is_empty())
@@ -634,7 +804,7 @@ async fn create_verification(
         output,
         metadata: request.metadata.filter(|m| !m.is_null()),
         callback_url,
-        bundle,
+        upload,
     };
     let id = submit(&state, vec![job], None).await?.remove(0);
     let wait = requested_wait(query.wait, &headers);
@@ -654,26 +824,24 @@ async fn create_verification(
     Ok(response)
 }
 
-/// The code compared with the tasks' originals: an app's Python files
-/// (the entry first), else the raw answer (as `qtjudge verify` compares).
-fn candidate_code(output: &str, bundle: Option<&Bundle>) -> String {
-    match bundle {
-        Some(b) => b.python_sources().join("\n"),
-        None => output.to_string(),
-    }
-}
-
 /// The task of each answer whose code is in `codes`: the one `given`, else
 /// the task whose original the answer resembles, else `generic-reset` (as
 /// `qtjudge verify` and `grade` choose without `--task`). The task folders
-/// are read once for all the answers.
+/// are read once for all the answers. An uploaded app (no code: it is not
+/// unpacked here) gets none: the worker chooses when it unpacks it.
 async fn choose_tasks(
     state: &AppState,
     given: Option<&str>,
-    codes: Vec<String>,
-) -> Result<Vec<TaskChoice>, ApiError> {
+    codes: Vec<Option<String>>,
+) -> Result<Vec<Option<TaskChoice>>, ApiError> {
     if let Some(task) = given.filter(|t| !t.is_empty()) {
-        return Ok(codes.iter().map(|_| TaskChoice::given(task)).collect());
+        return Ok(codes
+            .iter()
+            .map(|_| Some(TaskChoice::given(task)))
+            .collect());
+    }
+    if codes.iter().all(Option::is_none) {
+        return Ok(codes.iter().map(|_| None).collect());
     }
     let dir = state.config.tasks_dir.clone();
     // Reading the task folders is blocking IO, and choosing reads every answer.
@@ -681,7 +849,7 @@ async fn choose_tasks(
         let tasks = crate::task::load_with_originals(&dir);
         codes
             .iter()
-            .map(|code| crate::task::choose(&tasks, code))
+            .map(|code| code.as_ref().map(|code| crate::task::choose(&tasks, code)))
             .collect()
     })
     .await
@@ -784,7 +952,7 @@ struct BatchItem {
 impl BatchItem {
     /// The answer or app it carries, checked as a verification's is; a
     /// refusal names the answer.
-    fn input(self, max_body: usize, which: &str) -> Result<(String, Option<Bundle>), ApiError> {
+    fn input(self, max_body: usize, which: &str) -> Result<Input, ApiError> {
         let mut request = VerificationRequest {
             output: self.output,
             archive_base64: self.archive_base64,
@@ -861,16 +1029,32 @@ async fn create_batch(
     let callback_url = check_callback_url(query.callback_url.as_deref())?;
     let mut seen = std::collections::HashMap::new();
     let mut jobs = Vec::with_capacity(items.len());
+    let mut unpacked = 0u64;
     for (i, item) in items.into_iter().enumerate() {
         let which = format!("answer {}", i + 1);
-        check_metadata(&item.metadata, &which)?;
+        check_fields(
+            item.model.as_deref(),
+            item.entry.as_deref(),
+            item.archive_name.as_deref(),
+            &item.metadata,
+            &which,
+        )?;
         let metadata = item.metadata.clone().filter(|m| !m.is_null());
         let mut model = item
             .model
             .clone()
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| format!("answer-{}", i + 1));
-        let (output, bundle) = item.input(state.config.max_body, &which)?;
+        let (output, upload, declared) = item.input(state.config.max_body, &which)?;
+        unpacked = unpacked.saturating_add(declared);
+        if unpacked > state.config.max_batch_unpacked {
+            return Err(ApiError::TooLarge(format!(
+                "the batch's apps unpack to more than {} MiB (at least {} MiB up to {which}), over the limit of {} MiB (see --max-batch-unpacked-mb)",
+                state.config.max_batch_unpacked >> 20,
+                unpacked >> 20,
+                state.config.max_batch_unpacked >> 20
+            )));
+        }
         // Like `qtjudge grade`: a model named twice becomes `name#2`.
         let n = seen.entry(model.clone()).or_insert(0);
         *n += 1;
@@ -884,21 +1068,25 @@ async fn create_batch(
             output,
             metadata,
             callback_url: None,
-            bundle,
+            upload,
         });
     }
     let codes = jobs
         .iter()
-        .map(|j| candidate_code(&j.output, j.bundle.as_ref()))
+        .map(|j| j.upload.is_none().then(|| j.output.clone()))
         .collect();
     let choices = choose_tasks(&state, query.task.as_deref(), codes).await?;
-    let mut tasks: Vec<String> = choices.iter().map(|c| c.task.clone()).collect();
+    let mut tasks: Vec<String> = choices.iter().flatten().map(|c| c.task.clone()).collect();
     for (job, choice) in jobs.iter_mut().zip(choices) {
-        job.task = choice.task.clone();
-        job.task_choice = Some(choice);
+        job.task = choice.as_ref().map(|c| c.task.clone()).unwrap_or_default();
+        job.task_choice = choice;
     }
     tasks.sort();
     tasks.dedup();
+    if tasks.is_empty() {
+        // Only apps, each task chosen when it runs.
+        admit(&state, crate::task::FALLBACK_TASK).await?;
+    }
     for task in &tasks {
         admit(&state, task).await?;
     }
@@ -970,6 +1158,24 @@ fn batch_results(batch: &BatchRecord) -> Vec<Verification> {
     results
 }
 
+/// The tasks a batch's answers are graded against, as chosen so far (an
+/// uploaded app's when it runs; before any, what the batch was given).
+fn batch_tasks(batch: &BatchRecord) -> String {
+    let mut tasks: Vec<&str> = batch
+        .jobs
+        .iter()
+        .map(|j| j.task.as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    if tasks.is_empty() {
+        batch.task.clone()
+    } else {
+        tasks.join(", ")
+    }
+}
+
 fn batch_view(batch: &BatchRecord) -> Value {
     let count = |s: Status| batch.jobs.iter().filter(|j| j.status == s).count();
     let status = batch_status(batch);
@@ -995,7 +1201,7 @@ fn batch_view(batch: &BatchRecord) -> Value {
         .collect();
     json!({
         "id": batch.id,
-        "task": batch.task,
+        "task": batch_tasks(batch),
         "status": status,
         "created_at": rfc3339(batch.created_at),
         "total": batch.jobs.len(),
@@ -1020,10 +1226,15 @@ async fn get_batch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let wait = requested_wait(query.wait, &headers);
+    // A report in a format carries every result whole; the view does not.
+    let detail = match query.format {
+        Some(_) => jobs::BatchDetail::Full,
+        None => jobs::BatchDetail::Summary,
+    };
     let batch = if wait.is_zero() {
-        state.jobs.store.batch(&id).await?
+        state.jobs.store.batch_with(&id, detail).await?
     } else {
-        state.jobs.wait_for_batch(&id, wait).await?
+        state.jobs.wait_for_batch(&id, wait, detail).await?
     };
     let batch = batch.ok_or(ApiError::NotFound { what: "batch", id })?;
     let done = batch_status(&batch) == Status::Done;
@@ -1073,11 +1284,12 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let depth = state.jobs.store.depth().await?;
-    let text = state.jobs.metrics.render(
+    let mut text = state.jobs.metrics.render(
         depth,
         state.jobs.config.workers,
         &state.jobs.engine.health(),
     );
+    text.push_str(&state.connections.render());
     Ok((
         [(
             CONTENT_TYPE,
@@ -1559,7 +1771,7 @@ fn verification_html(job: &JobRecord) -> String {
             // The two attributes let a browser test see whether the image loaded.
             let _ = write!(
                 out,
-                "<figure><img src=\"/v1/verifications/{}/artifacts/{name}\" alt=\"{name}\" onload=\"this.dataset.loaded='yes'\" onerror=\"this.dataset.loaded='no'\"><figcaption>{name}</figcaption></figure>",
+                "<figure><img src=\"/v1/verifications/{}/artifacts/{name}\" alt=\"{name}\" onload=\"{IMAGE_LOADED}\" onerror=\"{IMAGE_FAILED}\"><figcaption>{name}</figcaption></figure>",
                 esc(&job.id),
                 name = esc(&a.name)
             );
@@ -1593,7 +1805,7 @@ async fn batch_page(
     let batch = state
         .jobs
         .store
-        .batch(&id)
+        .batch_with(&id, jobs::BatchDetail::Summary)
         .await?
         .ok_or(ApiError::NotFound { what: "batch", id })?;
     let status = batch_status(&batch);
@@ -1615,7 +1827,7 @@ fn batch_html(batch: &BatchRecord) -> String {
         out,
         "<h1>Batch {}</h1><p>task <code>{}</code> · {} · {finished} of {} finished · created {}</p>",
         esc(short(&batch.id)),
-        esc(&batch.task),
+        esc(&batch_tasks(batch)),
         status.as_str(),
         batch.jobs.len(),
         rfc3339(batch.created_at)
@@ -1707,6 +1919,8 @@ pub struct ServeConfig {
     pub max_queue: usize,
     pub max_body: usize,
     pub max_batch: usize,
+    /// The most bytes a batch's apps may declare they unpack to.
+    pub max_batch_unpacked: u64,
     pub retention: Option<Duration>,
     pub grace: Duration,
     pub tasks_dir: PathBuf,
@@ -1716,6 +1930,13 @@ pub struct ServeConfig {
     pub callback_attempts: u32,
     /// The engine's OCI runtime for sandbox containers (e.g. `runsc`).
     pub runtime: Option<String>,
+    /// Open client connections at most (kept below the file limit).
+    pub max_connections: usize,
+    /// Time a client has to send a request head (also the keep-alive
+    /// idle timeout).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its head came.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1731,6 +1952,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Jobs(#[from] JobsError),
+    #[error(transparent)]
+    DataDirLocked(#[from] crate::data_dir_lock::LockError),
     #[error("the HTTP server stopped: {0}")]
     Server(std::io::Error),
     #[error("cannot set up the HTTP client for callbacks: {0}")]
@@ -1749,6 +1972,12 @@ impl ServeConfig {
             ("--max-body-kb", self.max_body),
             ("--max-batch", self.max_batch),
             ("--callback-attempts", self.callback_attempts as usize),
+            ("--max-connections", self.max_connections),
+            (
+                "--header-timeout-secs",
+                self.header_timeout.as_secs() as usize,
+            ),
+            ("--body-timeout-secs", self.body_timeout.as_secs() as usize),
         ] {
             if value == 0 {
                 return Err(ServeError::Zero(name));
@@ -1764,6 +1993,8 @@ impl ServeConfig {
 /// queued on disk).
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
+    // Before the store: recovery would requeue another service's jobs.
+    let _lock = crate::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     let store = jobs::Store::open(&config.data_dir)?;
     let recovered = store.recover().await?;
     if recovered.requeued + recovered.given_up > 0 {
@@ -1815,30 +2046,48 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(%address, data = %config.data_dir.display(), workers = config.workers, token = config.token.is_some(), "qtjudge serve is listening");
     // One line on stdout, so that scripts (and tests with port 0) learn the address.
     println!("listening on http://{address}");
+    let connections = Arc::new(crate::http_server::ConnectionStats::default());
     let state = AppState {
         jobs: jobs.clone(),
         config: Arc::new(ApiConfig {
             token: config.token.clone(),
             max_body: config.max_body,
             max_batch: config.max_batch,
+            max_batch_unpacked: config.max_batch_unpacked,
             tasks_dir: config.tasks_dir.clone(),
         }),
+        connections: connections.clone(),
     };
     let stopping = jobs.stopping().clone();
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new work; running verifications may finish");
-            // Ends long polls and stops the workers claiming more.
-            stopping.cancel();
-        })
-        .await;
+    let limits = crate::http_server::ConnectionLimits {
+        max_connections: crate::http_server::connection_cap(
+            config.max_connections,
+            crate::http_server::raise_file_limit(),
+        ),
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        drain: config.grace,
+    };
+    if limits.max_connections < config.max_connections {
+        tracing::warn!(
+            asked = config.max_connections,
+            cap = limits.max_connections,
+            "--max-connections lowered to stay below the open-file limit (raise it with ulimit -n)"
+        );
+    }
+    crate::http_server::serve(listener, router(state), limits, connections, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new work; running verifications may finish");
+        // Ends long polls and stops the workers claiming more.
+        stopping.cancel();
+    })
+    .await;
     pool.shutdown(config.grace).await;
     // After the pool: callbacks of verifications finishing in the grace
     // period still go out while it lasts.
     callbacks.shutdown().await;
     watcher_stop.cancel();
-    served.map_err(ServeError::Server)
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -1967,8 +2216,10 @@ mod tests {
                 token: token.map(String::from),
                 max_body: 4096,
                 max_batch: 3,
+                max_batch_unpacked: 64 << 20,
                 tasks_dir,
             }),
+            connections: Default::default(),
         };
         Fixture { _dir: dir, state }
     }
@@ -2057,7 +2308,10 @@ mod tests {
         .unwrap();
         // Every name of the experiment's original: it resembles that task.
         let experiment = crate::task::original_names(&original).join("\n");
-        let app = Bundle::script("main.py", "if __name__ == \"__main__\":\n    print(1)\n");
+        let app = crate::bundle::Bundle::script(
+            "main.py",
+            "if __name__ == \"__main__\":\n    print(1)\n",
+        );
         let archive = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             app.to_tar_gz().unwrap(),
@@ -2074,10 +2328,12 @@ mod tests {
                 .unwrap()
                 .iter()
                 .map(|v| {
-                    assert_eq!(v["task"], v["task_choice"]["task"], "{v}");
+                    if !v["task_choice"].is_null() {
+                        assert_eq!(v["task"], v["task_choice"]["task"], "{v}");
+                    }
                     (
                         v["task"].as_str().unwrap().to_string(),
-                        v["task_choice"]["how"].as_str().unwrap().to_string(),
+                        v["task_choice"]["how"].as_str().unwrap_or("").to_string(),
                     )
                 })
                 .collect()
@@ -2098,7 +2354,8 @@ mod tests {
             [
                 expected(DEFAULT_TASK, "resembles"),
                 expected(crate::task::FALLBACK_TASK, "default"),
-                expected(crate::task::FALLBACK_TASK, "default"),
+                // An app is unpacked, and its task chosen, when it runs.
+                expected("", ""),
             ]
         );
         assert_eq!(batch["task"], "generic-reset, reset-conversation");
@@ -2138,6 +2395,18 @@ mod tests {
         assert_eq!(batch["task"], DEFAULT_TASK);
     }
 
+    fn zip_of_one(name: &str, data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut writer = zip::ZipWriter::new(&mut out);
+        writer
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(data).unwrap();
+        writer.finish().unwrap();
+        out.into_inner()
+    }
+
     #[tokio::test]
     async fn a_batch_refuses_bad_apps_with_the_codes_of_a_verification_naming_the_answer() {
         let f = fixture(None, 10);
@@ -2152,7 +2421,10 @@ mod tests {
                 "entry_without_archive",
             ),
             (
-                json!({"archive_base64": "H4sIAAAAAAACA+3NMQqDQBQE0H+UnCAIMXoeIQsWiqArePxsUom9geB7zQzTzJy615juectxmqpo6vqbxTGL565/9rZ9NHGr4gfWJXdzuYxr6tMwTAEAAAAAAAAAAMC/eQMjLXpuACgAAA=="}),
+                json!({"archive_base64": base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    zip_of_one("notes.txt", b"no code here"),
+                )}),
                 "no_python_file",
             ),
             (json!({"model": "m"}), "empty_output"),
@@ -2707,12 +2979,16 @@ mod tests {
             max_queue: 1,
             max_body: 1,
             max_batch: 1,
+            max_batch_unpacked: 1,
             retention: None,
             grace: Duration::from_secs(1),
             tasks_dir: PathBuf::from("t"),
             callback_secret: None,
             callback_attempts: 8,
             runtime: None,
+            max_connections: 16,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
         };
         assert!(matches!(
             config.clone().validate(),

@@ -180,7 +180,8 @@ pub struct BundleSummary {
 }
 
 /// The kind of input a path or an upload's name says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// A `.py` script or a raw model answer (Markdown, text): extracted.
     Answer,
@@ -424,6 +425,151 @@ impl Bundle {
             notes: self.notes.clone(),
         }
     }
+}
+
+/// An app as it was uploaded (a zip, a .tar.gz or a notebook): kept
+/// compressed where it rests and unpacked only when a worker runs it, so
+/// that neither a request nor the store ever holds what it unpacks to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    pub kind: InputKind,
+    /// The upload's file name (a notebook's script is named after it).
+    pub name: String,
+    pub entry: Option<String>,
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl Upload {
+    /// Checks what can be checked without unpacking, and returns the bytes
+    /// the upload says it unpacks to: a zip's directory (names, kinds,
+    /// sizes, the entry), a .tar.gz's gzip header and size trailer, a
+    /// notebook's own size. What only unpacking shows (a member lying
+    /// about its size, a tar's names) is checked by [`Upload::unpack`].
+    pub fn check(&self) -> Result<u64, BundleError> {
+        match self.kind {
+            InputKind::Zip => zip_declared(&self.bytes, self.entry.as_deref()),
+            InputKind::TarGz => gzip_declared(&self.bytes),
+            InputKind::Notebook => {
+                std::str::from_utf8(&self.bytes)
+                    .map_err(|e| BundleError::BadNotebook(format!("not UTF-8: {e}")))?;
+                Ok(self.bytes.len() as u64)
+            }
+            InputKind::Answer => Err(BundleError::BadArchive {
+                format: "known".into(),
+                detail: format!("`{}` is not a .zip, .tar.gz or .ipynb", self.name),
+            }),
+        }
+    }
+
+    /// The app, unpacked with every limit applied.
+    pub fn unpack(&self) -> Result<Bundle, BundleError> {
+        Bundle::from_bytes(self.kind, &self.name, &self.bytes, self.entry.as_deref())
+    }
+}
+
+/// A zip's declared unpacked size, from its central directory only.
+fn zip_declared(bytes: &[u8], entry: Option<&str>) -> Result<u64, BundleError> {
+    let bad = |detail: String| BundleError::BadArchive {
+        format: "zip".into(),
+        detail,
+    };
+    check_zip_directory(bytes)?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    if archive.len() > MAX_FILES * 4 {
+        return Err(BundleError::TooManyFiles);
+    }
+    let mut names = Vec::new();
+    let mut declared = 0u64;
+    for i in 0..archive.len() {
+        let member = archive.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+        let raw_name = String::from_utf8_lossy(member.name_raw()).into_owned();
+        let path = clean_path(&raw_name)?;
+        if member.is_dir() {
+            continue;
+        }
+        if member.is_symlink() || !member.is_file() {
+            return Err(BundleError::NotAFile {
+                name: raw_name,
+                kind: if member.is_symlink() {
+                    "symbolic link"
+                } else {
+                    "special file"
+                }
+                .into(),
+            });
+        }
+        if skipped(&path) {
+            continue;
+        }
+        declared = declared.saturating_add(member.size());
+        names.push(path);
+    }
+    if names.len() > MAX_FILES {
+        return Err(BundleError::TooManyFiles);
+    }
+    if !names
+        .iter()
+        .any(|n| n.ends_with(".py") || n.ends_with(".ipynb"))
+    {
+        return Err(BundleError::NoPython);
+    }
+    if declared > MAX_BYTES {
+        return Err(BundleError::TooLarge);
+    }
+    if let Some(entry) = entry
+        .map(|e| e.trim().trim_start_matches("./"))
+        .filter(|e| !e.is_empty())
+    {
+        // As `assemble` does: one folder wrapping every file may be left out.
+        let top = names
+            .first()
+            .and_then(|n| n.split_once('/'))
+            .map(|(t, _)| format!("{t}/"));
+        let top = top.filter(|t| names.iter().all(|n| n.starts_with(t.as_str())));
+        let found = names.iter().any(|n| {
+            n == entry
+                || top
+                    .as_deref()
+                    .is_some_and(|t| n.strip_prefix(t) == Some(entry))
+        });
+        if !found {
+            let mut candidates: Vec<String> = names
+                .into_iter()
+                .filter(|n| n.ends_with(".py") || n.ends_with(".ipynb"))
+                .collect();
+            candidates.truncate(20);
+            return Err(BundleError::EntryNotFound {
+                entry: entry.to_string(),
+                candidates,
+            });
+        }
+    }
+    Ok(declared)
+}
+
+/// A .tar.gz's declared unpacked size: its gzip header checked and the
+/// size trailer (the stream's length modulo 4 GiB; unpacking checks it).
+fn gzip_declared(bytes: &[u8]) -> Result<u64, BundleError> {
+    let bad = |detail: &str| BundleError::BadArchive {
+        format: "tar.gz".into(),
+        detail: detail.into(),
+    };
+    if bytes.len() < 18 || bytes[..2] != [0x1f, 0x8b] {
+        return Err(bad("not gzip data (no gzip header)"));
+    }
+    if bytes[2] != 8 || bytes[3] & 0xe0 != 0 {
+        return Err(bad(
+            "not gzip data (an unknown compression method or flags)",
+        ));
+    }
+    let trailer: [u8; 4] = bytes[bytes.len() - 4..].try_into().expect("four bytes");
+    let declared = u64::from(u32::from_le_bytes(trailer));
+    if declared > MAX_TAR_STREAM {
+        return Err(BundleError::TooLarge);
+    }
+    Ok(declared)
 }
 
 /// Files read so far, with the running totals the limits apply to.
@@ -1131,6 +1277,112 @@ mod tests {
         }
         writer.finish().unwrap();
         out.into_inner()
+    }
+
+    fn upload(kind: InputKind, bytes: Vec<u8>, entry: Option<&str>) -> Upload {
+        Upload {
+            kind,
+            name: "app".into(),
+            entry: entry.map(String::from),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn an_upload_is_checked_from_its_directory_and_trailer_without_unpacking() {
+        let app: &[u8] = b"if __name__ == \"__main__\":\n    print(1)\n";
+        let zip = zip_of(&[("myapp/main.py", app), ("myapp/README", &[b'x'; 1000])]);
+        assert_eq!(
+            upload(InputKind::Zip, zip.clone(), None).check().unwrap(),
+            app.len() as u64 + 1000
+        );
+        // The entry, with or without the folder wrapping every file.
+        for entry in ["main.py", "myapp/main.py"] {
+            assert!(
+                upload(InputKind::Zip, zip.clone(), Some(entry))
+                    .check()
+                    .is_ok(),
+                "{entry}"
+            );
+        }
+        assert_eq!(
+            upload(InputKind::Zip, zip, Some("other.py"))
+                .check()
+                .unwrap_err()
+                .code(),
+            "entry_not_found"
+        );
+        assert_eq!(
+            upload(InputKind::Zip, zip_of(&[("notes.txt", b"x")]), None)
+                .check()
+                .unwrap_err()
+                .code(),
+            "no_python_file"
+        );
+        assert_eq!(
+            upload(InputKind::Zip, zip_of(&[("../main.py", app)]), None)
+                .check()
+                .unwrap_err()
+                .code(),
+            "unsafe_archive_path"
+        );
+        // A zip declaring more than an app may unpack to.
+        let big = vec![0u8; MAX_BYTES as usize + 1];
+        assert_eq!(
+            upload(
+                InputKind::Zip,
+                zip_of(&[("main.py", app), ("data.bin", &big)]),
+                None
+            )
+            .check()
+            .unwrap_err()
+            .code(),
+            "archive_too_large"
+        );
+        let tar_gz = tar_gz_of(|b| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(app.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            b.append_data(&mut header, "main.py", app).unwrap();
+        });
+        let declared = upload(InputKind::TarGz, tar_gz.clone(), None)
+            .check()
+            .unwrap();
+        assert!(
+            declared >= 1024 && declared.is_multiple_of(512),
+            "the tar stream's size: {declared}"
+        );
+        assert_eq!(
+            upload(InputKind::TarGz, b"\x1f\x8bnot gzip at all".to_vec(), None)
+                .check()
+                .unwrap_err()
+                .code(),
+            "bad_archive"
+        );
+        assert!(upload(InputKind::TarGz, tar_gz, None).unpack().is_ok());
+    }
+
+    #[test]
+    fn a_gzip_trailer_that_lies_is_caught_by_the_limits_when_unpacked() {
+        let big = vec![b'#'; MAX_BYTES as usize + 1];
+        let mut tar_gz = tar_gz_of(|b| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(big.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            b.append_data(&mut header, "main.py", big.as_slice())
+                .unwrap();
+        });
+        let at = tar_gz.len() - 4;
+        tar_gz[at..].copy_from_slice(&1u32.to_le_bytes());
+        let lying = upload(InputKind::TarGz, tar_gz, None);
+        assert_eq!(
+            lying.check().unwrap(),
+            1,
+            "the check reads only the trailer"
+        );
+        assert_eq!(lying.unpack().unwrap_err().code(), "archive_too_large");
     }
 
     fn tar_gz_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {

@@ -601,7 +601,7 @@ impl Deliverer {
         }
         let view = if p.event == BATCH_FINISHED {
             store
-                .batch(&p.subject)
+                .batch_with(&p.subject, crate::jobs::BatchDetail::Summary)
                 .await
                 .map_err(NoBody::Store)?
                 .map(|b| (self.views.batch)(&b))
@@ -795,7 +795,7 @@ mod tests {
             output: "Sorry, I cannot help with that.".into(),
             metadata: None,
             callback_url: callback_url.map(String::from),
-            bundle: None,
+            upload: None,
             task_choice: None,
         }
     }

@@ -192,6 +192,10 @@ pub struct ServeArgs {
     /// Most answers in one batch.
     #[arg(long, env = "QTJUDGE_MAX_BATCH", default_value_t = 500)]
     pub max_batch: usize,
+    /// MiB a batch's apps (zips, .tar.gz, notebooks) may unpack to in all,
+    /// as their archives declare (each app is also capped at 8 MiB).
+    #[arg(long, env = "QTJUDGE_MAX_BATCH_UNPACKED_MB", default_value_t = 1024)]
+    pub max_batch_unpacked_mb: u64,
     /// Finished jobs older than this are deleted (0 keeps them forever).
     #[arg(long, env = "QTJUDGE_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
@@ -210,6 +214,18 @@ pub struct ServeArgs {
     /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
     #[arg(long, env = "QTJUDGE_RUNTIME")]
     pub runtime: Option<String>,
+    /// Client connections open at once; at the cap the oldest idle or
+    /// half-open one is closed to make room (kept below `ulimit -n`).
+    #[arg(long, env = "QTJUDGE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (and the next one
+    /// on a kept-alive connection) before it is closed.
+    #[arg(long, env = "QTJUDGE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its head
+    /// came (a body trickled in slowly is refused with 408).
+    #[arg(long, env = "QTJUDGE_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +271,7 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         max_queue: args.max_queue,
         max_body: args.max_body_kb.saturating_mul(1024),
         max_batch: args.max_batch,
+        max_batch_unpacked: args.max_batch_unpacked_mb.saturating_mul(1 << 20),
         retention: (args.retention_hours > 0)
             .then(|| std::time::Duration::from_secs(args.retention_hours * 3600)),
         grace: std::time::Duration::from_secs(args.grace_seconds),
@@ -262,6 +279,9 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         callback_secret: args.callback_secret.filter(|s| !s.is_empty()),
         callback_attempts: args.callback_attempts,
         runtime: args.runtime.filter(|r| !r.is_empty()),
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
     };
     crate::api::serve(config).await?;
     Ok(exit_codes::OK)

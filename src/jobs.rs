@@ -120,9 +120,10 @@ pub struct NewJob {
     pub task: String,
     pub model: String,
     pub output: String,
-    /// An app of its own files (an upload); `output` is then empty. Stored
-    /// with the job, so a job queued before a crash still runs after it.
-    pub bundle: Option<crate::bundle::Bundle>,
+    /// An app as uploaded (still compressed); `output` is then empty.
+    /// Stored with the job, so a job queued before a crash still runs
+    /// after it, and unpacked by the worker that runs it.
+    pub upload: Option<crate::bundle::Upload>,
     pub metadata: Option<Value>,
     /// Where the finished view is POSTed (checked by the API).
     pub callback_url: Option<String>,
@@ -180,6 +181,9 @@ struct Claimed {
     task: String,
     model: String,
     output: String,
+    upload: Option<crate::bundle::Upload>,
+    /// An app unpacked at submission by a version before uploads were
+    /// kept compressed (a job queued before an upgrade).
     bundle: Option<crate::bundle::Bundle>,
     task_choice: Option<TaskChoice>,
 }
@@ -244,8 +248,9 @@ CREATE TABLE IF NOT EXISTS artifacts (
 ";
 
 /// Columns of `jobs` added after its first version, each nullable JSON:
-/// `bundle` (an uploaded app) and `task_choice` (why its task was chosen).
-const ADDED_JOB_COLUMNS: [&str; 2] = ["bundle", "task_choice"];
+/// `bundle` (an uploaded app, unpacked: older versions), `task_choice` (why
+/// its task was chosen) and `upload` (an uploaded app as it came).
+const ADDED_JOB_COLUMNS: [&str; 3] = ["bundle", "task_choice", "upload"];
 
 /// Adds the [`ADDED_JOB_COLUMNS`] a store made by an older version lacks.
 fn add_job_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -267,6 +272,29 @@ const JOB_COLUMNS: &str =
      callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
      (SELECT attempts FROM callbacks WHERE subject = jobs.id),
      (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice";
+
+/// As [`JOB_COLUMNS`] for a batch's progress: no metadata, and a result
+/// without its bulky parts (script, steps, static and behaviour reports,
+/// timings), so polling a batch costs what its answer holds, not what its
+/// answers carried. SQLite trims the JSON; the service never holds it whole.
+const JOB_SUMMARY_COLUMNS: &str =
+    "id, batch_id, task, model, NULL, status,
+     CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.script', NULL, '$.steps', json('[]'),
+        '$.static', NULL, '$.behaviour', NULL, '$.timings', json('[]'), '$.missing', json('[]'),
+        '$.extraction', NULL, '$.bundle', NULL) END,
+     error, attempts, created_at, started_at, finished_at,
+     callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
+     (SELECT attempts FROM callbacks WHERE subject = jobs.id),
+     (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice";
+
+/// How much of a batch's jobs to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchDetail {
+    /// Everything: reports of every format.
+    Full,
+    /// Progress, tiers and reasons: the batch view, its page, its callback.
+    Summary,
+}
 
 /// The job store. One connection behind a mutex: SQLite writes one
 /// transaction at a time anyway, and the service's load is a few rows a
@@ -290,6 +318,17 @@ impl Store {
             source,
         };
         let conn = Connection::open(&path).map_err(open_error)?;
+        // Pages freed by pruning go back to the file system (see `prune`).
+        // Set before the first table exists; an older store converts once.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(open_error)?;
+        let auto_vacuum: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(open_error)?;
+        if auto_vacuum != 2 {
+            tracing::info!(path = %path.display(), "converting the store to incremental vacuum (once)");
+            conn.execute_batch("VACUUM").map_err(open_error)?;
+        }
         // WAL: readers do not block the writer. synchronous=FULL: a commit
         // is on disk when it returns, which is what a 202 promises.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -360,23 +399,23 @@ impl Store {
             {
                 let mut insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, bundle, task_choice)
+                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, upload, task_choice)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10)",
                     )
                     .map_err(sql("preparing a job insert"))?;
                 for job in jobs {
                     let id = new_id();
                     let metadata = job.metadata.map(|m| m.to_string());
-                    let bundle = job
-                        .bundle
+                    let upload = job
+                        .upload
                         .as_ref()
-                        .and_then(|b| serde_json::to_string(b).ok());
+                        .and_then(|u| serde_json::to_string(u).ok());
                     let choice = job
                         .task_choice
                         .as_ref()
                         .and_then(|c| serde_json::to_string(c).ok());
                     insert
-                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, bundle, choice])
+                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, upload, choice])
                         .map_err(sql("inserting a job"))?;
                     ids.push(id);
                 }
@@ -393,18 +432,20 @@ impl Store {
             conn.query_row(
                 "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1
                  WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-                 RETURNING id, batch_id, task, model, output, bundle, task_choice",
+                 RETURNING id, batch_id, task, model, output, bundle, task_choice, upload",
                 params![now_ms()],
                 |r| {
                     let bundle: Option<String> = r.get(5)?;
                     let choice: Option<String> = r.get(6)?;
+                    let upload: Option<String> = r.get(7)?;
                     Ok(Claimed {
                         id: r.get(0)?,
                         batch_id: r.get(1)?,
                         task: r.get(2)?,
                         model: r.get(3)?,
                         output: r.get(4)?,
-                        // Written by `enqueue` from a checked bundle: unreadable only if corrupted.
+                        // Written by `enqueue` from a checked upload: unreadable only if corrupted.
+                        upload: upload.and_then(|u| serde_json::from_str(&u).ok()),
                         bundle: bundle.and_then(|b| serde_json::from_str(&b).ok()),
                         task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
                     })
@@ -412,6 +453,22 @@ impl Store {
             )
             .optional()
             .map_err(sql("claiming a job"))
+        })
+        .await
+    }
+
+    /// Records the task chosen for a job when it runs (an uploaded app
+    /// without a task: its code is known only once unpacked).
+    async fn set_task(&self, id: &str, choice: &TaskChoice) -> Result<()> {
+        let (id, task) = (id.to_string(), choice.task.clone());
+        let choice = serde_json::to_string(choice).ok();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET task = ?2, task_choice = ?3 WHERE id = ?1",
+                params![id, task, choice],
+            )
+            .map(drop)
+            .map_err(sql("recording a job's task"))
         })
         .await
     }
@@ -563,6 +620,15 @@ impl Store {
     }
 
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.batch_with(id, BatchDetail::Full).await
+    }
+
+    /// A batch with its jobs read to the `detail` asked for.
+    pub async fn batch_with(&self, id: &str, detail: BatchDetail) -> Result<Option<BatchRecord>> {
+        let columns = match detail {
+            BatchDetail::Full => JOB_COLUMNS,
+            BatchDetail::Summary => JOB_SUMMARY_COLUMNS,
+        };
         let id = id.to_string();
         self.call(move |conn| {
             let head = conn
@@ -589,7 +655,7 @@ impl Store {
             };
             let mut statement = conn
                 .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE batch_id = ?1 ORDER BY seq"
+                    "SELECT {columns} FROM jobs WHERE batch_id = ?1 ORDER BY seq"
                 ))
                 .map_err(sql("reading a batch's jobs"))?;
             let jobs = statement
@@ -691,6 +757,18 @@ impl Store {
             .map_err(sql("pruning batches"))?;
             crate::callbacks::prune(&tx).map_err(sql("pruning callbacks"))?;
             tx.commit().map_err(sql("committing a prune"))?;
+            if deleted > 0 {
+                // Gives the freed pages back (one per step: run it to the
+                // end), and empties the WAL they went through.
+                let vacuum = |conn: &mut Connection| -> rusqlite::Result<()> {
+                    let mut statement = conn.prepare("PRAGMA incremental_vacuum")?;
+                    let mut rows = statement.query([])?;
+                    while rows.next()?.is_some() {}
+                    drop(rows);
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                };
+                vacuum(conn).map_err(sql("vacuuming after a prune"))?;
+            }
             Ok(deleted)
         })
         .await
@@ -1215,13 +1293,18 @@ impl Jobs {
     }
 
     /// Waits until every job of the batch is finished (or as for `wait_for_job`).
-    pub async fn wait_for_batch(&self, id: &str, timeout: Duration) -> Result<Option<BatchRecord>> {
+    pub async fn wait_for_batch(
+        &self,
+        id: &str,
+        timeout: Duration,
+        detail: BatchDetail,
+    ) -> Result<Option<BatchRecord>> {
         let mut finished = self.finished.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.store.batch_unfinished(id).await? {
                 Some(n) if n > 0 => {}
-                _ => return self.store.batch(id).await,
+                _ => return self.store.batch_with(id, detail).await,
             }
             if !self
                 .wait_for_news(&mut finished, deadline, |f| {
@@ -1229,7 +1312,7 @@ impl Jobs {
                 })
                 .await
             {
-                return self.store.batch(id).await;
+                return self.store.batch_with(id, detail).await;
             }
         }
     }
@@ -1337,9 +1420,15 @@ impl Jobs {
         }
     }
 
-    async fn run(&self, job: Claimed, sandbox: Arc<dyn Sandbox>) {
+    async fn run(&self, mut job: Claimed, sandbox: Arc<dyn Sandbox>) {
         self.running.fetch_add(1, Ordering::Relaxed);
         let _running = DecrementOnDrop(&self.running);
+        if let Err(v) = self.unpack_upload(&mut job).await {
+            tracing::info!(job = %job.id, model = %job.model, failure = v.failure.as_deref().unwrap_or(""), "the uploaded app cannot be unpacked");
+            self.metrics.record(&v);
+            self.record(&job, Status::Done, Some(&v), None).await;
+            return;
+        }
         tracing::info!(job = %job.id, model = %job.model, task = %job.task, "verification started");
         let prepared = match self.prepared_task(&job.task).await {
             Ok(p) => p,
@@ -1390,6 +1479,64 @@ impl Jobs {
         self.metrics.record(&v);
         tracing::info!(job = %job.id, model = %job.model, label = v.label.as_str(), failure = v.failure.as_deref().unwrap_or(""), ms = v.duration_ms, "verification finished");
         self.record(&job, status, Some(&v), None).await;
+    }
+
+    /// Unpacks an uploaded app (off the request path, with every limit of
+    /// `bundle`) and, when no task was given, chooses the one its code
+    /// resembles. An app that cannot be unpacked is the answer's fault:
+    /// tier 3 with the archive's failure code.
+    async fn unpack_upload(&self, job: &mut Claimed) -> std::result::Result<(), Verification> {
+        let Some(upload) = job.upload.take() else {
+            return Ok(());
+        };
+        let tasks_dir = self.config.tasks_dir.clone();
+        let choose = job.task.is_empty();
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let bundle = upload.unpack()?;
+            let choice = choose.then(|| {
+                let tasks = crate::task::load_with_originals(&tasks_dir);
+                crate::task::choose(&tasks, &bundle.python_sources().join("\n"))
+            });
+            Ok::<_, crate::bundle::BundleError>((bundle, choice))
+        })
+        .await;
+        let failed = |job: &Claimed, code: &str, reason: String| {
+            let task = if job.task.is_empty() {
+                crate::task::FALLBACK_TASK
+            } else {
+                &job.task
+            };
+            let mut v = Verification::unjudged(&job.model, task, "none");
+            v.tier = Some(3);
+            v.label = Label::Fail;
+            v.failure = Some(code.to_string());
+            v.reason = reason;
+            v.task_choice = job.task_choice.clone();
+            v
+        };
+        match unpacked {
+            Ok(Ok((bundle, choice))) => {
+                if let Some(choice) = choice {
+                    if let Err(e) = self.store.set_task(&job.id, &choice).await {
+                        tracing::warn!(job = %job.id, error = %e, "cannot record the task chosen for an upload");
+                    }
+                    job.task = choice.task.clone();
+                    job.task_choice = Some(choice);
+                }
+                job.bundle = Some(bundle);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(failed(
+                job,
+                e.code(),
+                format!("the uploaded app cannot be run: {e}"),
+            )),
+            Err(e) => Err(failed(
+                job,
+                "unreadable_input",
+                format!("unpacking the upload failed: {e}"),
+            )),
+        }
     }
 
     /// Not judged because of the engine (it may be back already): the job
@@ -1626,7 +1773,7 @@ pub(crate) mod tests {
             output: output.into(),
             metadata: Some(serde_json::json!({"run": 7})),
             callback_url: None,
-            bundle: None,
+            upload: None,
             task_choice: Some(TaskChoice::given("reset-conversation")),
         }
     }
@@ -1796,6 +1943,65 @@ pub(crate) mod tests {
         assert!(jobs.store.job(&ids[0]).await.unwrap().is_none());
         assert!(jobs.store.batch("b1").await.unwrap().is_none());
         pool.shutdown(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_summary_reads_neither_metadata_nor_bulky_results_and_pruning_shrinks_the_file()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs_with(dir.path(), 2, 100);
+        let bulky = "x".repeat(200_000);
+        let answers: Vec<NewJob> = (0..20)
+            .map(|i| NewJob {
+                metadata: Some(serde_json::json!({"notes": bulky, "i": i})),
+                ..job(&format!("no code here either, {i}: {bulky}"))
+            })
+            .collect();
+        let batch = NewBatch {
+            id: "b1".into(),
+            task: "reset-conversation".into(),
+            callback_url: None,
+        };
+        jobs.submit(answers, Some(batch)).await.unwrap();
+        let pool = jobs.start();
+        let full = jobs
+            .wait_for_batch("b1", Duration::from_secs(60), BatchDetail::Full)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(full.jobs.iter().all(|j| j.status == Status::Done));
+        assert!(full.jobs[0].metadata.is_some());
+        let summary = jobs
+            .store
+            .batch_with("b1", BatchDetail::Summary)
+            .await
+            .unwrap()
+            .unwrap();
+        for (whole, light) in full.jobs.iter().zip(&summary.jobs) {
+            assert!(light.metadata.is_none());
+            let (whole, light) = (
+                whole.result.as_ref().unwrap(),
+                light.result.as_ref().unwrap(),
+            );
+            assert_eq!(
+                (light.tier, light.label, &light.failure, &light.reason),
+                (whole.tier, whole.label, &whole.failure, &whole.reason)
+            );
+            assert!(light.script.is_none() && light.static_report.is_none());
+        }
+        pool.shutdown(Duration::from_secs(5)).await;
+        let size = || std::fs::metadata(jobs.store.path()).unwrap().len();
+        let before = size();
+        assert!(
+            before > 4_000_000,
+            "the answers are in the store: {before} bytes"
+        );
+        assert_eq!(jobs.store.prune(now_ms() + 1).await.unwrap(), 20);
+        let after = size();
+        assert!(
+            after < before / 4,
+            "pruning gave the pages back: {before} -> {after} bytes"
+        );
     }
 
     #[tokio::test]
