@@ -1350,6 +1350,9 @@ fn hand_written_openapi() -> Value {
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
         "401": error_response("missing or wrong bearer token (when the service has one)"),
+        "408": error_response("the body did not arrive within --body-timeout-secs"),
+        "414": error_response("the request target is over 8 KiB"),
+        "431": error_response("more than 64 headers or 32 KiB of them"),
     });
     let with = |mut responses: Value, extra: Value| {
         for (k, v) in extra.as_object().into_iter().flatten() {
@@ -1449,8 +1452,8 @@ fn hand_written_openapi() -> Value {
                     "200": {"description": "finished within the wait", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}},
                     "202": {"description": "accepted (on disk); poll the Location", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
                 }), json!({
-                    "413": error_response("the body or the answer is over the limit"),
-                    "422": error_response("unknown task, empty answer, an app refused (unsafe or unreadable archive, no or ambiguous entry point: see `error`) or a `callback_url` that is not an absolute http(s) URL"),
+                    "413": error_response("the body, the answer or `metadata` (64 KiB) is over the limit"),
+                    "422": error_response("unknown task, empty answer, `model`/`entry`/`archive_name` over 256 characters (`field_too_long`), an app refused (unsafe or unreadable archive, no or ambiguous entry point: see `error`) or a `callback_url` that is not an absolute http(s) URL"),
                     "429": error_response("the queue is full; see Retry-After"),
                     "503": error_response("the Docker engine is unreachable, or the service is stopping"),
                 })),
@@ -1476,7 +1479,7 @@ fn hand_written_openapi() -> Value {
                     "application/jsonl": {"schema": {"$ref": "#/components/schemas/BatchItem"}}}},
                 "responses": with(json!({"202": {"description": "accepted (on disk)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}),
                     json!({
-                        "413": error_response("the body, an answer or the number of answers is over the limit"),
+                        "413": error_response("the body, an answer, an answer's `metadata`, the number of answers or what the apps declare they unpack to (--max-batch-unpacked-mb) is over the limit"),
                         "422": error_response("unknown task, empty batch, an empty answer, an app refused (the same codes as POST /v1/verifications; the message names the answer) or a `callback_url` that is not an absolute http(s) URL"),
                         "429": error_response("the queue has no room for the batch; see Retry-After"),
                         "503": error_response("the Docker engine is unreachable, or the service is stopping"),

@@ -673,12 +673,12 @@ impl Store {
         .await
     }
 
-    /// The newest jobs, newest first (for listings).
+    /// The newest jobs, newest first, as summaries (for listings).
     pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
         self.call(move |conn| {
             let mut statement = conn
                 .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?1"
+                    "SELECT {JOB_SUMMARY_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?1"
                 ))
                 .map_err(sql("listing jobs"))?;
             let jobs = statement

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse;
 mod apps;
 mod bundles;
 mod callbacks;

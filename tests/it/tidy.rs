@@ -56,6 +56,31 @@ fn the_codemap_names_only_paths_that_exist() {
     );
 }
 
+/// Unpacking an upload (CPU, and up to 8 MiB per app) is a worker's job,
+/// never a request's (ARCHITECTURE.md's invariants).
+#[test]
+fn only_the_workers_unpack_an_upload() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let mut offenders = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "jobs.rs" && name != "bundle.rs" && text.contains(".unpack()") {
+            offenders.push(name.clone());
+        }
+        if name == "api.rs"
+            && (text.contains("Bundle::from_bytes") || text.contains("Bundle::from_path"))
+        {
+            offenders.push(name);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these files unpack uploads: {offenders:?}"
+    );
+}
+
 /// README.md's table of attacks is generated (`scripts/make-hostile-fixtures`)
 /// from `fixtures/hostile/attacks.toml`; rendered here on its own, so that an
 /// edit to either side alone is caught.
