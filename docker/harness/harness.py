@@ -1194,7 +1194,7 @@ class Run:
 
     def idle(self):
         """Leaves the app alone while its clock jumps forward (the supervisor
-        moves it; libfaketime sees the move within a second): timers and
+        moves it; libfaketime sees the move at the next clock call): timers and
         deadlines of up to that much app time come due now, so history put
         back by a timer after the reset is in the next turn's request."""
         before = len(EXCEPTIONS.items)

@@ -20,8 +20,11 @@ async fn attack(server: &Server, mode: &str, args: &[&str]) -> (i32, Value) {
         .arg(repo().join("scripts/load"))
         .args(["--url", &server.base, "--token", TOKEN, "--json"])
         .args(["--mode", mode])
-        .args(["--pid", &server.pid().to_string()])
         .args(args);
+    // The modes that watch the server's process (fds, RSS, its exit).
+    if mode != "slow-body" {
+        command.args(["--pid", &server.pid().to_string()]);
+    }
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
