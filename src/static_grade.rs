@@ -109,8 +109,13 @@ pub struct StaticReport {
 
 impl StaticReport {
     /// A snippet is not a full script: the experiment's total failure.
+    /// Fragments, placeholders or missing classes and functions make one;
+    /// an import alone does not (a misspelt name in a full script's import
+    /// list): the script runs and fails at launch with its `ImportError`.
     pub fn is_snippet(&self) -> bool {
-        !self.missing.is_empty() || !self.placeholders.is_empty() || self.is_fragment
+        self.missing.iter().any(|m| m.kind != "import")
+            || !self.placeholders.is_empty()
+            || self.is_fragment
     }
 }
 
@@ -5108,6 +5113,14 @@ if __name__ == "__main__":
             ),
             ("import", "json")
         );
+        assert!(
+            !report.is_snippet(),
+            "a full script with an import gone runs (and fails at launch)"
+        );
+        let misspelt = edit(&[("QPushButton,", "QPushButon,")]);
+        let report = grade(&misspelt, &task());
+        assert_eq!(report.missing.len(), 1, "{:?}", report.missing);
+        assert!(!report.is_snippet());
         let unused = edit(&[
             ("import json\n", ""),
             (

@@ -261,9 +261,51 @@ pub fn resemblance(names: &[String], candidate: &str) -> f64 {
     found as f64 / names.len() as f64
 }
 
+/// The classes a script defines (at any indentation, as a diff's context
+/// lines carry them).
+fn defined_classes(source: &str) -> Vec<&str> {
+    static CLASS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    CLASS
+        .get_or_init(|| regex::Regex::new(r"(?m)^[ \t+\-]*class\s+([A-Za-z_]\w*)").expect("valid"))
+        .captures_iter(source)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.as_str())
+        .collect()
+}
+
+/// Why an answer that shares names with an original is still not a
+/// refactoring of it: it defines classes of its own and none of the
+/// original's (shared words such as `chat_history` or `send_message` are
+/// common to every chat front end). A snippet defining no class keeps the
+/// resemblance.
+fn structurally_other(original: &str, candidate: &str) -> Option<String> {
+    let theirs = defined_classes(candidate);
+    let ours = defined_classes(original);
+    if theirs.is_empty() || ours.is_empty() || theirs.iter().any(|c| ours.contains(c)) {
+        return None;
+    }
+    let mut theirs: Vec<&str> = theirs;
+    theirs.sort_unstable();
+    theirs.dedup();
+    theirs.truncate(4);
+    Some(format!(
+        "it defines {} and none of the original's classes ({})",
+        theirs
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ours.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// Picks the task of the original the answer resembles most (at least
-/// [`RESEMBLANCE_THRESHOLD`]), else [`FALLBACK_TASK`]. `tasks` are the
-/// candidates (those without an original are ignored).
+/// [`RESEMBLANCE_THRESHOLD`] of its names, and not structurally another
+/// app: see [`structurally_other`]), else [`FALLBACK_TASK`]. `tasks` are
+/// the candidates (those without an original are ignored).
 pub fn choose(tasks: &[Task], candidate: &str) -> TaskChoice {
     let best = tasks
         .iter()
@@ -275,6 +317,20 @@ pub fn choose(tasks: &[Task], candidate: &str) -> TaskChoice {
             )
         })
         .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((task, score)) = best.filter(|(_, score)| *score >= RESEMBLANCE_THRESHOLD) {
+        if let Some(why) = structurally_other(&task.original_source, candidate) {
+            return TaskChoice {
+                task: FALLBACK_TASK.to_string(),
+                how: "default".into(),
+                reason: format!(
+                    "no task given; the answer has {:.0}% of the names of `{}`'s original, but is not a refactoring of it: {why}; discovery only",
+                    score * 100.0,
+                    task.id
+                ),
+                score: Some(score),
+            };
+        }
+    }
     match best {
         Some((task, score)) if score >= RESEMBLANCE_THRESHOLD => TaskChoice {
             task: task.id.clone(),
@@ -335,6 +391,29 @@ pub fn default_tasks_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_of_its_own_sharing_the_originals_words_is_not_its_refactoring() {
+        let original = "class ConversationLogger:\n    pass\n\nclass OllamaClientApp(QMainWindow):\n    def init_ui(self):\n        self.chat_history = []\n        self.model_combo = None\n    def send_message(self):\n        pass\n";
+        let task = Task {
+            original: "original.py".into(),
+            original_source: original.into(),
+            ..Task::load(Path::new("/nonexistent"), FALLBACK_TASK).unwrap()
+        };
+        let tasks = [Task {
+            id: "experiment".into(),
+            ..task
+        }];
+        let other = "class ChatWindow(QWidget):\n    def init_ui(self):\n        self.chat_history = []\n        self.model_combo = None\n    def send_message(self):\n        pass\n";
+        let choice = choose(&tasks, other);
+        assert_eq!(choice.task, FALLBACK_TASK, "{choice:?}");
+        assert!(choice.reason.contains("`ChatWindow`"), "{}", choice.reason);
+        // A refactoring keeps a class of the original; a snippet defines none.
+        let refactoring = other.replace("ChatWindow(QWidget)", "OllamaClientApp(QMainWindow)");
+        assert_eq!(choose(&tasks, &refactoring).task, "experiment");
+        let snippet = "    def init_ui(self):\n        self.chat_history = []\n        self.model_combo = None\n";
+        assert_eq!(choose(&tasks, snippet).task, "experiment");
+    }
 
     #[test]
     fn the_generic_task_is_built_in_and_names_nothing() {

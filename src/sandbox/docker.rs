@@ -162,6 +162,32 @@ impl Drop for Creation<'_> {
     }
 }
 
+/// The job as the line the supervisor reads, with the run's nonce put in
+/// front of the job's own fields: the job (an app's files, base64) is
+/// serialised once, never copied as a JSON value.
+fn job_line(job: &serde_json::Value, nonce: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"{\"nonce\":");
+    serde_json::to_writer(&mut line, nonce).expect("a string serialises");
+    let joint = line.len();
+    serde_json::to_writer(&mut line, job).expect("a JSON value serialises");
+    match (job.as_object(), line.get(joint)) {
+        // `{…}`: its brace goes, a comma joins it to the nonce.
+        (Some(fields), Some(b'{')) if !fields.is_empty() => line[joint] = b',',
+        (Some(_), Some(b'{')) => {
+            line.truncate(joint);
+            line.push(b'}');
+        }
+        // Not an object (never built so): the supervisor refuses it as before.
+        _ => {
+            line.truncate(0);
+            serde_json::to_writer(&mut line, job).expect("a JSON value serialises");
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
 /// A started container waiting on stdin for its one job.
 pub struct Started {
     id: String,
@@ -599,10 +625,7 @@ impl DockerSandbox {
         } = container;
         let started = Instant::now();
         let nonce = new_nonce();
-        let mut job = request.job.clone();
-        job["nonce"] = serde_json::Value::String(nonce.clone());
-        let mut line = serde_json::to_vec(&job).expect("a JSON value serialises");
-        line.push(b'\n');
+        let line = job_line(&request.job, &nonce);
         let wall = Duration::from_secs(request.limits.wall_seconds);
         let deadline = tokio::time::Instant::now() + wall;
 
@@ -1109,6 +1132,21 @@ mod tests {
             !other.complete_in(b"xabc {}\nabcd {}\n"),
             "the nonce must start the line"
         );
+    }
+
+    #[test]
+    fn the_job_line_is_the_job_with_the_nonce_and_one_line() {
+        let job = serde_json::json!({"files": [{"path": "a.py", "data": "eA=="}], "entry": "a.py"});
+        let line = job_line(&job, "n0nce");
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        let mut expected = job.clone();
+        expected["nonce"] = "n0nce".into();
+        let read: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(read, expected);
+        let empty: serde_json::Value =
+            serde_json::from_slice(&job_line(&serde_json::json!({}), "n")).unwrap();
+        assert_eq!(empty, serde_json::json!({"nonce": "n"}));
     }
 
     #[test]
