@@ -430,6 +430,16 @@ pub fn judge(
                     step.name, step.detail
                 ),
             ),
+            (false, true)
+                if failure == Failure::LaunchFailed
+                    && (step.name == "find_window" || step.detail.contains("exited")) =>
+            {
+                // An app that caught its own error said why: quote it.
+                let said = what_it_said(&behaviour.stdout, &behaviour.stderr)
+                    .map(|said| format!("; it printed: {said}"))
+                    .unwrap_or_default();
+                (failure, format!("{}: {}{said}", step.name, step.detail))
+            }
             (false, true) => (failure, format!("{}: {}", step.name, step.detail)),
         };
         fail(&mut behaviour, failure, detail);
@@ -460,10 +470,13 @@ pub fn judge(
         } else {
             Failure::Crashed
         };
+        let said = what_it_said(&behaviour.stdout, &behaviour.stderr)
+            .map(|said| format!("; it printed: {said}"))
+            .unwrap_or_default();
         fail(
             &mut behaviour,
             failure,
-            format!("{limit_note}the app process ended with {how} during step `{at}`"),
+            format!("{limit_note}the app process ended with {how} during step `{at}`{said}"),
         );
     }
 
@@ -950,6 +963,32 @@ impl DeadlineNote {
     }
 }
 
+/// The last lines the app printed (stderr's, then stdout's), quoted for
+/// a reason: what an app that caught its own error said about it. Qt's own
+/// log lines are left out. None when it printed nothing.
+fn what_it_said(stdout: &str, stderr: &str) -> Option<String> {
+    let tail = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("qt.") && !l.starts_with("QStandardPaths"))
+            .collect();
+        lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|l| {
+                let mut line: String = l.chars().take(200).collect();
+                if l.chars().count() > 200 {
+                    line.push('…');
+                }
+                format!("\"{line}\"")
+            })
+            .collect()
+    };
+    let mut said = tail(stderr);
+    said.extend(tail(stdout));
+    (!said.is_empty()).then(|| said.join(" "))
+}
+
 fn last_line(text: &str) -> String {
     text.lines()
         .rev()
@@ -1205,6 +1244,24 @@ mod tests_support {
 mod tests {
     use super::tests_support::*;
     use super::*;
+
+    #[test]
+    fn what_an_app_printed_is_quoted_last_lines_first_from_stderr_without_qts_own() {
+        assert_eq!(what_it_said("", "\n  \n"), None);
+        let said = what_it_said(
+            "starting\nError: cannot read settings.json\n",
+            "qt.qpa.plugin: loaded\nWarning: old config\n",
+        )
+        .unwrap();
+        assert_eq!(
+            said,
+            "\"Warning: old config\" \"starting\" \"Error: cannot read settings.json\""
+        );
+        let long = "x".repeat(500);
+        let said = what_it_said(&format!("1\n2\n3\n{long}\n"), "").unwrap();
+        assert!(!said.contains("\"1\""), "only the last three lines: {said}");
+        assert!(said.ends_with("x…\""), "a long line is cut: {said}");
+    }
 
     #[test]
     fn the_binding_is_the_first_one_imported() {

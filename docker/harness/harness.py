@@ -799,13 +799,27 @@ class Run:
         wanted = self.app_spec.get("window_class")
         candidates = visible_windows()
         built = False
-        if not candidates and self.module and wanted and isinstance(self.module.get(wanted), type):
-            # A script that defines the window but never shows it (no entry).
-            window = self.module[wanted]()
-            HELD_WINDOWS.append(window)
-            window.show()
-            candidates = visible_windows()
-            built = True
+        if not candidates and self.module:
+            # A module that defines the window but never shows it (its
+            # launcher lives elsewhere): the class named, else its one window
+            # class, built with no arguments as a launcher would.
+            window_class = self.module.get(wanted) if wanted else None
+            if not isinstance(window_class, type):
+                own = own_window_classes(self.module)
+                if len(own) > 1:
+                    names = ", ".join(sorted(c.__name__ for c in own))
+                    raise Failure(f"no window was shown, and the script defines several window classes ({names}): name the one to build with --window-class")
+                window_class = own[0] if own else None
+            if window_class is not None:
+                try:
+                    window = window_class()
+                except Exception as exc:
+                    raise Failure(f"no window was shown, and building {window_class.__name__}() with no arguments raised {type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-6000:])
+                HELD_WINDOWS.append(window)
+                window.show()
+                pump_until_idle()
+                candidates = visible_windows()
+                built = window_class.__name__
         if not candidates:
             raise Failure("no window was shown: the script built no visible top-level window")
         candidates.sort(key=lambda w: (type(w).__name__ != wanted, not isinstance(w, QtWidgets.QMainWindow), -(w.width() * w.height())))
@@ -817,7 +831,10 @@ class Run:
         # The resize's layout requests handled: the geometry is final.
         pump_until_idle()
         report("widget_tree", tree=widget_tree(self.window))
-        return {"window_class": type(self.window).__name__, "built_by_harness": built, "title": self.window.windowTitle()}
+        found = {"window_class": type(self.window).__name__, "built_by_harness": bool(built), "title": self.window.windowTitle()}
+        if built:
+            found["detail"] = f"the script showed no window: the harness built {built}() with no arguments"
+        return found
 
     def find_prompt_input(self):
         """The configured input, else the editable text field a user types into.
@@ -1298,6 +1315,16 @@ def _is_alive(widget):
         return True
     except RuntimeError:  # the C++ object was deleted
         return False
+
+
+def own_window_classes(namespace):
+    """The QWidget subclasses a script defines itself (not imported ones),
+    each once."""
+    found = {}
+    for value in list(namespace.values()):
+        if isinstance(value, type) and issubclass(value, QtWidgets.QWidget) and value.__module__ == "__main__":
+            found[id(value)] = value
+    return list(found.values())
 
 
 def visible_windows():
