@@ -226,6 +226,8 @@ _DIALOG_TIMER = None
 
 
 STARTED_THREADS = []
+# Python threads alive before the app's code ran: the judge's, not the app's.
+HARNESS_THREADS = set()
 _qthread_start = QtCore.QThread.start
 
 
@@ -246,6 +248,25 @@ def settle(timeout_s=3.0):
         APP.processEvents(ALL_EVENTS, 20)
         time.sleep(0.005)
     APP.processEvents(ALL_EVENTS, 20)
+    STARTED_THREADS[:] = [t for t in STARTED_THREADS if _is_running(t)]
+
+
+def settle_launch(timeout_s=3.0):
+    """Waits until the app is idle after its start: the worker threads it
+    started (Qt's and Python's) have finished, and what they posted is
+    handled. Bounded: a thread that lives on (a poller) costs at most this."""
+    end = _monotonic() + timeout_s
+    while _monotonic() < end:
+        busy = any(_is_running(t) for t in STARTED_THREADS) or any(
+            t.is_alive() and t not in HARNESS_THREADS and not isinstance(t, threading._DummyThread)
+            for t in threading.enumerate()
+        )
+        if not busy:
+            break
+        APP.processEvents(ALL_EVENTS, 20)
+        answer_modal_dialogs()
+        time.sleep(0.01)
+    pump_until_idle()
     STARTED_THREADS[:] = [t for t in STARTED_THREADS if _is_running(t)]
 
 
@@ -777,6 +798,7 @@ class Run:
         os.chdir(self.app_dir)
         sys.path.insert(0, self.app_dir)
         try:
+            HARNESS_THREADS.update(threading.enumerate())
             self.module = runpy.run_path(self.path, run_name="__main__")
         except SystemExit as exc:
             if not HELD_WINDOWS and not visible_windows():
@@ -909,9 +931,43 @@ class Run:
 
     def turn(self, index):
         turn = self.turns[index] = ask_turn(index)
+        if index == 0:
+            # As a person waits for the window to settle: models listed by
+            # a worker thread after the window showed, say.
+            settle_launch()
         self.resolve_controls()
         entry = self.entry
         before = len(EXCEPTIONS.items)
+        dialogs_before = len(DIALOGS)
+        shown = self.type_and_send(entry, turn, before)
+        warned = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
+        if not shown and warned and not EXCEPTIONS.since(before):
+            # Only a warning came back (no model chosen yet…): settle and
+            # try once more, as a person would.
+            settle_launch()
+            self.resolve_controls()
+            entry = self.entry
+            shown = self.type_and_send(entry, turn, before)
+        if shown:
+            settle()
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised while sending turn {index + 1}: {raised[0]['message']}", exceptions=raised)
+        if not shown:
+            texts = visible_texts(self.window)
+            how = self.discovered["send"] or {}
+            said = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
+            dialog = f"; the app answered with a dialog: {said[-1]['text']!r}" if said else ""
+            raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r}){dialog}", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
+        if index == 1:
+            self.note_conversation()
+            # A frame of the conversation as shown before the reset.
+            checkpoint("before_reset")
+        return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def type_and_send(self, entry, turn, before):
+        """Types the turn's prompt and sends it; whether its reply showed
+        (or the app raised) within the turn's time."""
         entry.setFocus()
         entry.clear()
         _key_clicks(entry, turn["prompt"])
@@ -922,21 +978,7 @@ class Run:
             _key_click(entry, KEY_RETURN, NO_MODIFIER)
             self.send = ("key", "Return")
             self.discovered["send"]["text"] = "Return"
-        shown = wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
-        if shown:
-            settle()
-        raised = EXCEPTIONS.since(before)
-        if raised:
-            raise Failure(f"{raised[0]['type']} raised while sending turn {index + 1}: {raised[0]['message']}", exceptions=raised)
-        if not shown:
-            texts = visible_texts(self.window)
-            how = self.discovered["send"] or {}
-            raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r})", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
-        if index == 1:
-            self.note_conversation()
-            # A frame of the conversation as shown before the reset.
-            checkpoint("before_reset")
-        return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+        return wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
 
     def took_prompt(self, entry, turn):
         """Whether the app took the typed prompt within a second: it emptied
