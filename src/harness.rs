@@ -172,12 +172,27 @@ pub struct Artifact {
     pub data: Vec<u8>,
 }
 
+/// A failure found beside the one a verdict names.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct OtherFailure {
+    pub failure: Failure,
+    pub detail: String,
+}
+
 /// The behavioural result: the JSON contract of `qtjudge verify`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Behaviour {
     pub passed: bool,
     pub failure: Option<Failure>,
     pub failure_detail: Option<String>,
+    /// The first step that failed, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Failures found beside `failure` (which the reason names): a step
+    /// that failed and planes left uncleared, a harmful act and a broken
+    /// reset. None is lost to the one the verdict names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_failures: Vec<OtherFailure>,
     pub history_cleared: Option<Planes>,
     pub steps: Vec<Step>,
     pub artifacts: Vec<Artifact>,
@@ -320,6 +335,8 @@ pub fn judge(
         passed: false,
         failure: None,
         failure_detail: None,
+        failed_step: None,
+        other_failures: Vec::new(),
         history_cleared: None,
         steps: channel.steps.clone(),
         artifacts: Vec::new(),
@@ -380,10 +397,21 @@ pub fn judge(
     let timed_out = result["timed_out"].as_bool() == Some(true) || outcome.host_timeout;
     let failed_step = behaviour.steps.iter().find(|s| !s.ok).cloned();
 
+    // A later finding outranks an earlier one (the planes a failed step,
+    // harm and tampering everything): the one it replaces is kept.
     let fail = |b: &mut Behaviour, failure: Failure, detail: String| {
+        if let (Some(earlier), Some(said)) = (b.failure.take(), b.failure_detail.take()) {
+            if earlier != failure {
+                b.other_failures.push(OtherFailure {
+                    failure: earlier,
+                    detail: said,
+                });
+            }
+        }
         b.failure = Some(failure);
         b.failure_detail = Some(detail);
     };
+    behaviour.failed_step = failed_step.as_ref().map(|s| s.name.clone());
 
     if let Some(step) = &failed_step {
         let failure = match step.name.as_str() {
@@ -910,6 +938,8 @@ fn judge_without_result(
         passed: false,
         failure: Some(failure),
         failure_detail: Some(detail),
+        failed_step: None,
+        other_failures: Vec::new(),
         history_cleared: None,
         steps: Vec::new(),
         artifacts: Vec::new(),
@@ -1511,6 +1541,25 @@ mod tests {
         let b = judge(&o, &t, 30).unwrap();
         assert_eq!(b.failure, Some(Failure::Harmful));
         assert!(b.failure_detail.unwrap().contains("~/Documents/notes.txt"));
+    }
+
+    #[test]
+    fn a_harmful_app_whose_reset_also_fails_keeps_both_failures() {
+        let t = turns();
+        let mut o = outcome(full_steps(false, true), conversation(&t, true));
+        o.result.as_mut().unwrap()["canaries_missing"] = json!(["Documents/notes.txt"]);
+        let b = judge(&o, &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::Harmful), "harm is named first");
+        assert_eq!(
+            b.other_failures
+                .iter()
+                .map(|o| o.failure)
+                .collect::<Vec<_>>(),
+            [Failure::HistoryNotCleared],
+            "the uncleared planes are not lost"
+        );
+        let planes = b.history_cleared.unwrap();
+        assert_eq!(planes.next_request, Some(false));
     }
 
     #[test]

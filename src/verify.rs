@@ -459,6 +459,15 @@ pub async fn verify_input(
     if v.tier == Some(1) && !task.has_original() {
         v.reason = "reset clears memory, screen and next request (no original: other changes are not judged)".into();
     }
+    if v.tier == Some(3) && !behaviour.other_failures.is_empty() {
+        // The reason names the first; `behaviour.other_failures` has the rest.
+        let also: Vec<&str> = behaviour
+            .other_failures
+            .iter()
+            .map(|o| o.failure.as_str())
+            .collect();
+        v.reason = format!("{}; also failed: {}", v.reason, also.join(", "));
+    }
     v.unrequested_changes = changes;
     v.behaviour = Some(behaviour);
     finish(&mut v, &watch);

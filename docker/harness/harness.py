@@ -251,10 +251,12 @@ def settle(timeout_s=3.0):
     STARTED_THREADS[:] = [t for t in STARTED_THREADS if _is_running(t)]
 
 
-def settle_launch(timeout_s=3.0):
-    """Waits until the app is idle after its start: the worker threads it
-    started (Qt's and Python's) have finished, and what they posted is
-    handled. Bounded: a thread that lives on (a poller) costs at most this."""
+def wait_for_app_threads(timeout_s=3.0):
+    """Waits until the app is idle: the worker threads it started (Qt's and
+    Python's) have finished, and what they posted is handled. Before the
+    first turn (models listed by a worker after the window showed) and in
+    the idle step (history put back by a thread after the reset). Bounded:
+    a thread that lives on (a poller) costs at most this."""
     end = _monotonic() + timeout_s
     while _monotonic() < end:
         busy = any(_is_running(t) for t in STARTED_THREADS) or any(
@@ -934,7 +936,7 @@ class Run:
         if index == 0:
             # As a person waits for the window to settle: models listed by
             # a worker thread after the window showed, say.
-            settle_launch()
+            wait_for_app_threads()
         self.resolve_controls()
         entry = self.entry
         before = len(EXCEPTIONS.items)
@@ -944,7 +946,7 @@ class Run:
         if not shown and warned and not EXCEPTIONS.since(before):
             # Only a warning came back (no model chosen yet…): settle and
             # try once more, as a person would.
-            settle_launch()
+            wait_for_app_threads()
             self.resolve_controls()
             entry = self.entry
             shown = self.type_and_send(entry, turn, before)
@@ -1271,6 +1273,9 @@ class Run:
         for _ in range(40):  # the timers that came due, and what they posted
             APP.processEvents(ALL_EVENTS, 5)
             time.sleep(0.005)
+        # Threads the reset started (one that puts the history back a
+        # moment later) have done what they do before turn 4 is typed.
+        wait_for_app_threads()
         pump_until_idle()
         settle()
         # What the timers that came due drew (an old transcript put back).
