@@ -617,6 +617,19 @@ pub fn judge(
             ),
         );
     }
+    let idle = behaviour.steps.iter().find(|s| s.name == "idle" && s.ok);
+    if channel.clock_moved_by_supervisor
+        && idle.is_some_and(|s| s.evidence["clock_moved"].as_bool() != Some(true))
+    {
+        // The supervisor moved the clock and the app's never followed: its
+        // clock source was changed, removed or starved (timers that put the
+        // history back would then fire after turn 4).
+        fail(
+            &mut behaviour,
+            Failure::Tampering,
+            "the app's clock did not move when the judge moved it in the idle step (its clock source was redirected, removed or blocked)".into(),
+        );
+    }
     if let Some(why) = &channel.tampering {
         // Only someone other than the harness shapes its channel so.
         fail(

@@ -63,6 +63,9 @@ pub struct Channel {
     pub harness_error: Option<(String, String)>,
     /// Why the channel cannot be the harness's alone, if it cannot.
     pub tampering: Option<String>,
+    /// The supervisor moved the app's clock in the idle step (it stamps
+    /// the `idle` report with this; the harness's line cannot set it).
+    pub clock_moved_by_supervisor: bool,
 }
 
 impl Channel {
@@ -164,6 +167,10 @@ impl Channel {
                             ))
                         }
                         "widget_tree" => channel.widget_tree = report["tree"].clone(),
+                        "idle" => {
+                            channel.clock_moved_by_supervisor =
+                                report["clock_moved"].as_bool() == Some(true)
+                        }
                         _ => {}
                     }
                 }

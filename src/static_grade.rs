@@ -4633,7 +4633,11 @@ fn imported_by_call() -> &'static Regex {
 /// The judge's name, in any case.
 fn judge_name() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
-    PATTERN.get_or_init(|| Regex::new(r"(?i)qtjudge").expect("a valid pattern"))
+    // The judge's name, and the app clock's controls (the idle step moves
+    // the clock through them: an app that touches them dodges the step).
+    PATTERN.get_or_init(|| {
+        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock").expect("a valid pattern")
+    })
 }
 
 /// Code fetched over the network.
@@ -5468,6 +5472,8 @@ if __name__ == "__main__":
             ("import os\nimport sys\nif 'QTJUDGE_REPORT_FD' in os.environ: pass\n", "tampering", "judge's traces"),
             ("import os\nimport sys\nfd = os.environ.get('qtjudge_report_fd')\n", "tampering", "judge's traces"),
             ("import os\nimport sys\nexists = os.path.exists('/opt/qtjudge/harness.py')\n", "tampering", "judge's traces"),
+            ("import os\nimport sys\nos.environ.pop('FAKETIME_TIMESTAMP_FILE', None)\n", "tampering", "judge's traces"),
+            ("import os\nimport sys\nos.environ['LD_PRELOAD'] = ''\n", "tampering", "judge's traces"),
             ("import os\nimport sys\nfds = os.listdir('/proc/self/fd')\n", "tampering", "/proc/self/fd"),
             ("import os\nimport sys\nenv = open('/proc/1/environ').read()\n", "tampering", "/proc/1/environ"),
             ("import os\nimport sys\nos.write(3, b'{}')\n", "tampering", "file descriptor 3"),

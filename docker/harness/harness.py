@@ -251,7 +251,16 @@ def settle(timeout_s=3.0):
     STARTED_THREADS[:] = [t for t in STARTED_THREADS if _is_running(t)]
 
 
-def wait_for_app_threads(timeout_s=3.0):
+def os_thread_count():
+    """The process's threads as the kernel counts them: Python's (raw
+    `_thread` ones included), Qt's and its thread pool's."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+def wait_for_app_threads(timeout_s=3.0, at_rest=None):
     """Waits until the app is idle: the worker threads it started (Qt's and
     Python's) have finished, and what they posted is handled. Before the
     first turn (models listed by a worker after the window showed) and in
@@ -259,9 +268,14 @@ def wait_for_app_threads(timeout_s=3.0):
     a thread that lives on (a poller) costs at most this."""
     end = _monotonic() + timeout_s
     while _monotonic() < end:
-        busy = any(_is_running(t) for t in STARTED_THREADS) or any(
-            t.is_alive() and t not in HARNESS_THREADS and not isinstance(t, threading._DummyThread)
-            for t in threading.enumerate()
+        busy = (
+            any(_is_running(t) for t in STARTED_THREADS)
+            or any(
+                t.is_alive() and t not in HARNESS_THREADS and not isinstance(t, threading._DummyThread)
+                for t in threading.enumerate()
+            )
+            or QtCore.QThreadPool.globalInstance().activeThreadCount() > 0
+            or (at_rest is not None and os_thread_count() > at_rest)
         )
         if not busy:
             break
@@ -1184,6 +1198,9 @@ class Run:
         return f"shortcut {key} activated directly (the key press did not reach it)"
 
     def click_reset(self):
+        # The app's threads at rest: the idle step waits for any started
+        # after this (however started) to end.
+        self.threads_before_reset = os_thread_count()
         before = len(EXCEPTIONS.items)
         kind, control = self.reset_control
         if kind == "button":
@@ -1274,8 +1291,10 @@ class Run:
             APP.processEvents(ALL_EVENTS, 5)
             time.sleep(0.005)
         # Threads the reset started (one that puts the history back a
-        # moment later) have done what they do before turn 4 is typed.
-        wait_for_app_threads()
+        # moment later) have done what they do before turn 4 is typed:
+        # counted by the kernel too, so a thread Python does not list is
+        # waited for as well.
+        wait_for_app_threads(at_rest=getattr(self, "threads_before_reset", None))
         pump_until_idle()
         settle()
         # What the timers that came due drew (an old transcript put back).

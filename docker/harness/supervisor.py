@@ -320,6 +320,7 @@ def spawn_harness(report_fd, binding, platform):
         )
     clock_file = prepare_clock()
     if clock_file:
+        CLOCK_PREPARED.append(clock_file)
         # The harness takes LD_PRELOAD out of its environment at once, so
         # that what the candidate starts does not load the library.
         env.update(
@@ -399,8 +400,16 @@ def prepare_clock():
         return None
 
 
+# Set once the candidate's clock is under this process's control.
+CLOCK_PREPARED = []
+
+
 def move_clock(seconds):
-    """Moves the candidate's clock forward (libfaketime reads the file at every clock call)."""
+    """Moves the candidate's clock forward (libfaketime reads the file at
+    every clock call); False where the clock is not faked (the local
+    sandbox): nothing then to check the app's clock against."""
+    if not CLOCK_PREPARED:
+        return False
     try:
         with open(os.path.join(CLOCK_DIR, "offset"), "w") as f:
             f.write(f"+{int(seconds)}\n")
