@@ -470,39 +470,14 @@ impl Upload {
 
 /// A zip's declared unpacked size, from its central directory only.
 fn zip_declared(bytes: &[u8], entry: Option<&str>) -> Result<u64, BundleError> {
-    let bad = |detail: String| BundleError::BadArchive {
-        format: "zip".into(),
-        detail,
-    };
-    check_zip_directory(bytes)?;
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
-    if archive.len() > MAX_FILES * 4 {
-        return Err(BundleError::TooManyFiles);
-    }
+    let mut archive = open_zip(bytes)?;
     let mut names = Vec::new();
     let mut declared = 0u64;
     for i in 0..archive.len() {
-        let member = archive.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
-        let raw_name = String::from_utf8_lossy(member.name_raw()).into_owned();
-        let path = clean_path(&raw_name)?;
-        if member.is_dir() {
+        let member = archive.by_index_raw(i).map_err(zip_error)?;
+        let Some(path) = zip_member_path(&member)? else {
             continue;
-        }
-        if member.is_symlink() || !member.is_file() {
-            return Err(BundleError::NotAFile {
-                name: raw_name,
-                kind: if member.is_symlink() {
-                    "symbolic link"
-                } else {
-                    "special file"
-                }
-                .into(),
-            });
-        }
-        if skipped(&path) {
-            continue;
-        }
+        };
         declared = declared.saturating_add(member.size());
         names.push(path);
     }
@@ -641,48 +616,63 @@ fn clean_path(name: &str) -> Result<String, BundleError> {
     Ok(parts.join("/"))
 }
 
-fn read_zip(bytes: &[u8]) -> Result<Unpacked, BundleError> {
-    let bad = |detail: String| BundleError::BadArchive {
+fn zip_error(detail: impl std::fmt::Display) -> BundleError {
+    BundleError::BadArchive {
         format: "zip".into(),
-        detail,
-    };
+        detail: detail.to_string(),
+    }
+}
+
+/// A zip's directory, once its size is known to be safe to parse.
+fn open_zip(bytes: &[u8]) -> Result<zip::ZipArchive<std::io::Cursor<&[u8]>>, BundleError> {
     check_zip_directory(bytes)?;
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_error)?;
     if archive.len() > MAX_FILES * 4 {
         return Err(BundleError::TooManyFiles);
     }
+    Ok(archive)
+}
+
+/// A member's checked path; None for a folder or a file nobody needs.
+/// Links and special files are refused.
+fn zip_member_path<R: Read>(
+    member: &zip::read::ZipFile<'_, R>,
+) -> Result<Option<String>, BundleError> {
+    let raw_name = String::from_utf8_lossy(member.name_raw()).into_owned();
+    let path = clean_path(&raw_name)?;
+    if member.is_dir() {
+        return Ok(None);
+    }
+    if member.is_symlink() || !member.is_file() {
+        let kind = if member.is_symlink() {
+            "symbolic link"
+        } else {
+            "special file"
+        };
+        return Err(BundleError::NotAFile {
+            name: raw_name,
+            kind: kind.into(),
+        });
+    }
+    Ok((!skipped(&path)).then_some(path))
+}
+
+fn read_zip(bytes: &[u8]) -> Result<Unpacked, BundleError> {
+    let mut archive = open_zip(bytes)?;
     let mut out = Unpacked::default();
     for i in 0..archive.len() {
-        let mut member = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let mut member = archive.by_index(i).map_err(zip_error)?;
+        let Some(path) = zip_member_path(&member)? else {
+            continue;
+        };
         let raw_name = String::from_utf8_lossy(member.name_raw()).into_owned();
-        if member.is_dir() {
-            clean_path(&raw_name)?;
-            continue;
-        }
-        if member.is_symlink() {
-            return Err(BundleError::NotAFile {
-                name: raw_name,
-                kind: "symbolic link".into(),
-            });
-        }
-        if !member.is_file() {
-            return Err(BundleError::NotAFile {
-                name: raw_name,
-                kind: "special file".into(),
-            });
-        }
-        let path = clean_path(&raw_name)?;
-        if skipped(&path) {
-            continue;
-        }
         // The declared size may lie (a zip bomb): read at most one byte past the room left.
         let room = out.room();
         let mut data = Vec::new();
         (&mut member)
             .take(room + 1)
             .read_to_end(&mut data)
-            .map_err(|e| bad(format!("{raw_name}: {e}")))?;
+            .map_err(|e| zip_error(format!("{raw_name}: {e}")))?;
         if data.len() as u64 > room {
             return Err(BundleError::TooLarge);
         }

@@ -267,25 +267,32 @@ fn add_job_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const JOB_COLUMNS: &str =
-    "id, batch_id, task, model, metadata, status, result, error, attempts, created_at, started_at, finished_at,
+/// The columns of a job after its result, shared by both readings below.
+macro_rules! job_tail_columns {
+    () => {
+        "error, attempts, created_at, started_at, finished_at,
      callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
      (SELECT attempts FROM callbacks WHERE subject = jobs.id),
-     (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice";
+     (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice"
+    };
+}
+
+const JOB_COLUMNS: &str = concat!(
+    "id, batch_id, task, model, metadata, status, result, ",
+    job_tail_columns!()
+);
 
 /// As [`JOB_COLUMNS`] for a batch's progress: no metadata, and a result
 /// without its bulky parts (script, steps, static and behaviour reports,
 /// timings), so polling a batch costs what its answer holds, not what its
 /// answers carried. SQLite trims the JSON; the service never holds it whole.
-const JOB_SUMMARY_COLUMNS: &str =
+const JOB_SUMMARY_COLUMNS: &str = concat!(
     "id, batch_id, task, model, NULL, status,
      CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.script', NULL, '$.steps', json('[]'),
         '$.static', NULL, '$.behaviour', NULL, '$.timings', json('[]'), '$.missing', json('[]'),
-        '$.extraction', NULL, '$.bundle', NULL) END,
-     error, attempts, created_at, started_at, finished_at,
-     callback_url, (SELECT state FROM callbacks WHERE subject = jobs.id),
-     (SELECT attempts FROM callbacks WHERE subject = jobs.id),
-     (SELECT last_error FROM callbacks WHERE subject = jobs.id), task_choice";
+        '$.extraction', NULL, '$.bundle', NULL) END, ",
+    job_tail_columns!()
+);
 
 /// How much of a batch's jobs to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
