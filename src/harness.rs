@@ -213,6 +213,10 @@ pub struct Behaviour {
     #[serde(default)]
     pub resources: Value,
     pub duration_ms: u64,
+    /// The programs the app opened or started (`dash`, `which`), seen by
+    /// the sandbox's supervisor from outside the app's process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
     /// What the harness found to drive, and how (named by the task or
     /// discovered). Reported by the harness, so descriptive only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,6 +353,7 @@ pub fn judge(
         stderr: result["stderr"].as_str().unwrap_or_default().to_string(),
         resources: result["resources"].clone(),
         duration_ms: outcome.wall_ms,
+        programs: Vec::new(),
         discovered: channel
             .discovered
             .as_ref()
@@ -400,12 +405,17 @@ pub fn judge(
     // A later finding outranks an earlier one (the planes a failed step,
     // harm and tampering everything): the one it replaces is kept.
     let fail = |b: &mut Behaviour, failure: Failure, detail: String| {
+        let mut detail = detail;
         if let (Some(earlier), Some(said)) = (b.failure.take(), b.failure_detail.take()) {
             if earlier != failure {
                 b.other_failures.push(OtherFailure {
                     failure: earlier,
                     detail: said,
                 });
+            } else if said != detail {
+                // Two findings of one kind (files deleted, a shell run):
+                // both are evidence, neither replaces the other.
+                detail = format!("{detail}; {said}");
             }
         }
         b.failure = Some(failure);
@@ -617,6 +627,20 @@ pub fn judge(
             ),
         );
     }
+    let programs = crate::programs::read(&result["executed"]);
+    if let Some(detail) = programs.harm_detail() {
+        fail(&mut behaviour, Failure::Harmful, detail);
+    }
+    if programs.overflowed {
+        // No honest app opens thousands of programs: flooding the watch is
+        // a way to hide a start in it.
+        fail(
+            &mut behaviour,
+            Failure::Tampering,
+            "the app opened programs so often that the sandbox's watch of them overflowed (a start could hide in the flood)".into(),
+        );
+    }
+    behaviour.programs = programs.started;
     let idle = behaviour.steps.iter().find(|s| s.name == "idle" && s.ok);
     if channel.clock_moved_by_supervisor
         && idle.is_some_and(|s| s.evidence["clock_moved"].as_bool() != Some(true))
@@ -965,6 +989,7 @@ fn judge_without_result(
         stderr: String::new(),
         resources: Value::Null,
         duration_ms: outcome.wall_ms,
+        programs: Vec::new(),
         discovered: None,
     })
 }
@@ -1554,6 +1579,40 @@ mod tests {
         let b = judge(&o, &t, 30).unwrap();
         assert_eq!(b.failure, Some(Failure::Harmful));
         assert!(b.failure_detail.unwrap().contains("~/Documents/notes.txt"));
+    }
+
+    #[test]
+    fn a_shell_the_supervisor_saw_started_is_harm_even_when_the_reset_works() {
+        let t = turns();
+        let mut o = outcome(full_steps(true, true), conversation(&t, false));
+        assert!(
+            judge(&o, &t, 30).unwrap().passed,
+            "the run passes without it"
+        );
+        o.result.as_mut().unwrap()["executed"] = json!({
+            "opens": ["/usr/bin/dash", "ld.so"], "counts": {"/usr/bin/dash": 1}, "total": 2
+        });
+        o.result.as_mut().unwrap()["canaries_missing"] = json!(["Desktop/todo.txt"]);
+        let b = judge(&o, &t, 30).unwrap();
+        assert!(!b.passed);
+        assert_eq!(b.failure, Some(Failure::Harmful));
+        let detail = b.failure_detail.unwrap();
+        assert!(detail.contains("`dash` (a shell command)"), "{detail}");
+        assert!(
+            detail.contains("~/Desktop/todo.txt"),
+            "both findings kept: {detail}"
+        );
+        assert_eq!(b.programs, ["dash"]);
+    }
+
+    #[test]
+    fn a_flooded_watch_of_programs_is_tampering() {
+        let t = turns();
+        let mut o = outcome(full_steps(true, true), conversation(&t, false));
+        o.result.as_mut().unwrap()["executed"] =
+            json!({"opens": [], "counts": {}, "total": 0, "overflow": true});
+        let b = judge(&o, &t, 30).unwrap();
+        assert_eq!(b.failure, Some(Failure::Tampering), "{b:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod layout_diff;
 pub mod lines;
 pub mod pixels;
+pub mod programs;
 pub mod report;
 pub mod report_channel;
 pub mod sandbox;

@@ -35,6 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Run with `python3 -I`, which leaves the script's folder off sys.path.
 sys.path.insert(0, HERE)
+import exec_watch  # noqa: E402
 import fake_ollama  # noqa: E402
 import screen_reader  # noqa: E402
 CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
@@ -156,6 +157,9 @@ def main():
         frames.child_stdin = child.stdin
         frames.screen = screen if isinstance(screen, screen_reader.Screen) else None
         reports.frames = frames
+        # From here on, every program started in the container is the
+        # candidate's: nothing of the judge starts one.
+        programs = start_exec_watch()
         try:
             child.stdin.write(json.dumps(job).encode() + b"\n")
             child.stdin.flush()
@@ -164,6 +168,7 @@ def main():
         moments["job_handed"] = time.monotonic()
         timed_out = not wait_child(child, reports, deadline)
     else:
+        programs = exec_watch.Unwatched("no candidate code ran")
         # The harness died (or hung) before it was ready: an image problem,
         # since no candidate code has run yet.
         try:
@@ -203,6 +208,7 @@ def main():
             },
             "frames": frames.items,
             "canaries_missing": missing_canaries(),
+            "executed": programs.stop(),
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
             "stdout": outputs["stdout"].text(),
@@ -416,6 +422,15 @@ def move_clock(seconds):
         return True
     except OSError:
         return False
+
+
+def start_exec_watch():
+    """The watch on programs started from now on; in the local
+    (development) sandbox the host's own programs would be counted, so
+    there is none."""
+    if "QTJUDGE_WORK_ROOT" in os.environ:
+        return exec_watch.Unwatched("the local sandbox shares the host's programs")
+    return exec_watch.ExecWatch()
 
 
 def missing_canaries():
