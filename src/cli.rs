@@ -22,17 +22,100 @@ use crate::verify::{self, PreparedTask, Verification};
 pub mod exit_codes {
     /// The work was done (for `verify`: tier 1 or 2).
     pub const OK: i32 = 0;
-    /// `verify`: tier 3 or not judged; `grade`: `--fail-under` not met.
-    pub const BELOW_BAR: i32 = 1;
+    /// Judged and failed: `verify` gave tier 3; `grade`: `--fail-under`
+    /// not met.
+    pub const FAILED: i32 = 1;
     /// Bad usage, or the environment (Docker, image, files) is not usable.
     pub const USAGE_OR_ENVIRONMENT: i32 = 2;
+    /// Could not judge: the engine or the harness failed (`label: error`),
+    /// for `verify` that answer, for `grade` at least one. Never the
+    /// answer's fault: run it again once the engine is healthy.
+    pub const NOT_JUDGED: i32 = 3;
+    use crate::report::Counts;
+    use crate::verdict::Label;
+    use crate::verify::Verification;
+
+    /// `verify`'s code for its one answer.
+    pub fn of_verification(label: Label) -> i32 {
+        match label {
+            Label::Flawless | Label::UnrequestedChanges => OK,
+            Label::Fail => FAILED,
+            Label::Error => NOT_JUDGED,
+        }
+    }
+
+    /// `grade`'s code: an answer that could not be judged outranks the
+    /// bar (a rate over answers some of which were never judged says
+    /// nothing of the model: the run must be repeated, not gated on).
+    pub fn of_grade(done: &[Verification], fail_under: Option<f64>) -> i32 {
+        if done.iter().any(|v| v.label == Label::Error) {
+            NOT_JUDGED
+        } else if fail_under.is_some_and(|bar| Counts::of(done).tier1_rate() < bar) {
+            FAILED
+        } else {
+            OK
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn graded(labels: &[Label]) -> Vec<Verification> {
+            labels
+                .iter()
+                .map(|&label| {
+                    let mut v = Verification::unjudged("m", "t", "docker");
+                    v.label = label;
+                    v.tier = match label {
+                        Label::Flawless => Some(1),
+                        Label::UnrequestedChanges => Some(2),
+                        Label::Fail => Some(3),
+                        Label::Error => None,
+                    };
+                    v
+                })
+                .collect()
+        }
+
+        #[test]
+        fn verify_tells_a_failed_answer_from_one_that_could_not_be_judged() {
+            assert_eq!(of_verification(Label::Flawless), OK);
+            assert_eq!(of_verification(Label::UnrequestedChanges), OK);
+            assert_eq!(of_verification(Label::Fail), FAILED);
+            assert_eq!(of_verification(Label::Error), NOT_JUDGED);
+        }
+
+        #[test]
+        fn grade_gates_on_the_bar_only_when_every_answer_was_judged() {
+            let run = graded(&[Label::Flawless, Label::Fail]);
+            assert_eq!(
+                of_grade(&run, None),
+                OK,
+                "failures alone are the run's result"
+            );
+            assert_eq!(of_grade(&run, Some(0.5)), OK);
+            assert_eq!(of_grade(&run, Some(0.6)), FAILED);
+            let outage = graded(&[Label::Flawless, Label::Error]);
+            assert_eq!(of_grade(&outage, None), NOT_JUDGED);
+            assert_eq!(of_grade(&outage, Some(0.0)), NOT_JUDGED);
+        }
+    }
+
+    /// What `--help` says of them.
+    pub const HELP: &str =
+        "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
+1 judged and failed (tier 3; `grade`: --fail-under not met), \
+2 usage or environment error (Docker unreachable, unknown task, unreadable file), \
+3 could not judge (engine or harness fault; `grade`: at least one answer).";
 }
 
 #[derive(Parser, Debug)]
 #[command(
     name = "qtjudge",
     version,
-    about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox"
+    about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox",
+    after_help = exit_codes::HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -481,10 +564,7 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
         }
         VerifyFormat::Text => print!("{}", verification_text(&result)),
     }
-    Ok(match result.label {
-        Label::Flawless | Label::UnrequestedChanges => exit_codes::OK,
-        Label::Fail | Label::Error => exit_codes::BELOW_BAR,
-    })
+    Ok(exit_codes::of_verification(result.label))
 }
 
 /// The human-readable account of one verification.
@@ -838,17 +918,20 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{rendered}"),
     }
-    let counts = Counts::of(&done);
-    if let Some(bar) = args.fail_under {
-        if counts.tier1_rate() < bar {
-            eprintln!(
-                "qtjudge: tier-1 rate {:.2} is below --fail-under {bar:.2}",
-                counts.tier1_rate()
-            );
-            return Ok(exit_codes::BELOW_BAR);
-        }
+    let code = exit_codes::of_grade(&done, args.fail_under);
+    let not_judged = done.iter().filter(|v| v.label == Label::Error).count();
+    if code == exit_codes::NOT_JUDGED {
+        eprintln!(
+            "qtjudge: {not_judged} answer(s) could not be judged (engine or harness fault, `label: error`); rerun with --resume once the engine is healthy"
+        );
+    } else if code == exit_codes::FAILED {
+        eprintln!(
+            "qtjudge: tier-1 rate {:.2} is below --fail-under {:.2}",
+            Counts::of(&done).tier1_rate(),
+            args.fail_under.unwrap_or_default()
+        );
     }
-    Ok(exit_codes::OK)
+    Ok(code)
 }
 
 /// Keeps one result in the run folder: its JSON and its screenshots.

@@ -379,7 +379,10 @@ pub fn judge(
     // Taken by the supervisor before it killed a run at its deadline.
     let at_deadline = &result["pids_at_deadline"];
     let (in_use, allowed) = (
-        at_deadline["current"].as_u64().unwrap_or(0),
+        at_deadline["current"]
+            .as_u64()
+            .unwrap_or(0)
+            .max(at_deadline["peak"].as_u64().unwrap_or(0)),
         at_deadline["max"].as_u64().unwrap_or(0),
     );
     let pids_hit = resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0;
@@ -388,7 +391,7 @@ pub fn judge(
     let hit_limit = oom || pids;
     let pids_note = if runaway {
         format!(
-            "{in_use} of the {allowed} processes the pids limit allows were in use at the deadline"
+            "{in_use} of the {allowed} processes the pids limit allows were in use before the deadline"
         )
     } else {
         "the process (pids) limit was hit".to_string()
@@ -1023,7 +1026,10 @@ impl DeadlineNote {
         DeadlineNote {
             pids: count("pids_limit_hits") > 0
                 || crate::sandbox::pids_runaway(
-                    note["pids"]["current"].as_u64().unwrap_or(0),
+                    note["pids"]["current"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .max(note["pids"]["peak"].as_u64().unwrap_or(0)),
                     note["pids"]["max"].as_u64().unwrap_or(0),
                 ),
             memory: count("oom_kills") > 0,
@@ -1776,6 +1782,13 @@ mod tests {
         assert_eq!(
             judge(&out_of_memory, &t, 12).unwrap().failure,
             Some(Failure::ResourceLimit)
+        );
+        let peaked =
+            cut_off("qtjudge-deadline {\"pids\": {\"current\": 9, \"peak\": 200, \"max\": 256}}");
+        assert_eq!(
+            judge(&peaked, &t, 12).unwrap().failure,
+            Some(Failure::ResourceLimit),
+            "a bomb whose processes had died off by the deadline"
         );
         let hung = cut_off("qtjudge-deadline {\"pids\": {\"current\": 12, \"max\": 256}}");
         assert_eq!(

@@ -534,10 +534,17 @@ class Frames:
         self._stopped = True
 
 
+# The most pids in use seen while the harness ran: a fork bomb slowed by a
+# busy host may have had its processes killed off by the limit's failures
+# just as the deadline came, and the peak still shows the explosion.
+PIDS_PEAK = [0]
+
+
 def wait_child(child, reports, deadline):
     """Waits for the harness to finish; False when the deadline passed."""
     while True:
         remaining = deadline - time.monotonic()
+        PIDS_PEAK[0] = max(PIDS_PEAK[0], pids_in_use().get("current", 0))
         if remaining <= 0:
             return False
         if reports.done.wait(timeout=min(remaining, 0.05)):
@@ -707,7 +714,8 @@ def pids_in_use():
                 limit = f.read().strip()
         except (OSError, ValueError):
             continue
-        return {"current": current, "max": int(limit) if limit.isdigit() else 0}
+        peak = max(current, PIDS_PEAK[0])
+        return {"current": current, "peak": peak, "max": int(limit) if limit.isdigit() else 0}
     return {}
 
 

@@ -11,6 +11,7 @@ mod bundles;
 mod callbacks;
 mod compose;
 mod determinism;
+mod exit_codes;
 mod fixtures_graded;
 mod fuzz;
 mod hostile;
