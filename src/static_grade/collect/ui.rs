@@ -1,0 +1,297 @@
+//! What calls and assignments say about the window: controls (buttons,
+//! actions), layouts, where widgets are added, signal connections and the
+//! handlers they name, labels and tooltips, dialogs opened.
+
+use tree_sitter::Node;
+
+use super::Collector;
+use crate::static_grade::facts::{Connection, Control, HandlerRef, LayoutCreation, Placement};
+use crate::static_grade::grammar::{fields, kinds, line_of};
+use crate::static_grade::text::{collapse_whitespace, compact, shorten, string_value};
+
+const BUTTON_CLASSES: [&str; 4] = [
+    "QPushButton",
+    "QAction",
+    "QToolButton",
+    "QCommandLinkButton",
+];
+
+const LAYOUT_CLASSES: [&str; 6] = [
+    "QHBoxLayout",
+    "QVBoxLayout",
+    "QGridLayout",
+    "QFormLayout",
+    "QStackedLayout",
+    "QBoxLayout",
+];
+
+const DIALOG_CLASSES: [&str; 8] = [
+    "QMessageBox",
+    "QDialog",
+    "QInputDialog",
+    "QFileDialog",
+    "QColorDialog",
+    "QFontDialog",
+    "QProgressDialog",
+    "QErrorMessage",
+];
+
+const SIGNALS: [&str; 5] = ["clicked", "triggered", "pressed", "released", "toggled"];
+
+const LABEL_SETTERS: [&str; 5] = [
+    "setText",
+    "setToolTip",
+    "setStatusTip",
+    "setWhatsThis",
+    "setIconText",
+];
+
+impl Collector<'_, '_> {
+    pub(super) fn assignment(&mut self, node: Node) {
+        self.patching(node);
+        let (Some(left), Some(right)) = (
+            node.child_by_field_id(fields().left),
+            node.child_by_field_id(fields().right),
+        ) else {
+            return;
+        };
+        let target = compact(self.text(left)).into_owned();
+        let line = line_of(node);
+        if right.kind() == "call" {
+            let function = right.child_by_field_id(fields().function);
+            let callee = function.map_or(String::new(), |f| compact(self.text(f)).into_owned());
+            let class = callee.rsplit('.').next().unwrap_or("");
+            let arguments = right.child_by_field_id(fields().arguments);
+            if BUTTON_CLASSES.contains(&class) {
+                let text = arguments.and_then(|a| self.first_string(a));
+                let keyword_handler = arguments.and_then(|a| self.keyword_handler(a));
+                self.facts.controls.push(Control {
+                    scope: self.scope(),
+                    target: target.clone(),
+                    text,
+                    line,
+                    keyword_handler,
+                    added_to: None,
+                });
+            } else if class == "addAction" {
+                if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
+                    let receiver = function
+                        .filter(|f| f.kind() == "attribute")
+                        .map(|f| compact(self.field_text(f, fields().object)).into_owned());
+                    self.facts.controls.push(Control {
+                        scope: self.scope(),
+                        target: target.clone(),
+                        text: Some(text),
+                        line,
+                        keyword_handler: None,
+                        added_to: receiver,
+                    });
+                }
+            } else if LAYOUT_CLASSES.contains(&class) {
+                self.facts.layouts.push(LayoutCreation {
+                    scope: self.scope(),
+                    target: target.clone(),
+                    class: class.to_string(),
+                    line,
+                });
+            }
+        }
+        if let Some(cleared) = self.clear_by_assignment(left, right) {
+            if let Some(function) = self.current_function() {
+                function.clears.push(cleared);
+            }
+        }
+    }
+
+    /// A call: what it adds, connects, labels or opens, and (in
+    /// `tampering`) what it patches.
+    pub(super) fn call(&mut self, node: Node) {
+        let Some(function) = node.child_by_field_id(fields().function) else {
+            return;
+        };
+        let arguments = node.child_by_field_id(fields().arguments);
+        let line = line_of(node);
+        let kind = function.kind_id();
+        if kind == kinds().attribute {
+            let receiver = compact(self.field_text(function, fields().object));
+            let method = self.field_text(function, fields().attribute);
+            self.method_call(node, function, &receiver, method, arguments);
+            self.sys_modules_call(&receiver, line);
+        } else if kind == kinds().identifier {
+            let name = self.text(function);
+            if DIALOG_CLASSES.contains(&name) {
+                self.facts.dialogs.push((name.to_string(), line));
+            }
+            self.setattr_patch(name, arguments, line);
+        }
+    }
+
+    fn method_call(
+        &mut self,
+        call: Node,
+        function: Node,
+        receiver: &str,
+        method: &str,
+        arguments: Option<Node>,
+    ) {
+        let line = line_of(call);
+        let root = receiver.split('.').next().unwrap_or("");
+        if DIALOG_CLASSES.contains(&root) {
+            self.facts.dialogs.push((format!("{root}.{method}"), line));
+        }
+        match method {
+            "addWidget" | "addLayout" | "insertWidget" | "insertLayout" | "addAction" => {
+                let position = usize::from(method.starts_with("insert"));
+                let item = arguments.and_then(|a| self.positional(a, position));
+                if let Some(item) = item.filter(|i| i.kind() != "string") {
+                    self.facts.placements.push(Placement {
+                        scope: self.scope(),
+                        layout: receiver.to_string(),
+                        item: compact(self.text(item)).into_owned(),
+                        line,
+                    });
+                }
+            }
+            "connect" => {
+                let signal_owner = function.child_by_field_id(fields().object);
+                if let Some(signal) = signal_owner.filter(|s| s.kind() == "attribute") {
+                    let signal_name = self.field_text(signal, fields().attribute);
+                    if SIGNALS.contains(&signal_name) {
+                        let handler = arguments
+                            .and_then(|a| self.positional(a, 0))
+                            .map_or(HandlerRef::Other, |h| self.handler_ref(h));
+                        self.facts.connections.push(Connection {
+                            sender: compact(self.field_text(signal, fields().object)).into_owned(),
+                            handler,
+                            line,
+                            text: shorten(&collapse_whitespace(self.text(call))),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if LABEL_SETTERS.contains(&method) {
+            if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
+                self.facts.labels.push((receiver.to_string(), text));
+            }
+        }
+        if receiver == "self" {
+            let method = method.to_string();
+            if let Some(function) = self.current_function() {
+                function.self_calls.push(method);
+            }
+        }
+        if let Some(cleared) = self.clear_by_call(call) {
+            if let Some(function) = self.current_function() {
+                function.clears.push(cleared);
+            }
+        }
+    }
+
+    /// The `index`-th positional argument of an argument list.
+    pub(super) fn positional<'t>(&self, arguments: Node<'t>, index: usize) -> Option<Node<'t>> {
+        let mut cursor = arguments.walk();
+        let found = arguments
+            .named_children(&mut cursor)
+            .filter(|a| !matches!(a.kind(), "keyword_argument" | "comment"))
+            .nth(index);
+        found
+    }
+
+    /// The first string argument (also inside `self.tr("…")`).
+    fn first_string(&self, arguments: Node) -> Option<String> {
+        let mut cursor = arguments.walk();
+        for argument in arguments.named_children(&mut cursor) {
+            match argument.kind() {
+                "string" => return Some(string_value(self.text(argument))),
+                "call" => {
+                    let Some(inner) = argument.child_by_field_id(fields().arguments) else {
+                        continue;
+                    };
+                    let mut inner_cursor = inner.walk();
+                    let found = inner
+                        .named_children(&mut inner_cursor)
+                        .find(|a| a.kind() == "string")
+                        .map(|s| string_value(self.text(s)));
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// `QPushButton("Reset", clicked=self.reset)`.
+    fn keyword_handler(&self, arguments: Node) -> Option<HandlerRef> {
+        let mut cursor = arguments.walk();
+        let found = arguments
+            .named_children(&mut cursor)
+            .filter(|a| a.kind() == "keyword_argument")
+            .find(|a| SIGNALS.contains(&self.field_text(*a, fields().name)))
+            .and_then(|a| a.child_by_field_id(fields().value))
+            .map(|value| self.handler_ref(value));
+        found
+    }
+
+    fn handler_ref(&self, node: Node) -> HandlerRef {
+        match node.kind() {
+            "identifier" => HandlerRef::Passed(self.text(node).to_string()),
+            "attribute" if compact(self.field_text(node, fields().object)) == "self" => {
+                HandlerRef::Passed(self.field_text(node, fields().attribute).to_string())
+            }
+            "call" => {
+                let Some(function) = node.child_by_field_id(fields().function) else {
+                    return HandlerRef::Other;
+                };
+                let callee = compact(self.text(function)).into_owned();
+                if callee.ends_with("partial") {
+                    return node
+                        .child_by_field_id(fields().arguments)
+                        .and_then(|a| self.positional(a, 0))
+                        .map_or(HandlerRef::Other, |h| match self.handler_ref(h) {
+                            HandlerRef::Passed(name) => HandlerRef::Passed(name),
+                            _ => HandlerRef::Other,
+                        });
+                }
+                match callee.strip_prefix("self.") {
+                    Some(name) if !name.contains('.') => HandlerRef::Called(name.to_string()),
+                    _ if !callee.contains('.') => HandlerRef::Called(callee),
+                    _ => HandlerRef::Other,
+                }
+            }
+            "lambda" => {
+                let Some(body) = node.child_by_field_id(fields().body) else {
+                    return HandlerRef::Other;
+                };
+                let mut calls = Vec::new();
+                match body.kind() {
+                    "call" => calls.push(body),
+                    "tuple" | "list" | "parenthesized_expression" => {
+                        let mut cursor = body.walk();
+                        calls.extend(
+                            body.named_children(&mut cursor)
+                                .filter(|c| c.kind() == "call"),
+                        );
+                    }
+                    _ => {}
+                }
+                let handler = calls.iter().find_map(|call| {
+                    let callee = compact(self.field_text(*call, fields().function));
+                    callee
+                        .strip_prefix("self.")
+                        .filter(|name| !name.contains('.'))
+                        .map(str::to_string)
+                });
+                let clears = calls
+                    .iter()
+                    .filter_map(|c| self.clear_by_call(*c))
+                    .collect();
+                HandlerRef::Lambda { handler, clears }
+            }
+            _ => HandlerRef::Other,
+        }
+    }
+}

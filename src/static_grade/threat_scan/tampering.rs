@@ -1,0 +1,485 @@
+//! What reads or alters the judge: Qt's and the interpreter's objects
+//! patched, stack frames and the heap walked, interpreter hooks, the
+//! judge's names, processes and descriptors looked for, attributes reached
+//! by a built name.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use tree_sitter::Node;
+
+use super::{scan_kinds, ThreatScan};
+use crate::harness::Failure;
+use crate::static_grade::grammar::{fields, is_docstring};
+use crate::static_grade::text::{compact, shorten, string_value};
+
+/// Modules the judge itself uses in the candidate's process: replacing
+/// anything in them alters the judge.
+const GUARDED_MODULES: [&str; 24] = [
+    "sys",
+    "os",
+    "os.path",
+    "posix",
+    "time",
+    "builtins",
+    "__builtins__",
+    "threading",
+    "_thread",
+    "gc",
+    "inspect",
+    "traceback",
+    "importlib",
+    "runpy",
+    "signal",
+    "faulthandler",
+    "atexit",
+    "io",
+    "json",
+    "base64",
+    "collections",
+    "itertools",
+    "re",
+    "socket",
+];
+
+/// `sys` attributes an app may redirect without touching the judge.
+const SYS_ATTRIBUTES_AN_APP_SETS: [&str; 6] = [
+    "stdout",
+    "stderr",
+    "stdin",
+    "argv",
+    "path",
+    "dont_write_bytecode",
+];
+
+const FRAME_WALKERS: [&str; 9] = [
+    "sys._getframe",
+    "sys._current_frames",
+    "inspect.stack",
+    "inspect.currentframe",
+    "inspect.getouterframes",
+    "inspect.getinnerframes",
+    "inspect.trace",
+    "traceback.walk_stack",
+    "traceback.extract_stack",
+];
+
+const HEAP_WALKERS: [&str; 3] = ["gc.get_objects", "gc.get_referrers", "gc.get_referents"];
+
+const INTERPRETER_HOOKS: [&str; 8] = [
+    "sys.meta_path",
+    "sys.path_hooks",
+    "sys.addaudithook",
+    "sys.settrace",
+    "sys.setprofile",
+    "threading.settrace",
+    "threading.setprofile",
+    "sys.monitoring",
+];
+
+/// Calls taking a file descriptor first.
+pub(super) const FD_CALLS: [&str; 19] = [
+    "open",
+    "io.open",
+    "io.FileIO",
+    "os.write",
+    "os.read",
+    "os.fdopen",
+    "os.close",
+    "os.closerange",
+    "os.dup",
+    "os.dup2",
+    "os.fstat",
+    "os.lseek",
+    "os.ftruncate",
+    "os.fsync",
+    "os.sendfile",
+    "os.writev",
+    "os.pwrite",
+    "os.set_inheritable",
+    "socket.fromfd",
+];
+
+/// Qt-to-Qt aliases binding-compatibility code writes
+/// (`QtCore.Signal = QtCore.pyqtSignal`): not patches.
+const BINDING_ALIASES: [(&str, &str); 3] = [
+    ("Signal", "pyqtSignal"),
+    ("Slot", "pyqtSlot"),
+    ("Property", "pyqtProperty"),
+];
+
+/// The last names of what [`introspection_of_the_judge`], `sys.modules`
+/// and `os.environ` look for.
+pub(super) const INTROSPECTED_NAMES: [&str; 19] = [
+    "_getframe",
+    "_current_frames",
+    "stack",
+    "currentframe",
+    "getouterframes",
+    "getinnerframes",
+    "trace",
+    "walk_stack",
+    "extract_stack",
+    "get_objects",
+    "get_referrers",
+    "get_referents",
+    "meta_path",
+    "path_hooks",
+    "addaudithook",
+    "settrace",
+    "setprofile",
+    "modules",
+    "environ",
+];
+
+impl<'t> ThreatScan<'t> {
+    /// Names of the judge, and its processes' and descriptors' files.
+    pub(super) fn string(&mut self, node: Node<'t>) {
+        let kinds = scan_kinds();
+        let mut cursor = node.walk();
+        let mut first = true;
+        let mut hit = None;
+        for part in node.children(&mut cursor) {
+            let kind = part.kind_id();
+            if kind == kinds.interpolation {
+                first = false;
+                continue;
+            }
+            if kind != kinds.string_content {
+                continue;
+            }
+            let content = self.text(part);
+            if judge_name().is_match(content) {
+                hit = Some(format!(
+                    "looks for the judge's traces (\"{}\")",
+                    shorten(content)
+                ));
+                break;
+            }
+            if first && judge_process_path(content) {
+                hit = Some(format!(
+                    "looks into the judge's processes or descriptors ({})",
+                    shorten(content)
+                ));
+                break;
+            }
+            first = false;
+        }
+        // A docstring is never read by the code (looked up last: finding a
+        // node's parent costs a walk from the root).
+        if let Some(what) = hit.filter(|_| !node.parent().is_some_and(is_docstring)) {
+            self.report(Failure::Tampering, node, what);
+        }
+    }
+
+    /// `QTest.mouseClick = …`, `sys.excepthook = …`, `__builtins__[k] = …`.
+    pub(super) fn store(&mut self, target: Node<'t>, value: Option<Node<'t>>) {
+        let fields = fields();
+        if target.kind_id() == scan_kinds().subscript {
+            let Some(object) = target.child_by_field_id(fields.value) else {
+                return;
+            };
+            let Some(name) = self.canonical(self.text(object)) else {
+                return;
+            };
+            if matches!(
+                name.as_str(),
+                "__builtins__" | "builtins.__dict__" | "sys.modules"
+            ) {
+                self.report(
+                    Failure::Tampering,
+                    target,
+                    format!("replaces entries of {name}"),
+                );
+            }
+            return;
+        }
+        let (Some(object), Some(attribute)) = (
+            target.child_by_field_id(fields.object),
+            target.child_by_field_id(fields.attribute),
+        ) else {
+            return;
+        };
+        let attribute = self.text(attribute);
+        let object_text = compact(self.text(object));
+        // `type(widget).toPlainText = …` patches the widget's class.
+        let through_type = (object_text.starts_with("type(") && object_text.ends_with(')'))
+            || object_text.ends_with(".__class__");
+        if through_type && !matches!(object_text.as_ref(), "type(self)" | "self.__class__") {
+            self.report(
+                Failure::Tampering,
+                target,
+                format!("patches `{attribute}` of another object's class"),
+            );
+            return;
+        }
+        let Some(object) = self.canonical(&object_text) else {
+            return;
+        };
+        if let Some(what) = self.patched(&object, attribute, value) {
+            self.report(Failure::Tampering, target, what);
+        }
+    }
+
+    /// What writing `object.attribute` (canonical) patches, if it is the
+    /// judge's: a Qt class or module, or a module the judge runs on.
+    fn patched(&self, object: &str, attribute: &str, value: Option<Node<'t>>) -> Option<String> {
+        if self.is_qt(object) {
+            let aliased = value
+                .filter(|v| self.names_qt(self.text(*v)))
+                .and_then(|v| self.canonical(self.text(v)))
+                .is_some_and(|v| is_binding_alias(attribute, v.rsplit('.').next().unwrap_or("")));
+            return (!aliased).then(|| format!("patches {object}.{attribute}"));
+        }
+        let guarded = GUARDED_MODULES.contains(&object)
+            && !(object == "sys" && SYS_ATTRIBUTES_AN_APP_SETS.contains(&attribute));
+        guarded.then(|| format!("patches {object}.{attribute}"))
+    }
+
+    pub(super) fn attribute(&mut self, node: Node<'t>) {
+        let text = self.text(node);
+        // The name after the last dot first: most attributes are `self.x`.
+        let last = text.rsplit('.').next().unwrap_or("").trim();
+        if matches!(last, "f_back" | "f_globals" | "f_locals") {
+            self.report(
+                Failure::Tampering,
+                node,
+                format!("walks stack frames ({last})"),
+            );
+            return;
+        }
+        if last == "platformName" {
+            // Nothing in a chat app depends on it; an answer that behaves
+            // only on the judge's (headless) platform does.
+            self.report(
+                Failure::Tampering,
+                node,
+                "asks which Qt platform it runs on (how a judge is told from a desktop)".into(),
+            );
+            return;
+        }
+        if last == "__dict__" && self.canonical(text).as_deref() == Some("sys.__dict__") {
+            self.report(
+                Failure::Tampering,
+                node,
+                "reads the interpreter's namespace (sys.__dict__)".into(),
+            );
+            return;
+        }
+        // Resolving every `self.x` would cost a fifth of grading.
+        if !INTROSPECTED_NAMES.contains(&last) {
+            return;
+        }
+        let Some(name) = self.canonical(text) else {
+            return;
+        };
+        if let Some(what) = introspection_of_the_judge(&name) {
+            self.report(Failure::Tampering, node, what);
+        } else if name == "sys.modules" && !self.names_own_module(node) {
+            self.report(
+                Failure::Tampering,
+                node,
+                "searches sys.modules for other modules".into(),
+            );
+        } else if name == "os.environ" && !self.reads_one_variable(node) {
+            self.report(
+                Failure::Tampering,
+                node,
+                "reads the whole environment (where the judge's variables are)".into(),
+            );
+        }
+    }
+
+    /// `x in sys.modules`, `sys.modules[__name__]`: the app's own business.
+    fn names_own_module(&self, node: Node) -> bool {
+        let Some(parent) = node.parent() else {
+            return false;
+        };
+        let kinds = scan_kinds();
+        if parent.kind_id() == kinds.comparison_operator {
+            return true;
+        }
+        let key = if parent.kind_id() == kinds.subscript {
+            parent.child_by_field_name("subscript")
+        } else if parent.kind_id() == kinds.attribute
+            && parent
+                .child_by_field_id(fields().attribute)
+                .is_some_and(|a| self.text(a) == "get")
+        {
+            parent
+                .parent()
+                .and_then(|call| call.child_by_field_id(fields().arguments))
+                .and_then(|a| a.named_child(0))
+        } else {
+            None
+        };
+        key.is_some_and(|k| self.text(k) == "__name__")
+    }
+
+    /// `os.environ["X"]`, `os.environ.get("X")`, `"X" in os.environ`.
+    fn reads_one_variable(&self, node: Node) -> bool {
+        let Some(parent) = node.parent() else {
+            return false;
+        };
+        let kinds = scan_kinds();
+        parent.kind_id() == kinds.subscript
+            || parent.kind_id() == kinds.comparison_operator
+            || (parent.kind_id() == kinds.attribute
+                && parent
+                    .child_by_field_id(fields().attribute)
+                    .is_some_and(|a| {
+                        matches!(self.text(a), "get" | "setdefault" | "pop" | "update")
+                    }))
+    }
+
+    /// `setattr(QtWidgets.QTextEdit, …)`, or `getattr(module, "mouse" + "Click")`.
+    pub(super) fn attribute_by_name(
+        &mut self,
+        node: Node<'t>,
+        callee: &str,
+        positional: &[Node<'t>],
+    ) {
+        let (Some(object), Some(name)) = (positional.first(), positional.get(1)) else {
+            return;
+        };
+        let object_text = compact(self.text(*object)).into_owned();
+        let Some(object) = self.canonical(&object_text) else {
+            return;
+        };
+        let built = self.is_built_name(*name, 1);
+        if callee != "getattr" {
+            let attribute = if built {
+                "<built name>".to_string()
+            } else {
+                string_value(self.text(*name))
+            };
+            if let Some(what) = self.patched(&object, &attribute, positional.get(2).copied()) {
+                self.report(Failure::Tampering, node, format!("{what} with {callee}"));
+                return;
+            }
+        }
+        let head = object.split(['.', '(', '[']).next().unwrap_or("");
+        let of_module = self
+            .imports
+            .contains_key(object_text.split(['.', '(', '[']).next().unwrap_or(""))
+            || self.is_qt(&object)
+            || GUARDED_MODULES.contains(&head)
+            || [
+                "sys.modules",
+                "__import__(",
+                "importlib.import_module(",
+                "globals()",
+                "vars(",
+            ]
+            .iter()
+            .any(|p| object_text.starts_with(p));
+        if built && of_module {
+            self.report(
+                Failure::Tampering,
+                node,
+                format!("{callee} on {object} with a built attribute name"),
+            );
+        }
+    }
+
+    /// A descriptor number the code did not get from opening something:
+    /// a literal ≥ 3 (0–2 are the standard streams) or one read from text.
+    pub(super) fn foreign_fd(&self, node: Node) -> Option<String> {
+        let kinds = scan_kinds();
+        let direct = |n: Node| -> Option<String> {
+            if n.kind_id() == kinds.integer || n.kind_id() == kinds.binary_operator {
+                return constant_int(self.text(n))
+                    .filter(|fd| *fd >= 3)
+                    .map(|fd| format!("file descriptor {fd}"));
+            }
+            let is_int_call = n.kind_id() == kinds.call
+                && n.child_by_field_id(fields().function)
+                    .is_some_and(|f| self.text(f) == "int");
+            is_int_call.then(|| "a file descriptor number read from text".to_string())
+        };
+        direct(node).or_else(|| {
+            if node.kind_id() == kinds.identifier || node.kind_id() == kinds.attribute {
+                self.assigned_values(node).iter().find_map(|v| direct(*v))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Frame and heap walkers, and interpreter hooks: how code finds the
+/// judge's objects in its own process.
+pub(super) fn introspection_of_the_judge(name: &str) -> Option<String> {
+    if FRAME_WALKERS.contains(&name) {
+        Some(format!("walks stack frames ({name})"))
+    } else if HEAP_WALKERS.contains(&name) {
+        Some(format!("searches the heap for other objects ({name})"))
+    } else if INTERPRETER_HOOKS.contains(&name) {
+        Some(format!("hooks the interpreter ({name})"))
+    } else {
+        None
+    }
+}
+
+/// `exec_ = exec`, `Signal = pyqtSignal`: one binding's name for another's.
+fn is_binding_alias(attribute: &str, value: &str) -> bool {
+    attribute.trim_end_matches('_') == value.trim_end_matches('_')
+        || BINDING_ALIASES
+            .iter()
+            .any(|(a, b)| (attribute, value) == (*a, *b) || (attribute, value) == (*b, *a))
+}
+
+/// `/proc/self/…`, `/proc/1/…`, `/proc/{pid}`, `/dev/fd/…`.
+fn judge_process_path(text: &str) -> bool {
+    if let Some(rest) = text.strip_prefix("/proc/") {
+        return rest.starts_with("self")
+            || rest.starts_with("thread-self")
+            || rest.starts_with(|c: char| c.is_ascii_digit())
+            || rest.is_empty();
+    }
+    text.starts_with("/dev/fd")
+}
+
+/// An integer literal, or `+ - *` of them.
+fn constant_int(text: &str) -> Option<i64> {
+    let text = compact(text);
+    let mut total: i64 = 0;
+    let mut sign_or_product: Option<char> = Some('+');
+    let mut product: Option<i64> = None;
+    for token in text.split_inclusive(['+', '-', '*']) {
+        let (number, op) = match token.chars().last() {
+            Some(c @ ('+' | '-' | '*')) => (&token[..token.len() - 1], Some(c)),
+            _ => (token, None),
+        };
+        let number = number.replace('_', "");
+        let value = if let Some(hex) = number.strip_prefix("0x") {
+            i64::from_str_radix(hex, 16).ok()?
+        } else {
+            number.parse::<i64>().ok()?
+        };
+        let value = match product.take() {
+            Some(left) => left.checked_mul(value)?,
+            None => value,
+        };
+        if op == Some('*') {
+            product = Some(value);
+            continue;
+        }
+        total = match sign_or_product {
+            Some('-') => total.checked_sub(value)?,
+            _ => total.checked_add(value)?,
+        };
+        sign_or_product = op;
+    }
+    product.is_none().then_some(total)
+}
+
+/// The judge's name, in any case.
+fn judge_name() -> &'static Regex {
+    static PATTERN: OnceLock<Regex> = OnceLock::new();
+    // The judge's name, and the app clock's controls (the idle step moves
+    // the clock through them: an app that touches them dodges the step).
+    PATTERN.get_or_init(|| {
+        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock").expect("a valid pattern")
+    })
+}
