@@ -546,9 +546,9 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
         choice.reason
     );
     let mut result =
-        crate::jobs::verify_guarded(loaded.input(), &model, &prepared, sandbox.as_ref())
+        crate::verify::verify_guarded(loaded.input(), &model, &prepared, sandbox.as_ref())
             .await
-            .unwrap_or_else(|crate::jobs::Panicked(v)| v);
+            .unwrap_or_else(|crate::verify::Panicked(v)| v);
     result.task_choice = Some(choice);
     // Its container is removed in the background: wait for that before exiting.
     sandbox.shutdown().await;
@@ -956,7 +956,7 @@ async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verificat
 
 /// Judges every answer in `sandbox`, keeping each result in the run
 /// folder as it comes. A panic while judging one answer is that answer's
-/// `error` (see `jobs::verify_guarded`): the others are still judged and
+/// `error` (see `verify::verify_guarded`): the others are still judged and
 /// the report still written.
 async fn grade_with(
     args: &GradeArgs,
@@ -979,7 +979,7 @@ async fn grade_with(
                 .catch_unwind()
                 .await;
             let mut v = judged.unwrap_or_else(|payload| {
-                crate::jobs::panicked(&model, "?", sandbox.name(), payload.as_ref())
+                crate::verify::panicked(&model, "?", sandbox.name(), payload.as_ref())
             });
             keep_result(&run_dir, &mut v);
             bar.inc(1);
@@ -1004,9 +1004,9 @@ async fn judge_one(answer: Answer, picker: &TaskPicker, sandbox: &dyn Sandbox) -
     match picker.pick(&loaded.code()) {
         Ok((prepared, choice)) => {
             let mut v =
-                crate::jobs::verify_guarded(loaded.input(), &answer.model, &prepared, sandbox)
+                crate::verify::verify_guarded(loaded.input(), &answer.model, &prepared, sandbox)
                     .await
-                    .unwrap_or_else(|crate::jobs::Panicked(v)| v);
+                    .unwrap_or_else(|crate::verify::Panicked(v)| v);
             v.task_choice = Some(choice);
             v
         }

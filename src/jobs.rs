@@ -1414,7 +1414,7 @@ impl Jobs {
         if let Err(payload) = run.catch_unwind().await {
             let why = format!(
                 "qtjudge bug: panicked while handling the job: {}; please report it",
-                panic_message(payload.as_ref())
+                verify::panic_message(payload.as_ref())
             );
             tracing::error!(job = %id, error = %why, "a job's handling panicked; the worker goes on");
             match self.store.finish(&id, Status::Error, None, Some(why)).await {
@@ -1451,9 +1451,9 @@ impl Jobs {
             Some(bundle) => verify::Input::Bundle(bundle),
             None => verify::Input::Answer(&job.output),
         };
-        let mut v = match verify_guarded(input, &job.model, &prepared, sandbox.as_ref()).await {
+        let mut v = match verify::verify_guarded(input, &job.model, &prepared, sandbox.as_ref()).await {
             Ok(v) => v,
-            Err(Panicked(mut v)) => {
+            Err(verify::Panicked(mut v)) => {
                 // A bug, not the engine: running it again would not help.
                 tracing::error!(job = %job.id, "the job's verification panicked; recorded as error, the worker goes on");
                 v.task_choice = job.task_choice.clone();
@@ -1637,64 +1637,6 @@ fn release_free_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
-
-/// A verification that panicked, as its answer's `error` result.
-#[derive(Debug)]
-pub struct Panicked(pub Verification);
-
-/// Runs one verification at its boundary, for the workers and `grade`: a
-/// panic anywhere in it (a qtjudge bug, e.g. on bytes from the sandbox)
-/// becomes this answer's `error` with the panic's message, logged, so that
-/// it never ends a batch, a worker or the service. Unwinding drops what the
-/// verification held, so its container's removal guard still removes it.
-pub async fn verify_guarded(
-    input: verify::Input<'_>,
-    model: &str,
-    prepared: &PreparedTask,
-    sandbox: &dyn Sandbox,
-) -> Result<Verification, Panicked> {
-    let started = std::time::Instant::now();
-    let verification = verify::verify_input(input, model, prepared, sandbox);
-    match std::panic::AssertUnwindSafe(verification)
-        .catch_unwind()
-        .await
-    {
-        Ok(v) => Ok(v),
-        Err(payload) => {
-            let mut v = panicked(model, &prepared.task.id, sandbox.name(), payload.as_ref());
-            v.duration_ms = started.elapsed().as_millis() as u64;
-            Err(Panicked(v))
-        }
-    }
-}
-
-/// The result of an answer whose judging panicked: no tier, label `error`,
-/// the panic's message in `reason` and `error`; logged as an error.
-pub fn panicked(
-    model: &str,
-    task: &str,
-    sandbox: &str,
-    payload: &(dyn std::any::Any + Send),
-) -> Verification {
-    let why = format!(
-        "qtjudge bug: panicked while judging: {}; please report it",
-        panic_message(payload)
-    );
-    tracing::error!(model, task, error = %why, "a verification panicked; its answer is recorded as error and the run goes on");
-    let mut v = Verification::unjudged(model, task, sandbox);
-    v.reason = why.clone();
-    v.error = Some(why);
-    v
-}
-
-/// What a panic said (`panic!` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
 
 struct DecrementOnDrop<'a>(&'a AtomicUsize);
 

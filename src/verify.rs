@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -472,6 +473,65 @@ pub async fn verify_input(
     v.behaviour = Some(behaviour);
     finish(&mut v, &watch);
     v
+}
+
+/// A verification that panicked, as its answer's `error` result.
+#[derive(Debug)]
+pub struct Panicked(pub Verification);
+
+/// Runs one verification at its boundary, for the service's workers and
+/// `grade`: a panic anywhere in it (a qtjudge bug, e.g. on bytes from the
+/// sandbox) becomes this answer's `error` with the panic's message, logged,
+/// so that it never ends a batch, a worker or the service. Unwinding drops
+/// what the verification held, so its container's removal guard still
+/// removes it.
+pub async fn verify_guarded(
+    input: Input<'_>,
+    model: &str,
+    prepared: &PreparedTask,
+    sandbox: &dyn Sandbox,
+) -> Result<Verification, Panicked> {
+    let started = Instant::now();
+    let verification = verify_input(input, model, prepared, sandbox);
+    match std::panic::AssertUnwindSafe(verification)
+        .catch_unwind()
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(payload) => {
+            let mut v = panicked(model, &prepared.task.id, sandbox.name(), payload.as_ref());
+            v.duration_ms = started.elapsed().as_millis() as u64;
+            Err(Panicked(v))
+        }
+    }
+}
+
+/// The result of an answer whose judging panicked: no tier, label `error`,
+/// the panic's message in `reason` and `error`; logged as an error.
+pub fn panicked(
+    model: &str,
+    task: &str,
+    sandbox: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> Verification {
+    let why = format!(
+        "qtjudge bug: panicked while judging: {}; please report it",
+        panic_message(payload)
+    );
+    tracing::error!(model, task, error = %why, "a verification panicked; its answer is recorded as error and the run goes on");
+    let mut v = Verification::unjudged(model, task, sandbox);
+    v.reason = why.clone();
+    v.error = Some(why);
+    v
+}
+
+/// What a panic said (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// A run that could not be judged, of an answer whose code holds a
