@@ -297,7 +297,7 @@ pub struct ServeArgs {
     #[arg(long, env = "QTJUDGE_CALLBACK_SECRET", hide_env_values = true)]
     pub callback_secret: Option<String>,
     /// Attempts per callback (backoff 1 s, 2 s, 4 s … at most 5 min apart).
-    #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::callbacks::DEFAULT_ATTEMPTS)]
+    #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::service::callbacks::DEFAULT_ATTEMPTS)]
     pub callback_attempts: u32,
     /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
     #[arg(long, env = "QTJUDGE_RUNTIME")]
@@ -351,7 +351,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn serve_command(args: ServeArgs) -> Result<i32> {
-    let config = crate::api::ServeConfig {
+    let config = crate::service::api::ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         workers: args.workers,
@@ -371,7 +371,7 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
         body_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
     };
-    crate::api::serve(config).await?;
+    crate::service::api::serve(config).await?;
     Ok(exit_codes::OK)
 }
 
@@ -1090,7 +1090,7 @@ pub fn load_run(dir: &Path) -> Result<Vec<Verification>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::tests::PanickySandbox;
+    use crate::service::jobs::tests::PanickySandbox;
 
     #[tokio::test]
     async fn a_panic_while_judging_one_answer_does_not_end_the_grade_run() {

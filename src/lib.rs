@@ -2,17 +2,12 @@
 //! in a locked-down sandbox and grading them into the experiment's tiers.
 //! See ARCHITECTURE.md for the codemap.
 
-pub mod api;
 pub mod bundle;
-pub mod callbacks;
 pub mod cli;
 pub mod client;
-pub mod data_dir_lock;
 pub mod extract;
 pub mod harness;
-pub mod http_server;
 pub mod image;
-pub mod jobs;
 pub mod layout_diff;
 pub mod lines;
 pub mod pixels;
@@ -21,6 +16,7 @@ pub mod report;
 pub mod report_channel;
 pub mod sandbox;
 pub mod screen;
+pub mod service;
 pub mod static_grade;
 pub mod task;
 pub mod timings;

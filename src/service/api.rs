@@ -22,9 +22,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::bundle::{BundleError, InputKind, Upload};
-use crate::callbacks;
-use crate::jobs::{self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status};
 use crate::report::{self, Counts, Format};
+use crate::service::callbacks;
+use crate::service::jobs::{
+    self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status,
+};
 use crate::task::{Task, TaskChoice, TaskError};
 use crate::verify::Verification;
 
@@ -196,7 +198,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
-        if e.is::<crate::http_server::BodyTimedOut>() {
+        if e.is::<crate::service::http_server::BodyTimedOut>() {
             return true;
         }
         source = e.source();
@@ -257,7 +259,7 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     pub config: Arc<ApiConfig>,
     /// What the HTTP server's connections did (for `/metrics`).
-    pub connections: Arc<crate::http_server::ConnectionStats>,
+    pub connections: Arc<crate::service::http_server::ConnectionStats>,
 }
 
 /// The whole HTTP surface, testable without a socket.
@@ -1956,7 +1958,7 @@ pub enum ServeError {
     #[error(transparent)]
     Jobs(#[from] JobsError),
     #[error(transparent)]
-    DataDirLocked(#[from] crate::data_dir_lock::LockError),
+    DataDirLocked(#[from] crate::service::data_dir_lock::LockError),
     #[error("the HTTP server stopped: {0}")]
     Server(std::io::Error),
     #[error("cannot set up the HTTP client for callbacks: {0}")]
@@ -1997,7 +1999,7 @@ impl ServeConfig {
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
     // Before the store: recovery would requeue another service's jobs.
-    let _lock = crate::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
+    let _lock = crate::service::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     let store = jobs::Store::open(&config.data_dir)?;
     let recovered = store.recover().await?;
     if recovered.requeued + recovered.given_up > 0 {
@@ -2049,7 +2051,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(%address, data = %config.data_dir.display(), workers = config.workers, token = config.token.is_some(), "qtjudge serve is listening");
     // One line on stdout, so that scripts (and tests with port 0) learn the address.
     println!("listening on http://{address}");
-    let connections = Arc::new(crate::http_server::ConnectionStats::default());
+    let connections = Arc::new(crate::service::http_server::ConnectionStats::default());
     let state = AppState {
         jobs: jobs.clone(),
         config: Arc::new(ApiConfig {
@@ -2062,10 +2064,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         connections: connections.clone(),
     };
     let stopping = jobs.stopping().clone();
-    let limits = crate::http_server::ConnectionLimits {
-        max_connections: crate::http_server::connection_cap(
+    let limits = crate::service::http_server::ConnectionLimits {
+        max_connections: crate::service::http_server::connection_cap(
             config.max_connections,
-            crate::http_server::raise_file_limit(),
+            crate::service::http_server::raise_file_limit(),
         ),
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,
@@ -2078,7 +2080,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "--max-connections lowered to stay below the open-file limit (raise it with ulimit -n)"
         );
     }
-    crate::http_server::serve(listener, router(state), limits, connections, async move {
+    crate::service::http_server::serve(listener, router(state), limits, connections, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new work; running verifications may finish");
         // Ends long polls and stops the workers claiming more.
@@ -2168,8 +2170,8 @@ mod tests {
             assert!(schemas.get(name).is_some(), "dangling $ref {r}");
         }
     }
-    use crate::jobs::{Engine, JobsConfig, Store};
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+    use crate::service::jobs::{Engine, JobsConfig, Store};
     use axum::body::Body as HttpBody;
     use tower::ServiceExt;
 

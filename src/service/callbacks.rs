@@ -25,7 +25,7 @@ use sha2::Sha256;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{now_ms, sql, BatchRecord, JobRecord, Jobs, JobsError, Store};
+use crate::service::jobs::{now_ms, sql, BatchRecord, JobRecord, Jobs, JobsError, Store};
 
 /// Attempts per delivery unless `--callback-attempts` says otherwise.
 pub const DEFAULT_ATTEMPTS: u32 = 8;
@@ -601,7 +601,7 @@ impl Deliverer {
         }
         let view = if p.event == BATCH_FINISHED {
             store
-                .batch_with(&p.subject, crate::jobs::BatchDetail::Summary)
+                .batch_with(&p.subject, crate::service::jobs::BatchDetail::Summary)
                 .await
                 .map_err(NoBody::Store)?
                 .map(|b| (self.views.batch)(&b))
@@ -781,8 +781,8 @@ mod tests {
         assert!(check_url(&format!("http://a/{}", "x".repeat(3000))).is_err());
     }
 
-    use crate::jobs::{Engine, JobsConfig, NewBatch, NewJob, Status};
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
+    use crate::service::jobs::{Engine, JobsConfig, NewBatch, NewJob, Status};
     use std::collections::VecDeque;
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
@@ -890,7 +890,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_made_before_callbacks_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join(crate::jobs::DB_FILE)).unwrap();
+        let conn = Connection::open(dir.path().join(crate::service::jobs::DB_FILE)).unwrap();
         conn.execute_batch(
             "CREATE TABLE batches (id TEXT PRIMARY KEY, task TEXT NOT NULL, created_at INTEGER NOT NULL);
              CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,

@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::callbacks::{CallbackStatus, Outcome};
 use crate::sandbox::{BoxFuture, Sandbox};
+use crate::service::callbacks::{CallbackStatus, Outcome};
 use crate::task::{Task, TaskChoice, TaskError};
 use crate::verdict::Label;
 use crate::verify::{self, PreparedTask, Verification};
@@ -348,7 +348,7 @@ impl Store {
             .map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         add_job_columns(&conn).map_err(open_error)?;
-        crate::callbacks::migrate(&conn).map_err(open_error)?;
+        crate::service::callbacks::migrate(&conn).map_err(open_error)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -762,7 +762,7 @@ impl Store {
                 params![before_ms],
             )
             .map_err(sql("pruning batches"))?;
-            crate::callbacks::prune(&tx).map_err(sql("pruning callbacks"))?;
+            crate::service::callbacks::prune(&tx).map_err(sql("pruning callbacks"))?;
             tx.commit().map_err(sql("committing a prune"))?;
             if deleted > 0 {
                 // Gives the freed pages back (one per step: run it to the
@@ -1451,7 +1451,9 @@ impl Jobs {
             Some(bundle) => verify::Input::Bundle(bundle),
             None => verify::Input::Answer(&job.output),
         };
-        let mut v = match verify::verify_guarded(input, &job.model, &prepared, sandbox.as_ref()).await {
+        let mut v = match verify::verify_guarded(input, &job.model, &prepared, sandbox.as_ref())
+            .await
+        {
             Ok(v) => v,
             Err(verify::Panicked(mut v)) => {
                 // A bug, not the engine: running it again would not help.
