@@ -1090,7 +1090,7 @@ pub fn load_run(dir: &Path) -> Result<Vec<Verification>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::jobs::tests::PanickySandbox;
+    use crate::service::workers::tests::PanickySandbox;
 
     #[tokio::test]
     async fn a_panic_while_judging_one_answer_does_not_end_the_grade_run() {

@@ -24,9 +24,9 @@ use serde_json::{json, Value};
 use crate::bundle::{BundleError, InputKind, Upload};
 use crate::report::{self, Counts, Format};
 use crate::service::callbacks;
-use crate::service::jobs::{
-    self, BatchRecord, JobRecord, Jobs, JobsError, NewBatch, NewJob, Status,
-};
+use crate::service::engine_watch::{self, Engine};
+use crate::service::jobs::{self, Jobs};
+use crate::service::store::{self, BatchRecord, JobRecord, JobsError, NewBatch, NewJob, Status};
 use crate::task::{Task, TaskChoice, TaskError};
 use crate::verify::Verification;
 
@@ -1092,7 +1092,7 @@ async fn create_batch(
     for task in &tasks {
         admit(&state, task).await?;
     }
-    let id = jobs::new_id();
+    let id = store::new_id();
     let count = jobs.len();
     let batch = NewBatch {
         id: id.clone(),
@@ -1230,8 +1230,8 @@ async fn get_batch(
     let wait = requested_wait(query.wait, &headers);
     // A report in a format carries every result whole; the view does not.
     let detail = match query.format {
-        Some(_) => jobs::BatchDetail::Full,
-        None => jobs::BatchDetail::Summary,
+        Some(_) => store::BatchDetail::Full,
+        None => store::BatchDetail::Summary,
     };
     let batch = if wait.is_zero() {
         state.jobs.store.batch_with(&id, detail).await?
@@ -1810,7 +1810,7 @@ async fn batch_page(
     let batch = state
         .jobs
         .store
-        .batch_with(&id, jobs::BatchDetail::Summary)
+        .batch_with(&id, store::BatchDetail::Summary)
         .await?
         .ok_or(ApiError::NotFound { what: "batch", id })?;
     let status = batch_status(&batch);
@@ -2000,7 +2000,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
     // Before the store: recovery would requeue another service's jobs.
     let _lock = crate::service::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
-    let store = jobs::Store::open(&config.data_dir)?;
+    let store = store::Store::open(&config.data_dir)?;
     let recovered = store.recover().await?;
     if recovered.requeued + recovered.given_up > 0 {
         tracing::warn!(
@@ -2009,9 +2009,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "jobs interrupted by an earlier stop were found"
         );
     }
-    let engine = Arc::new(jobs::Engine::pending(Some(jobs::docker_probe())));
+    let engine = Arc::new(Engine::pending(Some(engine_watch::docker_probe())));
     let watcher_stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(jobs::watch_docker(
+    tokio::spawn(engine_watch::watch_docker(
         engine.clone(),
         watcher_stop.clone(),
         config.workers,
@@ -2171,7 +2171,8 @@ mod tests {
         }
     }
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
-    use crate::service::jobs::{Engine, JobsConfig, Store};
+    use crate::service::jobs::JobsConfig;
+    use crate::service::store::Store;
     use axum::body::Body as HttpBody;
     use tower::ServiceExt;
 

@@ -3,10 +3,10 @@
 //! `GET /v1/batches/{id}`) is POSTed there, signed, and retried with
 //! backoff until the receiver takes it or refuses it for good.
 //!
-//! Durable: a trigger in the store queues the delivery in the very
-//! transaction that finishes the job (whichever code path finishes it), and
-//! each attempt's outcome is written back, so a restart resumes whatever was
-//! pending. Delivery is at least once: a receiver dedupes on
+//! Durable: a trigger in the store (`store`'s schema) queues the delivery
+//! in the very transaction that finishes the job (whichever code path
+//! finishes it), and each attempt's outcome is written back through the
+//! store, so a restart resumes whatever was pending. Delivery is at least once: a receiver dedupes on
 //! `X-Qtjudge-Delivery`, which stays the same across attempts.
 //!
 //! No address filtering: whoever holds the service's token may make it POST
@@ -18,14 +18,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::jobs::{now_ms, sql, BatchRecord, JobRecord, Jobs, JobsError, Store};
+use crate::service::jobs::Jobs;
+use crate::service::metrics::CallbackOutcome;
+use crate::service::store::{
+    now_ms, BatchDetail, BatchRecord, DeliveryState, JobRecord, JobsError, PendingDelivery,
+};
 
 /// Attempts per delivery unless `--callback-attempts` says otherwise.
 pub const DEFAULT_ATTEMPTS: u32 = 8;
@@ -147,234 +149,6 @@ pub fn next_wait(failed: u32, answer: &Answer) -> Duration {
     backoff(failed).max(asked)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryState {
-    Pending,
-    Delivered,
-    Failed,
-}
-
-impl DeliveryState {
-    fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Failed => "failed",
-        }
-    }
-}
-
-/// A callback as the views show it. `pending` also covers the time before
-/// the verification or batch is finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallbackStatus {
-    pub url: String,
-    pub state: DeliveryState,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-}
-
-impl CallbackStatus {
-    /// From four columns from `first` on: the job's or batch's
-    /// `callback_url`, then its delivery's `state`, `attempts`, `last_error`.
-    pub(crate) fn from_row(
-        r: &rusqlite::Row<'_>,
-        first: usize,
-    ) -> rusqlite::Result<Option<CallbackStatus>> {
-        let Some(url) = r.get::<_, Option<String>>(first)? else {
-            return Ok(None);
-        };
-        let state = match r.get::<_, Option<String>>(first + 1)?.as_deref() {
-            Some("delivered") => DeliveryState::Delivered,
-            Some("failed") => DeliveryState::Failed,
-            _ => DeliveryState::Pending,
-        };
-        Ok(Some(CallbackStatus {
-            url,
-            state,
-            attempts: r.get::<_, Option<i64>>(first + 2)?.unwrap_or(0),
-            last_error: r.get(first + 3)?,
-        }))
-    }
-}
-
-/// Counted in `qtjudge_callbacks_total{outcome}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    /// An attempt failed and another is scheduled.
-    Retried,
-    /// Given up: refused, or out of attempts.
-    Failed,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Delivered, Outcome::Retried, Outcome::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Retried => "retried",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS callbacks (
-    id TEXT PRIMARY KEY,
-    subject TEXT NOT NULL UNIQUE,
-    event TEXT NOT NULL,
-    url TEXT NOT NULL,
-    body TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    created_at INTEGER NOT NULL,
-    finished_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS callbacks_state ON callbacks(state, next_attempt_ms);
-CREATE TRIGGER IF NOT EXISTS callbacks_on_finish
-AFTER UPDATE OF status ON jobs
-WHEN NEW.status IN ('done', 'error') AND OLD.status NOT IN ('done', 'error')
-BEGIN
-    INSERT OR IGNORE INTO callbacks (id, subject, event, url, created_at)
-    SELECT lower(hex(randomblob(16))), NEW.id, 'verification.finished', NEW.callback_url,
-           CAST(unixepoch('subsec') * 1000 AS INTEGER)
-    WHERE NEW.callback_url IS NOT NULL;
-    INSERT OR IGNORE INTO callbacks (id, subject, event, url, created_at)
-    SELECT lower(hex(randomblob(16))), b.id, 'batch.finished', b.callback_url,
-           CAST(unixepoch('subsec') * 1000 AS INTEGER)
-    FROM batches b
-    WHERE b.id = NEW.batch_id AND b.callback_url IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.status NOT IN ('done', 'error'));
-END;
-";
-
-/// Adds the callback columns to a store made by an older version, then
-/// the deliveries table and the trigger that fills it.
-pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    for table in ["jobs", "batches"] {
-        let has_column: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = 'callback_url'",
-            params![table],
-            |r| r.get(0),
-        )?;
-        if !has_column {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN callback_url TEXT"))?;
-        }
-    }
-    conn.execute_batch(SCHEMA)
-}
-
-/// Deletes finished deliveries whose verification or batch was pruned.
-pub(crate) fn prune(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM callbacks WHERE state != 'pending'
-         AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = callbacks.subject)
-         AND NOT EXISTS (SELECT 1 FROM batches WHERE batches.id = callbacks.subject)",
-        [],
-    )
-}
-
-/// A delivery still to make (its body is read when its turn comes).
-#[derive(Debug, Clone)]
-struct Pending {
-    id: String,
-    subject: String,
-    event: String,
-    url: String,
-    attempts: u32,
-    next_attempt_ms: i64,
-}
-
-impl Store {
-    async fn pending_callbacks(&self) -> Result<Vec<Pending>, JobsError> {
-        self.call(|conn| {
-            let mut statement = conn
-                .prepare(
-                    "SELECT id, subject, event, url, attempts, next_attempt_ms FROM callbacks
-                     WHERE state = 'pending' ORDER BY next_attempt_ms",
-                )
-                .map_err(sql("listing pending callbacks"))?;
-            let rows = statement
-                .query_map([], |r| {
-                    Ok(Pending {
-                        id: r.get(0)?,
-                        subject: r.get(1)?,
-                        event: r.get(2)?,
-                        url: r.get(3)?,
-                        attempts: r.get(4)?,
-                        next_attempt_ms: r.get(5)?,
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(sql("listing pending callbacks"))?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    async fn callback_body(&self, id: &str) -> Result<Option<String>, JobsError> {
-        let id = id.to_string();
-        self.call(move |conn| {
-            conn.query_row(
-                "SELECT body FROM callbacks WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map(Option::flatten)
-            .map_err(sql("reading a callback's body"))
-        })
-        .await
-    }
-
-    async fn set_callback_body(&self, id: &str, body: String) -> Result<(), JobsError> {
-        let id = id.to_string();
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE callbacks SET body = ?2 WHERE id = ?1",
-                params![id, body],
-            )
-            .map(|_| ())
-            .map_err(sql("storing a callback's body"))
-        })
-        .await
-    }
-
-    async fn callback_attempted(
-        &self,
-        id: &str,
-        attempts: u32,
-        state: DeliveryState,
-        next_attempt_ms: i64,
-        last_error: Option<String>,
-    ) -> Result<(), JobsError> {
-        let id = id.to_string();
-        self.call(move |conn| {
-            let finished_at = (state != DeliveryState::Pending).then(now_ms);
-            conn.execute(
-                "UPDATE callbacks SET attempts = ?2, state = ?3, next_attempt_ms = ?4,
-                 last_error = ?5, finished_at = ?6 WHERE id = ?1",
-                params![
-                    id,
-                    attempts,
-                    state.as_str(),
-                    next_attempt_ms,
-                    last_error,
-                    finished_at
-                ],
-            )
-            .map(|_| ())
-            .map_err(sql("recording a callback attempt"))
-        })
-        .await
-    }
-}
-
 /// How the bodies are rendered: the API's own views, so that a callback
 /// carries exactly what a GET would.
 #[derive(Clone, Copy)]
@@ -489,7 +263,7 @@ impl Deliverer {
         running.shutdown().await;
     }
 
-    async fn deliver(self: Arc<Self>, p: Pending) {
+    async fn deliver(self: Arc<Self>, p: PendingDelivery) {
         let body = match self.body(&p).await {
             Ok(body) => body,
             Err(NoBody::Store(e)) => {
@@ -530,7 +304,9 @@ impl Deliverer {
                         self.pause().await;
                         return;
                     }
-                    self.jobs.metrics.record_callback(Outcome::Delivered);
+                    self.jobs
+                        .metrics
+                        .record_callback(CallbackOutcome::Delivered);
                     return;
                 }
                 Verdict::Retry if attempts < self.config.max_attempts => {
@@ -551,7 +327,7 @@ impl Deliverer {
                         self.pause().await;
                         return;
                     }
-                    self.jobs.metrics.record_callback(Outcome::Retried);
+                    self.jobs.metrics.record_callback(CallbackOutcome::Retried);
                 }
                 Verdict::Retry => {
                     let why = format!(
@@ -579,9 +355,9 @@ impl Deliverer {
         }
     }
 
-    async fn give_up(&self, p: &Pending, attempts: u32, why: String) {
+    async fn give_up(&self, p: &PendingDelivery, attempts: u32, why: String) {
         tracing::warn!(delivery = %p.id, url = %p.url, event = %p.event, attempts, reason = %why, "callback given up");
-        self.jobs.metrics.record_callback(Outcome::Failed);
+        self.jobs.metrics.record_callback(CallbackOutcome::Failed);
         if let Err(e) = self
             .jobs
             .store
@@ -594,14 +370,14 @@ impl Deliverer {
 
     /// The body, rendered once before the first attempt and then sent
     /// unchanged by every attempt (and after a restart).
-    async fn body(&self, p: &Pending) -> Result<Bytes, NoBody> {
+    async fn body(&self, p: &PendingDelivery) -> Result<Bytes, NoBody> {
         let store = &self.jobs.store;
         if let Some(body) = store.callback_body(&p.id).await.map_err(NoBody::Store)? {
             return Ok(Bytes::from(body));
         }
         let view = if p.event == BATCH_FINISHED {
             store
-                .batch_with(&p.subject, crate::service::jobs::BatchDetail::Summary)
+                .batch_with(&p.subject, BatchDetail::Summary)
                 .await
                 .map_err(NoBody::Store)?
                 .map(|b| (self.views.batch)(&b))
@@ -626,7 +402,7 @@ impl Deliverer {
         Ok(Bytes::from(body))
     }
 
-    async fn attempt(&self, p: &Pending, body: Bytes) -> Answer {
+    async fn attempt(&self, p: &PendingDelivery, body: Bytes) -> Answer {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -782,7 +558,9 @@ mod tests {
     }
 
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
-    use crate::service::jobs::{Engine, JobsConfig, NewBatch, NewJob, Status};
+    use crate::service::engine_watch::Engine;
+    use crate::service::jobs::JobsConfig;
+    use crate::service::store::{CallbackStatus, NewJob, Store};
     use std::collections::VecDeque;
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
@@ -798,127 +576,6 @@ mod tests {
             upload: None,
             task_choice: None,
         }
-    }
-
-    async fn set_status(store: &Store, id: &str, status: &str) {
-        let (id, status) = (id.to_string(), status.to_string());
-        store
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE jobs SET status = ?2 WHERE id = ?1",
-                    params![id, status],
-                )
-                .map(|_| ())
-                .map_err(sql("test"))
-            })
-            .await
-            .unwrap();
-    }
-
-    async fn subjects(store: &Store) -> Vec<(String, String)> {
-        store
-            .call(|conn| {
-                let mut statement = conn
-                    .prepare("SELECT subject, event FROM callbacks ORDER BY rowid")
-                    .unwrap();
-                let rows = statement
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .unwrap()
-                    .collect::<Result<Vec<_>, _>>()
-                    .unwrap();
-                Ok(rows)
-            })
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn finishing_queues_one_delivery_per_job_and_one_per_batch_when_it_is_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let single = store
-            .enqueue(vec![job(Some("http://127.0.0.1:1/a")), job(None)], None, 10)
-            .await
-            .unwrap();
-        let batch = NewBatch {
-            id: "b1".into(),
-            task: "reset-conversation".into(),
-            callback_url: Some("http://127.0.0.1:1/b".into()),
-        };
-        let in_batch = store
-            .enqueue(vec![job(None), job(None)], Some(batch), 10)
-            .await
-            .unwrap();
-        assert!(subjects(&store).await.is_empty());
-
-        set_status(&store, &single[0], "running").await;
-        assert!(subjects(&store).await.is_empty(), "not finished yet");
-        set_status(&store, &single[0], "done").await;
-        set_status(&store, &single[1], "done").await;
-        assert_eq!(
-            subjects(&store).await,
-            [(single[0].clone(), VERIFICATION_FINISHED.to_string())],
-            "only the job that named a callback"
-        );
-
-        set_status(&store, &in_batch[0], "error").await;
-        assert_eq!(subjects(&store).await.len(), 1, "the batch is not complete");
-        set_status(&store, &in_batch[1], "done").await;
-        set_status(&store, &in_batch[1], "queued").await;
-        set_status(&store, &in_batch[1], "done").await;
-        assert_eq!(
-            subjects(&store).await[1..],
-            [("b1".to_string(), BATCH_FINISHED.to_string())],
-            "once, however often its last job finishes"
-        );
-
-        let record = store.job(&single[0]).await.unwrap().unwrap();
-        assert_eq!(
-            record.callback,
-            Some(CallbackStatus {
-                url: "http://127.0.0.1:1/a".into(),
-                state: DeliveryState::Pending,
-                attempts: 0,
-                last_error: None
-            })
-        );
-        assert_eq!(store.job(&single[1]).await.unwrap().unwrap().callback, None);
-        let batch = store.batch("b1").await.unwrap().unwrap();
-        assert_eq!(batch.callback.unwrap().url, "http://127.0.0.1:1/b");
-    }
-
-    #[tokio::test]
-    async fn a_store_made_before_callbacks_is_migrated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join(crate::service::jobs::DB_FILE)).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE batches (id TEXT PRIMARY KEY, task TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-                 batch_id TEXT REFERENCES batches(id) ON DELETE CASCADE, task TEXT NOT NULL,
-                 model TEXT NOT NULL, output TEXT NOT NULL, metadata TEXT, status TEXT NOT NULL,
-                 result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                 created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
-             INSERT INTO jobs (id, task, model, output, status, created_at)
-                 VALUES ('old', 'reset-conversation', 'm', 'x', 'queued', 1);",
-        )
-        .unwrap();
-        drop(conn);
-        for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
-            let old = store
-                .job("old")
-                .await
-                .unwrap()
-                .expect("the old job is kept");
-            assert_eq!((old.status, old.callback), (Status::Queued, None));
-        }
-        let store = Store::open(dir.path()).unwrap();
-        let ids = store
-            .enqueue(vec![job(Some("https://example.com/hook"))], None, 10)
-            .await
-            .unwrap();
-        set_status(&store, &ids[0], "done").await;
-        assert_eq!(subjects(&store).await.len(), 1);
     }
 
     /// A sandbox that is never reached: the answers here hold no code.

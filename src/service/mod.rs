@@ -5,5 +5,9 @@
 pub mod api;
 pub mod callbacks;
 pub mod data_dir_lock;
+pub mod engine_watch;
 pub mod http_server;
 pub mod jobs;
+pub mod metrics;
+pub mod store;
+pub mod workers;

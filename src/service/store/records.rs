@@ -1,0 +1,169 @@
+//! What the job store takes in and gives back: jobs and batches to
+//! enqueue, their records as read, a claimed job, queue depth, and the state
+//! of a callback's delivery as the views show it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::task::TaskChoice;
+use crate::verify::Verification;
+
+/// Where a job stands. `error` means it could not be judged (engine down,
+/// task gone, given up after crashes): never the answer's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Error => "error",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Status {
+        match text {
+            "queued" => Status::Queued,
+            "running" => Status::Running,
+            "done" => Status::Done,
+            _ => Status::Error,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Done | Status::Error)
+    }
+}
+
+/// An answer to verify, as accepted by the API.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub task: String,
+    pub model: String,
+    pub output: String,
+    /// An app as uploaded (still compressed); `output` is then empty.
+    /// Stored with the job, so a job queued before a crash still runs
+    /// after it, and unpacked by the worker that runs it.
+    pub upload: Option<crate::bundle::Upload>,
+    pub metadata: Option<Value>,
+    /// Where the finished view is POSTed (checked by the API).
+    pub callback_url: Option<String>,
+    /// Why `task` was chosen (given, or resembled): kept with the job and
+    /// put in its result, as a local `grade` puts it.
+    pub task_choice: Option<TaskChoice>,
+}
+
+/// A batch to create with its jobs.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: String,
+    pub task: String,
+    /// Where the finished batch's view is POSTed.
+    pub callback_url: Option<String>,
+}
+
+/// A job as stored (without the answer's text, which only workers need).
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub batch_id: Option<String>,
+    pub task: String,
+    pub model: String,
+    pub metadata: Option<Value>,
+    pub status: Status,
+    pub result: Option<Verification>,
+    /// Why a job ended in `error` without a result.
+    pub error: Option<String>,
+    pub attempts: i64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub callback: Option<CallbackStatus>,
+    /// Why `task` was chosen (none for jobs stored by older versions).
+    pub task_choice: Option<TaskChoice>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub id: String,
+    pub task: String,
+    pub created_at: i64,
+    /// In the order they were submitted.
+    pub jobs: Vec<JobRecord>,
+    pub callback: Option<CallbackStatus>,
+}
+
+/// A claimed job: what a worker needs to run it.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) id: String,
+    pub(crate) batch_id: Option<String>,
+    pub(crate) task: String,
+    pub(crate) model: String,
+    pub(crate) output: String,
+    pub(crate) upload: Option<crate::bundle::Upload>,
+    /// An app unpacked at submission by a version before uploads were
+    /// kept compressed (a job queued before an upgrade).
+    pub(crate) bundle: Option<crate::bundle::Bundle>,
+    pub(crate) task_choice: Option<TaskChoice>,
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Depth {
+    pub queued: usize,
+    pub running: usize,
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub requeued: usize,
+    pub given_up: usize,
+}
+
+/// How much of a batch's jobs to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchDetail {
+    /// Everything: reports of every format.
+    Full,
+    /// Progress, tiers and reasons: the batch view, its page, its callback.
+    Summary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+/// A callback as the views show it. `pending` also covers the time before
+/// the verification or batch is finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackStatus {
+    pub url: String,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
