@@ -46,8 +46,9 @@ pub const EVENT_HEADER: &str = "x-qtjudge-event";
 pub const DELIVERY_HEADER: &str = "x-qtjudge-delivery";
 pub const TIMESTAMP_HEADER: &str = "x-qtjudge-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-qtjudge-signature";
-pub const VERIFICATION_FINISHED: &str = "verification.finished";
-pub const BATCH_FINISHED: &str = "batch.finished";
+// The events (`X-Qtjudge-Event`) are named by the store, whose trigger
+// queues each delivery with its event.
+pub use crate::service::store::{BATCH_FINISHED, VERIFICATION_FINISHED};
 
 /// Checks a `callback_url`: an absolute http(s) URL with a host. The error
 /// is a sentence for the client.

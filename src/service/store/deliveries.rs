@@ -137,9 +137,8 @@ pub(super) fn prune(conn: &Connection) -> rusqlite::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{NewBatch, NewJob, Status, DB_FILE};
+    use super::super::{NewBatch, NewJob, Status, BATCH_FINISHED, DB_FILE, VERIFICATION_FINISHED};
     use super::*;
-    use crate::service::callbacks::{BATCH_FINISHED, VERIFICATION_FINISHED};
 
     fn job(callback_url: Option<&str>) -> NewJob {
         NewJob {

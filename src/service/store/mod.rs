@@ -24,7 +24,7 @@ pub use deliveries::PendingDelivery;
 pub(crate) use records::Claimed;
 pub use records::{
     BatchDetail, BatchRecord, CallbackStatus, DeliveryState, Depth, JobRecord, NewBatch, NewJob,
-    Recovered, Status,
+    Recovered, Status, BATCH_FINISHED, VERIFICATION_FINISHED,
 };
 
 /// The store's file name inside the data folder.

@@ -8,6 +8,12 @@ use serde_json::Value;
 use crate::task::TaskChoice;
 use crate::verify::Verification;
 
+/// The event of a delivery whose verification finished (written by the
+/// trigger that queues it, sent as `X-Qtjudge-Event`).
+pub const VERIFICATION_FINISHED: &str = "verification.finished";
+/// The event of a delivery whose batch finished.
+pub const BATCH_FINISHED: &str = "batch.finished";
+
 /// Where a job stands. `error` means it could not be judged (engine down,
 /// task gone, given up after crashes): never the answer's fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

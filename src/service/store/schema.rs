@@ -1,7 +1,8 @@
 //! The store's schema, in one place: the tables of jobs, artifacts and
 //! batches, the columns added to them since their first version, and the
 //! callback deliveries with the trigger that queues one whenever a job or
-//! a batch finishes (its event names are `callbacks`' constants).
+//! a batch finishes (its event names are `VERIFICATION_FINISHED` and
+//! `BATCH_FINISHED` of `records`).
 
 use rusqlite::{params, Connection};
 
