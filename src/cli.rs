@@ -256,7 +256,7 @@ pub struct GradeArgs {
 }
 
 /// `qtjudge serve`'s raw arguments; `serve_command` validates them into
-/// an `api::ServeConfig`.
+/// a `service::ServeConfig`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on. Anything but loopback needs --token.
@@ -351,7 +351,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn serve_command(args: ServeArgs) -> Result<i32> {
-    let config = crate::service::api::ServeConfig {
+    let config = crate::service::ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         workers: args.workers,
@@ -371,7 +371,7 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
         body_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
     };
-    crate::service::api::serve(config).await?;
+    crate::service::serve(config).await?;
     Ok(exit_codes::OK)
 }
 

@@ -625,7 +625,7 @@ fn epoch_ms(text: &str) -> i64 {
 
 fn assert_rfc3339_parses() {
     for ms in [0, 951_782_400_123, 1_764_000_000_999, 4_107_542_399_000] {
-        assert_eq!(epoch_ms(&qtjudge::service::api::rfc3339(ms)), ms);
+        assert_eq!(epoch_ms(&qtjudge::service::views::rfc3339(ms)), ms);
     }
 }
 

@@ -1,0 +1,266 @@
+//! `POST /v1/batches` (many answers: a JSON array or JSON Lines) and
+//! `GET /v1/batches/{id}`: its progress, or once done its report in a
+//! format of `report`.
+
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::submit::{
+    admit, check_callback_url, choose_tasks, request_input, submit, Input, VerificationRequest,
+};
+use crate::report::{self, Format};
+use crate::service::api_error::{ApiError, ApiPath, ApiQuery, Body};
+use crate::service::limits::{check_fields, requested_wait};
+use crate::service::state::AppState;
+use crate::service::store::{self, NewBatch, NewJob, Status};
+use crate::service::views::{batch_results, batch_status, batch_view};
+
+/// One answer of a batch: a raw answer in `output`, or an app in
+/// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    archive_base64: Option<String>,
+    #[serde(default)]
+    archive_name: Option<String>,
+    #[serde(default)]
+    entry: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl BatchItem {
+    /// The answer or app it carries, checked as a verification's is; a
+    /// refusal names the answer.
+    fn input(self, max_body: usize, which: &str) -> Result<Input, ApiError> {
+        let mut request = VerificationRequest {
+            output: self.output,
+            archive_base64: self.archive_base64,
+            archive_name: self.archive_name,
+            entry: self.entry,
+            task: None,
+            model: None,
+            metadata: None,
+            callback_url: None,
+        };
+        request_input(&mut request, None, max_body).map_err(|e| match e {
+            ApiError::Unprocessable { code, message } => ApiError::Unprocessable {
+                code,
+                message: format!("{which}: {message}"),
+            },
+            ApiError::TooLarge(message) => ApiError::TooLarge(format!("{which}: {message}")),
+            other => other,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchQuery {
+    task: Option<String>,
+    /// Where the finished batch's view is POSTed (the body is the answers).
+    callback_url: Option<String>,
+}
+
+/// A JSON array of answers, or JSON Lines of them.
+fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body is not a JSON array of {{\"model\", \"output\"}}: {e}"
+            ))
+        });
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "JSONL line {}: not a {{\"model\", \"output\"}} object: {e}",
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn create_batch(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<BatchQuery>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let items = parse_batch(&body)?;
+    if items.is_empty() {
+        return Err(ApiError::Unprocessable {
+            code: "empty_batch",
+            message: "the batch holds no answers".into(),
+        });
+    }
+    if items.len() > state.config.max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "the batch holds {} answers, over the limit of {} (see --max-batch)",
+            items.len(),
+            state.config.max_batch
+        )));
+    }
+    let callback_url = check_callback_url(query.callback_url.as_deref())?;
+    let mut seen = std::collections::HashMap::new();
+    let mut jobs = Vec::with_capacity(items.len());
+    let mut unpacked = 0u64;
+    for (i, item) in items.into_iter().enumerate() {
+        let which = format!("answer {}", i + 1);
+        check_fields(
+            item.model.as_deref(),
+            item.entry.as_deref(),
+            item.archive_name.as_deref(),
+            &item.metadata,
+            &which,
+        )?;
+        let metadata = item.metadata.clone().filter(|m| !m.is_null());
+        let mut model = item
+            .model
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| format!("answer-{}", i + 1));
+        let (output, upload, declared) = item.input(state.config.max_body, &which)?;
+        unpacked = unpacked.saturating_add(declared);
+        if unpacked > state.config.max_batch_unpacked {
+            return Err(ApiError::TooLarge(format!(
+                "the batch's apps unpack to more than {} MiB (at least {} MiB up to {which}), over the limit of {} MiB (see --max-batch-unpacked-mb)",
+                state.config.max_batch_unpacked >> 20,
+                unpacked >> 20,
+                state.config.max_batch_unpacked >> 20
+            )));
+        }
+        // Like `qtjudge grade`: a model named twice becomes `name#2`.
+        let n = seen.entry(model.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            model = format!("{model}#{n}");
+        }
+        jobs.push(NewJob {
+            task: String::new(),
+            task_choice: None,
+            model,
+            output,
+            metadata,
+            callback_url: None,
+            upload,
+        });
+    }
+    let codes = jobs
+        .iter()
+        .map(|j| j.upload.is_none().then(|| j.output.clone()))
+        .collect();
+    let choices = choose_tasks(&state, query.task.as_deref(), codes).await?;
+    let mut tasks: Vec<String> = choices.iter().flatten().map(|c| c.task.clone()).collect();
+    for (job, choice) in jobs.iter_mut().zip(choices) {
+        job.task = choice.as_ref().map(|c| c.task.clone()).unwrap_or_default();
+        job.task_choice = choice;
+    }
+    tasks.sort();
+    tasks.dedup();
+    if tasks.is_empty() {
+        // Only apps, each task chosen when it runs.
+        admit(&state, crate::task::FALLBACK_TASK).await?;
+    }
+    for task in &tasks {
+        admit(&state, task).await?;
+    }
+    let id = store::new_id();
+    let count = jobs.len();
+    let batch = NewBatch {
+        id: id.clone(),
+        // The task given, else the one every answer resembled, else each
+        // task chosen (every verification names its own).
+        task: tasks.join(", "),
+        callback_url,
+    };
+    submit(&state, jobs, Some(batch)).await?;
+    let location = format!("/v1/batches/{id}");
+    let body =
+        json!({"id": id, "status": Status::Queued, "total": count, "links": {"self": location}});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// How a finished batch may be rendered (`report::render`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BatchFormat {
+    Table,
+    Markdown,
+    Junit,
+    Json,
+    Jsonl,
+}
+
+impl BatchFormat {
+    fn report(self) -> (Format, &'static str) {
+        match self {
+            BatchFormat::Table => (Format::Table, "text/plain; charset=utf-8"),
+            BatchFormat::Markdown => (Format::Markdown, "text/markdown; charset=utf-8"),
+            BatchFormat::Junit => (Format::Junit, "application/xml"),
+            BatchFormat::Json => (Format::Json, "application/json"),
+            BatchFormat::Jsonl => (Format::Jsonl, "application/jsonl"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchViewQuery {
+    format: Option<BatchFormat>,
+    wait: Option<u64>,
+}
+
+pub(super) async fn get_batch(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BatchViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let wait = requested_wait(query.wait, &headers);
+    // A report in a format carries every result whole; the view does not.
+    let detail = match query.format {
+        Some(_) => store::BatchDetail::Full,
+        None => store::BatchDetail::Summary,
+    };
+    let batch = if wait.is_zero() {
+        state.jobs.store.batch_with(&id, detail).await?
+    } else {
+        state.jobs.wait_for_batch(&id, wait, detail).await?
+    };
+    let batch = batch.ok_or(ApiError::NotFound { what: "batch", id })?;
+    let done = batch_status(&batch) == Status::Done;
+    match query.format {
+        Some(format) if done => {
+            let (format, media_type) = format.report();
+            let rendered = report::render(&batch_results(&batch), format);
+            Ok((
+                [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+                rendered,
+            )
+                .into_response())
+        }
+        // Not finished: the progress, as 202, like a verification not yet done.
+        Some(_) => Ok((StatusCode::ACCEPTED, Json(batch_view(&batch))).into_response()),
+        None => Ok(Json(batch_view(&batch)).into_response()),
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /v1/verifications` (one answer or app, optionally waiting for its
+//! result), `GET /v1/verifications/{id}` and its screenshots.
+
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::submit::{
+    admit, check_callback_url, choose_tasks, parse_multipart, request_input, submit,
+    VerificationRequest,
+};
+use crate::service::api_error::{parse_json, ApiError, ApiPath, ApiQuery, Body};
+use crate::service::limits::{check_fields, requested_wait};
+use crate::service::state::AppState;
+use crate::service::store::{NewJob, Status};
+use crate::service::views::{verification_link, verification_view};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WaitQuery {
+    /// Seconds to hold the request for the result.
+    wait: Option<u64>,
+}
+
+pub(super) async fn create_verification(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (mut request, upload) = if content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        parse_multipart(&content_type, body).await?
+    } else {
+        (parse_json::<VerificationRequest>(&body)?, None)
+    };
+    let (output, upload, _declared) = request_input(&mut request, upload, state.config.max_body)?;
+    check_fields(
+        request.model.as_deref(),
+        request.entry.as_deref(),
+        request.archive_name.as_deref(),
+        &request.metadata,
+        "the request",
+    )?;
+    let callback_url = check_callback_url(request.callback_url.as_deref())?;
+    let choice = choose_tasks(
+        &state,
+        request.task.as_deref(),
+        vec![upload.is_none().then_some(output.clone())],
+    )
+    .await?
+    .remove(0);
+    admit(
+        &state,
+        choice
+            .as_ref()
+            .map_or(crate::task::FALLBACK_TASK, |c| &c.task),
+    )
+    .await?;
+    let job = NewJob {
+        task: choice.as_ref().map(|c| c.task.clone()).unwrap_or_default(),
+        task_choice: choice.clone(),
+        model: request
+            .model
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| "answer".into()),
+        output,
+        metadata: request.metadata.filter(|m| !m.is_null()),
+        callback_url,
+        upload,
+    };
+    let id = submit(&state, vec![job], None).await?.remove(0);
+    let wait = requested_wait(query.wait, &headers);
+    if !wait.is_zero() {
+        if let Some(job) = state.jobs.wait_for_job(&id, wait).await? {
+            if job.status.is_finished() {
+                return Ok((StatusCode::OK, Json(verification_view(&job))).into_response());
+            }
+        }
+    }
+    let location = verification_link(&id);
+    let body = json!({"id": id, "status": Status::Queued, "task_choice": choice, "links": {"self": location}});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub(super) async fn get_verification(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.jobs.store.job(&id).await?.ok_or(ApiError::NotFound {
+        what: "verification",
+        id,
+    })?;
+    Ok(Json(verification_view(&job)))
+}
+
+pub(super) async fn get_artifact(
+    State(state): State<AppState>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (media_type, data) =
+        state
+            .jobs
+            .store
+            .artifact(&id, &name)
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "artifact",
+                id: format!("{id}/{name}"),
+            })?;
+    let media_type = HeaderValue::from_str(&media_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok(([(CONTENT_TYPE, media_type)], data).into_response())
+}
