@@ -1,7 +1,9 @@
 //! The pages a person opens (server-rendered HTML, no script build): the
 //! recent verifications and batches, one verification, one batch; and the
-//! headers every page carries.
+//! headers every page carries. The HTML is in `templates/` (askama:
+//! checked at compile time, every value escaped unless marked safe).
 
+use askama::Template;
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
@@ -51,64 +53,67 @@ pub(super) async fn page_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The pages' escaper: `&`, `<`, `>`, `"` and `'` as the named entities
+/// (and `&#39;`) the pages have always written, for element content and
+/// quoted attribute values alike (askama's own escaper writes numeric
+/// entities). Named in `templates/askama.toml`.
+#[derive(Clone, Copy)]
+struct Html;
+
+impl askama::filters::Escaper for Html {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, text: &str) -> std::fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            dest.write_str(&rest[..at])?;
+            dest.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
         }
+        dest.write_str(rest)
     }
-    out
 }
 
-const PAGE_STYLE: &str = "
-body{font:15px/1.45 system-ui,sans-serif;margin:1.5rem auto;max-width:1200px;padding:0 1rem;color:#1d2330}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}
-table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #dde;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f4f8}a{color:#2449b8}code,pre{font:13px/1.35 ui-monospace,monospace}
-pre{background:#f6f7f9;padding:.6rem;overflow:auto;max-height:40rem}
-.tier{display:inline-block;padding:.05rem .5rem;border-radius:.8rem;font-weight:600;white-space:nowrap}
-.t1{background:#d9f2df;color:#135c26}.t2{background:#fff0c2;color:#6b4d00}.t3{background:#fadbd8;color:#8c1d13}.terr,.tq{background:#e6e7ec;color:#444}
-tr.failed td{background:#fdecea}tr.failed td:first-child{border-left:4px solid #c62828}
-.shots{display:flex;gap:1rem;flex-wrap:wrap}.shots figure{margin:0;flex:1 1 45%}.shots img{max-width:100%;border:1px solid #ccd}
-.muted{color:#667}.counts span{margin-right:1.2rem}
-";
-
-fn page(title: &str, refresh: bool, body: &str) -> Response {
-    let refresh = if refresh {
-        "<meta http-equiv=\"refresh\" content=\"2\">"
-    } else {
-        ""
-    };
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{refresh}<title>{} · qtjudge</title><style>{PAGE_STYLE}</style></head><body><p class=\"muted\"><a href=\"/\">qtjudge</a></p>{body}</body></html>",
-        esc(title)
-    );
-    (
+/// A page as the response; a page that cannot be rendered is a fault of
+/// the service (logged once by `ApiError`).
+fn html(page: impl Template) -> Result<Response, ApiError> {
+    let html = page
+        .render()
+        .map_err(|e| ApiError::Internal(format!("rendering a page: {e}")))?;
+    Ok((
         [(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         )],
         html,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The tier badge of a job, whatever its state.
-fn tier_badge(status: Status, result: Option<&Verification>) -> String {
-    match (status, result) {
-        (_, Some(v)) => match v.tier {
-            Some(t) => format!("<span class=\"tier t{t}\">{t} {}</span>", v.label.as_str()),
-            None => "<span class=\"tier terr\">not judged</span>".into(),
-        },
-        (Status::Error, None) => "<span class=\"tier terr\">error</span>".into(),
-        (status, None) => format!("<span class=\"tier tq\">{}</span>", status.as_str()),
+#[derive(Template)]
+#[template(path = "badge.html", config = "src/service/templates/askama.toml")]
+struct Badge {
+    /// `t1`, `t2`, `t3`; `terr` not judged; `tq` not finished.
+    class: String,
+    text: String,
+}
+
+impl Badge {
+    fn of(status: Status, result: Option<&Verification>) -> Badge {
+        let (class, text) = match (status, result) {
+            (_, Some(v)) => match v.tier {
+                Some(t) => (format!("t{t}"), format!("{t} {}", v.label.as_str())),
+                None => ("terr".into(), "not judged".into()),
+            },
+            (Status::Error, None) => ("terr".into(), "error".into()),
+            (status, None) => ("tq".into(), status.as_str().into()),
+        };
+        Badge { class, text }
     }
 }
 
@@ -116,57 +121,82 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
+/// A job in a listing: its badge, failure code and reason (or why it
+/// could not be judged).
+struct JobRow<'a> {
+    job: &'a JobRecord,
+    badge: Badge,
+    failure: &'a str,
+    reason: &'a str,
+}
+
+impl<'a> JobRow<'a> {
+    fn of(job: &'a JobRecord) -> JobRow<'a> {
+        let v = job.result.as_ref();
+        JobRow {
+            job,
+            badge: Badge::of(job.status, v),
+            failure: v.and_then(|v| v.failure.as_deref()).unwrap_or(""),
+            reason: v
+                .map(|v| v.reason.as_str())
+                .or(job.error.as_deref())
+                .unwrap_or(""),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "index.html", config = "src/service/templates/askama.toml")]
+struct IndexPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    /// (id, task, created_at, jobs, finished), newest first.
+    batches: &'a [(String, String, i64, usize, usize)],
+    jobs: Vec<JobRow<'a>>,
+}
+
 pub(super) async fn index_page(State(state): State<AppState>) -> Result<Response, ApiError> {
-    use std::fmt::Write as _;
     let jobs = state.jobs.store.recent_jobs(50).await?;
     let batches = state.jobs.store.recent_batches(20).await?;
-    let mut body = String::from("<h1>qtjudge verifier</h1><h2>Batches</h2>");
-    if batches.is_empty() {
-        body.push_str("<p class=\"muted\">none yet: POST /v1/batches</p>");
-    } else {
-        body.push_str(
-            "<table><tr><th>batch</th><th>task</th><th>created</th><th>finished</th></tr>",
-        );
-        for (id, task, created, total, finished) in &batches {
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"/batches/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{finished} / {total}</td></tr>",
-                esc(short(id)),
-                esc(task),
-                rfc3339(*created),
-                id = esc(id)
-            );
+    html(IndexPage {
+        title: "qtjudge",
+        refresh: jobs.iter().any(|j| !j.status.is_finished()),
+        batches: &batches,
+        jobs: jobs.iter().map(JobRow::of).collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(
+    path = "verification.html",
+    config = "src/service/templates/askama.toml"
+)]
+struct VerificationPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    job: &'a JobRecord,
+    badge: Badge,
+}
+
+impl<'a> VerificationPage<'a> {
+    fn of(job: &'a JobRecord) -> VerificationPage<'a> {
+        VerificationPage {
+            title: &job.model,
+            refresh: !job.status.is_finished(),
+            job,
+            badge: Badge::of(job.status, job.result.as_ref()),
         }
-        body.push_str("</table>");
     }
-    body.push_str("<h2>Recent verifications</h2>");
-    if jobs.is_empty() {
-        body.push_str("<p class=\"muted\">none yet: POST /v1/verifications</p>");
-    } else {
-        body.push_str(
-            "<table><tr><th>model</th><th>verdict</th><th>reason</th><th>created</th></tr>",
-        );
-        for job in &jobs {
-            let reason = job
-                .result
-                .as_ref()
-                .map(|v| v.reason.clone())
-                .or_else(|| job.error.clone())
-                .unwrap_or_default();
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"/verifications/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&job.id),
-                esc(&job.model),
-                tier_badge(job.status, job.result.as_ref()),
-                esc(&reason),
-                rfc3339(job.created_at)
-            );
-        }
-        body.push_str("</table>");
+
+    /// Whether a step's row shows as failed. The planes are judged by the
+    /// host, after the steps: a history left in place shows on the step
+    /// that checked it.
+    fn failed(&self, step: &crate::harness::Step) -> bool {
+        let host_found = self.job.result.as_ref().is_some_and(|v| {
+            v.failure.as_deref() == Some("history_not_cleared") && v.steps.iter().all(|s| s.ok)
+        });
+        !step.ok || (host_found && step.name == "check_cleared")
     }
-    let refresh = jobs.iter().any(|j| !j.status.is_finished());
-    Ok(page("qtjudge", refresh, &body))
 }
 
 pub(super) async fn verification_page(
@@ -177,161 +207,97 @@ pub(super) async fn verification_page(
         what: "verification",
         id,
     })?;
-    Ok(page(
-        &job.model,
-        !job.status.is_finished(),
-        &verification_html(&job),
-    ))
+    html(VerificationPage::of(&job))
 }
 
-fn verification_html(job: &JobRecord) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<h1>{} {}</h1><p>task <code>{}</code> · {} · created {}{}</p>",
-        esc(&job.model),
-        tier_badge(job.status, job.result.as_ref()),
-        esc(&job.task),
-        job.status.as_str(),
-        rfc3339(job.created_at),
-        job.batch_id
-            .as_ref()
-            .map(|b| format!(
-                " · <a href=\"/batches/{0}\">batch {1}</a>",
-                esc(b),
-                esc(short(b))
-            ))
-            .unwrap_or_default()
-    );
-    if let Some(error) = &job.error {
-        let _ = write!(out, "<p><strong>error:</strong> {}</p>", esc(error));
-    }
-    if let Some(metadata) = &job.metadata {
-        let _ = write!(
-            out,
-            "<p class=\"muted\">metadata <code>{}</code></p>",
-            esc(&metadata.to_string())
-        );
-    }
-    let Some(v) = &job.result else {
-        out.push_str("<p class=\"muted\">No result yet; this page refreshes itself.</p>");
-        return out;
-    };
-    let _ = write!(
-        out,
-        "<p><strong>reason:</strong> <span id=\"reason\">{}</span></p>",
-        esc(&v.reason)
-    );
-    if let Some(failure) = &v.failure {
-        let _ = write!(
-            out,
-            "<p><strong>failure:</strong> <code>{}</code></p>",
-            esc(failure)
-        );
-    }
-    if let Some(error) = &v.error {
-        let _ = write!(out, "<p><strong>not judged:</strong> {}</p>", esc(error));
-    }
-    if let Some(p) = &v.history_cleared {
-        let plane = |b: Option<bool>| match b {
-            Some(true) => "cleared",
-            Some(false) => "<strong>NOT cleared</strong>",
-            None => "not reached",
-        };
-        let _ = write!(
-            out,
-            "<h2>History after the reset</h2><table><tr><th>memory</th><th>screen</th><th>next request</th></tr><tr><td>{}</td><td>{}</td><td>{}</td></tr></table>",
-            plane(p.memory),
-            plane(p.screen),
-            plane(p.next_request)
-        );
-    }
-    if !v.steps.is_empty() {
-        // The planes are judged by the host, after the steps: a history
-        // left in place shows on the step that checked it.
-        let host_found =
-            v.failure.as_deref() == Some("history_not_cleared") && v.steps.iter().all(|s| s.ok);
-        out.push_str("<h2>Steps</h2><table id=\"steps\"><tr><th>step</th><th>result</th><th>ms</th><th>detail</th></tr>");
-        for step in &v.steps {
-            let failed = !step.ok || (host_found && step.name == "check_cleared");
-            let _ = write!(
-                out,
-                "<tr{}><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td></tr>",
-                if failed { " class=\"failed\"" } else { "" },
-                esc(&step.name),
-                match (step.ok, failed) {
-                    (false, _) => "<strong>FAILED</strong>",
-                    (true, true) => "<strong>ok, but the host found history left</strong>",
-                    (true, false) => "ok",
-                },
-                step.ms,
-                esc(&step.detail)
-            );
+#[derive(Template)]
+#[template(path = "batch.html", config = "src/service/templates/askama.toml")]
+struct BatchPage<'a> {
+    title: String,
+    refresh: bool,
+    batch: &'a BatchRecord,
+    status: Status,
+    finished: usize,
+    counts: Counts,
+    chart: Chart,
+    /// Sorted by model, as `grade` sorts them.
+    jobs: Vec<JobRow<'a>>,
+}
+
+impl<'a> BatchPage<'a> {
+    fn of(batch: &'a BatchRecord) -> BatchPage<'a> {
+        let status = batch_status(batch);
+        let mut jobs: Vec<&JobRecord> = batch.jobs.iter().collect();
+        jobs.sort_by(|a, b| a.model.cmp(&b.model));
+        BatchPage {
+            title: format!("batch {}", short(&batch.id)),
+            refresh: status != Status::Done,
+            batch,
+            status,
+            finished: batch.jobs.iter().filter(|j| j.status.is_finished()).count(),
+            counts: Counts::of(&batch_results(batch)),
+            chart: Chart::of(&jobs),
+            jobs: jobs.into_iter().map(JobRow::of).collect(),
         }
-        out.push_str("</table>");
     }
-    if !v.unrequested_changes.is_empty() {
-        out.push_str("<h2>Unrequested changes</h2><table id=\"changes\"><tr><th>seen in</th><th>kind</th><th>detail</th><th>line</th></tr>");
-        for c in &v.unrequested_changes {
-            let line = c
-                .line
-                .map(|l| format!("<a href=\"#L{l}\">{l}</a>"))
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{line}</td></tr>",
-                esc(&c.source),
-                esc(&c.kind),
-                esc(&c.detail)
-            );
+}
+
+/// An inline SVG bar per model: tier 1 longest, tier 3 shortest, colour
+/// by tier.
+struct Chart {
+    width: usize,
+    height: usize,
+    label_width: usize,
+    bar_height: usize,
+    bars: Vec<Bar>,
+}
+
+struct Bar {
+    /// The first 32 characters of the model's name.
+    model: String,
+    y: usize,
+    text_y: usize,
+    width: usize,
+    label_x: usize,
+    colour: &'static str,
+    label: String,
+}
+
+impl Chart {
+    fn of(jobs: &[&JobRecord]) -> Chart {
+        let row = 22;
+        let label_width = 230;
+        let unit = 150;
+        let bars = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let y = i * row + 4;
+                let (length, colour, label) = match job.result.as_ref().and_then(|v| v.tier) {
+                    Some(1) => (3, "#2e7d32", "1 flawless".to_string()),
+                    Some(2) => (2, "#f9a825", "2 unrequested changes".to_string()),
+                    Some(3) => (1, "#c62828", "3 fail".to_string()),
+                    _ => (0, "#9e9e9e", job.status.as_str().to_string()),
+                };
+                Bar {
+                    model: job.model.chars().take(32).collect(),
+                    y,
+                    text_y: y + 14,
+                    width: length * unit,
+                    label_x: label_width + length * unit + 6,
+                    colour,
+                    label,
+                }
+            })
+            .collect();
+        Chart {
+            width: label_width + 3 * unit + 140,
+            height: row * jobs.len() + 8,
+            label_width,
+            bar_height: row - 6,
+            bars,
         }
-        out.push_str("</table>");
     }
-    if !v.missing.is_empty() {
-        out.push_str("<h2>Missing from the original</h2><table id=\"missing\"><tr><th>kind</th><th>name</th><th>original line</th></tr>");
-        for m in &v.missing {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                esc(&m.kind),
-                esc(&m.name),
-                m.original_line
-            );
-        }
-        out.push_str("</table>");
-    }
-    if !v.artifacts.is_empty() {
-        out.push_str("<h2>Screenshots</h2><div class=\"shots\">");
-        for a in &v.artifacts {
-            // The two attributes let a browser test see whether the image loaded.
-            let _ = write!(
-                out,
-                "<figure><img src=\"/v1/verifications/{}/artifacts/{name}\" alt=\"{name}\" onload=\"{IMAGE_LOADED}\" onerror=\"{IMAGE_FAILED}\"><figcaption>{name}</figcaption></figure>",
-                esc(&job.id),
-                name = esc(&a.name)
-            );
-        }
-        out.push_str("</div>");
-    }
-    if let Some(script) = &v.script {
-        out.push_str("<h2>The extracted script</h2><details open><summary>as run</summary><pre id=\"script\">");
-        for (n, line) in script.lines().enumerate() {
-            let _ = writeln!(
-                out,
-                "<span id=\"L{0}\">{0:>4}  {1}</span>",
-                n + 1,
-                esc(line)
-            );
-        }
-        out.push_str("</pre></details>");
-    }
-    let _ = write!(
-        out,
-        "<p class=\"muted\"><a href=\"{}\">this verification as JSON</a></p>",
-        verification_link(&job.id)
-    );
-    out
 }
 
 pub(super) async fn batch_page(
@@ -344,105 +310,7 @@ pub(super) async fn batch_page(
         .batch_with(&id, BatchDetail::Summary)
         .await?
         .ok_or(ApiError::NotFound { what: "batch", id })?;
-    let status = batch_status(&batch);
-    Ok(page(
-        &format!("batch {}", short(&batch.id)),
-        status != Status::Done,
-        &batch_html(&batch),
-    ))
-}
-
-fn batch_html(batch: &BatchRecord) -> String {
-    use std::fmt::Write as _;
-    let status = batch_status(batch);
-    let results = batch_results(batch);
-    let counts = Counts::of(&results);
-    let finished = batch.jobs.iter().filter(|j| j.status.is_finished()).count();
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<h1>Batch {}</h1><p>task <code>{}</code> · {} · {finished} of {} finished · created {}</p>",
-        esc(short(&batch.id)),
-        esc(&batch_tasks(batch)),
-        status.as_str(),
-        batch.jobs.len(),
-        rfc3339(batch.created_at)
-    );
-    let _ = write!(
-        out,
-        "<p class=\"counts\" id=\"counts\"><span class=\"tier t1\">tier 1 flawless: {}</span><span class=\"tier t2\">tier 2 unrequested changes: {}</span><span class=\"tier t3\">tier 3 fail: {}</span>{}</p>",
-        counts.tier1,
-        counts.tier2,
-        counts.tier3,
-        if counts.error > 0 {
-            format!("<span class=\"tier terr\">not judged: {}</span>", counts.error)
-        } else {
-            String::new()
-        }
-    );
-    let mut jobs: Vec<&JobRecord> = batch.jobs.iter().collect();
-    jobs.sort_by(|a, b| a.model.cmp(&b.model));
-    out.push_str(&tier_chart(&jobs));
-    out.push_str(
-        "<table id=\"results\"><tr><th>model</th><th>tier</th><th>failure</th><th>reason</th></tr>",
-    );
-    for job in &jobs {
-        let v = job.result.as_ref();
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/verifications/{}\">{}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            esc(&job.id),
-            esc(&job.model),
-            tier_badge(job.status, v),
-            esc(v.and_then(|v| v.failure.as_deref()).unwrap_or("")),
-            esc(&v.map(|v| v.reason.clone()).or_else(|| job.error.clone()).unwrap_or_default())
-        );
-    }
-    out.push_str("</table>");
-    let _ = write!(
-        out,
-        "<p class=\"muted\">as <a href=\"/v1/batches/{0}\">JSON</a>, <a href=\"/v1/batches/{0}?format=markdown\">Markdown</a>, <a href=\"/v1/batches/{0}?format=junit\">JUnit</a></p>",
-        esc(&batch.id)
-    );
-    out
-}
-
-/// An inline SVG bar per model: tier 1 longest, tier 3 shortest, colour by tier.
-fn tier_chart(jobs: &[&JobRecord]) -> String {
-    use std::fmt::Write as _;
-    let row = 22;
-    let label_width = 230;
-    let unit = 150;
-    let height = row * jobs.len() + 8;
-    let mut svg = format!(
-        "<svg id=\"chart\" role=\"img\" aria-label=\"tier per model\" width=\"{}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui,sans-serif\" font-size=\"13\">",
-        label_width + 3 * unit + 140
-    );
-    for (i, job) in jobs.iter().enumerate() {
-        let y = i * row + 4;
-        let tier = job.result.as_ref().and_then(|v| v.tier);
-        let (length, colour, label) = match tier {
-            Some(1) => (3, "#2e7d32", "1 flawless".to_string()),
-            Some(2) => (2, "#f9a825", "2 unrequested changes".to_string()),
-            Some(3) => (1, "#c62828", "3 fail".to_string()),
-            _ => (0, "#9e9e9e", job.status.as_str().to_string()),
-        };
-        let model: String = job.model.chars().take(32).collect();
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"{label_width}\" y=\"{y}\" width=\"{}\" height=\"{}\" fill=\"{colour}\"><title>{}</title></rect><text x=\"{}\" y=\"{}\">{}</text>",
-            y + 14,
-            esc(&model),
-            length * unit,
-            row - 6,
-            esc(&label),
-            label_width + length * unit + 6,
-            y + 14,
-            esc(&label)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    html(BatchPage::of(&batch))
 }
 
 #[cfg(test)]
@@ -453,6 +321,16 @@ mod tests {
 
     /// The experiment's task (fixtures/tasks).
     const DEFAULT_TASK: &str = "reset-conversation";
+
+    /// A verification's page as its route renders it.
+    fn verification_html(job: &JobRecord) -> String {
+        VerificationPage::of(job).render().unwrap()
+    }
+
+    /// A batch's page as its route renders it.
+    fn batch_html(batch: &BatchRecord) -> String {
+        BatchPage::of(batch).render().unwrap()
+    }
 
     /// A finished job as a worker would store it.
     fn finished_job(model: &str) -> JobRecord {
@@ -529,5 +407,14 @@ mod tests {
         let b = html.find(">b-model</a>").unwrap();
         assert!(a < b, "rows sorted by model like `grade`");
         assert!(html.contains("<svg id=\"chart\"") && html.contains("fill=\"#c62828\""));
+    }
+
+    /// The five characters as the pages have always written them, the
+    /// rest (multi-byte text included) as it is.
+    #[test]
+    fn the_escaper_writes_named_entities() {
+        let mut out = String::new();
+        askama::filters::Escaper::write_escaped_str(&Html, &mut out, "a<b>&\"c\"'d' été").unwrap();
+        assert_eq!(out, "a&lt;b&gt;&amp;&quot;c&quot;&#39;d&#39; été");
     }
 }
