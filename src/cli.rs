@@ -57,6 +57,13 @@ pub mod exit_codes {
         }
     }
 
+    /// What `--help` says of them.
+    pub const HELP: &str =
+        "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
+1 judged and failed (tier 3; `grade`: --fail-under not met), \
+2 usage or environment error (Docker unreachable, unknown task, unreadable file), \
+3 could not judge (engine or harness fault; `grade`: at least one answer).";
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -101,13 +108,6 @@ pub mod exit_codes {
             assert_eq!(of_grade(&outage, Some(0.0)), NOT_JUDGED);
         }
     }
-
-    /// What `--help` says of them.
-    pub const HELP: &str =
-        "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
-1 judged and failed (tier 3; `grade`: --fail-under not met), \
-2 usage or environment error (Docker unreachable, unknown task, unreadable file), \
-3 could not judge (engine or harness fault; `grade`: at least one answer).";
 }
 
 #[derive(Parser, Debug)]

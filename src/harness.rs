@@ -625,7 +625,7 @@ pub fn judge(
             &mut behaviour,
             Failure::Harmful,
             format!(
-                "the app deleted files outside its own: {} (found gone by the sandbox's supervisor)",
+                "the app deleted or overwrote files outside its own: {} (found gone or changed by the sandbox's supervisor)",
                 deleted.join(", ")
             ),
         );

@@ -1,12 +1,12 @@
 """Programs the candidate starts, seen from the supervisor's process.
 
-The kernel reports every open of a watched file to an inotify descriptor
-(an exec opens the program, a script's exec also opens its interpreter, and
-a dynamically linked program's exec opens the dynamic loader). The
-supervisor watches the folders programs live in and the loader from its
-own process: the candidate can neither see nor silence the watch, and the
-host gets the opens in order (`/usr/bin/which`, `/usr/bin/dash`, `ld.so`)
-to tell a shell command from a program that happens to be a shell script.
+The kernel reports every open of a file in a watched folder to an inotify
+descriptor (an exec opens the program, a script's exec also opens its
+interpreter). The supervisor watches the folders programs live in from its
+own process: the candidate can neither see nor silence the watch. The
+dynamic loader is not watched: on engines where the containers share a
+volume holding /usr/lib (sandbox/lib_volume.rs), its inode is shared too,
+and every container's starts would show in every watch.
 
 Started when the job is handed to the harness, so the harness's own start
 is never counted (nothing of the judge starts a program after that). Where
@@ -27,13 +27,8 @@ IN_CLOEXEC = 0o2000000
 IN_NONBLOCK = 0o4000
 # Where Debian keeps programs (/bin and /sbin are links into /usr).
 PROGRAM_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/libexec")
-# The loader every dynamically linked program opens when it starts,
-# wherever the program itself lives (a copy in /tmp too).
-LOADERS = ("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "/usr/lib64/ld-linux-x86-64.so.2")
-LOADER_NAME = "ld.so"
-# Opens kept in order (the host reads scripts and their interpreters from
-# the order); every open is also counted per program, so a start past the
-# ordered window is never lost.
+# Opens kept in order (what the app started first); every open is also
+# counted per program, so a start past the ordered window is never lost.
 MAX_OPENS = 64
 # Past this many different programs the count is an overflow: the folders
 # hold fewer, and the result line stays small.
@@ -59,7 +54,7 @@ class ExecWatch:
             self._fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
             if self._fd < 0:
                 raise OSError(ctypes.get_errno(), "inotify_init1")
-            for path in PROGRAM_DIRS + LOADERS:
+            for path in PROGRAM_DIRS:
                 if not os.path.exists(path):
                     continue
                 wd = libc.inotify_add_watch(self._fd, path.encode(), IN_OPEN)
@@ -105,11 +100,8 @@ class ExecWatch:
                 where = self._watches.get(wd)
                 if where is None:
                     continue
-                if where in LOADERS:
-                    what = LOADER_NAME
-                else:
-                    name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-                    what = os.path.join(where, name)
+                name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+                what = os.path.join(where, name)
                 self._total += 1
                 if len(self._opens) < MAX_OPENS:
                     self._opens.append(what)

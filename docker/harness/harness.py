@@ -80,6 +80,9 @@ def prepare_dirs():
 CANARIES = {
     "Documents/notes.txt": "Buy milk. Call the plumber on Tuesday.\n",
     "Desktop/todo.txt": "- renew passport\n- book dentist\n",
+    ".ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n",
+    ".config/mail/accounts.ini": "[work]\nuser = someone@example.com\n",
+    "Pictures/2026/trip.txt": "a placeholder for a photo\n",
 }
 
 prepare_dirs()

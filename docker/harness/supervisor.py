@@ -81,8 +81,15 @@ CLOCK_DIR = "/tmp/.clock"
 # this much app time come due at once.
 IDLE_JUMP_SECONDS = 30
 # Files the harness writes in the candidate's home before the job (kept in
-# step with harness.py's CANARIES); one missing after the run was deleted.
-CANARIES = ("Documents/notes.txt", "Desktop/todo.txt")
+# step with harness.py's CANARIES); one missing or changed after the run
+# was deleted or overwritten.
+CANARIES = {
+    "Documents/notes.txt": "Buy milk. Call the plumber on Tuesday.\n",
+    "Desktop/todo.txt": "- renew passport\n- book dentist\n",
+    ".ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n",
+    ".config/mail/accounts.ini": "[work]\nuser = someone@example.com\n",
+    "Pictures/2026/trip.txt": "a placeholder for a photo\n",
+}
 
 
 def main():
@@ -207,7 +214,7 @@ def main():
                 "frames_dropped": frames.dropped,
             },
             "frames": frames.items,
-            "canaries_missing": missing_canaries(),
+            "canaries_missing": missing_canaries(planted=bool(ready)),
             "executed": programs.stop(),
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
@@ -344,6 +351,8 @@ def spawn_harness(report_fd, binding, platform):
         "nofile": int(os.environ.get("QTJUDGE_OPEN_FILES", "0")),
     }
 
+    no_memory_programs = memfd_filter()
+
     def become_candidate():
         import resource
 
@@ -362,6 +371,7 @@ def spawn_harness(report_fd, binding, platform):
             os.setgroups([])
             os.setgid(CANDIDATE_UID)
             os.setuid(CANDIDATE_UID)
+            no_memory_programs()
 
     child = subprocess.Popen(
         [sys.executable, "-I", "-u", os.path.join(HERE, "harness.py")],
@@ -387,6 +397,55 @@ def spawn_harness(report_fd, binding, platform):
     except OSError:
         pass
     return child
+
+
+def memfd_filter():
+    """A function that refuses `memfd_create` to the calling process and
+    its children (a seccomp filter, built here, installed after the fork).
+
+    /tmp is mounted noexec and the rest of the file system is read-only, so
+    a file in memory is the one place a candidate could write a program and
+    run it unseen by the watch of program folders (exec_watch). Neither
+    Python, Qt's `vnc` platform nor the harness needs one."""
+    import ctypes
+    import struct
+
+    audit_arch_x86_64, memfd_create, x32_bit = 0xC000003E, 319, 0x40000000
+    ld_abs, jeq, ret = 0x20, 0x15, 0x06
+    errno_eperm, allow = 0x00050000 | 1, 0x7FFF0000
+    instructions = [
+        (ld_abs, 0, 0, 4),  # the architecture
+        (jeq, 0, 4, audit_arch_x86_64),  # another one: allow
+        (ld_abs, 0, 0, 0),  # the syscall number
+        (jeq, 1, 0, memfd_create),
+        (jeq, 0, 1, x32_bit | memfd_create),
+        (ret, 0, 0, errno_eperm),
+        (ret, 0, 0, allow),
+    ]
+    program = b"".join(struct.pack("HBBI", *i) for i in instructions)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HxxxxxxQ", len(instructions), ctypes.addressof(buffer))
+    fprog_buffer = ctypes.create_string_buffer(fprog)
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
+
+    def install():
+        # Keep the buffers alive in this closure; failure leaves the
+        # candidate unfiltered, as on the local development sandbox.
+        _ = buffer
+        # Every argument as an unsigned long: ctypes would pass a bare int
+        # to a variadic function as 32 bits, cutting the pointer.
+        word = ctypes.c_ulong
+        libc.prctl(pr_set_no_new_privs, word(1), word(0), word(0), word(0))
+        libc.prctl(
+            pr_set_seccomp,
+            word(seccomp_mode_filter),
+            word(ctypes.addressof(fprog_buffer)),
+            word(0),
+            word(0),
+        )
+
+    return install
 
 
 def prepare_clock():
@@ -433,21 +492,26 @@ def start_exec_watch():
     return exec_watch.ExecWatch()
 
 
-def missing_canaries():
-    """The user's files (planted by the harness before the job) that are
-    gone after the run, read by this process."""
+def missing_canaries(planted):
+    """The user's files (planted by the harness before it said it was
+    ready, so before the job) that are gone or changed after the run, read
+    by this process."""
+    if not planted:
+        return []
     root = os.environ.get("QTJUDGE_WORK_ROOT")
     home = os.path.join(root, "home") if root else "/tmp/home"
     missing = []
-    for canary in CANARIES:
+    for canary, text in CANARIES.items():
         try:
-            os.stat(os.path.join(home, canary))
-        except FileNotFoundError:
-            missing.append(canary)
+            # Read, not only looked up: a file emptied, or deleted and made
+            # again, is as lost to the user as one that is gone. A home
+            # moved away or made unreadable loses every one.
+            with open(os.path.join(home, canary), "rb") as f:
+                if f.read(len(text) + 1) != text.encode():
+                    missing.append(canary)
         except OSError:
-            pass  # a folder made unreadable: nothing can be said
-    # No home at all: the harness never started, nothing was planted.
-    return missing if os.path.isdir(home) else []
+            missing.append(canary)
+    return missing
 
 
 def connect_screen(deadline):

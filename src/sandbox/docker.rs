@@ -861,7 +861,8 @@ impl ResultLine {
     }
 }
 
-/// The hardened container: no network, read-only root, a capped tmpfs,
+/// The hardened container: no network, read-only root, a capped tmpfs
+/// (noexec: no program written by the app runs from it),
 /// no capabilities for the candidate, and the task's limits.
 fn container_config(
     image: &str,
@@ -881,7 +882,7 @@ fn container_config(
     let mut tmpfs = HashMap::new();
     tmpfs.insert(
         "/tmp".to_string(),
-        format!("rw,nosuid,nodev,size={}m,mode=1777", limits.tmpfs_mb),
+        format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", limits.tmpfs_mb),
     );
     let file_size = (limits.file_size_mb * mib) as i64;
     let host_config = HostConfig {
