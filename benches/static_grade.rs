@@ -16,7 +16,7 @@ fn main() {
         padded.push_str("Here is what changes and why: the reset button is added under Submit and clears the history.\n");
     }
     padded.push_str(&answer);
-    let index = qtjudge::static_grade::OriginalIndex::new(&task);
+    let index = qtjudge::grading::static_grade::OriginalIndex::new(&task);
     // A fixed number of answers and nothing else, for instruction counts
     // (`valgrind --tool=callgrind`), which a timed loop would blur.
     if let Some(calls) = std::env::var("QTJUDGE_BENCH_CALLS")
@@ -24,9 +24,10 @@ fn main() {
         .and_then(|n| n.parse::<u64>().ok())
     {
         for _ in 0..calls {
-            let extracted = qtjudge::extract::extract(&padded, Some(&task.original_source))
-                .expect("code found");
-            qtjudge::static_grade::grade_with(&extracted.script, &index);
+            let extracted =
+                qtjudge::grading::extract::extract(&padded, Some(&task.original_source))
+                    .expect("code found");
+            qtjudge::grading::static_grade::grade_with(&extracted.script, &index);
         }
         println!("{calls} answers extracted and graded");
         return;
@@ -35,23 +36,24 @@ fn main() {
     let started = Instant::now();
     let mut answers = 0u64;
     while started.elapsed() < run {
-        let extracted =
-            qtjudge::extract::extract(&padded, Some(&task.original_source)).expect("code found");
-        let report = qtjudge::static_grade::grade_with(&extracted.script, &index);
+        let extracted = qtjudge::grading::extract::extract(&padded, Some(&task.original_source))
+            .expect("code found");
+        let report = qtjudge::grading::static_grade::grade_with(&extracted.script, &index);
         assert!(!report.is_snippet());
         answers += 1;
     }
     let took = started.elapsed().as_secs_f64();
     let per_second = answers as f64 / took;
     // Where the time goes: each stage alone, for the same answer.
-    let script = qtjudge::extract::extract(&padded, Some(&task.original_source))
+    let script = qtjudge::grading::extract::extract(&padded, Some(&task.original_source))
         .expect("code found")
         .script;
     let extract_ms = per_call_ms(|| {
-        qtjudge::extract::extract(&padded, Some(&task.original_source)).expect("code found");
+        qtjudge::grading::extract::extract(&padded, Some(&task.original_source))
+            .expect("code found");
     });
     let grade_ms = per_call_ms(|| {
-        qtjudge::static_grade::grade_with(&script, &index);
+        qtjudge::grading::static_grade::grade_with(&script, &index);
     });
     let mut parser = tree_sitter::Parser::new();
     parser

@@ -10,12 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{FutureExt, StreamExt};
 
 use crate::bundle::Bundle;
+use crate::grading::verdict::Label;
 use crate::report::{self, Counts, Format};
 use crate::sandbox::docker::DockerSandbox;
 use crate::sandbox::local::LocalSandbox;
 use crate::sandbox::Sandbox;
 use crate::task::{self, Task};
-use crate::verdict::Label;
 use crate::verify::{self, PreparedTask, Verification};
 
 /// Exit codes of every command.
@@ -31,8 +31,8 @@ pub mod exit_codes {
     /// for `verify` that answer, for `grade` at least one. Never the
     /// answer's fault: run it again once the engine is healthy.
     pub const NOT_JUDGED: i32 = 3;
+    use crate::grading::verdict::Label;
     use crate::report::Counts;
-    use crate::verdict::Label;
     use crate::verify::Verification;
 
     /// `verify`'s code for its one answer.

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::bundle::Bundle;
+use crate::grading::screen::{Frame, ScreenCheck};
 use crate::report_channel::Channel;
 use crate::sandbox::{SandboxOutcome, INNER_DEADLINE_MARGIN_SECONDS};
-use crate::screen::{Frame, ScreenCheck};
 use crate::task::Task;
 
 /// Why a behavioural run failed; one primary code per run.
@@ -630,7 +630,7 @@ pub fn judge(
             ),
         );
     }
-    let programs = crate::programs::read(&result["executed"]);
+    let programs = crate::grading::programs::read(&result["executed"]);
     if let Some(detail) = programs.harm_detail() {
         fail(&mut behaviour, Failure::Harmful, detail);
     }
@@ -850,7 +850,7 @@ fn read_frames(
     }
     let pick = |frame: Option<&Frame>, name: &str| {
         frame.map(|f| {
-            let data = crate::screen::to_png(&f.image);
+            let data = crate::grading::screen::to_png(&f.image);
             Artifact {
                 name: name.to_string(),
                 media_type: "image/png".into(),

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::verdict::Label;
+use crate::grading::verdict::Label;
 use crate::verify::Verification;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -13,13 +13,13 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::bundle::{Bundle, BundleSummary};
-use crate::extract::{self, Extracted};
+use crate::grading::extract::{self, Extracted};
+use crate::grading::static_grade::{self, OriginalIndex, StaticReport};
+use crate::grading::verdict::{self, Evidence, Label, UnrequestedChange};
 use crate::harness::{self, Artifact, Behaviour, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
-use crate::static_grade::{self, OriginalIndex, StaticReport};
 use crate::task::{Task, TaskChoice};
 use crate::timings::{Phase, Stopwatch};
-use crate::verdict::{self, Evidence, Label, UnrequestedChange};
 
 /// Everything known about one answer.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -397,7 +397,7 @@ pub async fn verify_input(
         match prepared.original_tree(sandbox).await {
             Ok(original) if !original.is_null() && !behaviour.widget_tree.is_null() => {
                 changes.extend(
-                    crate::layout_diff::diff(original, &behaviour.widget_tree)
+                    crate::grading::layout_diff::diff(original, &behaviour.widget_tree)
                         .into_iter()
                         .map(|c| UnrequestedChange {
                             source: "layout".into(),

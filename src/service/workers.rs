@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use crate::grading::verdict::Label;
 use crate::sandbox::Sandbox;
 use crate::service::jobs::{Finished, Jobs};
 use crate::service::store::{now_ms, Claimed, Status, MAX_ATTEMPTS};
-use crate::verdict::Label;
 use crate::verify::{self, Verification};
 
 /// Workers look at the store this often even when nobody wakes them, so a

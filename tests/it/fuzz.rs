@@ -9,10 +9,12 @@ use crate::support::{fixture, prepared};
 
 fn graded(answer: &str) {
     let prepared = prepared();
-    if let Ok(extracted) = qtjudge::extract::extract(answer, Some(&prepared.task.original_source)) {
-        let _ = qtjudge::static_grade::grade_with(&extracted.script, &prepared.index);
+    if let Ok(extracted) =
+        qtjudge::grading::extract::extract(answer, Some(&prepared.task.original_source))
+    {
+        let _ = qtjudge::grading::static_grade::grade_with(&extracted.script, &prepared.index);
     }
-    let _ = qtjudge::static_grade::grade_with(answer, &prepared.index);
+    let _ = qtjudge::grading::static_grade::grade_with(answer, &prepared.index);
 }
 
 proptest! {
@@ -86,8 +88,10 @@ fn static_stage(answer: &str) -> std::time::Duration {
     (0..3)
         .map(|_| {
             let started = std::time::Instant::now();
-            if let Ok(e) = qtjudge::extract::extract(answer, Some(&prepared.task.original_source)) {
-                let _ = qtjudge::static_grade::grade_with(&e.script, &prepared.index);
+            if let Ok(e) =
+                qtjudge::grading::extract::extract(answer, Some(&prepared.task.original_source))
+            {
+                let _ = qtjudge::grading::static_grade::grade_with(&e.script, &prepared.index);
             }
             started.elapsed()
         })
@@ -194,7 +198,7 @@ fn memory_bound(max_pixels: usize) -> usize {
 /// that the output and the memory held stay within the cap.
 fn decodes_within_bounds(bytes: &[u8], max_pixels: usize) -> Result<(), TestCaseError> {
     let (decoded, peak) =
-        peak_allocation(|| qtjudge::pixels::decode_png_unguarded(bytes, max_pixels));
+        peak_allocation(|| qtjudge::grading::pixels::decode_png_unguarded(bytes, max_pixels));
     prop_assert!(
         peak <= memory_bound(max_pixels),
         "{peak} bytes held decoding {} bytes",
@@ -499,8 +503,8 @@ proptest! {
         }
         decodes_within_bounds(&png, cap)?;
         // The guarded entry point agrees, and never panics either.
-        let guarded = qtjudge::pixels::decode_png(&png, cap);
-        let unguarded = qtjudge::pixels::decode_png_unguarded(&png, cap);
+        let guarded = qtjudge::grading::pixels::decode_png(&png, cap);
+        let unguarded = qtjudge::grading::pixels::decode_png_unguarded(&png, cap);
         prop_assert_eq!(guarded, unguarded);
     }
 
@@ -521,13 +525,13 @@ proptest! {
 #[test]
 fn an_apng_whose_first_frame_is_narrower_than_the_image_is_decoded_as_that_frame() {
     let png = apng((100, 100), (10, 10));
-    let image = qtjudge::pixels::decode_png_unguarded(&png, FUZZ_MAX_PIXELS).unwrap();
+    let image = qtjudge::grading::pixels::decode_png_unguarded(&png, FUZZ_MAX_PIXELS).unwrap();
     assert_eq!((image.width, image.height), (10, 10));
     assert_eq!(image.pixels.len(), 100);
     assert_eq!(image.pixels[10 + 3], [(3 * 7 + 13) as u8; 3]);
     // The guarded entry point, as the host calls it.
     assert_eq!(
-        qtjudge::pixels::decode_png(&png, FUZZ_MAX_PIXELS),
+        qtjudge::grading::pixels::decode_png(&png, FUZZ_MAX_PIXELS),
         Ok(image)
     );
 }
@@ -541,9 +545,12 @@ fn huge_claims_and_bombs_are_refused_within_the_memory_bound() {
     png.extend(chunk(b"IDAT", &zlib(&[0; 16])));
     png.extend(chunk(b"IEND", &[]));
     let (decoded, peak) =
-        peak_allocation(|| qtjudge::pixels::decode_png_unguarded(&png, FUZZ_MAX_PIXELS));
+        peak_allocation(|| qtjudge::grading::pixels::decode_png_unguarded(&png, FUZZ_MAX_PIXELS));
     assert!(
-        matches!(decoded, Err(qtjudge::pixels::PixelsError::TooLarge { .. })),
+        matches!(
+            decoded,
+            Err(qtjudge::grading::pixels::PixelsError::TooLarge { .. })
+        ),
         "{decoded:?}"
     );
     assert!(peak <= memory_bound(FUZZ_MAX_PIXELS), "{peak}");
@@ -555,7 +562,7 @@ fn huge_claims_and_bombs_are_refused_within_the_memory_bound() {
     bomb.extend(chunk(b"IEND", &[]));
     assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
     let (decoded, peak) =
-        peak_allocation(|| qtjudge::pixels::decode_png_unguarded(&bomb, FUZZ_MAX_PIXELS));
+        peak_allocation(|| qtjudge::grading::pixels::decode_png_unguarded(&bomb, FUZZ_MAX_PIXELS));
     assert!(
         peak <= memory_bound(FUZZ_MAX_PIXELS),
         "{peak} bytes for a bomb"
@@ -570,8 +577,9 @@ fn huge_claims_and_bombs_are_refused_within_the_memory_bound() {
     long_chunk.extend_from_slice(&(0x7fff_ffffu32).to_be_bytes());
     long_chunk.extend_from_slice(b"zzZz");
     long_chunk.extend(std::iter::repeat_n(0u8, 4 << 20));
-    let (decoded, peak) =
-        peak_allocation(|| qtjudge::pixels::decode_png_unguarded(&long_chunk, FUZZ_MAX_PIXELS));
+    let (decoded, peak) = peak_allocation(|| {
+        qtjudge::grading::pixels::decode_png_unguarded(&long_chunk, FUZZ_MAX_PIXELS)
+    });
     assert!(decoded.is_err());
     assert!(
         peak <= memory_bound(FUZZ_MAX_PIXELS),

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::AbortHandle;
 
+use qtjudge::grading::verdict::Label;
 use qtjudge::sandbox::docker::DockerSandbox;
 use qtjudge::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
-use qtjudge::verdict::Label;
 use qtjudge::verify::PreparedTask;
 
 use crate::load::{slow_answer, wait_for_status};

@@ -2,8 +2,8 @@
 //! for (gVisor's `runsc` where installed), and an unknown one is refused
 //! before any answer runs.
 
+use qtjudge::grading::verdict::Label;
 use qtjudge::sandbox::SandboxError;
-use qtjudge::verdict::Label;
 
 use crate::support::{docker, fixture, prepared, repo};
 

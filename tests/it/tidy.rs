@@ -1,5 +1,7 @@
 //! Keeps the codebase honest about itself: every source file says what it
-//! is for, and ARCHITECTURE.md names only paths that exist.
+//! is for, ARCHITECTURE.md names only paths that exist, and its invariants
+//! hold in the imports (who may use bollard, the grading room does no IO,
+//! the routes never reach a sandbox backend).
 
 use crate::support::repo;
 
@@ -191,4 +193,106 @@ fn the_app_archives_hold_what_their_sources_give() {
         checked += 1;
     }
     assert!(checked > 0, "no sources under fixtures/apps/sources");
+}
+
+/// The non-test code of a source file: what comes before its
+/// `#[cfg(test)]` module (tests may read fixtures from disk).
+fn product_code(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// Source files under `dir` whose product code mentions any of `needles`.
+fn mentioning(dir: &str, needles: &[&str]) -> Vec<String> {
+    let root = repo().join(dir);
+    let mut files = Vec::new();
+    if root.is_file() {
+        files.push(root);
+    } else {
+        rust_files(&root, &mut files);
+    }
+    files
+        .iter()
+        .filter(|f| !f.ends_with("tests.rs"))
+        .filter_map(|file| {
+            let code = product_code(file);
+            let found: Vec<&str> = needles
+                .iter()
+                .copied()
+                .filter(|n| code.contains(n))
+                .collect();
+            (!found.is_empty()).then(|| {
+                let relative = file.strip_prefix(repo()).unwrap().display();
+                format!("{relative}: {}", found.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_docker_backend_and_the_image_builder_use_bollard() {
+    let allowed = [
+        "src/sandbox/docker.rs",
+        "src/sandbox/lib_volume.rs",
+        "src/image.rs",
+    ];
+    let offenders: Vec<String> = mentioning("src", &["bollard"])
+        .into_iter()
+        .filter(|line| !allowed.iter().any(|a| line.starts_with(a)))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "only the Docker backend and the image builder may talk to Docker (ARCHITECTURE's invariants): {offenders:#?}"
+    );
+}
+
+#[test]
+fn the_grading_room_does_no_io() {
+    let offenders = mentioning(
+        "src/grading",
+        &[
+            "std::fs",
+            "std::net",
+            "std::process",
+            "tokio",
+            "reqwest",
+            "bollard",
+            "rusqlite",
+            "File::open",
+        ],
+    );
+    assert!(
+        offenders.is_empty(),
+        "src/grading/ turns evidence into verdicts without IO; move the reading or writing to its caller: {offenders:#?}"
+    );
+}
+
+#[test]
+fn the_routes_never_import_a_sandbox_backend() {
+    let mut offenders = mentioning(
+        "src/service/routes",
+        &[
+            "sandbox::docker",
+            "sandbox::local",
+            "DockerSandbox",
+            "LocalSandbox",
+            "bollard",
+        ],
+    );
+    offenders.extend(mentioning(
+        "src/service/pages.rs",
+        &[
+            "sandbox::docker",
+            "sandbox::local",
+            "DockerSandbox",
+            "LocalSandbox",
+        ],
+    ));
+    assert!(
+        offenders.is_empty(),
+        "the routes store jobs and never run one; the workers reach the sandbox: {offenders:#?}"
+    );
 }

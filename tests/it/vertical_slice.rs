@@ -1,8 +1,8 @@
 //! Issue 3's cases: one verification at a time, through the real Docker
 //! sandbox, each checking the failure code, the planes and the clean-up.
 
+use qtjudge::grading::verdict::Label;
 use qtjudge::harness::Planes;
-use qtjudge::verdict::Label;
 
 use crate::support::{fixture, task, verify_in_docker};
 

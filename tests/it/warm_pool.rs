@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use qtjudge::grading::verdict::Label;
 use qtjudge::sandbox::docker::{count_labelled, DockerSandbox};
 use qtjudge::sandbox::warm_pool::PoolConfig;
-use qtjudge::verdict::Label;
 
 use crate::support::{docker, fixture, prepared};
 

@@ -9,15 +9,15 @@ use std::collections::HashSet;
 use tree_sitter::Node;
 
 use super::{Collector, ScopeEntry};
-use crate::static_grade::facts::{
+use crate::grading::static_grade::facts::{
     Connection, Control, Facts, Finding, FunctionFacts, ImportFacts, LayoutCreation, Placement,
     Statement,
 };
-use crate::static_grade::grammar::{is_ellipsis_statement, kinds, line_of};
+use crate::grading::static_grade::grammar::{is_ellipsis_statement, kinds, line_of};
 
 /// Whether the walk reuses an earlier walk's facts.
 #[derive(Clone, Copy)]
-pub(in crate::static_grade) enum Reuse<'o> {
+pub(in crate::grading::static_grade) enum Reuse<'o> {
     /// Every node is walked.
     Nothing,
     /// Every node is walked, and what each function yields is kept
@@ -34,7 +34,7 @@ pub(in crate::static_grade) enum Reuse<'o> {
 /// depends only on its own text, its name and its class, as long as the
 /// tree has no syntax error.
 #[derive(Debug, Default)]
-pub(in crate::static_grade) struct FunctionSpan {
+pub(in crate::grading::static_grade) struct FunctionSpan {
     /// The function's node in its source: bytes, 1-based line, column.
     pub(super) start_byte: usize,
     pub(super) end_byte: usize,
@@ -395,9 +395,9 @@ impl Collector<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::static_grade::collect::collect;
-    use crate::static_grade::parse::parse;
-    use crate::static_grade::{grade_reusing, OriginalIndex};
+    use crate::grading::static_grade::collect::collect;
+    use crate::grading::static_grade::parse::parse;
+    use crate::grading::static_grade::{grade_reusing, OriginalIndex};
     use crate::task::Task;
 
     /// Reusing the original's facts for unchanged functions must change
@@ -475,7 +475,7 @@ mod tests {
             for entry in files.filter(|e| e.path().is_file()) {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let text = String::from_utf8_lossy(&bytes).into_owned();
-                if let Ok(e) = crate::extract::extract(&text, Some(&original)) {
+                if let Ok(e) = crate::grading::extract::extract(&text, Some(&original)) {
                     // Pushed down by a few lines: every reused fact moves.
                     candidates.push(format!("#!/usr/bin/env python3\n# moved\n\n{}", e.script));
                     candidates.push(e.script);

@@ -183,7 +183,7 @@ mod tests {
             for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let text = String::from_utf8_lossy(&bytes).into_owned();
-                if let Ok(e) = crate::extract::extract(&text, Some(&original)) {
+                if let Ok(e) = crate::grading::extract::extract(&text, Some(&original)) {
                     candidates.push(e.script);
                 }
                 // Megabytes of prose parsed as Python only measure the

@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::grading::static_grade::Threat;
 use crate::harness::Failure;
-use crate::static_grade::Threat;
 
 #[derive(
     Debug,

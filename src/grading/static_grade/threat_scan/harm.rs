@@ -8,8 +8,8 @@ use regex::Regex;
 use tree_sitter::Node;
 
 use super::{floor_char_boundary, scan_kinds, ThreatScan, MAX_ARGUMENT_BYTES, MAX_ARGUMENT_NODES};
-use crate::static_grade::grammar::fields;
-use crate::static_grade::text::string_value;
+use crate::grading::static_grade::grammar::fields;
+use crate::grading::static_grade::text::string_value;
 
 const DELETERS: [&str; 6] = [
     "shutil.rmtree",

@@ -2,8 +2,8 @@
 //! code, and on every fixture: each threat found at its line, and none in
 //! honest code.
 
+use crate::grading::static_grade::threats;
 use crate::harness::Failure;
-use crate::static_grade::threats;
 
 #[test]
 fn every_kind_of_tampering_and_harm_is_flagged_at_its_line() {
@@ -184,7 +184,7 @@ fn no_fixture_app_or_answer_holds_a_threat() {
                 sources.push((name, std::fs::read_to_string(&path).unwrap()));
             } else if name.ends_with(".md") && !name.ends_with("README.md") {
                 let raw = std::fs::read_to_string(&path).unwrap();
-                if let Ok(e) = crate::extract::extract(&raw, Some(&original)) {
+                if let Ok(e) = crate::grading::extract::extract(&raw, Some(&original)) {
                     sources.push((name, e.script));
                 }
             } else if name.ends_with(".ipynb") || name.ends_with(".tar.gz") {

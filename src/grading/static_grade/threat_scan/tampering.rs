@@ -9,9 +9,9 @@ use regex::Regex;
 use tree_sitter::Node;
 
 use super::{scan_kinds, ThreatScan};
+use crate::grading::static_grade::grammar::{fields, is_docstring};
+use crate::grading::static_grade::text::{compact, shorten, string_value};
 use crate::harness::Failure;
-use crate::static_grade::grammar::{fields, is_docstring};
-use crate::static_grade::text::{compact, shorten, string_value};
 
 /// Modules the judge itself uses in the candidate's process: replacing
 /// anything in them alters the judge.

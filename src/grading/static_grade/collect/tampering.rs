@@ -6,9 +6,9 @@
 use tree_sitter::Node;
 
 use super::Collector;
-use crate::static_grade::facts::Finding;
-use crate::static_grade::grammar::{fields, line_of};
-use crate::static_grade::text::compact;
+use crate::grading::static_grade::facts::Finding;
+use crate::grading::static_grade::grammar::{fields, line_of};
+use crate::grading::static_grade::text::compact;
 
 /// Objects whose attributes a candidate must not replace.
 const PATCH_TARGETS: [&str; 11] = [

@@ -5,9 +5,9 @@
 use tree_sitter::Node;
 
 use super::Collector;
-use crate::static_grade::facts::ImportFacts;
-use crate::static_grade::grammar::{fields, line_of};
-use crate::static_grade::text::compact;
+use crate::grading::static_grade::facts::ImportFacts;
+use crate::grading::static_grade::grammar::{fields, line_of};
+use crate::grading::static_grade::text::compact;
 
 impl Collector<'_, '_> {
     pub(super) fn import(&mut self, node: Node) {

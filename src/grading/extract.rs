@@ -159,7 +159,7 @@ fn strip_reasoning(text: &str, notes: &mut Vec<String>) -> String {
     let mut reasoning: Option<Reasoning> = None;
     let mut seen_structure = false;
     let mut line_no = 0;
-    for piece in crate::lines::inclusive(text) {
+    for piece in crate::grading::lines::inclusive(text) {
         line_no += 1;
         let line = piece.strip_suffix('\n').unwrap_or(piece);
         if let Some(span) = reasoning.as_mut() {
@@ -320,7 +320,7 @@ fn split_fences(text: &str) -> FenceScan {
         notes: Vec::new(),
     };
     let mut open: Option<(Fence, Block)> = None;
-    for line in crate::lines::split(text) {
+    for line in crate::grading::lines::split(text) {
         match open.take() {
             Some((fence, block)) if fence.closes(line) => scan.blocks.push(block),
             Some((fence, mut block)) => {
@@ -447,7 +447,7 @@ fn classify_block(block: &Block) -> BlockKind {
     if OTHER_LANGUAGE_TAGS.contains(&lang) {
         return BlockKind::Dropped(format!("{lang}, not Python"));
     }
-    let lines: Vec<&str> = crate::lines::lines(&block.text).collect();
+    let lines: Vec<&str> = crate::grading::lines::lines(&block.text).collect();
     let kinds = classify_lines(&lines);
     let code = kinds.iter().filter(|k| k.is_code()).count();
     let significant = kinds.iter().filter(|k| k.is_significant()).count();
@@ -463,7 +463,7 @@ fn classify_block(block: &Block) -> BlockKind {
 /// Every non-comment line is a shell or pip command.
 fn is_shell(text: &str) -> bool {
     let mut commands = 0;
-    for line in crate::lines::lines(text) {
+    for line in crate::grading::lines::lines(text) {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -493,7 +493,7 @@ fn is_shell(text: &str) -> bool {
 /// hand-written scan: it runs on every block of every answer, and a regex
 /// with captures cost more than the rest of extraction.
 pub fn definition_names(script: &str) -> HashSet<&str> {
-    crate::lines::split(script)
+    crate::grading::lines::split(script)
         .filter_map(defined_name)
         .collect()
 }
@@ -594,7 +594,7 @@ fn choose_block(
 fn looks_like_diff(text: &str) -> bool {
     let (mut headers, mut minus_header) = (false, false);
     let (mut in_hunk, mut body, mut diffish, mut changes) = (false, 0usize, 0usize, 0usize);
-    for line in crate::lines::lines(text) {
+    for line in crate::grading::lines::lines(text) {
         if line.starts_with("@@") {
             in_hunk = true;
             continue;
@@ -1001,7 +1001,7 @@ fn unfenced(
     beside_fences: bool,
     mut notes: Vec<String>,
 ) -> Result<Extracted, ExtractError> {
-    let lines: Vec<&str> = crate::lines::split(text).collect();
+    let lines: Vec<&str> = crate::grading::lines::split(text).collect();
     let kinds = classify_lines(&lines);
     let run = best_code_run(&kinds);
     let run_size = run.as_ref().map_or(0, |r| r.code_lines);

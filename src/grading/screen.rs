@@ -16,7 +16,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::pixels::Rgb;
+use crate::grading::pixels::Rgb;
 use crate::turns::{REPLY_MARKS, TURN_COUNT};
 
 /// The largest frame decoded: the screen a job asks for is 1000x700; a
@@ -451,7 +451,7 @@ mod tests {
             ("correct-final.png", [false, false, true, true]),
         ] {
             let bytes = std::fs::read(format!("{dir}/{name}")).unwrap();
-            let image = crate::pixels::decode_png(&bytes, MAX_FRAME_PIXELS).unwrap();
+            let image = crate::grading::pixels::decode_png(&bytes, MAX_FRAME_PIXELS).unwrap();
             assert_eq!(marks_in(&image), want, "{name}");
         }
     }
@@ -484,7 +484,9 @@ mod tests {
         assert!(Frame::decode(&serde_json::json!({"name": 3})).is_err());
         let png = to_png(&frame.image);
         assert_eq!(
-            crate::pixels::decode_png(&png, 100).unwrap().pixels,
+            crate::grading::pixels::decode_png(&png, 100)
+                .unwrap()
+                .pixels,
             frame.image.pixels
         );
     }

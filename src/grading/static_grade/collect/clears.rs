@@ -4,8 +4,8 @@
 use tree_sitter::Node;
 
 use super::Collector;
-use crate::static_grade::grammar::{fields, kinds};
-use crate::static_grade::text::compact;
+use crate::grading::static_grade::grammar::{fields, kinds};
+use crate::grading::static_grade::text::compact;
 
 const TEXT_CLEARERS: [&str; 4] = ["setText", "setPlainText", "setHtml", "setMarkdown"];
 

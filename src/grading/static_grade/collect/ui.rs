@@ -5,9 +5,11 @@
 use tree_sitter::Node;
 
 use super::Collector;
-use crate::static_grade::facts::{Connection, Control, HandlerRef, LayoutCreation, Placement};
-use crate::static_grade::grammar::{fields, kinds, line_of};
-use crate::static_grade::text::{collapse_whitespace, compact, shorten, string_value};
+use crate::grading::static_grade::facts::{
+    Connection, Control, HandlerRef, LayoutCreation, Placement,
+};
+use crate::grading::static_grade::grammar::{fields, kinds, line_of};
+use crate::grading::static_grade::text::{collapse_whitespace, compact, shorten, string_value};
 
 const BUTTON_CLASSES: [&str; 4] = [
     "QPushButton",

@@ -69,7 +69,7 @@ impl Grading<'_> {
         }
         let diff_text = {
             let mut previous_minus = false;
-            crate::lines::lines(self.source).any(|line| {
+            crate::grading::lines::lines(self.source).any(|line| {
                 let header = previous_minus && line.starts_with("+++ ");
                 previous_minus = line.starts_with("--- ");
                 header || line.starts_with("@@")
