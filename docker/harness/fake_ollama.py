@@ -31,6 +31,25 @@ class Recorder:
         self._lock = threading.Lock()
         self._items = []
         self.dropped = 0
+        # Requests received and not yet answered (the supervisor waits for
+        # none before the first turn: an app still loading its models).
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
+
+    def started(self):
+        with self._lock:
+            self._in_flight += 1
+
+    def finished(self):
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight <= 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout):
+        """Waits until no request is being answered; False at the timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._in_flight <= 0, timeout)
 
     def add(self, item):
         with self._lock:
@@ -155,6 +174,24 @@ def make_handler(recorder, conversation):
                     "body_text": None if body is not None else text,
                 }
             )
+
+        _counted = False
+
+        def parse_request(self):
+            # Counted from its request line to the last byte of its answer
+            # (a request whose body is still coming is in flight); a kept-
+            # alive connection waiting for its next request is not.
+            recorder.started()
+            self._counted = True
+            return super().parse_request()
+
+        def handle_one_request(self):
+            try:
+                super().handle_one_request()
+            finally:
+                if self._counted:
+                    self._counted = False
+                    recorder.finished()
 
         def do_GET(self):
             self._record(None, "")

@@ -71,6 +71,8 @@ CHECKPOINTS = ("before_reset", "after_reset", "after_idle", "final")
 # Frames taken after the fake server answered a turn: the moment comes from
 # the server (this process), not from anything the candidate can say.
 FRAME_AFTER_REPLY_S = 0.4
+# How long the first turn waits for requests the app has in flight.
+SETTLE_REQUESTS_S = 3.0
 MAX_FRAMES = 16
 MAX_FRAME_BYTES_TOTAL = 12 * 1024 * 1024
 # The candidate's clock: libfaketime reads the offset from this file (owned
@@ -137,6 +139,7 @@ def main():
     conversation.configure([t["prompt_marker"] for t in turns], [t["reply"] for t in turns])
     frames = Frames(child_stdin=None)
     conversation.on_reply = frames.after_reply
+    frames.settle_requests = recorder.wait_idle
     # The harness learns each turn only when it is about to type it: nothing
     # of turn 3 is in the candidate's process before turn 3 is typed.
     frames.turns = turns
@@ -214,6 +217,9 @@ def main():
                 "frames_dropped": frames.dropped,
             },
             "frames": frames.items,
+            # How long the first turn waited for the app's requests, and
+            # whether they were all answered by then.
+            "settled_requests": frames.settled,
             "canaries_missing": missing_canaries(planted=bool(ready)),
             "executed": programs.stop(),
             "requests": recorder.snapshot(),
@@ -540,6 +546,9 @@ class Frames:
         self._stopped = False
         self.turns = []
         self._next_turn = 0
+        # Waits until the fake server answers no request (set by main()).
+        self.settle_requests = None
+        self.settled = None
 
     def take(self, name):
         screen = self.screen
@@ -588,9 +597,19 @@ class Frames:
             pass
 
     def next_turn(self, index):
-        """The turn the harness asks for, if it is the next one."""
+        """The turn the harness asks for, if it is the next one. The first
+        is handed over once no request is being answered by the fake server
+        (up to SETTLE_REQUESTS_S): an app still loading its models when its
+        window showed is typed into only when it has them, as a person would
+        wait (the harness has already waited for the app's threads)."""
         if index != self._next_turn or not 0 <= index < len(self.turns):
             return None
+        if index == 0 and self.settle_requests is not None:
+            started = time.monotonic()
+            self.settled = {
+                "idle": bool(self.settle_requests(SETTLE_REQUESTS_S)),
+                "waited_ms": round((time.monotonic() - started) * 1000),
+            }
         self._next_turn += 1
         return self.turns[index]
 
