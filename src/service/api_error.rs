@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::bundle::BundleError;
-use crate::service::store::JobsError;
+use crate::service::store::StoreError;
 use crate::task::TaskError;
 
 /// Every error the API answers with, and the only place that picks a
@@ -135,8 +135,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JobsError> for ApiError {
-    fn from(e: JobsError) -> ApiError {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
         ApiError::Internal(e.to_string())
     }
 }

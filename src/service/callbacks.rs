@@ -3,11 +3,12 @@
 //! `GET /v1/batches/{id}`) is POSTed there, signed, and retried with
 //! backoff until the receiver takes it or refuses it for good.
 //!
-//! Durable: a trigger in the store (`store`'s schema) queues the delivery
-//! in the very transaction that finishes the job (whichever code path
-//! finishes it), and each attempt's outcome is written back through the
-//! store, so a restart resumes whatever was pending. Delivery is at least once: a receiver dedupes on
-//! `X-Qtjudge-Delivery`, which stays the same across attempts.
+//! Durable: the store queues the delivery in the very transaction that
+//! finishes the job (whichever of its calls finishes it, see `JobStore`),
+//! and each attempt's outcome is written back through the store, so a
+//! restart resumes whatever was pending. Delivery is at least once: a
+//! receiver dedupes on `X-Qtjudge-Delivery`, which stays the same across
+//! attempts.
 //!
 //! No address filtering: whoever holds the service's token may make it POST
 //! to any address it can reach (loopback included, which local pipelines use).
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::service::jobs::Jobs;
 use crate::service::metrics::CallbackOutcome;
 use crate::service::store::{
-    now_ms, BatchDetail, BatchRecord, DeliveryState, JobRecord, JobsError, PendingDelivery,
+    now_ms, BatchDetail, BatchRecord, DeliveryState, JobRecord, PendingDelivery, StoreError,
 };
 
 /// Attempts per delivery unless `--callback-attempts` says otherwise.
@@ -46,8 +47,8 @@ pub const EVENT_HEADER: &str = "x-qtjudge-event";
 pub const DELIVERY_HEADER: &str = "x-qtjudge-delivery";
 pub const TIMESTAMP_HEADER: &str = "x-qtjudge-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-qtjudge-signature";
-// The events (`X-Qtjudge-Event`) are named by the store, whose trigger
-// queues each delivery with its event.
+// The events (`X-Qtjudge-Event`) are named by the store, which queues
+// each delivery with its event.
 pub use crate::service::store::{BATCH_FINISHED, VERIFICATION_FINISHED};
 
 /// Checks a `callback_url`: an absolute http(s) URL with a host. The error
@@ -218,7 +219,7 @@ enum NoBody {
     /// The verification or batch was deleted first: nothing left to send.
     Gone(String),
     /// The store failed: leave the delivery pending for a later scan.
-    Store(JobsError),
+    Store(StoreError),
 }
 
 impl Deliverer {
@@ -561,7 +562,7 @@ mod tests {
     use crate::sandbox::{BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest};
     use crate::service::engine_watch::Engine;
     use crate::service::jobs::JobsConfig;
-    use crate::service::store::{CallbackStatus, NewJob, Store};
+    use crate::service::store::{self, CallbackStatus, NewJob};
     use std::collections::VecDeque;
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
@@ -593,7 +594,7 @@ mod tests {
 
     fn jobs_in(dir: &Path) -> Arc<Jobs> {
         Jobs::new(
-            Store::open(dir).unwrap(),
+            store::open(dir).unwrap(),
             JobsConfig {
                 workers: 1,
                 max_queue: 10,

@@ -15,12 +15,12 @@ use tokio_util::sync::CancellationToken;
 use crate::service::engine_watch::Engine;
 use crate::service::metrics::Metrics;
 use crate::service::store::{
-    BatchDetail, BatchRecord, JobRecord, JobsError, NewBatch, NewJob, Store,
+    BatchDetail, BatchRecord, JobRecord, JobStore, NewBatch, NewJob, StoreError,
 };
 use crate::task::{Task, TaskError};
 use crate::verify::PreparedTask;
 
-type Result<T, E = JobsError> = std::result::Result<T, E>;
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A job reached `done` or `error`.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct JobsConfig {
 
 /// The store, the queue and the workers, shared by the API's handlers.
 pub struct Jobs {
-    pub store: Store,
+    pub store: Arc<dyn JobStore>,
     pub config: JobsConfig,
     pub engine: Arc<Engine>,
     pub metrics: Metrics,
@@ -56,7 +56,7 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(store: Store, config: JobsConfig, engine: Arc<Engine>) -> Arc<Jobs> {
+    pub fn new(store: Arc<dyn JobStore>, config: JobsConfig, engine: Arc<Engine>) -> Arc<Jobs> {
         let (finished, _) = broadcast::channel(1024);
         Arc::new(Jobs {
             store,

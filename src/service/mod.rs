@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::service::engine_watch::Engine;
 use crate::service::jobs::{Jobs, JobsConfig};
 use crate::service::state::{ApiConfig, AppState};
-use crate::service::store::{JobsError, Store};
+use crate::service::store::StoreError;
 use crate::service::views::{batch_view, verification_view};
 
 pub mod api_error;
@@ -74,7 +74,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Jobs(#[from] JobsError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     DataDirLocked(#[from] data_dir_lock::LockError),
     #[error("the HTTP server stopped: {0}")]
@@ -118,7 +118,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
     // Before the store: recovery would requeue another service's jobs.
     let _lock = data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
-    let store = Store::open(&config.data_dir)?;
+    let store = store::open(&config.data_dir)?;
     let recovered = store.recover().await?;
     if recovered.requeued + recovered.given_up > 0 {
         tracing::warn!(

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::report::Counts;
 use crate::service::api_error::{ApiError, ApiPath};
 use crate::service::state::AppState;
-use crate::service::store::{BatchDetail, BatchRecord, JobRecord, Status};
+use crate::service::store::{BatchDetail, BatchListing, BatchRecord, JobRecord, Status};
 use crate::service::views::{batch_results, batch_status, batch_tasks, rfc3339, verification_link};
 use crate::verify::Verification;
 
@@ -150,8 +150,8 @@ impl<'a> JobRow<'a> {
 struct IndexPage<'a> {
     title: &'a str,
     refresh: bool,
-    /// (id, task, created_at, jobs, finished), newest first.
-    batches: &'a [(String, String, i64, usize, usize)],
+    /// Newest first.
+    batches: &'a [BatchListing],
     jobs: Vec<JobRow<'a>>,
 }
 

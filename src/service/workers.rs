@@ -87,7 +87,7 @@ impl Jobs {
     /// metrics) caught too: the job is recorded as `error` if the store
     /// still can, and the worker lives on.
     async fn run_guarded(&self, job: Claimed, sandbox: Arc<dyn Sandbox>) {
-        let (id, batch_id) = (job.id.clone(), job.batch_id.clone());
+        let (id, batch_id, lease) = (job.id.clone(), job.batch_id.clone(), job.lease.clone());
         let run = std::panic::AssertUnwindSafe(self.run(job, sandbox));
         if let Err(payload) = run.catch_unwind().await {
             let why = format!(
@@ -95,7 +95,11 @@ impl Jobs {
                 verify::panic_message(payload.as_ref())
             );
             tracing::error!(job = %id, error = %why, "a job's handling panicked; the worker goes on");
-            match self.store.finish(&id, Status::Error, None, Some(why)).await {
+            match self
+                .store
+                .finish(&lease, Status::Error, None, Some(why))
+                .await
+            {
                 Ok(()) => {
                     let _ = self.finished.send(Finished { id, batch_id });
                 }
@@ -204,7 +208,7 @@ impl Jobs {
         match unpacked {
             Ok(Ok((bundle, choice))) => {
                 if let Some(choice) = choice {
-                    if let Err(e) = self.store.set_task(&job.id, &choice).await {
+                    if let Err(e) = self.store.set_task(&job.lease, &choice).await {
                         tracing::warn!(job = %job.id, error = %e, "cannot record the task chosen for an upload");
                     }
                     job.task = choice.task.clone();
@@ -229,7 +233,7 @@ impl Jobs {
     /// Not judged because of the engine (it may be back already): the job
     /// goes back to the queue, a bounded number of times.
     async fn retry_later(&self, job: &Claimed, why: &str) {
-        match self.store.requeue_after_engine_fault(&job.id, why).await {
+        match self.store.requeue_after_engine_fault(&job.lease, why).await {
             Ok(true) => {
                 tracing::warn!(job = %job.id, error = why, "the engine failed a verification: the job goes back to the queue")
             }
@@ -252,7 +256,7 @@ impl Jobs {
         v: Option<&Verification>,
         error: Option<String>,
     ) {
-        if let Err(e) = self.store.finish(&job.id, status, v, error).await {
+        if let Err(e) = self.store.finish(&job.lease, status, v, error).await {
             // Left `running`: the next start-up runs it again.
             tracing::error!(job = %job.id, error = %e, "cannot store a result");
             return;
@@ -358,7 +362,7 @@ impl Pool {
         if let Some(sandbox) = self.jobs.engine.sandbox() {
             sandbox.shutdown().await;
         }
-        match self.jobs.store.recover_running_now().await {
+        match self.jobs.store.release_claims().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 requeued = n,
@@ -377,7 +381,7 @@ pub(crate) mod tests {
     use crate::sandbox::{BoxFuture, SandboxError, SandboxOutcome, SandboxRequest};
     use crate::service::engine_watch::{Engine, Probe};
     use crate::service::jobs::JobsConfig;
-    use crate::service::store::{BatchDetail, Depth, JobRecord, NewBatch, NewJob, Store};
+    use crate::service::store::{self, BatchDetail, Depth, JobRecord, NewBatch, NewJob};
     use crate::task::TaskChoice;
     use std::path::{Path, PathBuf};
 
@@ -414,7 +418,7 @@ pub(crate) mod tests {
     }
 
     fn jobs_with(dir: &Path, workers: usize, max_queue: usize) -> Arc<Jobs> {
-        let store = Store::open(dir).unwrap();
+        let store = store::open(dir).unwrap();
         let engine = Arc::new(Engine::ready(Arc::new(DownSandbox), None, None));
         Jobs::new(
             store,
@@ -507,7 +511,11 @@ pub(crate) mod tests {
             assert!(light.script.is_none() && light.static_report.is_none());
         }
         pool.shutdown(Duration::from_secs(5)).await;
-        let size = || std::fs::metadata(jobs.store.path()).unwrap().len();
+        let size = || {
+            std::fs::metadata(dir.path().join(store::DB_FILE))
+                .unwrap()
+                .len()
+        };
         let before = size();
         assert!(
             before > 4_000_000,
@@ -577,7 +585,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(Engine::ready(Arc::new(SilentSandbox), None, None));
         let jobs = Jobs::new(
-            Store::open(dir.path()).unwrap(),
+            store::open(dir.path()).unwrap(),
             JobsConfig {
                 workers: 1,
                 max_queue: 10,
@@ -647,7 +655,7 @@ pub(crate) mod tests {
             Some(engine_up),
         ));
         let jobs = Jobs::new(
-            Store::open(dir.path()).unwrap(),
+            store::open(dir.path()).unwrap(),
             JobsConfig {
                 workers: 1,
                 max_queue: 10,
@@ -738,7 +746,7 @@ pub(crate) mod tests {
         let engine_up: Probe = Box::new(|| Box::pin(async { true }));
         let engine = Arc::new(Engine::ready(sandbox, None, Some(engine_up)));
         let jobs = Jobs::new(
-            Store::open(dir.path()).unwrap(),
+            store::open(dir.path()).unwrap(),
             JobsConfig {
                 workers: 1,
                 max_queue: 10,
@@ -788,7 +796,7 @@ pub(crate) mod tests {
             Some(engine_down),
         ));
         let jobs = Jobs::new(
-            Store::open(dir.path()).unwrap(),
+            store::open(dir.path()).unwrap(),
             JobsConfig {
                 workers: 1,
                 max_queue: 10,
@@ -868,7 +876,7 @@ pub(crate) mod tests {
         let pool = jobs.start();
         let ids = jobs.submit(vec![job("a"), job("b")], None).await.unwrap();
         pool.shutdown(Duration::from_secs(1)).await;
-        let store = Store::open(dir.path()).unwrap();
+        let store = store::open(dir.path()).unwrap();
         for id in ids {
             assert_eq!(
                 store.job(&id).await.unwrap().unwrap().status,

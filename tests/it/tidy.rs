@@ -271,6 +271,33 @@ fn the_grading_room_does_no_io() {
 }
 
 #[test]
+fn only_the_sqlite_store_uses_rusqlite_and_no_logic_is_in_triggers() {
+    let offenders: Vec<String> = mentioning("src", &["rusqlite", "Connection::open"])
+        .into_iter()
+        .filter(|line| !line.starts_with("src/service/store/sqlite/"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "the service reaches its jobs through `JobStore`; SQL stays in its store: {offenders:#?}"
+    );
+    let triggers: Vec<String> = std::fs::read_dir(repo().join("src/service/store/migrations"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|sql| {
+            std::fs::read_to_string(sql)
+                .unwrap()
+                .to_uppercase()
+                .contains("CREATE TRIGGER")
+        })
+        .map(|sql| sql.display().to_string())
+        .collect();
+    assert!(
+        triggers.is_empty(),
+        "what happens when a row changes is the store's Rust code, in the same transaction: {triggers:#?}"
+    );
+}
+
+#[test]
 fn the_routes_never_import_a_sandbox_backend() {
     let mut offenders = mentioning(
         "src/service/routes",

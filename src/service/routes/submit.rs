@@ -14,7 +14,7 @@ use crate::service::api_error::ApiError;
 use crate::service::callbacks;
 use crate::service::limits::check_answer;
 use crate::service::state::AppState;
-use crate::service::store::{JobsError, NewBatch, NewJob};
+use crate::service::store::{NewBatch, NewJob, StoreError};
 use crate::task::TaskChoice;
 
 #[derive(Debug, Deserialize)]
@@ -75,7 +75,7 @@ pub(super) async fn submit(
     batch: Option<NewBatch>,
 ) -> Result<Vec<String>, ApiError> {
     state.jobs.submit(jobs, batch).await.map_err(|e| match e {
-        JobsError::QueueFull { queued, max } => {
+        StoreError::QueueFull { queued, max } => {
             // About when a worker will have taken a few jobs off the queue.
             let mean = state.jobs.metrics.mean_seconds().unwrap_or(2.0);
             let retry_after = (mean * 2.0).ceil().clamp(1.0, 600.0) as u64;

@@ -18,7 +18,7 @@ use crate::service::engine_watch::Engine;
 use crate::service::jobs::{Jobs, JobsConfig};
 use crate::service::openapi::openapi_document;
 use crate::service::state::{ApiConfig, AppState};
-use crate::service::store::Store;
+use crate::service::store;
 
 /// The experiment's task (fixtures/tasks).
 const DEFAULT_TASK: &str = "reset-conversation";
@@ -53,7 +53,7 @@ fn fixture(token: Option<&str>, max_queue: usize) -> Fixture {
         None,
     ));
     let jobs = Jobs::new(
-        Store::open(dir.path()).unwrap(),
+        store::open(dir.path()).unwrap(),
         JobsConfig {
             workers: 0,
             max_queue,

@@ -1,6 +1,7 @@
-//! What the job store takes in and gives back: jobs and batches to
-//! enqueue, their records as read, a claimed job, queue depth, and the state
-//! of a callback's delivery as the views show it.
+//! What the job store takes in and gives back, whichever store it is: jobs
+//! and batches to enqueue, their records as read, a claimed job and its
+//! lease, queue depth, batch listings, and callback deliveries (pending
+//! ones, and their state as the views show it).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,7 +10,7 @@ use crate::task::TaskChoice;
 use crate::verify::Verification;
 
 /// The event of a delivery whose verification finished (written by the
-/// trigger that queues it, sent as `X-Qtjudge-Event`).
+/// store when it queues the delivery, sent as `X-Qtjudge-Event`).
 pub const VERIFICATION_FINISHED: &str = "verification.finished";
 /// The event of a delivery whose batch finished.
 pub const BATCH_FINISHED: &str = "batch.finished";
@@ -110,17 +111,30 @@ pub struct BatchRecord {
 
 /// A claimed job: what a worker needs to run it.
 #[derive(Debug, Clone)]
-pub(crate) struct Claimed {
-    pub(crate) id: String,
-    pub(crate) batch_id: Option<String>,
-    pub(crate) task: String,
-    pub(crate) model: String,
-    pub(crate) output: String,
-    pub(crate) upload: Option<crate::bundle::Upload>,
+pub struct Claimed {
+    pub id: String,
+    pub batch_id: Option<String>,
+    pub task: String,
+    pub model: String,
+    pub output: String,
+    pub upload: Option<crate::bundle::Upload>,
     /// An app unpacked at submission by a version before uploads were
     /// kept compressed (a job queued before an upgrade).
-    pub(crate) bundle: Option<crate::bundle::Bundle>,
-    pub(crate) task_choice: Option<TaskChoice>,
+    pub bundle: Option<crate::bundle::Bundle>,
+    pub task_choice: Option<TaskChoice>,
+    /// What the claimer shows to write the job's outcome.
+    pub lease: Lease,
+}
+
+/// A claim on a running job: only its holder may record the job's task,
+/// its outcome or its return to the queue. `token` is a fencing token,
+/// raised by every claim of the job, so that a holder whose claim was
+/// released (at recovery) or taken over cannot write after the fact: the
+/// store refuses it (`StoreError::LeaseLost`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub token: i64,
 }
 
 /// How many jobs are in each state.
@@ -135,6 +149,17 @@ pub struct Depth {
 pub struct Recovered {
     pub requeued: usize,
     pub given_up: usize,
+}
+
+/// A batch as the index page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchListing {
+    pub id: String,
+    pub task: String,
+    pub created_at: i64,
+    /// Its jobs, and how many of them are finished.
+    pub jobs: usize,
+    pub finished: usize,
 }
 
 /// How much of a batch's jobs to read.
@@ -172,4 +197,16 @@ pub struct CallbackStatus {
     pub state: DeliveryState,
     pub attempts: i64,
     pub last_error: Option<String>,
+}
+
+/// A delivery still to make (its body is read when its turn comes).
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: String,
+    /// The job's or batch's id.
+    pub subject: String,
+    pub event: String,
+    pub url: String,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
 }
