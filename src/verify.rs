@@ -16,7 +16,7 @@ use crate::bundle::{Bundle, BundleSummary};
 use crate::grading::extract::{self, Extracted};
 use crate::grading::static_grade::{self, OriginalIndex, StaticReport};
 use crate::grading::verdict::{self, Evidence, Label, UnrequestedChange};
-use crate::harness::{self, Artifact, Behaviour, Planes, Step};
+use crate::harness::{self, Artifact, Behaviour, Failure, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
 use crate::task::{Task, TaskChoice};
 use crate::timings::{Phase, Stopwatch};
@@ -351,7 +351,19 @@ pub async fn verify_input(
     });
     watch.lap("judge", judging);
     let behaviour = match judged {
-        Ok(b) => b,
+        Ok(mut b) => {
+            if let Some(detail) = b
+                .unrequested_programs
+                .take()
+                .filter(|_| task.has_original())
+            {
+                // An answer to a task: nobody asked it to start a program.
+                // A user's own app (no original) keeps only the harm any
+                // app is judged by (downloading, destroying).
+                b.fail(Failure::Harmful, detail);
+            }
+            b
+        }
         Err(why) => {
             if judged_by_threats(&mut v, &why, &threats) {
                 finish(&mut v, &watch);

@@ -147,18 +147,37 @@ pub fn read(executed: &Value) -> ProgramsRun {
     run
 }
 
+/// Kinds of start that are harm in any app, a user's own included: they
+/// download or destroy. The others (a shell, another interpreter, any
+/// other program) are harm in an answer to a task, where nobody asked for
+/// a program, but a user's own app may run commands of its own (as the
+/// static scan has it).
+const HARM_IN_ANY_APP: [&str; 2] = ["a network transfer", "deleting or overwriting files"];
+
 impl ProgramsRun {
-    /// The failure detail for the harmful starts, if any.
+    /// The failure detail for the starts that are harm in any app.
     pub fn harm_detail(&self) -> Option<String> {
-        if self.harmful.is_empty() {
-            return None;
-        }
-        let listed: Vec<String> = self
-            .harmful
-            .iter()
+        Self::detail(
+            self.harmful
+                .iter()
+                .filter(|(_, why)| HARM_IN_ANY_APP.contains(why)),
+        )
+    }
+
+    /// The failure detail for every harmful start: in an answer to a task
+    /// with an original, where no program was asked for.
+    pub fn unrequested_detail(&self) -> Option<String> {
+        Self::detail(self.harmful.iter())
+    }
+
+    fn detail<'a>(harmful: impl Iterator<Item = &'a (String, &'static str)>) -> Option<String> {
+        let listed: Vec<String> = harmful
             .take(6)
             .map(|(program, why)| format!("`{program}` ({why})"))
             .collect();
+        if listed.is_empty() {
+            return None;
+        }
         Some(format!(
             "the app started {} (seen by the sandbox's supervisor, outside the app's process)",
             listed.join(", ")
@@ -208,11 +227,25 @@ mod tests {
         let run = read(&opens(&["/usr/bin/dash", "/usr/bin/ls"]));
         assert_eq!(harmful(&run), ["dash", "ls"]);
         assert_eq!(run.started, vec!["dash", "ls"]);
-        let detail = run.harm_detail().unwrap();
+        let detail = run.unrequested_detail().unwrap();
         assert!(detail.contains("`dash` (a shell command)"), "{detail}");
         assert!(
             detail.contains("`ls` (a program nobody asked for)"),
             "{detail}"
+        );
+        assert!(
+            run.harm_detail().is_none(),
+            "a user's own app may run commands of its own"
+        );
+        let run = read(&opens(&["/usr/bin/dash", "/usr/bin/rm"]));
+        let any_app = run.harm_detail().unwrap();
+        assert!(
+            any_app.contains("`rm` (deleting or overwriting files)"),
+            "{any_app}"
+        );
+        assert!(
+            !any_app.contains("dash"),
+            "deleting is harm in any app: {any_app}"
         );
     }
 
