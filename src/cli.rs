@@ -12,9 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 use crate::bundle::Bundle;
 use crate::grading::verdict::Label;
 use crate::report::{self, Counts, Format};
-use crate::sandbox::docker::DockerSandbox;
-use crate::sandbox::local::LocalSandbox;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{BackendKind, Sandbox, SandboxConfig};
 use crate::task::{self, Task};
 use crate::verify::{self, PreparedTask, Verification};
 
@@ -153,14 +151,6 @@ pub enum ImageAction {
     Tag,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SandboxKind {
-    /// A fresh hardened container per answer (the default).
-    Docker,
-    /// A host subprocess: NOT a sandbox, for development with trusted answers.
-    Local,
-}
-
 #[derive(Args, Debug)]
 pub struct Common {
     /// The task the answers were written for (a folder of the tasks dir, or
@@ -172,7 +162,7 @@ pub struct Common {
     #[arg(long, env = "QTJUDGE_TASKS_DIR")]
     pub tasks_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "docker")]
-    pub sandbox: SandboxKind,
+    pub sandbox: BackendKind,
     /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`
     /// (gVisor) for isolation stronger than a container's.
     #[arg(long, env = "QTJUDGE_RUNTIME")]
@@ -299,6 +289,10 @@ pub struct ServeArgs {
     /// Attempts per callback (backoff 1 s, 2 s, 4 s … at most 5 min apart).
     #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::service::callbacks::DEFAULT_ATTEMPTS)]
     pub callback_attempts: u32,
+    /// Where the answers run (`local`: host processes, NOT a sandbox;
+    /// development with trusted answers only).
+    #[arg(long, value_enum, env = "QTJUDGE_SANDBOX", default_value = "docker")]
+    pub sandbox: BackendKind,
     /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
     #[arg(long, env = "QTJUDGE_RUNTIME")]
     pub runtime: Option<String>,
@@ -341,8 +335,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Image { action } => image_command(action).await,
         Command::Reap => {
-            let sandbox = DockerSandbox::connect(&progress_line).await?;
-            let removed = sandbox.reap_orphans().await;
+            let removed = crate::sandbox::backend(&SandboxConfig::default())?
+                .reap_orphans()
+                .await?;
             println!("removed {removed} orphan container(s)");
             Ok(exit_codes::OK)
         }
@@ -366,7 +361,12 @@ async fn serve_command(args: ServeArgs) -> Result<i32> {
         tasks_dir: args.tasks_dir.unwrap_or_else(task::default_tasks_dir),
         callback_secret: args.callback_secret.filter(|s| !s.is_empty()),
         callback_attempts: args.callback_attempts,
-        runtime: args.runtime.filter(|r| !r.is_empty()),
+        sandbox: SandboxConfig {
+            kind: args.sandbox,
+            runtime: args.runtime.filter(|r| !r.is_empty()),
+            // One warm container per worker.
+            warm: args.workers,
+        },
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
         body_timeout: std::time::Duration::from_secs(args.body_timeout_secs),
@@ -508,27 +508,15 @@ pub fn load_input(path: &Path, entry: Option<&str>) -> Result<Loaded> {
     }
 }
 
-/// The sandbox to run in; `warm` containers are kept started ahead.
+/// The sandbox `--sandbox` and its options ask for, ready; `warm`
+/// containers are kept started ahead.
 async fn make_sandbox(common: &Common, warm: usize) -> Result<Arc<dyn Sandbox>> {
-    Ok(match common.sandbox {
-        SandboxKind::Docker => {
-            let mut sandbox = DockerSandbox::connect(&progress_line).await?;
-            if let Some(runtime) = common.runtime.as_deref().filter(|r| !r.is_empty()) {
-                sandbox = sandbox.with_runtime(runtime).await?;
-            }
-            let sandbox =
-                sandbox.with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
-            let reaped = sandbox.reap_orphans().await;
-            if reaped > 0 {
-                tracing::info!(reaped, "removed containers left behind by an earlier crash");
-            }
-            Arc::new(sandbox)
-        }
-        SandboxKind::Local if common.runtime.is_some() => {
-            bail!("--runtime applies to the docker sandbox only")
-        }
-        SandboxKind::Local => Arc::new(LocalSandbox::new()),
-    })
+    let config = SandboxConfig {
+        kind: common.sandbox,
+        runtime: common.runtime.clone(),
+        warm,
+    };
+    Ok(crate::sandbox::open(&config, &progress_line).await?)
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {

@@ -6,6 +6,10 @@
 //! The answer goes in on stdin (attach), the result comes out on stdout: no
 //! file is copied in or out, so the root file system stays read-only and the
 //! host never follows a path inside the sandbox.
+//!
+//! `DockerBackend` is its lifecycle (`sandbox::Backend`): the engine's
+//! health, the sandbox prepared (image, volume, runtime, warm pool), and the
+//! reaper of containers whose qtjudge is gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +25,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::warm_pool::{PoolConfig, WarmPool};
+use super::backend::{Backend, Progress};
+use super::warm_pool::{PoolConfig, StartsAhead, Warm, WarmPool};
 use super::{
     new_nonce, read_result, BoxFuture, NoResult, Sandbox, SandboxError, SandboxOutcome,
     SandboxRequest,
@@ -70,7 +75,7 @@ pub struct DockerSandbox {
     /// Tells this sandbox's containers from other sandboxes' of the same
     /// process (tests run several at once).
     id: String,
-    pool: Option<Arc<WarmPool>>,
+    pool: Option<Arc<WarmPool<DockerSandbox>>>,
     /// Engine calls under way that can leave a container behind.
     in_flight: Arc<InFlight>,
     /// The OCI runtime the containers run under (`None`: the engine's default).
@@ -192,8 +197,8 @@ fn job_line(job: &serde_json::Value, nonce: &str) -> Vec<u8> {
 pub struct Started {
     id: String,
     label: String,
-    pub(super) limits: Limits,
-    pub(super) born: Instant,
+    limits: Limits,
+    born: Instant,
     io: bollard::container::AttachContainerResults,
     guard: RemoveOnDrop,
     /// Output read while waiting for the readiness line, after it.
@@ -231,14 +236,10 @@ impl Output {
 }
 
 impl Started {
-    pub(super) fn label(&self) -> &str {
-        &self.label
-    }
-
     /// Waits for the supervisor's readiness line (printed once its harness
     /// is warm, before it reads a job): a container is pooled only then.
     async fn until_ready(&mut self, within: Duration) -> Result<super::Readiness, SandboxError> {
-        let not_ready = |message: String| SandboxError::Engine {
+        let not_ready = |message: String| SandboxError::EngineFailed {
             doing: "warming a container for the pool",
             message,
         };
@@ -276,9 +277,22 @@ impl Started {
         self.early = early;
         Ok(readiness)
     }
+}
 
-    /// Removes the container now (a pooled one that is not handed out).
-    pub(super) async fn discard(self) {
+impl Warm for Started {
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn born(&self) -> Instant {
+        self.born
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    async fn discard(self) {
         self.guard.remove_now().await;
     }
 }
@@ -290,7 +304,7 @@ impl DockerSandbox {
         let docker = connect_engine().await?;
         let image = crate::image::ensure(&docker, progress)
             .await
-            .map_err(|e| SandboxError::Image(e.to_string()))?;
+            .map_err(|e| SandboxError::ImageMissing(e.to_string()))?;
         let owner = owner_id();
         let lib_volume = super::lib_volume::prepare(&docker, &image, &owner).await;
         let sandbox = DockerSandbox {
@@ -322,6 +336,8 @@ impl DockerSandbox {
             return Err(SandboxError::UnknownRuntime {
                 wanted: name.to_string(),
                 available: available.join(", "),
+                remedy: "install it and register it with the Docker engine in \
+                         /etc/docker/daemon.json (gVisor: `runsc install`), or drop --runtime",
             });
         }
         tracing::info!(runtime = name, "sandbox containers use this OCI runtime");
@@ -432,16 +448,9 @@ impl DockerSandbox {
         }
     }
 
-    /// Creates and starts a container for the pool (its label names no
-    /// verification); `warm_up` then waits for its harness.
-    pub(super) async fn start_warm(&self, limits: &Limits) -> Result<Started, SandboxError> {
-        let label = format!("warm-{}", &new_nonce()[..12]);
-        self.start_container(&label, limits).await
-    }
-
-    /// Waits until a container from `start_warm` said its harness is ready;
-    /// an error (it is then removed) if it never does.
-    pub(super) async fn warm_up(mut container: Started) -> Result<Started, SandboxError> {
+    /// Waits until a container started for the pool said its harness is
+    /// ready; an error (it is then removed) if it never does.
+    async fn warm_up(mut container: Started) -> Result<Started, SandboxError> {
         let asked = Instant::now();
         // Dropped on failure: the guard removes it.
         let readiness = container.until_ready(WARM_START_LIMIT).await?;
@@ -486,39 +495,6 @@ impl DockerSandbox {
                 .unwrap_or_default();
             tracing::info!(engine = version.version.unwrap_or_default(), runc, image = %self.image, "docker sandbox ready");
         }
-    }
-
-    /// Removes the containers that a crashed qtjudge left behind: those
-    /// whose owner process is gone. Returns how many were removed.
-    pub async fn reap_orphans(&self) -> usize {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![LABEL.to_string()]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
-            return 0;
-        };
-        let mut removed = 0;
-        for container in containers {
-            let owner = container
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_OWNER))
-                .cloned()
-                .unwrap_or_default();
-            if owner_alive(&owner) {
-                continue;
-            }
-            if let Some(id) = container.id {
-                tracing::warn!(container = %id, owner, "removing a container left behind by a qtjudge that is gone");
-                if remove(&self.docker, &id).await {
-                    removed += 1;
-                }
-            }
-        }
-        removed
     }
 
     /// Creates, attaches to and starts one hardened container. It waits on
@@ -772,7 +748,7 @@ impl DockerSandbox {
             if outcome.host_timeout || !running {
                 // The supervisor exits 0 only after printing its result.
                 if !running && state.exit_code == Some(0) {
-                    return Err(SandboxError::Engine {
+                    return Err(SandboxError::EngineFailed {
                         doing: "reading the container's output",
                         message: "the supervisor printed its result and exited, but the result \
                                   never arrived (the connection to the engine was cut)"
@@ -785,7 +761,7 @@ impl DockerSandbox {
             // stream was cut (an engine restart, a proxy), unless it is
             // just now exiting.
             if waited >= OUTPUT_CUT_GRACE {
-                return Err(SandboxError::Engine {
+                return Err(SandboxError::EngineFailed {
                     doing: "reading the container's output",
                     message: "the output stream ended while the container still ran (the \
                               connection to the engine was cut)"
@@ -807,6 +783,10 @@ impl Sandbox for DockerSandbox {
         Box::pin(self.run_one(request))
     }
 
+    fn image_tag(&self) -> Option<&str> {
+        Some(&self.image)
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(DockerSandbox::shutdown(self))
     }
@@ -814,6 +794,130 @@ impl Sandbox for DockerSandbox {
     fn after_outage(&self) -> BoxFuture<'_, ()> {
         Box::pin(DockerSandbox::after_outage(self))
     }
+}
+
+impl StartsAhead for DockerSandbox {
+    type Started = Started;
+
+    /// Creates and starts a container for the pool: its label names no
+    /// verification.
+    async fn start_ahead(&self, limits: &Limits) -> Result<Started, SandboxError> {
+        let label = format!("warm-{}", &new_nonce()[..12]);
+        self.start_container(&label, limits).await
+    }
+
+    async fn warm_up(&self, started: Started) -> Result<Started, SandboxError> {
+        DockerSandbox::warm_up(started).await
+    }
+}
+
+/// The Docker backend: the engine DOCKER_HOST (or the local socket) names,
+/// the containers' runtime and warm pool, as `--sandbox docker` asks.
+pub struct DockerBackend {
+    runtime: Option<String>,
+    pool: PoolConfig,
+    /// The client of the last `prepare` or reap, kept for the next reap.
+    client: std::sync::Mutex<Option<Docker>>,
+}
+
+impl DockerBackend {
+    pub fn new(runtime: Option<String>, pool: PoolConfig) -> DockerBackend {
+        DockerBackend {
+            runtime,
+            pool,
+            client: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn keep_client(&self, docker: &Docker) {
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
+    }
+
+    async fn prepare_docker(&self, progress: Progress<'_>) -> Result<DockerSandbox, SandboxError> {
+        let mut sandbox = DockerSandbox::connect(progress).await?;
+        if let Some(runtime) = &self.runtime {
+            sandbox = sandbox.with_runtime(runtime).await?;
+        }
+        self.keep_client(sandbox.engine());
+        Ok(sandbox.with_warm_pool(self.pool))
+    }
+
+    async fn reap(&self) -> Result<usize, SandboxError> {
+        let kept = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let docker = match kept {
+            Some(docker) => docker,
+            None => {
+                let docker = connect_engine().await?;
+                self.keep_client(&docker);
+                docker
+            }
+        };
+        reap_orphans(&docker).await
+    }
+}
+
+impl Backend for DockerBackend {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    /// A connection of its own each time (version agreed, pinged): a
+    /// client whose connections an outage cut is no witness.
+    fn health(&self) -> BoxFuture<'_, Result<(), SandboxError>> {
+        Box::pin(async { connect_engine().await.map(drop) })
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Sandbox>, SandboxError>> {
+        Box::pin(async move {
+            let sandbox = self.prepare_docker(progress).await?;
+            Ok(Arc::new(sandbox) as Arc<dyn Sandbox>)
+        })
+    }
+
+    fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>> {
+        Box::pin(self.reap())
+    }
+}
+
+/// Removes the containers that a crashed qtjudge left behind: those whose
+/// owner process is gone. Returns how many were removed.
+async fn reap_orphans(docker: &Docker) -> Result<usize, SandboxError> {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![LABEL.to_string()]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine_error("listing qtjudge's containers", e))?;
+    let mut removed = 0;
+    for container in containers {
+        let owner = container
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_OWNER))
+            .cloned()
+            .unwrap_or_default();
+        if owner_alive(&owner) {
+            continue;
+        }
+        if let Some(id) = container.id {
+            tracing::warn!(container = %id, owner, "removing a container left behind by a qtjudge that is gone");
+            if remove(docker, &id).await {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The result in a run's stdout, of which at most `cap` bytes (give or
@@ -956,17 +1060,18 @@ fn container_config(
 /// Connects with the usual defaults (DOCKER_HOST or the local socket) and
 /// agrees on an API version the engine speaks.
 pub async fn connect_engine() -> Result<Docker, SandboxError> {
-    let docker = Docker::connect_with_defaults()
-        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
-    docker
-        .ping()
-        .await
-        .map_err(|e| SandboxError::EngineUnavailable(e.to_string()))?;
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
     Ok(docker)
+}
+
+/// The engine does not answer: what bollard said, and how to mend it.
+fn unreachable(error: bollard::errors::Error) -> SandboxError {
+    SandboxError::EngineUnreachable(format!(
+        "the Docker engine does not answer ({error}); start it (e.g. `systemctl start docker`) \
+         or point DOCKER_HOST at it"
+    ))
 }
 
 /// Counts the containers with our label (all of them, or one run's).
@@ -989,7 +1094,7 @@ pub async fn count_labelled(docker: &Docker, run_id: Option<&str>) -> Result<usi
 }
 
 fn engine_error(doing: &'static str, error: bollard::errors::Error) -> SandboxError {
-    SandboxError::Engine {
+    SandboxError::EngineFailed {
         doing,
         message: error.to_string(),
     }
@@ -1111,9 +1216,6 @@ pub(super) fn owner_alive(owner: &str) -> bool {
         (Some(_), None) => true,
     }
 }
-
-/// Shared handle used by the CLI and the service.
-pub type SharedSandbox = Arc<dyn Sandbox>;
 
 #[cfg(test)]
 mod tests {

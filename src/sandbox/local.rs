@@ -7,15 +7,43 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
 use crate::timings::Stopwatch;
 
+use super::backend::{Backend, Progress};
 use super::{
     new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
 };
+
+/// The local backend: no engine (always healthy), nothing to prepare or
+/// reap; each answer a subprocess of its own.
+pub struct LocalBackend;
+
+impl Backend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<(), SandboxError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        _progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Sandbox>, SandboxError>> {
+        Box::pin(async { Ok(Arc::new(LocalSandbox::new()) as Arc<dyn Sandbox>) })
+    }
+
+    fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>> {
+        // Every run's folder goes with it; a killed run's is the temp dir's.
+        Box::pin(async { Ok(0) })
+    }
+}
 
 pub struct LocalSandbox {
     python: String,
@@ -40,13 +68,13 @@ impl LocalSandbox {
         let folder = tempfile::Builder::new()
             .prefix("qtjudge-local.")
             .tempdir()
-            .map_err(|e| SandboxError::Local(format!("cannot make a temporary folder: {e}")))?;
+            .map_err(|e| SandboxError::RunFailed(format!("cannot make a temporary folder: {e}")))?;
         let harness_dir = folder.path().join("harness");
         let work_root = folder.path().join("root");
         std::fs::create_dir_all(&harness_dir)
             .and_then(|_| std::fs::create_dir_all(&work_root))
             .map_err(|e| {
-                SandboxError::Local(format!("cannot prepare {}: {e}", folder.path().display()))
+                SandboxError::RunFailed(format!("cannot prepare {}: {e}", folder.path().display()))
             })?;
         // Every file of the harness, as the image has them (a list here
         // once missed one added later: the harness then could not start).
@@ -56,7 +84,7 @@ impl LocalSandbox {
         for (file, bytes) in harness {
             let target = folder.path().join(file);
             std::fs::write(&target, bytes).map_err(|e| {
-                SandboxError::Local(format!("cannot write {}: {e}", target.display()))
+                SandboxError::RunFailed(format!("cannot write {}: {e}", target.display()))
             })?;
         }
         let nonce = new_nonce();
@@ -78,7 +106,7 @@ impl LocalSandbox {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
-                SandboxError::Local(format!(
+                SandboxError::RunFailed(format!(
                     "cannot start {}: {e} (set QTJUDGE_PYTHON to a python3 with PyQt5)",
                     self.python
                 ))
@@ -103,7 +131,7 @@ impl LocalSandbox {
         let wall = Duration::from_secs(request.limits.wall_seconds);
         let status = child
             .wait_timeout(wall)
-            .map_err(|e| SandboxError::Local(format!("waiting for the harness: {e}")))?;
+            .map_err(|e| SandboxError::RunFailed(format!("waiting for the harness: {e}")))?;
         let host_timeout = status.is_none();
         if host_timeout {
             let _ = child.kill();
@@ -159,7 +187,7 @@ impl Sandbox for LocalSandbox {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || LocalSandbox { python }.run_blocking(request))
                 .await
-                .map_err(|e| SandboxError::Local(format!("the local run panicked: {e}")))?
+                .map_err(|e| SandboxError::RunFailed(format!("the local run panicked: {e}")))?
         })
     }
 }

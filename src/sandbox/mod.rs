@@ -3,11 +3,16 @@
 //! A sandbox takes a harness job (the answer's script and the turns to
 //! type), runs the in-container supervisor on it, and hands back the
 //! supervisor's one result document. It judges nothing: `harness` does.
+//! Which backend runs it, and the backend's lifecycle (prepare, health,
+//! reap, shutdown), is chosen in one place: `backend`.
 
+pub mod backend;
 pub mod docker;
 pub mod lib_volume;
 pub mod local;
 pub mod warm_pool;
+
+pub use backend::{backend, open, Backend, BackendKind, SandboxConfig};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,22 +77,42 @@ pub struct SandboxOutcome {
     pub phases: Vec<Phase>,
 }
 
-/// Could not run at all: never the answer's fault.
+/// Could not run at all: never the answer's fault. Each says what failed
+/// in words of no particular backend; what the engine itself said, and how
+/// to mend it, comes from the backend (in the message or the remedy).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("cannot reach the Docker engine ({0}); start it (e.g. `systemctl start docker`) or point DOCKER_HOST at it")]
-    EngineUnavailable(String),
+    /// The engine the sandboxes run on does not answer (an outage).
+    #[error("cannot reach the sandbox engine: {0}")]
+    EngineUnreachable(String),
+    /// The image the answers run in is missing and could not be made.
     #[error("the sandbox image is missing and could not be built: {0}")]
-    Image(String),
-    #[error("docker engine error while {doing}: {message}")]
-    Engine {
+    ImageMissing(String),
+    /// The engine refused or dropped one of its calls, or the connection
+    /// to it broke mid-run.
+    #[error("the sandbox engine failed while {doing}: {message}")]
+    EngineFailed {
         doing: &'static str,
         message: String,
     },
-    #[error("the local sandbox could not run the harness: {0}")]
-    Local(String),
-    #[error("the Docker engine has no runtime `{wanted}` (it has: {available}); install it and register it in /etc/docker/daemon.json (gVisor: `runsc install`), or drop --runtime")]
-    UnknownRuntime { wanted: String, available: String },
+    /// The harness could not be run, for a reason of this host's (files,
+    /// processes), not of an engine.
+    #[error("the sandbox could not run the harness: {0}")]
+    RunFailed(String),
+    /// The isolation asked for is not one the engine has: no answer runs
+    /// under less than asked.
+    #[error("the sandbox engine has no runtime `{wanted}` (it has: {available}); {remedy}")]
+    UnknownRuntime {
+        wanted: String,
+        available: String,
+        remedy: &'static str,
+    },
+    /// A setting the chosen backend does not have.
+    #[error("{setting} does not apply to the {backend} sandbox")]
+    Unsupported {
+        setting: &'static str,
+        backend: &'static str,
+    },
 }
 
 impl SandboxError {
@@ -96,17 +121,26 @@ impl SandboxError {
     pub fn is_engine_fault(&self) -> bool {
         matches!(
             self,
-            SandboxError::EngineUnavailable(_) | SandboxError::Engine { .. }
+            SandboxError::EngineUnreachable(_) | SandboxError::EngineFailed { .. }
         )
     }
 }
 
 /// Runs the harness on one job somewhere isolated (or not: see `local`).
+/// Made ready by its backend (`backend::Backend::prepare`, or
+/// `backend::open`); what it keeps between runs goes with `shutdown`.
 pub trait Sandbox: Send + Sync {
     /// A short name for reports: `docker` or `local`.
     fn name(&self) -> &'static str;
     fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>>;
-    /// Releases what the sandbox keeps between runs (warm containers).
+    /// What the answers run in (an image), when the backend has one: shown
+    /// by the service's health route.
+    fn image_tag(&self) -> Option<&str> {
+        None
+    }
+    /// Releases what the sandbox keeps between runs (its warm pool, stopped
+    /// and emptied) and whatever else of its own is left; call before
+    /// exiting.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }

@@ -588,7 +588,7 @@ mod tests {
             "fake"
         }
         fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
-            Box::pin(async { Err(SandboxError::Local("not used".into())) })
+            Box::pin(async { Err(SandboxError::RunFailed("not used".into())) })
         }
     }
 

@@ -1,8 +1,9 @@
 //! The engine as the service sees it: the sandbox the workers use once it
-//! is ready, whether the engine answers (pinged all along, so that the API
-//! answers 503 while it is down), and the watcher that connects to Docker,
-//! builds or checks the image, and reaps the containers of processes that
-//! are gone.
+//! is ready, whether the engine answers (the backend's health, polled all
+//! along, so that the API answers 503 while it is down), and the watcher
+//! that prepares the backend (its image built or checked) and reaps the
+//! containers of processes that are gone. Which backend is
+//! `sandbox::backend`'s choice: nothing here names one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::sandbox::{BoxFuture, Sandbox};
+use crate::sandbox::{Backend, BoxFuture, Sandbox};
 
 /// How often the engine is pinged, and retried while it is down.
 const ENGINE_POLL: Duration = Duration::from_secs(5);
@@ -69,14 +70,14 @@ impl Engine {
         }
     }
 
-    /// No sandbox yet: `watch_docker` fills it in.
+    /// No sandbox yet: `watch` fills it in.
     pub fn pending(probe: Option<Probe>) -> Engine {
         Engine {
             state: RwLock::new(EngineState {
                 sandbox: None,
                 reachable: false,
                 image: None,
-                problem: Some("connecting to the Docker engine".into()),
+                problem: Some("connecting to the sandbox engine".into()),
             }),
             probe,
             outages: AtomicUsize::new(0),
@@ -111,12 +112,12 @@ impl Engine {
         let mut state = self.write();
         if state.reachable != reachable {
             if reachable {
-                tracing::info!("the Docker engine answers");
+                tracing::info!("the sandbox engine answers");
             } else {
                 self.outages.fetch_add(1, Ordering::SeqCst);
                 tracing::error!(
                     problem = problem.as_deref().unwrap_or(""),
-                    "the Docker engine is unreachable: new work is refused with 503"
+                    "the sandbox engine is unreachable: new work is refused with 503"
                 );
             }
         }
@@ -124,10 +125,10 @@ impl Engine {
         state.problem = problem;
     }
 
-    fn set_sandbox(&self, sandbox: Arc<dyn Sandbox>, image: String) {
+    fn set_sandbox(&self, sandbox: Arc<dyn Sandbox>) {
         let mut state = self.write();
+        state.image = sandbox.image_tag().map(String::from);
         state.sandbox = Some(sandbox);
-        state.image = Some(image);
         state.reachable = true;
         state.problem = None;
     }
@@ -153,7 +154,7 @@ impl Engine {
                 }
                 self.set_reachable(
                     up,
-                    (!up).then(|| "the Docker engine does not answer".to_string()),
+                    (!up).then(|| "the sandbox engine does not answer".to_string()),
                 );
                 up
             }
@@ -162,28 +163,26 @@ impl Engine {
     }
 }
 
-/// The ping used by the Docker watcher and after a run that could not be judged.
-pub fn docker_probe() -> Probe {
-    Box::new(|| Box::pin(async { crate::sandbox::docker::connect_engine().await.is_ok() }))
+/// The backend's health as the engine's ping: used by the watcher and
+/// after a run that could not be judged.
+pub fn health_probe(backend: Arc<dyn Backend>) -> Probe {
+    Box::new(move || {
+        let backend = backend.clone();
+        Box::pin(async move { backend.health().await.is_ok() })
+    })
 }
 
-/// Connects to Docker (building the image if needed), reaps the containers
-/// a crashed service left, hands the sandbox to the workers, then keeps
-/// pinging the engine so that the API can answer 503 while it is down.
-/// `warm` containers are kept started ahead for the workers (see
-/// `sandbox::warm_pool`); 0 turns the pool off.
-pub async fn watch_docker(
-    engine: Arc<Engine>,
-    stop: CancellationToken,
-    warm: usize,
-    runtime: Option<String>,
-) {
-    let sandbox = loop {
+/// Prepares the backend once its engine answers (building the image if
+/// needed), reaps the containers a crashed service left, hands the sandbox
+/// to the workers, then keeps pinging the engine so that the API can
+/// answer 503 while it is down, and reaping.
+pub async fn watch(engine: Arc<Engine>, stop: CancellationToken, backend: Arc<dyn Backend>) {
+    loop {
         // Reachable first: work is accepted while the image is checked or built.
-        match crate::sandbox::docker::connect_engine().await {
-            Ok(_) => engine.set_reachable(
+        match backend.health().await {
+            Ok(()) => engine.set_reachable(
                 true,
-                Some("checking the sandbox image (building it if missing)".into()),
+                Some("preparing the sandbox (its image built if missing)".into()),
             ),
             Err(e) => {
                 engine.set_reachable(false, Some(e.to_string()));
@@ -194,31 +193,16 @@ pub async fn watch_docker(
                 continue;
             }
         }
-        let connect =
-            crate::sandbox::docker::DockerSandbox::connect(&|line| tracing::info!("image: {line}"));
+        let prepare = backend.prepare(&|line| tracing::info!("sandbox: {line}"));
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            result = connect => result,
-        };
-        let result = match (result, &runtime) {
-            (Ok(sandbox), Some(name)) => sandbox.with_runtime(name).await,
-            (result, _) => result,
+            result = prepare => result,
         };
         match result {
             Ok(sandbox) => {
-                let sandbox =
-                    sandbox.with_warm_pool(crate::sandbox::warm_pool::PoolConfig::with_size(warm));
-                let reaped = sandbox.reap_orphans().await;
-                if reaped > 0 {
-                    tracing::warn!(
-                        reaped,
-                        "removed sandbox containers left behind by an earlier crash"
-                    );
-                }
-                let image = sandbox.image().to_string();
-                let sandbox = Arc::new(sandbox);
-                engine.set_sandbox(sandbox.clone(), image);
-                break sandbox;
+                crate::sandbox::backend::reap_and_tell(backend.as_ref()).await;
+                engine.set_sandbox(sandbox);
+                break;
             }
             Err(e) => {
                 engine.set_reachable(false, Some(e.to_string()));
@@ -228,7 +212,7 @@ pub async fn watch_docker(
                 }
             }
         }
-    };
+    }
     let started = tokio::time::Instant::now();
     let mut next_ping = started + ENGINE_POLL;
     let mut next_reap = started + REAP_AFTER_START_EVERY;
@@ -247,16 +231,10 @@ pub async fn watch_docker(
             // creation a killed process had asked for can appear after
             // the start-up reap, and soon after it most likely.
             let reaped = if engine.health().reachable {
-                sandbox.reap_orphans().await
+                crate::sandbox::backend::reap_and_tell(backend.as_ref()).await
             } else {
                 0
             };
-            if reaped > 0 {
-                tracing::warn!(
-                    reaped,
-                    "removed sandbox containers of processes that are gone"
-                );
-            }
             let soon = now.duration_since(started) < REAP_AFTER_START_FOR || reaped > 0;
             next_reap = now
                 + if soon {
@@ -282,7 +260,7 @@ mod tests {
             "fake"
         }
         fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
-            Box::pin(async { Err(SandboxError::EngineUnavailable("fake".into())) })
+            Box::pin(async { Err(SandboxError::EngineUnreachable("fake".into())) })
         }
         fn after_outage(&self) -> BoxFuture<'_, ()> {
             self.0.fetch_add(1, Ordering::SeqCst);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sandbox::{SandboxConfig, SandboxError};
 use crate::service::engine_watch::Engine;
 use crate::service::jobs::{Jobs, JobsConfig};
 use crate::service::state::{ApiConfig, AppState};
@@ -51,8 +52,9 @@ pub struct ServeConfig {
     pub callback_secret: Option<String>,
     /// Attempts per callback delivery.
     pub callback_attempts: u32,
-    /// The engine's OCI runtime for sandbox containers (e.g. `runsc`).
-    pub runtime: Option<String>,
+    /// The sandbox backend and its settings (`--sandbox`, `--runtime`,
+    /// the warm pool: one container per worker).
+    pub sandbox: SandboxConfig,
     /// Open client connections at most (kept below the file limit).
     pub max_connections: usize,
     /// Time a client has to send a request head (also the keep-alive
@@ -81,6 +83,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("cannot set up the HTTP client for callbacks: {0}")]
     CallbackClient(reqwest::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 impl ServeConfig {
@@ -111,11 +115,13 @@ impl ServeConfig {
 }
 
 /// Runs the service until SIGTERM or Ctrl-C: recovers interrupted jobs,
-/// connects to Docker in the background, serves HTTP, then shuts down
+/// prepares the sandbox in the background, serves HTTP, then shuts down
 /// gracefully (running verifications get `grace` to finish; the rest stay
 /// queued on disk).
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
+    // Before anything is opened: a setting the backend lacks is refused.
+    let backend = crate::sandbox::backend(&config.sandbox)?;
     // Before the store: recovery would requeue another service's jobs.
     let _lock = data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     let store = store::open(&config.data_dir)?;
@@ -127,13 +133,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "jobs interrupted by an earlier stop were found"
         );
     }
-    let engine = Arc::new(Engine::pending(Some(engine_watch::docker_probe())));
+    let engine = Arc::new(Engine::pending(Some(engine_watch::health_probe(
+        backend.clone(),
+    ))));
     let watcher_stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(engine_watch::watch_docker(
+    tokio::spawn(engine_watch::watch(
         engine.clone(),
         watcher_stop.clone(),
-        config.workers,
-        config.runtime.clone(),
+        backend,
     ));
     let jobs = Jobs::new(
         store,
@@ -260,7 +267,7 @@ mod tests {
             tasks_dir: PathBuf::from("t"),
             callback_secret: None,
             callback_attempts: 8,
-            runtime: None,
+            sandbox: SandboxConfig::default(),
             max_connections: 16,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),

@@ -410,7 +410,7 @@ pub(crate) mod tests {
         }
         fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
             Box::pin(async {
-                Err(SandboxError::EngineUnavailable(
+                Err(SandboxError::EngineUnreachable(
                     "fake engine is down".into(),
                 ))
             })
@@ -846,7 +846,7 @@ pub(crate) mod tests {
         fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Box::pin(async {
-                Err(SandboxError::Engine {
+                Err(SandboxError::EngineFailed {
                     doing: "reading the container's output",
                     message: "cut".into(),
                 })

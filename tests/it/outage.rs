@@ -281,7 +281,7 @@ impl Sandbox for OriginalRunFails {
     fn run(&self, request: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
         if request.run_id.starts_with("original-") {
             return Box::pin(async {
-                Err(SandboxError::EngineUnavailable(
+                Err(SandboxError::EngineUnreachable(
                     "the engine went away".into(),
                 ))
             });

@@ -1,7 +1,7 @@
 //! Keeps the codebase honest about itself: every source file says what it
 //! is for, ARCHITECTURE.md names only paths that exist, and its invariants
 //! hold in the imports (who may use bollard, the grading room does no IO,
-//! the routes never reach a sandbox backend).
+//! the service never names a sandbox backend).
 
 use crate::support::repo;
 
@@ -297,29 +297,28 @@ fn only_the_sqlite_store_uses_rusqlite_and_no_logic_is_in_triggers() {
     );
 }
 
+/// The service gets its sandbox from `sandbox::backend` and drives it
+/// through the `Sandbox` and `Backend` traits only: the routes store jobs
+/// and never run one, and neither the workers nor the engine watch know
+/// which backend runs them.
 #[test]
-fn the_routes_never_import_a_sandbox_backend() {
-    let mut offenders = mentioning(
-        "src/service/routes",
+fn the_service_never_imports_a_sandbox_backend() {
+    let offenders = mentioning(
+        "src/service",
         &[
             "sandbox::docker",
             "sandbox::local",
+            "docker::",
+            "local::",
             "DockerSandbox",
             "LocalSandbox",
+            "DockerBackend",
+            "LocalBackend",
             "bollard",
         ],
     );
-    offenders.extend(mentioning(
-        "src/service/pages.rs",
-        &[
-            "sandbox::docker",
-            "sandbox::local",
-            "DockerSandbox",
-            "LocalSandbox",
-        ],
-    ));
     assert!(
         offenders.is_empty(),
-        "the routes store jobs and never run one; the workers reach the sandbox: {offenders:#?}"
+        "the service reaches the sandbox through `sandbox::backend` and its traits, never a backend: {offenders:#?}"
     );
 }

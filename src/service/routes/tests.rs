@@ -31,7 +31,7 @@ impl Sandbox for UnusedSandbox {
     }
     fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
         Box::pin(async {
-            Err(SandboxError::Local(
+            Err(SandboxError::RunFailed(
                 "the API tests run no verification".into(),
             ))
         })
