@@ -268,6 +268,116 @@ mod tests {
         }
     }
 
+    /// A backend whose engine answers or not as told; counts its
+    /// preparations and reaps.
+    #[derive(Default)]
+    struct FakeBackend {
+        up: std::sync::atomic::AtomicBool,
+        prepared: AtomicUsize,
+        reaped: AtomicUsize,
+    }
+
+    /// What a fake backend prepares: runs nothing, has an image.
+    struct Imaged;
+
+    impl Sandbox for Imaged {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            Box::pin(async { Err(SandboxError::RunFailed("fake".into())) })
+        }
+        fn image_tag(&self) -> Option<&str> {
+            Some("fake:image")
+        }
+    }
+
+    impl Backend for FakeBackend {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn health(&self) -> BoxFuture<'_, Result<(), SandboxError>> {
+            let up = self.up.load(Ordering::SeqCst);
+            Box::pin(async move {
+                match up {
+                    true => Ok(()),
+                    false => Err(SandboxError::EngineUnreachable("fake socket gone".into())),
+                }
+            })
+        }
+        fn prepare<'a>(
+            &'a self,
+            progress: crate::sandbox::backend::Progress<'a>,
+        ) -> BoxFuture<'a, Result<Arc<dyn Sandbox>, SandboxError>> {
+            self.prepared.fetch_add(1, Ordering::SeqCst);
+            progress("fake image checked");
+            Box::pin(async { Ok(Arc::new(Imaged) as Arc<dyn Sandbox>) })
+        }
+        fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>> {
+            self.reaped.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(0) })
+        }
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    #[tokio::test]
+    async fn the_watcher_says_why_the_engine_is_down_and_prepares_nothing_meanwhile() {
+        let backend = Arc::new(FakeBackend::default());
+        let engine = Arc::new(Engine::pending(Some(health_probe(backend.clone()))));
+        let stop = CancellationToken::new();
+        let watcher = tokio::spawn(watch(engine.clone(), stop.clone(), backend.clone()));
+        until("the backend's problem is the engine's", || {
+            engine.health().problem.as_deref()
+                == Some("cannot reach the sandbox engine: fake socket gone")
+        })
+        .await;
+        assert!(!engine.health().reachable);
+        assert!(engine.sandbox().is_none());
+        assert_eq!(backend.prepared.load(Ordering::SeqCst), 0);
+        stop.cancel();
+        watcher.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_watcher_prepares_the_backend_reaps_then_hands_the_sandbox_over() {
+        let backend = Arc::new(FakeBackend::default());
+        backend.up.store(true, Ordering::SeqCst);
+        let engine = Arc::new(Engine::pending(Some(health_probe(backend.clone()))));
+        let stop = CancellationToken::new();
+        let watcher = tokio::spawn(watch(engine.clone(), stop.clone(), backend.clone()));
+        until("the sandbox is handed over", || engine.sandbox().is_some()).await;
+        let health = engine.health();
+        assert_eq!(
+            (
+                health.reachable,
+                health.sandbox_ready,
+                health.image.as_deref()
+            ),
+            (true, true, Some("fake:image"))
+        );
+        assert_eq!(health.problem, None);
+        assert_eq!(backend.prepared.load(Ordering::SeqCst), 1);
+        assert!(
+            backend.reaped.load(Ordering::SeqCst) >= 1,
+            "reaped before the workers start"
+        );
+        // The engine's ping is the backend's health.
+        backend.up.store(false, Ordering::SeqCst);
+        assert!(!engine.check_now().await);
+        assert!(engine.sandbox().is_none(), "no work while it is down");
+        stop.cancel();
+        watcher.await.unwrap();
+    }
+
     #[tokio::test]
     async fn an_engine_back_from_an_outage_has_its_sandbox_cleaned_once_before_work_resumes() {
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
