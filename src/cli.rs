@@ -1132,7 +1132,7 @@ mod tests {
         assert_eq!(crafted.task, "reset-conversation");
         for other in &done[1..] {
             assert_eq!(
-                (other.tier, other.failure.as_deref()),
+                (other.tier, other.failure.map(|f| f.as_str())),
                 (Some(3), Some("timeout")),
                 "{}",
                 other.model

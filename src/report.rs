@@ -203,7 +203,7 @@ fn junit(results: &[Verification]) -> String {
                 let _ = write!(
                     out,
                     "<failure type=\"{}\" message=\"{}\"/>",
-                    xml_escape(r.failure.as_deref().unwrap_or("fail")),
+                    xml_escape(r.failure.map(|f| f.as_str()).unwrap_or("fail")),
                     xml_escape(&one_line(&r.reason, 300))
                 );
             }

@@ -136,7 +136,7 @@ impl<'a> JobRow<'a> {
         JobRow {
             job,
             badge: Badge::of(job.status, v),
-            failure: v.and_then(|v| v.failure.as_deref()).unwrap_or(""),
+            failure: v.and_then(|v| v.failure.map(|f| f.as_str())).unwrap_or(""),
             reason: v
                 .map(|v| v.reason.as_str())
                 .or(job.error.as_deref())
@@ -193,7 +193,8 @@ impl<'a> VerificationPage<'a> {
     /// that checked it.
     fn failed(&self, step: &crate::harness::Step) -> bool {
         let host_found = self.job.result.as_ref().is_some_and(|v| {
-            v.failure.as_deref() == Some("history_not_cleared") && v.steps.iter().all(|s| s.ok)
+            v.failure.map(|f| f.as_str()) == Some("history_not_cleared")
+                && v.steps.iter().all(|s| s.ok)
         });
         !step.ok || (host_found && step.name == "check_cleared")
     }

@@ -242,7 +242,7 @@ async fn a_task_file_names_what_discovery_cannot_find() {
     .await;
     crate::support::assert_container_gone(&sandbox, &v.run_id, "icon_only_reset, wrong name").await;
     assert_eq!(
-        v.failure.as_deref(),
+        v.failure.map(|f| f.as_str()),
         Some("no_reset_control"),
         "{}",
         v.reason
