@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::report::{self, Counts, Format};
+use crate::render::{self, Counts, Format};
 use crate::service::store::{BatchRecord, JobRecord, Status};
 use crate::verify::Verification;
 
@@ -124,7 +124,7 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
         },
         "counts": Counts::of(&results),
         "verifications": verifications,
-        "table": (status == Status::Done).then(|| report::render(&results, Format::Table)),
+        "table": (status == Status::Done).then(|| render::many(&results, Format::Text)),
         "callback": batch.callback,
         "links": {"self": format!("/v1/batches/{}", batch.id), "page": format!("/batches/{}", batch.id)},
     })
