@@ -142,6 +142,7 @@ pub(super) async fn batch_page(
 mod tests {
     use super::*;
     use crate::task::TaskChoice;
+    use crate::verify::Verification;
     use serde_json::json;
 
     /// The experiment's task (fixtures/tasks).
