@@ -104,7 +104,7 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
                 "status": j.status,
                 "tier": r.and_then(|r| r.tier),
                 "label": r.map(|r| r.label),
-                "failure": r.and_then(|r| r.failure.clone()),
+                "failure": r.and_then(|r| r.failure),
                 "reason": r.map(|r| r.reason.clone()).or_else(|| j.error.clone()),
                 "links": {"self": verification_link(&j.id)},
             })
