@@ -16,8 +16,7 @@ use crate::bundle::{Bundle, BundleSummary};
 use crate::grading::extract::{self, Extracted};
 use crate::grading::static_grade::{self, OriginalIndex, StaticReport};
 use crate::grading::verdict::{self, Evidence, Label, UnrequestedChange};
-use crate::grading::FailureCode;
-use crate::harness::{self, Artifact, Behaviour, Planes, Step};
+use crate::harness::{self, Artifact, Behaviour, Failure, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
 use crate::task::{Task, TaskChoice};
 use crate::timings::{Phase, Stopwatch};
@@ -30,7 +29,7 @@ pub struct Verification {
     pub task: String,
     pub tier: Option<u8>,
     pub label: Label,
-    pub failure: Option<FailureCode>,
+    pub failure: Option<String>,
     pub reason: String,
     pub history_cleared: Option<Planes>,
     pub unrequested_changes: Vec<UnrequestedChange>,
@@ -361,7 +360,7 @@ pub async fn verify_input(
                 // An answer to a task: nobody asked it to start a program.
                 // A user's own app (no original) keeps only the harm any
                 // app is judged by (downloading, destroying).
-                b.fail(FailureCode::Harmful, detail);
+                b.fail(Failure::Harmful, detail);
             }
             b
         }
@@ -454,9 +453,12 @@ pub async fn verify_input(
         }
         watch.lap("layout_diff", comparing);
     }
-    let failure = behaviour
-        .failure
-        .map(|f| (f, behaviour.failure_detail.as_deref().unwrap_or("")));
+    let failure = behaviour.failure.map(|f| {
+        (
+            f.as_str(),
+            behaviour.failure_detail.as_deref().unwrap_or(""),
+        )
+    });
     apply(
         &mut v,
         verdict::decide_with_threats(
