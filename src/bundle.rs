@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::grading::FailureCode;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -89,20 +90,21 @@ pub enum BundleError {
 }
 
 impl BundleError {
-    /// A stable code for the service's JSON errors.
-    pub fn code(&self) -> &'static str {
+    /// A stable code: the service's JSON error, and the failure of an
+    /// uploaded app that cannot be unpacked.
+    pub fn code(&self) -> FailureCode {
         match self {
-            BundleError::UnsafePath { .. } => "unsafe_archive_path",
-            BundleError::NotAFile { .. } => "archive_special_file",
-            BundleError::TooManyFiles => "archive_too_many_files",
-            BundleError::TooLarge | BundleError::OverLimit { .. } => "archive_too_large",
-            BundleError::BadArchive { .. } => "bad_archive",
-            BundleError::BadNotebook(_) => "bad_notebook",
-            BundleError::NoPython => "no_python_file",
-            BundleError::EntryNotFound { .. } => "entry_not_found",
-            BundleError::NoEntry { .. } => "no_entry_point",
-            BundleError::AmbiguousEntry { .. } => "ambiguous_entry_point",
-            BundleError::Read { .. } => "unreadable_input",
+            BundleError::UnsafePath { .. } => FailureCode::UnsafeArchivePath,
+            BundleError::NotAFile { .. } => FailureCode::ArchiveSpecialFile,
+            BundleError::TooManyFiles => FailureCode::ArchiveTooManyFiles,
+            BundleError::TooLarge | BundleError::OverLimit { .. } => FailureCode::ArchiveTooLarge,
+            BundleError::BadArchive { .. } => FailureCode::BadArchive,
+            BundleError::BadNotebook(_) => FailureCode::BadNotebook,
+            BundleError::NoPython => FailureCode::NoPythonFile,
+            BundleError::EntryNotFound { .. } => FailureCode::EntryNotFound,
+            BundleError::NoEntry { .. } => FailureCode::NoEntryPoint,
+            BundleError::AmbiguousEntry { .. } => FailureCode::AmbiguousEntryPoint,
+            BundleError::Read { .. } => FailureCode::UnreadableInput,
         }
     }
 }
@@ -1299,21 +1301,24 @@ mod tests {
             upload(InputKind::Zip, zip, Some("other.py"))
                 .check()
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "entry_not_found"
         );
         assert_eq!(
             upload(InputKind::Zip, zip_of(&[("notes.txt", b"x")]), None)
                 .check()
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "no_python_file"
         );
         assert_eq!(
             upload(InputKind::Zip, zip_of(&[("../main.py", app)]), None)
                 .check()
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "unsafe_archive_path"
         );
         // A zip declaring more than an app may unpack to.
@@ -1326,7 +1331,8 @@ mod tests {
             )
             .check()
             .unwrap_err()
-            .code(),
+            .code()
+            .as_str(),
             "archive_too_large"
         );
         let tar_gz = tar_gz_of(|b| {
@@ -1347,7 +1353,8 @@ mod tests {
             upload(InputKind::TarGz, b"\x1f\x8bnot gzip at all".to_vec(), None)
                 .check()
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "bad_archive"
         );
         assert!(upload(InputKind::TarGz, tar_gz, None).unpack().is_ok());
@@ -1372,7 +1379,10 @@ mod tests {
             1,
             "the check reads only the trailer"
         );
-        assert_eq!(lying.unpack().unwrap_err().code(), "archive_too_large");
+        assert_eq!(
+            lying.unpack().unwrap_err().code().as_str(),
+            "archive_too_large"
+        );
     }
 
     fn tar_gz_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
@@ -1432,7 +1442,7 @@ mod tests {
         ] {
             let bytes = zip_of(&[("main.py", MAIN), (name, b"x")]);
             let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bytes, None).unwrap_err();
-            assert_eq!(e.code(), "unsafe_archive_path", "{name}");
+            assert_eq!(e.code().as_str(), "unsafe_archive_path", "{name}");
             assert!(e.to_string().contains(why), "{name}: {e}");
         }
         let many: Vec<(String, Vec<u8>)> = (0..MAX_FILES + 1)
@@ -1451,7 +1461,7 @@ mod tests {
         let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bomb, None).unwrap_err();
         assert_eq!(e, BundleError::TooLarge);
         let e = Bundle::from_bytes(InputKind::Zip, "a.zip", b"PK not really", None).unwrap_err();
-        assert_eq!(e.code(), "bad_archive");
+        assert_eq!(e.code().as_str(), "bad_archive");
     }
 
     #[test]
@@ -1480,7 +1490,7 @@ mod tests {
         ] {
             let e = Bundle::from_bytes(InputKind::TarGz, "a.tar.gz", &with(kind, link), None)
                 .unwrap_err();
-            assert_eq!(e.code(), "archive_special_file", "{kind:?}");
+            assert_eq!(e.code().as_str(), "archive_special_file", "{kind:?}");
             assert!(e.to_string().contains(word), "{kind:?}: {e}");
         }
         // `tar::Builder` refuses to write `..`, so the name goes in raw.
@@ -1491,7 +1501,7 @@ mod tests {
             t.append(&h, &b"x"[..]).unwrap();
         });
         let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", &escape, None).unwrap_err();
-        assert_eq!(e.code(), "unsafe_archive_path");
+        assert_eq!(e.code().as_str(), "unsafe_archive_path");
         let bomb = tar_gz_of(|t| {
             let zeros = vec![0u8; (MAX_BYTES + 1) as usize];
             let mut h = header(tar::EntryType::Regular, zeros.len() as u64);
@@ -1554,7 +1564,7 @@ mod tests {
             ),
         ] {
             let e = read_tar(&raw_header("././@LongLink", kind, 1 << 30)).unwrap_err();
-            assert_eq!(e.code(), "archive_too_large", "{}", kind as char);
+            assert_eq!(e.code().as_str(), "archive_too_large", "{}", kind as char);
             for word in words {
                 assert!(e.to_string().contains(word), "{}: {e}", kind as char);
             }
@@ -1570,10 +1580,10 @@ mod tests {
     fn an_unpacked_tar_over_its_limit_is_refused_before_it_is_inflated() {
         // A folder declaring the largest size there is: its padding does not wrap.
         let e = read_tar(&raw_header("app/", b'5', u64::MAX)).unwrap_err();
-        assert_eq!(e.code(), "archive_too_large", "{e}");
+        assert_eq!(e.code().as_str(), "archive_too_large", "{e}");
         // A folder declaring 1 GiB of content: skipped, but never inflated.
         let e = read_tar(&raw_header("app/", b'5', 1 << 30)).unwrap_err();
-        assert_eq!(e.code(), "archive_too_large");
+        assert_eq!(e.code().as_str(), "archive_too_large");
         assert!(
             e.to_string()
                 .contains("the unpacked tar (headers and skipped files included) is 1.0 GiB, over the 32 MiB limit"),
@@ -1650,7 +1660,7 @@ mod tests {
             b"9 size=-\n",
         ] {
             let e = read_tar(&with_pax(malformed, b"x")).unwrap_err();
-            assert_eq!(e.code(), "bad_archive", "{malformed:?}: {e}");
+            assert_eq!(e.code().as_str(), "bad_archive", "{malformed:?}: {e}");
             assert!(e.to_string().contains("PAX"), "{e}");
         }
         let mut damaged = raw_header("main.py", b'0', 0);
@@ -1661,7 +1671,7 @@ mod tests {
         let e = read_tar(&truncated).unwrap_err();
         assert!(e.to_string().contains("ends inside a member"), "{e}");
         let e = Bundle::from_bytes(InputKind::TarGz, "a.tgz", b"not gzip", None).unwrap_err();
-        assert_eq!(e.code(), "bad_archive");
+        assert_eq!(e.code().as_str(), "bad_archive");
         let e = read_tar(&raw_header("disk.img", b'S', 0)).unwrap_err();
         assert!(e.to_string().contains("is a GNU sparse file"), "{e}");
     }
@@ -1681,7 +1691,7 @@ mod tests {
             headers.extend_from_slice(&fixed);
         }
         let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &headers, None).unwrap_err();
-        assert_eq!(e.code(), "archive_too_large");
+        assert_eq!(e.code().as_str(), "archive_too_large");
         assert!(
             e.to_string().contains("central directory (names, extra fields and comments) is 2.5 MiB, over the 2 MiB limit"),
             "{e}"
@@ -1702,7 +1712,7 @@ mod tests {
         assert_eq!(patched, 2);
         let e = Bundle::from_bytes(InputKind::Zip, "a.zip", &bomb, None).unwrap_err();
         assert!(
-            e == BundleError::TooLarge || e.code() == "bad_archive",
+            e == BundleError::TooLarge || e.code().as_str() == "bad_archive",
             "{e}"
         );
     }
@@ -1740,7 +1750,7 @@ mod tests {
         let files = |entries: &[(&str, &[u8])]| zip_of(entries);
         let two = files(&[("a.py", MAIN), ("b.py", MAIN), ("core/c.py", b"x = 1\n")]);
         let e = Bundle::from_bytes(InputKind::Zip, "x.zip", &two, None).unwrap_err();
-        assert_eq!(e.code(), "ambiguous_entry_point");
+        assert_eq!(e.code().as_str(), "ambiguous_entry_point");
         assert!(
             e.to_string().contains("a.py, b.py") && e.to_string().contains("--entry"),
             "{e}"
@@ -1758,7 +1768,7 @@ mod tests {
         assert_eq!(b.entry, "main.py");
         let none = files(&[("a.py", b"x = 1\n"), ("b.py", b"y = 2\n")]);
         let e = Bundle::from_bytes(InputKind::Zip, "x.zip", &none, None).unwrap_err();
-        assert_eq!(e.code(), "no_entry_point");
+        assert_eq!(e.code().as_str(), "no_entry_point");
         assert!(
             e.to_string().contains("a.py, b.py") && e.to_string().contains("--entry"),
             "{e}"
@@ -1803,7 +1813,7 @@ mod tests {
         assert_eq!(b.origin, Origin::Notebook);
         let e = Bundle::from_bytes(InputKind::Notebook, "x.ipynb", b"{\"cells\": 3}", None)
             .unwrap_err();
-        assert_eq!(e.code(), "bad_notebook");
+        assert_eq!(e.code().as_str(), "bad_notebook");
     }
 
     #[test]
@@ -1818,7 +1828,7 @@ mod tests {
         assert_eq!(b.files.len(), 2);
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("ui/secret")).unwrap();
         let e = Bundle::from_path(dir.path(), None).unwrap().unwrap_err();
-        assert_eq!(e.code(), "archive_special_file");
+        assert_eq!(e.code().as_str(), "archive_special_file");
         assert!(e.to_string().contains("ui/secret"), "{e}");
     }
 }

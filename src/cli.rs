@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use futures_util::{FutureExt, StreamExt};
 
 use crate::bundle::Bundle;
 use crate::grading::verdict::Label;
-use crate::report::{self, Counts, Format};
+use crate::render::{self, Counts, Format};
 use crate::sandbox::{BackendKind, Sandbox, SandboxConfig};
 use crate::task::{self, Task};
 use crate::verify::{self, PreparedTask, Verification};
@@ -30,7 +30,7 @@ pub mod exit_codes {
     /// answer's fault: run it again once the engine is healthy.
     pub const NOT_JUDGED: i32 = 3;
     use crate::grading::verdict::Label;
-    use crate::report::Counts;
+    use crate::render::Counts;
     use crate::verify::Verification;
 
     /// `verify`'s code for its one answer.
@@ -187,16 +187,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub common: Common,
     #[arg(long, value_enum, default_value = "text")]
-    pub format: VerifyFormat,
+    pub format: Format,
     /// Where to save the screenshots (default: a folder beside the answer's name in the temp dir).
     #[arg(long)]
     pub artifacts: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VerifyFormat {
-    Text,
-    Json,
 }
 
 #[derive(Args, Debug)]
@@ -208,7 +202,7 @@ pub struct GradeArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub common: Common,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Write the report here instead of stdout.
     #[arg(long)]
@@ -313,7 +307,7 @@ pub struct ServeArgs {
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     pub run_dir: PathBuf,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
@@ -330,7 +324,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Grade(args) => grade_command(args).await,
         Command::Report(args) => {
             let results = load_run(&args.run_dir)?;
-            print!("{}", report::render(&results, args.format));
+            print!("{}", render::many(&results, args.format));
             Ok(exit_codes::OK)
         }
         Command::Image { action } => image_command(action).await,
@@ -545,178 +539,8 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("qtjudge-{}", sanitize(&model))));
     verify::save_artifacts(&mut result, &dir)
         .with_context(|| format!("saving screenshots under {}", dir.display()))?;
-    match args.format {
-        VerifyFormat::Json => {
-            result.script = None;
-            println!("{}", serde_json::to_string_pretty(&result)?);
-        }
-        VerifyFormat::Text => print!("{}", verification_text(&result)),
-    }
+    print!("{}", render::one(&result, args.format));
     Ok(exit_codes::of_verification(result.label))
-}
-
-/// The human-readable account of one verification.
-pub fn verification_text(v: &Verification) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let tier = v
-        .tier
-        .map(|t| format!("tier {t}"))
-        .unwrap_or_else(|| "not judged".into());
-    let _ = writeln!(out, "{}: {} ({})", v.model, tier, v.label.as_str());
-    let _ = writeln!(out, "  reason: {}", v.reason);
-    if let Some(c) = &v.task_choice {
-        let _ = writeln!(out, "  task: {} ({})", c.task, c.reason);
-    }
-    // The harness stood in for a launcher the app does not have.
-    if let Some(step) = v.steps.iter().find(|s| {
-        s.name == "find_window" && s.ok && s.detail.starts_with("the script showed no window")
-    }) {
-        let _ = writeln!(out, "  note: {}", step.detail);
-    }
-    if let Some(b) = &v.bundle {
-        let compared = if b.compared != b.entry {
-            format!(", compared with the original: {}", b.compared)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "  app: {} files from a {:?}, entry {}{compared}",
-            b.files.len(),
-            b.origin,
-            b.entry
-        );
-    }
-    if let Some(failure) = &v.failure {
-        let _ = writeln!(out, "  failure: {failure}");
-    }
-    if let Some(p) = &v.history_cleared {
-        let show = |b: Option<bool>| match b {
-            Some(true) => "cleared",
-            Some(false) => "NOT cleared",
-            None => "not reached",
-        };
-        let _ = writeln!(
-            out,
-            "  history: memory {}, screen {}, next request {}",
-            show(p.memory),
-            show(p.screen),
-            show(p.next_request)
-        );
-    }
-    if let Some(d) = v.behaviour.as_ref().and_then(|b| b.discovered.as_ref()) {
-        discovered_text(&mut out, d);
-    }
-    if !v.steps.is_empty() {
-        let _ = writeln!(out, "  steps:");
-        for s in &v.steps {
-            let _ = writeln!(
-                out,
-                "    {} {:<14} {:>7.1} ms  {}",
-                if s.ok { "ok  " } else { "FAIL" },
-                s.name,
-                s.ms,
-                s.detail
-            );
-        }
-    }
-    for m in &v.missing {
-        let _ = writeln!(
-            out,
-            "  missing: {} {} (original line {})",
-            m.kind, m.name, m.original_line
-        );
-    }
-    for c in &v.unrequested_changes {
-        let line = c.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  unrequested [{}] {}: {}{}",
-            c.source, c.kind, c.detail, line
-        );
-    }
-    for a in &v.artifacts {
-        if let Some(path) = &a.path {
-            let _ = writeln!(out, "  screenshot: {path}");
-        }
-    }
-    if let Some(e) = &v.error {
-        let _ = writeln!(out, "  error: {e}");
-    }
-    out
-}
-
-/// What the harness drove: each control with how it was found.
-fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
-    use std::fmt::Write as _;
-    let name = |c: &crate::harness::Control| {
-        if c.kind == "key" {
-            let key = c.text.as_deref().unwrap_or("?");
-            return format!("the {key} key in the {} ({})", c.class, c.how);
-        }
-        let mut s = c.class.clone();
-        if let Some(a) = &c.attribute {
-            s.push_str(&format!(" self.{a}"));
-        } else if let Some(o) = &c.object_name {
-            s.push_str(&format!(" #{o}"));
-        }
-        if let Some(t) = c.text.as_deref().filter(|t| !t.is_empty()) {
-            s.push_str(&format!(" {t:?}"));
-        }
-        format!("{s} ({})", c.how)
-    };
-    let _ = writeln!(out, "  found:");
-    if let Some(b) = &d.binding {
-        let _ = writeln!(out, "    binding        {b}");
-    }
-    let one = |c: &Option<crate::harness::Control>| {
-        c.as_ref()
-            .map(name)
-            .unwrap_or_else(|| "not found".to_string())
-    };
-    let _ = writeln!(out, "    prompt input   {}", one(&d.prompt_input));
-    let _ = writeln!(out, "    send           {}", one(&d.send));
-    // One message per widget: "4 × QLabel (discovered)", not four lines.
-    let mut display: Vec<(usize, String)> = Vec::new();
-    for shown in d.display.iter().map(name) {
-        match display.iter_mut().find(|(_, n)| *n == shown) {
-            Some((count, _)) => *count += 1,
-            None => display.push((1, shown)),
-        }
-    }
-    let display: Vec<String> = display
-        .into_iter()
-        .map(|(count, n)| {
-            if count > 1 {
-                format!("{count} × {n}")
-            } else {
-                n
-            }
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "    display        {}",
-        if display.is_empty() {
-            "none".into()
-        } else {
-            display.join(", ")
-        }
-    );
-    let _ = writeln!(out, "    reset          {}", one(&d.reset));
-    let mut memory = if d.memory.is_empty() {
-        "nothing held a turn".to_string()
-    } else {
-        d.memory.join(", ")
-    };
-    if !d.memory_configured.is_empty() {
-        memory.push_str(&format!(
-            "; checked as configured: {}",
-            d.memory_configured.join(", ")
-        ));
-    }
-    let _ = writeln!(out, "    memory         {memory}");
 }
 
 /// Reads an answer as text; invalid UTF-8 is replaced, not refused.
@@ -900,7 +724,7 @@ async fn grade_command(args: GradeArgs) -> Result<i32> {
         None => done.extend(grade_here(&args, todo).await?),
     }
     done.sort_by(|a, b| a.model.cmp(&b.model));
-    let rendered = report::render(&done, args.format);
+    let rendered = render::many(&done, args.format);
     match &args.out {
         Some(path) => std::fs::write(path, rendered)
             .with_context(|| format!("cannot write {}", path.display()))?,
@@ -1132,7 +956,7 @@ mod tests {
         assert_eq!(crafted.task, "reset-conversation");
         for other in &done[1..] {
             assert_eq!(
-                (other.tier, other.failure.as_deref()),
+                (other.tier, other.failure.map(|f| f.as_str())),
                 (Some(3), Some("timeout")),
                 "{}",
                 other.model

@@ -223,7 +223,7 @@ impl Service {
             .send("fetching a batch's results", || {
                 self.http
                     .get(self.url(&format!("/v1/batches/{}", batch.id)))
-                    .query(&[("format", "jsonl")])
+                    .query(&[("format", crate::render::Format::Jsonl.name())])
             })
             .await?
             .text()

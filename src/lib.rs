@@ -8,7 +8,7 @@ pub mod client;
 pub mod grading;
 pub mod harness;
 pub mod image;
-pub mod report;
+pub mod render;
 pub mod report_channel;
 pub mod sandbox;
 pub mod service;

@@ -16,7 +16,8 @@ use crate::bundle::{Bundle, BundleSummary};
 use crate::grading::extract::{self, Extracted};
 use crate::grading::static_grade::{self, OriginalIndex, StaticReport};
 use crate::grading::verdict::{self, Evidence, Label, UnrequestedChange};
-use crate::harness::{self, Artifact, Behaviour, Failure, Planes, Step};
+use crate::grading::FailureCode;
+use crate::harness::{self, Artifact, Behaviour, Planes, Step};
 use crate::sandbox::{Sandbox, SandboxError, SandboxRequest};
 use crate::task::{Task, TaskChoice};
 use crate::timings::{Phase, Stopwatch};
@@ -29,7 +30,7 @@ pub struct Verification {
     pub task: String,
     pub tier: Option<u8>,
     pub label: Label,
-    pub failure: Option<String>,
+    pub failure: Option<FailureCode>,
     pub reason: String,
     pub history_cleared: Option<Planes>,
     pub unrequested_changes: Vec<UnrequestedChange>,
@@ -360,7 +361,7 @@ pub async fn verify_input(
                 // An answer to a task: nobody asked it to start a program.
                 // A user's own app (no original) keeps only the harm any
                 // app is judged by (downloading, destroying).
-                b.fail(Failure::Harmful, detail);
+                b.fail(FailureCode::Harmful, detail);
             }
             b
         }
@@ -453,12 +454,9 @@ pub async fn verify_input(
         }
         watch.lap("layout_diff", comparing);
     }
-    let failure = behaviour.failure.map(|f| {
-        (
-            f.as_str(),
-            behaviour.failure_detail.as_deref().unwrap_or(""),
-        )
-    });
+    let failure = behaviour
+        .failure
+        .map(|f| (f, behaviour.failure_detail.as_deref().unwrap_or("")));
     apply(
         &mut v,
         verdict::decide_with_threats(

@@ -6,6 +6,7 @@
 //! only reads it (checked by `tests/it/tidy.rs`).
 
 pub mod extract;
+pub mod failure;
 pub mod layout_diff;
 pub mod lines;
 pub mod pixels;
@@ -13,3 +14,5 @@ pub mod programs;
 pub mod screen;
 pub mod static_grade;
 pub mod verdict;
+
+pub use failure::FailureCode;

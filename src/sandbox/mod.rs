@@ -370,7 +370,7 @@ mod tests {
             let behaviour = crate::harness::judge(&outcome, &[], 30).expect("judged");
             assert_eq!(
                 behaviour.failure,
-                Some(crate::harness::Failure::OutputTooLarge)
+                Some(crate::grading::FailureCode::OutputTooLarge)
             );
             assert_eq!(behaviour.failure_detail.as_deref(), Some(why.as_str()));
             assert!(!behaviour.passed);

@@ -155,7 +155,7 @@ impl From<TaskError> for ApiError {
 impl From<BundleError> for ApiError {
     fn from(e: BundleError) -> ApiError {
         ApiError::Unprocessable {
-            code: e.code(),
+            code: e.code().as_str(),
             message: e.to_string(),
         }
     }

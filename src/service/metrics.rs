@@ -35,7 +35,9 @@ impl Metrics {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let key = (
             v.label.as_str().to_string(),
-            v.failure.clone().unwrap_or_default(),
+            v.failure
+                .map(|f| f.as_str().to_string())
+                .unwrap_or_default(),
         );
         *m.outcomes.entry(key).or_default() += 1;
         let seconds = v.duration_ms as f64 / 1000.0;

@@ -5,6 +5,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::render::Format;
 use crate::service::callbacks;
 use crate::service::limits::MAX_WAIT;
 use crate::verify::Verification;
@@ -34,6 +35,16 @@ fn hand_written_openapi() -> Value {
     let id_param =
         json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": format!("seconds to hold the request for the result, capped at {} (also `Prefer: wait=N`)", MAX_WAIT.as_secs())});
+    // A done batch's report: a media type per format (`json` is the array of results).
+    let mut report_content = serde_json::Map::new();
+    for format in Format::ALL {
+        let media_type = format.media_type().split(';').next().unwrap_or_default();
+        report_content.insert(media_type.into(), json!({}));
+    }
+    report_content.insert(
+        "application/json".into(),
+        json!({"schema": {"oneOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}]}}),
+    );
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
         "401": error_response("missing or wrong bearer token (when the service has one)"),
@@ -175,11 +186,9 @@ fn hand_written_openapi() -> Value {
             "/v1/batches/{id}": {"get": {
                 "summary": "a batch's progress and, when done, its table", "security": [{"bearer": []}],
                 "parameters": [id_param, wait_param,
-                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["table", "markdown", "junit", "json", "jsonl"]}}],
+                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}}],
                 "responses": with(json!({
-                    "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: the array of results)", "content": {
-                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}]}},
-                        "application/jsonl": {}, "text/plain": {}, "text/markdown": {}, "application/xml": {}}},
+                    "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: the array of results)", "content": report_content},
                     "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
                 }), json!({"404": error_response("unknown id")}))}},
             "/v1/tasks": {"get": {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::report::{self, Counts, Format};
+use crate::render::{self, Counts, Format};
 use crate::service::store::{BatchRecord, JobRecord, Status};
 use crate::verify::Verification;
 
@@ -104,7 +104,7 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
                 "status": j.status,
                 "tier": r.and_then(|r| r.tier),
                 "label": r.map(|r| r.label),
-                "failure": r.and_then(|r| r.failure.clone()),
+                "failure": r.and_then(|r| r.failure),
                 "reason": r.map(|r| r.reason.clone()).or_else(|| j.error.clone()),
                 "links": {"self": verification_link(&j.id)},
             })
@@ -124,7 +124,7 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
         },
         "counts": Counts::of(&results),
         "verifications": verifications,
-        "table": (status == Status::Done).then(|| report::render(&results, Format::Table)),
+        "table": (status == Status::Done).then(|| render::many(&results, Format::Text)),
         "callback": batch.callback,
         "links": {"self": format!("/v1/batches/{}", batch.id), "page": format!("/batches/{}", batch.id)},
     })

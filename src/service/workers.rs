@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use crate::grading::verdict::Label;
+use crate::grading::FailureCode;
 use crate::sandbox::Sandbox;
 use crate::service::jobs::{Finished, Jobs};
 use crate::service::store::{now_ms, Claimed, Status, MAX_ATTEMPTS};
@@ -113,7 +114,7 @@ impl Jobs {
         self.running.fetch_add(1, Ordering::Relaxed);
         let _running = DecrementOnDrop(&self.running);
         if let Err(v) = self.unpack_upload(&mut job).await {
-            tracing::info!(job = %job.id, model = %job.model, failure = v.failure.as_deref().unwrap_or(""), "the uploaded app cannot be unpacked");
+            tracing::info!(job = %job.id, model = %job.model, failure = v.failure.map(|f| f.as_str()).unwrap_or(""), "the uploaded app cannot be unpacked");
             self.metrics.record(&v);
             self.record(&job, Status::Done, Some(&v), None).await;
             return;
@@ -168,7 +169,7 @@ impl Jobs {
             Status::Done
         };
         self.metrics.record(&v);
-        tracing::info!(job = %job.id, model = %job.model, label = v.label.as_str(), failure = v.failure.as_deref().unwrap_or(""), ms = v.duration_ms, "verification finished");
+        tracing::info!(job = %job.id, model = %job.model, label = v.label.as_str(), failure = v.failure.map(|f| f.as_str()).unwrap_or(""), ms = v.duration_ms, "verification finished");
         self.record(&job, status, Some(&v), None).await;
     }
 
@@ -191,7 +192,7 @@ impl Jobs {
             Ok::<_, crate::bundle::BundleError>((bundle, choice))
         })
         .await;
-        let failed = |job: &Claimed, code: &str, reason: String| {
+        let failed = |job: &Claimed, code: FailureCode, reason: String| {
             let task = if job.task.is_empty() {
                 crate::task::FALLBACK_TASK
             } else {
@@ -200,7 +201,7 @@ impl Jobs {
             let mut v = Verification::unjudged(&job.model, task, "none");
             v.tier = Some(3);
             v.label = Label::Fail;
-            v.failure = Some(code.to_string());
+            v.failure = Some(code);
             v.reason = reason;
             v.task_choice = job.task_choice.clone();
             v
@@ -224,7 +225,7 @@ impl Jobs {
             )),
             Err(e) => Err(failed(
                 job,
-                "unreadable_input",
+                FailureCode::UnreadableInput,
                 format!("unpacking the upload failed: {e}"),
             )),
         }
@@ -546,7 +547,7 @@ pub(crate) mod tests {
         assert_eq!(done.status, Status::Done);
         let result = done.result.expect("a result");
         assert_eq!(
-            (result.tier, result.failure.as_deref()),
+            (result.tier, result.failure.map(|f| f.as_str())),
             (Some(3), Some("no_code"))
         );
         assert_eq!(
@@ -713,7 +714,7 @@ pub(crate) mod tests {
             assert_eq!(other.status, Status::Done, "{other:?}");
             let result = other.result.clone().unwrap();
             assert_eq!(
-                (result.tier, result.failure.as_deref()),
+                (result.tier, result.failure.map(|f| f.as_str())),
                 (Some(3), Some("timeout"))
             );
         }
@@ -780,7 +781,7 @@ pub(crate) mod tests {
         assert_eq!(done.attempts, 1);
         let result = done.result.unwrap();
         assert_eq!(
-            (result.tier, result.failure.as_deref()),
+            (result.tier, result.failure.map(|f| f.as_str())),
             (Some(3), Some("output_too_large"))
         );
         assert!(result.reason.contains("64 levels"), "{}", result.reason);

@@ -71,7 +71,7 @@ async fn every_app_gets_its_expected_verdict_by_discovery_alone() {
         )
         .await;
         crate::support::assert_container_gone(&sandbox, &v.run_id, &expected.file).await;
-        let failure = v.failure.clone().unwrap_or_default();
+        let failure = v.failure.map(|f| f.as_str()).unwrap_or_default();
         let mut problems = Vec::new();
         if v.tier != Some(expected.tier) || failure != expected.failure {
             problems.push(format!(
@@ -242,7 +242,7 @@ async fn a_task_file_names_what_discovery_cannot_find() {
     .await;
     crate::support::assert_container_gone(&sandbox, &v.run_id, "icon_only_reset, wrong name").await;
     assert_eq!(
-        v.failure.as_deref(),
+        v.failure.map(|f| f.as_str()),
         Some("no_reset_control"),
         "{}",
         v.reason

@@ -44,7 +44,10 @@ async fn every_fixture_answer_gets_the_same_verdict_every_time_with_both_cores_b
             async move {
                 let v = qtjudge::verify::verify(text, model, &prepared, sandbox.as_ref()).await;
                 let got = match v.tier {
-                    Some(tier) => format!("{tier} {}", v.failure.unwrap_or_default()),
+                    Some(tier) => format!(
+                        "{tier} {}",
+                        v.failure.map(|f| f.as_str()).unwrap_or_default()
+                    ),
                     None => format!("not judged: {}", v.reason),
                 };
                 (model.clone(), got.trim().to_string())

@@ -17,7 +17,7 @@ async fn every_fixture_answer_gets_its_expected_tier() {
         let Some(v) = verify_in_docker(&answer, &expected.model).await else {
             return;
         };
-        let failure = v.failure.clone().unwrap_or_default();
+        let failure = v.failure.map(|f| f.as_str()).unwrap_or_default();
         if v.tier != Some(expected.tier) || failure != expected.failure {
             wrong.push(format!(
                 "{}: expected tier {} {:?}, got {:?} {:?} ({})",

@@ -11,7 +11,11 @@ async fn the_original_app_passes_the_baseline_and_has_no_reset_control() {
     let Some(v) = verify_in_docker(&task().original_source, "original").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("no_reset_control"), "{v:#?}");
+    assert_eq!(
+        v.failure.map(|f| f.as_str()),
+        Some("no_reset_control"),
+        "{v:#?}"
+    );
     for step in ["launch", "turn_1", "turn_2"] {
         assert!(
             v.steps.iter().any(|s| s.name == step && s.ok),
@@ -57,7 +61,11 @@ async fn a_reset_that_only_clears_the_display_is_caught_in_memory_and_next_reque
     let Some(v) = verify_in_docker(&fixture("trap-display-only.md"), "display-only").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("history_not_cleared"), "{v:#?}");
+    assert_eq!(
+        v.failure.map(|f| f.as_str()),
+        Some("history_not_cleared"),
+        "{v:#?}"
+    );
     let planes = v.history_cleared.expect("the planes were checked");
     assert_eq!(planes.memory, Some(false));
     assert_eq!(planes.next_request, Some(false));
@@ -69,7 +77,11 @@ async fn history_set_to_none_breaks_the_app_after_reset() {
     let Some(v) = verify_in_docker(&fixture("trap-history-none.md"), "history-none").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("broken_after_reset"), "{v:#?}");
+    assert_eq!(
+        v.failure.map(|f| f.as_str()),
+        Some("broken_after_reset"),
+        "{v:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +89,11 @@ async fn a_button_never_added_to_a_layout_cannot_be_clicked() {
     let Some(v) = verify_in_docker(&fixture("trap-not-in-layout.md"), "not-in-layout").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("no_reset_control"), "{v:#?}");
+    assert_eq!(
+        v.failure.map(|f| f.as_str()),
+        Some("no_reset_control"),
+        "{v:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +102,7 @@ async fn an_infinite_loop_in_init_times_out_within_its_limit() {
     let Some(v) = verify_in_docker(&fixture("trap-init-loop.md"), "init-loop").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("timeout"), "{v:#?}");
+    assert_eq!(v.failure.map(|f| f.as_str()), Some("timeout"), "{v:#?}");
     let limit = task().limits.wall_seconds;
     assert!(
         started.elapsed().as_secs() < limit + 10,
@@ -100,5 +116,9 @@ async fn a_syntax_error_is_reported_as_such() {
     let Some(v) = verify_in_docker(&fixture("trap-syntax-error.md"), "syntax-error").await else {
         return;
     };
-    assert_eq!(v.failure.as_deref(), Some("syntax_error"), "{v:#?}");
+    assert_eq!(
+        v.failure.map(|f| f.as_str()),
+        Some("syntax_error"),
+        "{v:#?}"
+    );
 }

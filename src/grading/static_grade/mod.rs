@@ -34,7 +34,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tree_sitter::Tree;
 
-use crate::harness::Failure;
+use crate::grading::FailureCode;
 use crate::task::Task;
 use collect::{collect, Reuse};
 use facts::{Facts, HandlerRef};
@@ -138,7 +138,7 @@ pub struct StaticReport {
 #[serde(rename_all = "snake_case")]
 pub struct Threat {
     /// `tampering` or `harmful`.
-    pub kind: Failure,
+    pub kind: FailureCode,
     /// What the construct does: "patches QTest.mouseClick".
     pub what: String,
     /// The line as written (shortened).

@@ -1,6 +1,6 @@
 //! `POST /v1/batches` (many answers: a JSON array or JSON Lines) and
 //! `GET /v1/batches/{id}`: its progress, or once done its report in a
-//! format of `report`.
+//! format of `render::Format`.
 
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use super::submit::{
     admit, check_callback_url, choose_tasks, request_input, submit, Input, VerificationRequest,
 };
-use crate::report::{self, Format};
+use crate::render::{self, Format};
 use crate::service::api_error::{ApiError, ApiPath, ApiQuery, Body};
 use crate::service::limits::{check_fields, requested_wait};
+use crate::service::pages::secure_page;
 use crate::service::state::AppState;
 use crate::service::store::{self, NewBatch, NewJob, Status};
 use crate::service::views::{batch_results, batch_status, batch_view};
@@ -200,33 +201,10 @@ pub(super) async fn create_batch(
     Ok(response)
 }
 
-/// How a finished batch may be rendered (`report::render`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum BatchFormat {
-    Table,
-    Markdown,
-    Junit,
-    Json,
-    Jsonl,
-}
-
-impl BatchFormat {
-    fn report(self) -> (Format, &'static str) {
-        match self {
-            BatchFormat::Table => (Format::Table, "text/plain; charset=utf-8"),
-            BatchFormat::Markdown => (Format::Markdown, "text/markdown; charset=utf-8"),
-            BatchFormat::Junit => (Format::Junit, "application/xml"),
-            BatchFormat::Json => (Format::Json, "application/json"),
-            BatchFormat::Jsonl => (Format::Jsonl, "application/jsonl"),
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchViewQuery {
-    format: Option<BatchFormat>,
+    format: Option<Format>,
     wait: Option<u64>,
 }
 
@@ -251,13 +229,16 @@ pub(super) async fn get_batch(
     let done = batch_status(&batch) == Status::Done;
     match query.format {
         Some(format) if done => {
-            let (format, media_type) = format.report();
-            let rendered = report::render(&batch_results(&batch), format);
-            Ok((
-                [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+            let rendered = render::many(&batch_results(&batch), format);
+            let mut response = (
+                [(CONTENT_TYPE, HeaderValue::from_static(format.media_type()))],
                 rendered,
             )
-                .into_response())
+                .into_response();
+            if format == Format::Html {
+                secure_page(response.headers_mut());
+            }
+            Ok(response)
         }
         // Not finished: the progress, as 202, like a verification not yet done.
         Some(_) => Ok((StatusCode::ACCEPTED, Json(batch_view(&batch))).into_response()),

@@ -20,7 +20,7 @@ use tree_sitter::{Node, Tree};
 use super::grammar::{fields, line_of};
 use super::text::{compact, shorten};
 use super::{Threat, QT_MODULES};
-use crate::harness::Failure;
+use crate::grading::FailureCode;
 use harm::{HOST_CALLS, NETWORK_CALLS};
 use tampering::{introspection_of_the_judge, FD_CALLS, INTROSPECTED_NAMES};
 
@@ -234,7 +234,7 @@ impl<'t> ThreatScan<'t> {
             .map(|a| self.text(a));
         if let Some(attribute) = attribute {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 format!("patches `{attribute}` of another object's class"),
             );
@@ -363,7 +363,7 @@ impl<'t> ThreatScan<'t> {
         binding || self.canonical(&text).is_some_and(|c| self.is_qt(&c))
     }
 
-    fn report(&mut self, kind: Failure, node: Node, what: String) {
+    fn report(&mut self, kind: FailureCode, node: Node, what: String) {
         let line = line_of(node);
         if self.found.len() >= MAX_THREATS
             || self.found.iter().any(|t| t.line == line && t.kind == kind)
@@ -439,7 +439,7 @@ impl<'t> ThreatScan<'t> {
         if bare {
             // `from sys import _getframe`: the attribute rule never sees it.
             if let Some(what) = introspection_of_the_judge(&callee) {
-                self.report(Failure::Tampering, node, what);
+                self.report(FailureCode::Tampering, node, what);
                 return;
             }
             // `vars(sys)["mod" + "ules"]`: sys.modules by another door.
@@ -447,7 +447,7 @@ impl<'t> ThreatScan<'t> {
                 && first.and_then(|f| self.canonical(self.text(f))).as_deref() == Some("sys")
             {
                 self.report(
-                    Failure::Tampering,
+                    FailureCode::Tampering,
                     node,
                     "reads the interpreter's namespace (vars(sys))".into(),
                 );
@@ -460,12 +460,12 @@ impl<'t> ThreatScan<'t> {
             if let Some(code) = first.filter(|c| !self.is_literal(*c)) {
                 let (kind, what) = if self.mentions_download(code) {
                     (
-                        Failure::Harmful,
+                        FailureCode::Harmful,
                         format!("downloads and runs code ({callee})"),
                     )
                 } else {
                     (
-                        Failure::Tampering,
+                        FailureCode::Tampering,
                         format!("runs code built at run time ({callee})"),
                     )
                 };
@@ -475,7 +475,7 @@ impl<'t> ThreatScan<'t> {
         }
         if callee == "__import__" && first.is_some_and(|n| !self.is_literal(n)) {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "imports a module by a built name (__import__)".into(),
             );
@@ -483,7 +483,7 @@ impl<'t> ThreatScan<'t> {
         }
         if callee == "importlib.import_module" && first.is_some_and(|n| self.is_built_name(n, 1)) {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "imports a module by a built name (importlib.import_module)".into(),
             );
@@ -491,7 +491,7 @@ impl<'t> ThreatScan<'t> {
         }
         if matches!(callee.as_str(), "runpy.run_path" | "runpy.run_module") {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 format!("runs another script in the judge's process ({callee})"),
             );
@@ -504,7 +504,7 @@ impl<'t> ThreatScan<'t> {
         if FD_CALLS.contains(&callee.as_str()) && (!bare || callee == "open") {
             if let Some(fd) = first.and_then(|f| self.foreign_fd(f)) {
                 self.report(
-                    Failure::Tampering,
+                    FailureCode::Tampering,
                     node,
                     format!("uses {fd}, which it did not open ({callee})"),
                 );
@@ -512,15 +512,15 @@ impl<'t> ThreatScan<'t> {
             }
         }
         if let Some(what) = self.deletes_outside(&callee, function, first) {
-            self.report(Failure::Harmful, node, what);
+            self.report(FailureCode::Harmful, node, what);
             return;
         }
         if let Some(what) = self.runs_process(&callee, last, node, &arguments) {
-            self.report(Failure::Harmful, node, what);
+            self.report(FailureCode::Harmful, node, what);
             return;
         }
         if let Some(what) = self.connects_elsewhere(&callee, last, &positional, &arguments) {
-            self.report(Failure::Harmful, node, what);
+            self.report(FailureCode::Harmful, node, what);
         }
     }
 

@@ -11,7 +11,7 @@ use tree_sitter::Node;
 use super::{scan_kinds, ThreatScan};
 use crate::grading::static_grade::grammar::{fields, is_docstring};
 use crate::grading::static_grade::text::{compact, shorten, string_value};
-use crate::harness::Failure;
+use crate::grading::FailureCode;
 
 /// Modules the judge itself uses in the candidate's process: replacing
 /// anything in them alters the judge.
@@ -168,7 +168,7 @@ impl<'t> ThreatScan<'t> {
         // A docstring is never read by the code (looked up last: finding a
         // node's parent costs a walk from the root).
         if let Some(what) = hit.filter(|_| !node.parent().is_some_and(is_docstring)) {
-            self.report(Failure::Tampering, node, what);
+            self.report(FailureCode::Tampering, node, what);
         }
     }
 
@@ -187,7 +187,7 @@ impl<'t> ThreatScan<'t> {
                 "__builtins__" | "builtins.__dict__" | "sys.modules"
             ) {
                 self.report(
-                    Failure::Tampering,
+                    FailureCode::Tampering,
                     target,
                     format!("replaces entries of {name}"),
                 );
@@ -207,7 +207,7 @@ impl<'t> ThreatScan<'t> {
             || object_text.ends_with(".__class__");
         if through_type && !matches!(object_text.as_ref(), "type(self)" | "self.__class__") {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 target,
                 format!("patches `{attribute}` of another object's class"),
             );
@@ -217,7 +217,7 @@ impl<'t> ThreatScan<'t> {
             return;
         };
         if let Some(what) = self.patched(&object, attribute, value) {
-            self.report(Failure::Tampering, target, what);
+            self.report(FailureCode::Tampering, target, what);
         }
     }
 
@@ -242,7 +242,7 @@ impl<'t> ThreatScan<'t> {
         let last = text.rsplit('.').next().unwrap_or("").trim();
         if matches!(last, "f_back" | "f_globals" | "f_locals") {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 format!("walks stack frames ({last})"),
             );
@@ -252,7 +252,7 @@ impl<'t> ThreatScan<'t> {
             // Nothing in a chat app depends on it; an answer that behaves
             // only on the judge's (headless) platform does.
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "asks which Qt platform it runs on (how a judge is told from a desktop)".into(),
             );
@@ -260,7 +260,7 @@ impl<'t> ThreatScan<'t> {
         }
         if last == "__dict__" && self.canonical(text).as_deref() == Some("sys.__dict__") {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "reads the interpreter's namespace (sys.__dict__)".into(),
             );
@@ -274,16 +274,16 @@ impl<'t> ThreatScan<'t> {
             return;
         };
         if let Some(what) = introspection_of_the_judge(&name) {
-            self.report(Failure::Tampering, node, what);
+            self.report(FailureCode::Tampering, node, what);
         } else if name == "sys.modules" && !self.names_own_module(node) {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "searches sys.modules for other modules".into(),
             );
         } else if name == "os.environ" && !self.reads_one_variable(node) {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 "reads the whole environment (where the judge's variables are)".into(),
             );
@@ -354,7 +354,11 @@ impl<'t> ThreatScan<'t> {
                 string_value(self.text(*name))
             };
             if let Some(what) = self.patched(&object, &attribute, positional.get(2).copied()) {
-                self.report(Failure::Tampering, node, format!("{what} with {callee}"));
+                self.report(
+                    FailureCode::Tampering,
+                    node,
+                    format!("{what} with {callee}"),
+                );
                 return;
             }
         }
@@ -375,7 +379,7 @@ impl<'t> ThreatScan<'t> {
             .any(|p| object_text.starts_with(p));
         if built && of_module {
             self.report(
-                Failure::Tampering,
+                FailureCode::Tampering,
                 node,
                 format!("{callee} on {object} with a built attribute name"),
             );

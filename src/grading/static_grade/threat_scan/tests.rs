@@ -3,7 +3,7 @@
 //! honest code.
 
 use crate::grading::static_grade::threats;
-use crate::harness::Failure;
+use crate::grading::FailureCode;
 
 #[test]
 fn every_kind_of_tampering_and_harm_is_flagged_at_its_line() {
@@ -227,7 +227,7 @@ fn hostile_fixtures_hold_the_threats_their_verdicts_name() {
         let found = threats(&text);
         let first = found
             .iter()
-            .find(|t| t.kind == Failure::Harmful)
+            .find(|t| t.kind == FailureCode::Harmful)
             .or(found.first())
             .map(|t| t.kind.as_str());
         // Attacks stopped by the sandbox's own evidence (the report

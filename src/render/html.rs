@@ -1,0 +1,367 @@
+//! The HTML views: the service's pages (the recent verifications and
+//! batches, one verification, one batch) and `--format html`, from the
+//! askama templates in `templates/` (checked at compile time, every value
+//! escaped unless marked safe). A page is given a [`Job`] or a [`Batch`],
+//! the service's records as the pages show them, so this room imports
+//! nothing of the service.
+
+use askama::Template;
+
+use crate::harness::Artifact;
+use crate::render::Counts;
+use crate::verify::Verification;
+
+/// The only script a page holds: an image's two handlers, which let a
+/// browser test see whether it loaded. The service's content security
+/// policy allows these two by hash.
+pub const IMAGE_LOADED: &str = "this.dataset.loaded='yes'";
+pub const IMAGE_FAILED: &str = "this.dataset.loaded='no'";
+
+/// The pages' escaper: `&`, `<`, `>`, `"` and `'` as the named entities
+/// (and `&#39;`) the pages have always written, for element content and
+/// quoted attribute values alike (askama's own escaper writes numeric
+/// entities). Named in `templates/askama.toml`.
+#[derive(Clone, Copy)]
+pub struct Html;
+
+impl askama::filters::Escaper for Html {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, text: &str) -> std::fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            dest.write_str(&rest[..at])?;
+            dest.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        dest.write_str(rest)
+    }
+}
+
+/// A job as a page shows it: the service's record, or a bare result (no
+/// id, so no links).
+pub struct Job<'a> {
+    /// Empty for a bare result.
+    pub id: &'a str,
+    pub batch_id: Option<&'a str>,
+    pub task: &'a str,
+    pub model: &'a str,
+    /// The submitter's metadata as JSON.
+    pub metadata: Option<String>,
+    /// `queued`, `running`, `done` or `error`.
+    pub status: &'a str,
+    pub finished: bool,
+    /// Why a job ended in `error` without a result.
+    pub error: Option<&'a str>,
+    /// RFC 3339.
+    pub created: Option<String>,
+    pub result: Option<&'a Verification>,
+}
+
+impl<'a> Job<'a> {
+    /// A result with no job around it (`--format html`).
+    pub fn bare(v: &'a Verification) -> Job<'a> {
+        Job {
+            id: "",
+            batch_id: None,
+            task: &v.task,
+            model: &v.model,
+            metadata: None,
+            status: "done",
+            finished: true,
+            error: None,
+            created: None,
+            result: Some(v),
+        }
+    }
+}
+
+/// A batch as its page shows it.
+pub struct Batch<'a> {
+    /// Empty for bare results.
+    pub id: &'a str,
+    /// The tasks its answers are graded against.
+    pub tasks: String,
+    pub status: &'a str,
+    pub done: bool,
+    pub created: Option<String>,
+    pub jobs: Vec<Job<'a>>,
+}
+
+/// A batch on the index page.
+pub struct BatchLine {
+    pub id: String,
+    pub task: String,
+    pub created: String,
+    pub total: usize,
+    pub finished: usize,
+}
+
+/// The tier badge of a job, whatever its state.
+#[derive(Template)]
+#[template(path = "badge.html", config = "src/render/templates/askama.toml")]
+struct Badge {
+    /// `t1`, `t2`, `t3`; `terr` not judged; `tq` not finished.
+    class: String,
+    text: String,
+}
+
+impl Badge {
+    fn of(status: &str, result: Option<&Verification>) -> Badge {
+        let (class, text) = match result {
+            Some(v) => match v.tier {
+                Some(t) => (format!("t{t}"), format!("{t} {}", v.label.as_str())),
+                None => ("terr".into(), "not judged".into()),
+            },
+            None if status == "error" => ("terr".into(), "error".into()),
+            None => ("tq".into(), status.into()),
+        };
+        Badge { class, text }
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// A job in a listing: its badge, failure code and reason (or why it
+/// could not be judged).
+struct JobRow<'a> {
+    job: &'a Job<'a>,
+    badge: Badge,
+    failure: &'static str,
+    reason: &'a str,
+}
+
+impl<'a> JobRow<'a> {
+    fn of(job: &'a Job<'a>) -> JobRow<'a> {
+        let v = job.result;
+        JobRow {
+            job,
+            badge: Badge::of(job.status, v),
+            failure: v.and_then(|v| v.failure).map(|f| f.as_str()).unwrap_or(""),
+            reason: v.map(|v| v.reason.as_str()).or(job.error).unwrap_or(""),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "index.html", config = "src/render/templates/askama.toml")]
+struct IndexPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    /// (id, task, created, jobs, finished), newest first.
+    batches: Vec<(&'a str, &'a str, &'a str, usize, usize)>,
+    jobs: Vec<JobRow<'a>>,
+}
+
+/// The recent batches and verifications, newest first.
+pub fn index_page(batches: &[BatchLine], jobs: &[Job<'_>]) -> askama::Result<String> {
+    IndexPage {
+        title: "qtjudge",
+        refresh: jobs.iter().any(|j| !j.finished),
+        batches: batches
+            .iter()
+            .map(|b| {
+                (
+                    b.id.as_str(),
+                    b.task.as_str(),
+                    b.created.as_str(),
+                    b.total,
+                    b.finished,
+                )
+            })
+            .collect(),
+        jobs: jobs.iter().map(JobRow::of).collect(),
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(
+    path = "verification.html",
+    config = "src/render/templates/askama.toml"
+)]
+struct VerificationPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    job: &'a Job<'a>,
+    badge: Badge,
+}
+
+impl VerificationPage<'_> {
+    /// Whether a step's row shows as failed. The planes are judged by the
+    /// host, after the steps: a history left in place shows on the step
+    /// that checked it.
+    fn failed(&self, step: &crate::harness::Step) -> bool {
+        let host_found = self.job.result.is_some_and(|v| {
+            v.failure == Some(crate::grading::FailureCode::HistoryNotCleared)
+                && v.steps.iter().all(|s| s.ok)
+        });
+        !step.ok || (host_found && step.name == "check_cleared")
+    }
+
+    /// Where a screenshot is shown from: the service's artifact route, or
+    /// for a bare result the file it was saved to (none: not shown).
+    fn image_src(&self, a: &Artifact) -> Option<String> {
+        if self.job.id.is_empty() {
+            a.path.clone()
+        } else {
+            Some(format!(
+                "/v1/verifications/{}/artifacts/{}",
+                self.job.id, a.name
+            ))
+        }
+    }
+}
+
+/// One verification's page.
+pub fn verification_page(job: &Job<'_>) -> askama::Result<String> {
+    VerificationPage {
+        title: job.model,
+        refresh: !job.finished,
+        job,
+        badge: Badge::of(job.status, job.result),
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(path = "batch.html", config = "src/render/templates/askama.toml")]
+struct BatchPage<'a> {
+    title: String,
+    heading: String,
+    refresh: bool,
+    batch: &'a Batch<'a>,
+    finished: usize,
+    counts: Counts,
+    chart: Chart,
+    /// Sorted by model, as `grade` sorts them.
+    jobs: Vec<JobRow<'a>>,
+}
+
+/// One batch's page: the experiment's table with counts and a chart.
+pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
+    let mut jobs: Vec<&Job> = batch.jobs.iter().collect();
+    jobs.sort_by(|a, b| a.model.cmp(b.model));
+    let results: Vec<&Verification> = jobs.iter().filter_map(|j| j.result).collect();
+    let title = if batch.id.is_empty() {
+        "results".to_string()
+    } else {
+        format!("batch {}", short(batch.id))
+    };
+    BatchPage {
+        heading: if batch.id.is_empty() {
+            "Results".to_string()
+        } else {
+            format!("Batch {}", short(batch.id))
+        },
+        title,
+        refresh: !batch.done,
+        batch,
+        finished: batch.jobs.iter().filter(|j| j.finished).count(),
+        counts: Counts::of_all(results.iter().copied()),
+        chart: Chart::of(&jobs),
+        jobs: jobs.into_iter().map(JobRow::of).collect(),
+    }
+    .render()
+}
+
+/// Bare results as a page of their own (`--format html`): one result's
+/// page, or the batch page of several.
+pub fn results(results: &[Verification]) -> String {
+    let rendered = match results {
+        [one] => verification_page(&Job::bare(one)),
+        many => batch_page(&Batch {
+            id: "",
+            tasks: {
+                let mut tasks: Vec<&str> = many.iter().map(|v| v.task.as_str()).collect();
+                tasks.sort_unstable();
+                tasks.dedup();
+                tasks.join(", ")
+            },
+            status: "done",
+            done: true,
+            created: None,
+            jobs: many.iter().map(Job::bare).collect(),
+        }),
+    };
+    // The templates were checked when compiled; what they are given cannot fail to write.
+    rendered.expect("a page renders into a String")
+}
+
+/// An inline SVG bar per model: tier 1 longest, tier 3 shortest, colour
+/// by tier.
+struct Chart {
+    width: usize,
+    height: usize,
+    label_width: usize,
+    bar_height: usize,
+    bars: Vec<Bar>,
+}
+
+struct Bar {
+    /// The first 32 characters of the model's name.
+    model: String,
+    y: usize,
+    text_y: usize,
+    width: usize,
+    label_x: usize,
+    colour: &'static str,
+    label: String,
+}
+
+impl Chart {
+    fn of(jobs: &[&Job]) -> Chart {
+        let row = 22;
+        let label_width = 230;
+        let unit = 150;
+        let bars = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let y = i * row + 4;
+                let (length, colour, label) = match job.result.and_then(|v| v.tier) {
+                    Some(1) => (3, "#2e7d32", "1 flawless".to_string()),
+                    Some(2) => (2, "#f9a825", "2 unrequested changes".to_string()),
+                    Some(3) => (1, "#c62828", "3 fail".to_string()),
+                    _ => (0, "#9e9e9e", job.status.to_string()),
+                };
+                Bar {
+                    model: job.model.chars().take(32).collect(),
+                    y,
+                    text_y: y + 14,
+                    width: length * unit,
+                    label_x: label_width + length * unit + 6,
+                    colour,
+                    label,
+                }
+            })
+            .collect();
+        Chart {
+            width: label_width + 3 * unit + 140,
+            height: row * jobs.len() + 8,
+            label_width,
+            bar_height: row - 6,
+            bars,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The five characters as the pages have always written them, the
+    /// rest (multi-byte text included) as it is.
+    #[test]
+    fn the_escaper_writes_named_entities() {
+        let mut out = String::new();
+        askama::filters::Escaper::write_escaped_str(&Html, &mut out, "a<b>&\"c\"'d' été").unwrap();
+        assert_eq!(out, "a&lt;b&gt;&amp;&quot;c&quot;&#39;d&#39; été");
+    }
+}
