@@ -67,6 +67,40 @@ fn main() {
         script.len()
     );
     println!("static grading: {} bytes per answer, {answers} answers in {took:.1} s, {per_second:.0} answers/s (one core)", padded.len());
+    hostile_sizes(&task, &index);
+}
+
+/// The worst cases a hostile answer can make of each stage: they must stay
+/// in seconds, not minutes.
+fn hostile_sizes(
+    task: &qtjudge::task::Task,
+    index: &qtjudge::grading::static_grade::OriginalIndex,
+) {
+    let mut methods = String::from("Here it is:\n```python\n");
+    for i in 0..20_000 {
+        methods.push_str(&format!("    def method_{i}(self):\n        return {i}\n"));
+    }
+    methods.push_str("```\n");
+    let started = Instant::now();
+    qtjudge::grading::extract::extract(&methods, Some(&task.original_source)).expect("code found");
+    println!(
+        "hostile: extracting a {} byte answer of 20,000 methods took {:.0} ms",
+        methods.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let mut buttons = task.original_source.clone();
+    for i in 0..3000 {
+        buttons.push_str(&format!(
+            "b{i} = QPushButton(\"Reset\")\nb{i}.clicked.connect(f)\nlayout.addWidget(b{i})\n"
+        ));
+    }
+    let started = Instant::now();
+    qtjudge::grading::static_grade::grade_with(&buttons, index);
+    println!(
+        "hostile: grading a {} byte script of 3,000 reset buttons took {:.0} ms",
+        buttons.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// Milliseconds per call of `f`, over about half a second.

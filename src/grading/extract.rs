@@ -1280,19 +1280,14 @@ mod tests {
     }
 
     #[test]
-    fn large_answers_stay_fast() {
+    fn large_answers_are_extracted() {
         let mut raw = String::from("Here it is:\n```python\n");
         for i in 0..20_000 {
             raw.push_str(&format!("    def method_{i}(self):\n        return {i}\n"));
         }
         raw.push_str("```\n");
-        let started = std::time::Instant::now();
+        // Its time is a figure of `scripts/bench` (benches/static_grade.rs).
         let got = extract(&raw, Some(ORIGINAL)).unwrap();
         assert_eq!(got.source, ScriptSource::FencedBlock);
-        assert!(
-            started.elapsed().as_secs() < 5,
-            "took {:?}",
-            started.elapsed()
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! Parsing: one tree-sitter parser per thread, under a time limit, and
+//! Parsing: one tree-sitter parser per thread, under a work limit, and
 //! incremental from the original's tree (an answer is mostly the original
 //! with a few edits, so only the subtrees around them are parsed again).
 
@@ -27,13 +27,13 @@ pub(super) fn parse(source: &str, base: Option<(&str, &Tree)>) -> Option<Tree> {
         }
         let parser = slot.as_mut()?;
         let Some((old_text, old_tree)) = base else {
-            return budgeted_parse(parser, source, None);
+            return budgeted_parse(parser, source, None, PARSE_WORK_LIMIT);
         };
         let mut tree = old_tree.clone();
         for edit in line_edits(old_text, source) {
             tree.edit(&edit);
         }
-        budgeted_parse(parser, source, Some(&tree))
+        budgeted_parse(parser, source, Some(&tree), PARSE_WORK_LIMIT)
     })
 }
 
@@ -54,17 +54,34 @@ pub(super) fn settle(source: &str, fresh: Tree) -> Tree {
     tree
 }
 
-/// Longest a parse may take. Python, even broken or 5 MB of it, parses in
-/// well under a second; tree-sitter's error recovery can turn quadratic on
-/// text that is nothing like Python (thousands of Markdown fences inside a
-/// block), and a hostile answer must not hold a grading thread for
+/// Most work a parse may do, in tree-sitter's progress checks (one per
+/// hundred parser operations). A 12 KB answer takes ~100, 5 MB of prose
+/// ~50,000 (seconds; `parse_work_figures` prints them); tree-sitter's error recovery can turn quadratic
+/// on text that is nothing like Python (thousands of Markdown fences inside
+/// a block), and a hostile answer must not hold a grading thread for
 /// minutes. Past the limit the text is graded as one the parser gave up on.
-const PARSE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+///
+/// Counted in work, not wall-clock time: the same answer must get the same
+/// report on an idle machine and on one under load.
+const PARSE_WORK_LIMIT: u64 = 100_000;
 
-fn budgeted_parse(parser: &mut Parser, source: &str, old_tree: Option<&Tree>) -> Option<Tree> {
+/// A backstop against a pathological case the work count misses; no input
+/// we know of comes near it.
+const PARSE_TIME_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn budgeted_parse(
+    parser: &mut Parser,
+    source: &str,
+    old_tree: Option<&Tree>,
+    work_limit: u64,
+) -> Option<Tree> {
     let started = std::time::Instant::now();
-    let mut over_time = |_: &tree_sitter::ParseState| started.elapsed() > PARSE_TIME_LIMIT;
-    let options = tree_sitter::ParseOptions::new().progress_callback(&mut over_time);
+    let mut checks: u64 = 0;
+    let mut over_budget = |_: &tree_sitter::ParseState| {
+        checks += 1;
+        checks > work_limit || started.elapsed() > PARSE_TIME_BACKSTOP
+    };
+    let options = tree_sitter::ParseOptions::new().progress_callback(&mut over_budget);
     let bytes = source.as_bytes();
     let tree = parser.parse_with_options(
         &mut |at, _| bytes.get(at..).unwrap_or_default(),
@@ -76,7 +93,7 @@ fn budgeted_parse(parser: &mut Parser, source: &str, old_tree: Option<&Tree>) ->
         parser.reset();
         tracing::warn!(
             bytes = source.len(),
-            "the parser gave up on an answer after {PARSE_TIME_LIMIT:?}"
+            "the parser gave up on an answer after {work_limit} units of work"
         );
     }
     tree
@@ -187,7 +204,7 @@ mod tests {
                     candidates.push(e.script);
                 }
                 // Megabytes of prose parsed as Python only measure the
-                // parser's time limit (`PARSE_TIME_LIMIT`), not the trees.
+                // parser's work limit (`PARSE_WORK_LIMIT`), not the trees.
                 if text.len() <= 256 * 1024 {
                     candidates.push(text);
                 }
@@ -205,6 +222,97 @@ mod tests {
                 incremental,
                 "incremental parse differs for {:?}",
                 candidate.chars().take(80).collect::<String>()
+            );
+        }
+    }
+
+    /// The work limit, not the clock, decides: a text past it is given up
+    /// on every time, however fast the machine, and one inside it never.
+    #[test]
+    fn the_parse_limit_counts_work_not_time() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let answer = std::fs::read_to_string(
+            root.join("fixtures/outputs/reset-conversation/deepseek-r1.md"),
+        )
+        .unwrap();
+        let mut parser = Parser::new();
+        parser
+            .set_language(&tree_sitter_python::LANGUAGE.into())
+            .unwrap();
+        // The answer takes about a hundred units of work.
+        for _ in 0..3 {
+            assert!(budgeted_parse(&mut parser, &answer, None, 10).is_none());
+            assert!(budgeted_parse(&mut parser, &answer, None, 10_000).is_some());
+        }
+    }
+
+    /// Prints the work and time each fixture's parse takes, to set
+    /// `PARSE_WORK_LIMIT`: `cargo test --release --lib parse_work_figures -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints figures for calibration"]
+    fn parse_work_figures() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut rows = Vec::new();
+        for dir in [
+            "fixtures/outputs/reset-conversation",
+            "fixtures/hostile",
+            "fixtures/apps",
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let mut parser = Parser::new();
+                parser
+                    .set_language(&tree_sitter_python::LANGUAGE.into())
+                    .unwrap();
+                let started = std::time::Instant::now();
+                let mut checks: u64 = 0;
+                let mut count = |_: &tree_sitter::ParseState| {
+                    checks += 1;
+                    false
+                };
+                let options = tree_sitter::ParseOptions::new().progress_callback(&mut count);
+                let bytes = text.as_bytes();
+                parser.parse_with_options(
+                    &mut |at, _| bytes.get(at..).unwrap_or_default(),
+                    None,
+                    Some(options),
+                );
+                rows.push((checks, started.elapsed(), text.len(), entry.path()));
+            }
+        }
+        let mut fences = String::from("def f():\n");
+        for i in 0..5000 {
+            fences.push_str(&format!("    ```python\n    x{i} = [\n    ```\n"));
+        }
+        let brackets = "(".repeat(200_000);
+        let mixed = "if x:\n  ]) else: (\n".repeat(50_000);
+        for (name, text) in [("fences", fences), ("brackets", brackets), ("mixed", mixed)] {
+            let mut parser = Parser::new();
+            parser
+                .set_language(&tree_sitter_python::LANGUAGE.into())
+                .unwrap();
+            let started = std::time::Instant::now();
+            let mut checks: u64 = 0;
+            let mut count = |_: &tree_sitter::ParseState| {
+                checks += 1;
+                started.elapsed().as_secs() > 30
+            };
+            let options = tree_sitter::ParseOptions::new().progress_callback(&mut count);
+            let bytes = text.as_bytes();
+            parser.parse_with_options(
+                &mut |at, _| bytes.get(at..).unwrap_or_default(),
+                None,
+                Some(options),
+            );
+            rows.push((checks, started.elapsed(), text.len(), name.into()));
+        }
+        rows.sort();
+        for (checks, took, len, path) in rows.iter().rev().take(12) {
+            println!(
+                "{checks:>10} checks {took:>12.3?} {len:>9} B {}",
+                path.display()
             );
         }
     }

@@ -513,7 +513,7 @@ fn an_unconnected_handler_is_not_a_new_method() {
 }
 
 #[test]
-fn hostile_sizes_stay_fast() {
+fn hostile_sizes_are_graded() {
     let mut script = correct();
     for i in 0..3000 {
         script.push_str(&format!(
@@ -521,14 +521,9 @@ fn hostile_sizes_stay_fast() {
         ));
     }
     let index = OriginalIndex::new(&task());
-    let started = std::time::Instant::now();
+    // Its time is a figure of `scripts/bench` (benches/static_grade.rs).
     let report = grade_with(&script, &index);
     assert!(report.reset_control.is_some());
-    assert!(
-        started.elapsed().as_secs() < 5,
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
