@@ -1,0 +1,271 @@
+//! The command line: `verify`, `grade`, `report`, `image`, `reap`, `serve`.
+//! This file holds clap's types and the dispatch; each command's body is
+//! a file of its own, beside what only it needs (answer discovery, run
+//! folders, task choice), and `exit_codes` maps outcomes to codes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::render::{self, Format};
+use crate::sandbox::{BackendKind, Sandbox, SandboxConfig};
+
+mod answers;
+pub mod exit_codes;
+mod grade;
+mod image;
+mod run_dir;
+mod serve;
+mod task_picker;
+mod verify;
+
+pub use answers::{collect_answers, load_input, Answer, Loaded};
+pub use run_dir::{load_run, sanitize};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "qtjudge",
+    version,
+    about = "Verifies LLM-written refactorings of a PyQt5 app by running them in a locked-down sandbox",
+    after_help = exit_codes::HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Verify one answer or app: a .py script, a model's raw Markdown answer,
+    /// an app's folder, a .zip/.tar.gz of it, or a .ipynb notebook.
+    Verify(VerifyArgs),
+    /// Grade many answers into the experiment's tiers (a benchmark stage).
+    Grade(GradeArgs),
+    /// Re-render a grade run's results in another format, without re-running.
+    Report(ReportArgs),
+    /// Build the sandbox image (offline when no registry can be reached).
+    Image {
+        #[command(subcommand)]
+        action: ImageAction,
+    },
+    /// Remove sandbox containers left behind by a qtjudge that is gone.
+    Reap,
+    /// Run the verifier as an HTTP service (see README "Service").
+    Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageAction {
+    /// Build the image if it is missing (or always, with --force).
+    Build {
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the tag of the image this binary uses.
+    Tag,
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The task the answers were written for (a folder of the tasks dir, or
+    /// the built-in `generic-reset`). Without it, each answer is graded
+    /// against the task whose original it resembles, else `generic-reset`.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Where the tasks live.
+    #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub sandbox: BackendKind,
+    /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`
+    /// (gVisor) for isolation stronger than a container's.
+    #[arg(long, env = "QTJUDGE_RUNTIME")]
+    pub runtime: Option<String>,
+    /// The app's window class, built with no arguments when the app shows
+    /// no window itself (a module whose launcher lives elsewhere). Without
+    /// it, the one `QWidget` subclass the entry defines is built.
+    #[arg(long)]
+    pub window_class: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The answer: a .py script, a raw model answer (Markdown), an app's
+    /// folder, a .zip or .tar.gz of one, or a .ipynb notebook.
+    pub file: PathBuf,
+    /// The app's file run as `__main__` (a folder or archive), relative to
+    /// the app's folder. Default: the one file with an
+    /// `if __name__ == "__main__":` guard.
+    #[arg(long)]
+    pub entry: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Where to save the screenshots (default: a folder beside the answer's name in the temp dir).
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GradeArgs {
+    /// Answer files, folders of answers named by model, or JSONL files of
+    /// {"model", "output"}. Apps (.zip, .tar.gz, .ipynb, or a subfolder of a
+    /// folder of answers) are graded whole, each named by its file.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Answers verified at once (each in its own container).
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// Exit 1 when the share of tier-1 answers is below this (0..1).
+    #[arg(long)]
+    pub fail_under: Option<f64>,
+    /// Folder keeping each answer's result and screenshots.
+    #[arg(long, default_value = "qtjudge-run")]
+    pub run_dir: PathBuf,
+    /// Skip answers already graded in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+    /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
+    #[arg(long)]
+    pub warm: Option<usize>,
+    /// Send the answers to a running `qtjudge serve` at this URL instead of
+    /// running containers here; the output is the same.
+    #[arg(long, env = "QTJUDGE_SERVER")]
+    pub server: Option<String>,
+    /// The service's bearer token (with --server).
+    #[arg(
+        long,
+        env = "QTJUDGE_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+    /// Answers per batch request (with --server).
+    #[arg(long, default_value_t = crate::client::DEFAULT_BATCH_SIZE, requires = "server")]
+    pub batch_size: usize,
+}
+
+/// `qtjudge serve`'s raw arguments; `serve_command` validates them into
+/// a `service::ServeConfig`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs --token.
+    #[arg(long, env = "QTJUDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Folder of the job store (qtjudge.db) and caches.
+    #[arg(long, env = "QTJUDGE_DATA_DIR", default_value = "qtjudge-data")]
+    pub data_dir: PathBuf,
+    /// Verifications run at once (each in its own container).
+    #[arg(long, env = "QTJUDGE_WORKERS", default_value_t = default_jobs())]
+    pub workers: usize,
+    /// Bearer token required on every /v1 route.
+    #[arg(long, env = "QTJUDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Jobs that may wait in the queue; more are refused with 429.
+    #[arg(long, env = "QTJUDGE_MAX_QUEUE", default_value_t = 1000)]
+    pub max_queue: usize,
+    /// Largest answer accepted, in KiB (a batch body may be 32 times this).
+    #[arg(long, env = "QTJUDGE_MAX_BODY_KB", default_value_t = 1024)]
+    pub max_body_kb: usize,
+    /// Most answers in one batch.
+    #[arg(long, env = "QTJUDGE_MAX_BATCH", default_value_t = 500)]
+    pub max_batch: usize,
+    /// MiB a batch's apps (zips, .tar.gz, notebooks) may unpack to in all,
+    /// as their archives declare (each app is also capped at 8 MiB).
+    #[arg(long, env = "QTJUDGE_MAX_BATCH_UNPACKED_MB", default_value_t = 1024)]
+    pub max_batch_unpacked_mb: u64,
+    /// Finished jobs older than this are deleted (0 keeps them forever).
+    #[arg(long, env = "QTJUDGE_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// Seconds running verifications get to finish at shutdown.
+    #[arg(long, env = "QTJUDGE_GRACE_SECONDS", default_value_t = 60)]
+    pub grace_seconds: u64,
+    /// Where the tasks live.
+    #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    /// Signs every callback: `X-Qtjudge-Signature: sha256=<HMAC-SHA256 of "<timestamp>.<body>">`.
+    #[arg(long, env = "QTJUDGE_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<String>,
+    /// Attempts per callback (backoff 1 s, 2 s, 4 s … at most 5 min apart).
+    #[arg(long, env = "QTJUDGE_CALLBACK_ATTEMPTS", default_value_t = crate::service::callbacks::DEFAULT_ATTEMPTS)]
+    pub callback_attempts: u32,
+    /// Where the answers run (`local`: host processes, NOT a sandbox;
+    /// development with trusted answers only).
+    #[arg(long, value_enum, env = "QTJUDGE_SANDBOX", default_value = "docker")]
+    pub sandbox: BackendKind,
+    /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
+    #[arg(long, env = "QTJUDGE_RUNTIME")]
+    pub runtime: Option<String>,
+    /// Client connections open at once; at the cap the oldest idle or
+    /// half-open one is closed to make room (kept below `ulimit -n`).
+    #[arg(long, env = "QTJUDGE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (and the next one
+    /// on a kept-alive connection) before it is closed.
+    #[arg(long, env = "QTJUDGE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its head
+    /// came (a body trickled in slowly is refused with 408).
+    #[arg(long, env = "QTJUDGE_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    pub run_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Verify(args) => verify::verify_command(args).await,
+        Command::Grade(args) => grade::grade_command(args).await,
+        Command::Report(args) => {
+            let results = load_run(&args.run_dir)?;
+            print!("{}", render::many(&results, args.format));
+            Ok(exit_codes::OK)
+        }
+        Command::Image { action } => image::image_command(action).await,
+        Command::Reap => {
+            let removed = crate::sandbox::backend(&SandboxConfig::default())?
+                .reap_orphans()
+                .await?;
+            println!("removed {removed} orphan container(s)");
+            Ok(exit_codes::OK)
+        }
+        Command::Serve(args) => serve::serve_command(args).await,
+    }
+}
+
+fn progress_line(line: &str) {
+    eprintln!("qtjudge: {line}");
+}
+
+/// The sandbox `--sandbox` and its options ask for, ready; `warm`
+/// containers are kept started ahead.
+async fn make_sandbox(common: &Common, warm: usize) -> Result<Arc<dyn Sandbox>> {
+    let config = SandboxConfig {
+        kind: common.sandbox,
+        runtime: common.runtime.clone(),
+        warm,
+    };
+    Ok(crate::sandbox::open(&config, &progress_line).await?)
+}

@@ -1,0 +1,127 @@
+//! The screen plane: the supervisor's frames read for the turns' reply
+//! marks before and after the reset, and the screenshots kept.
+
+use serde_json::Value;
+
+use super::requests::newest_user_text;
+use super::{Artifact, Turn};
+use crate::grading::screen::{Frame, ScreenCheck};
+
+/// Reads the supervisor's frames: which turns' marks each showed, before
+/// and after the reset, and the screenshots users see (the last frame
+/// before the reset, the first after it, the last of the run).
+pub(super) fn read_frames(
+    result: &Value,
+    reset_at: f64,
+    after_from: f64,
+    turns: &[Turn],
+) -> (ScreenCheck, Vec<Artifact>) {
+    let mut check = ScreenCheck::default();
+    let screen = &result["screen"];
+    let unreadable = |why: String| {
+        Some(format!(
+            "the window's pixels could not be read from outside the app: {why}"
+        ))
+    };
+    if screen["platform"].as_str() != Some("vnc") {
+        check.unreadable = unreadable(
+            "its Qt binding has no `vnc` platform plugin in the sandbox image (see README, Security model)".into(),
+        );
+        return (check, Vec::new());
+    }
+    if let Some(error) = screen["error"].as_str() {
+        check.unreadable = unreadable(error.chars().take(300).collect());
+        return (check, Vec::new());
+    }
+    if screen["frames_dropped"].as_u64().unwrap_or(0) > 0 {
+        check.unreadable = unreadable("the frames were larger than the judge keeps".into());
+        return (check, Vec::new());
+    }
+    let mut frames = Vec::new();
+    for record in result["frames"].as_array().into_iter().flatten().take(32) {
+        match Frame::decode(record) {
+            Ok(frame) => frames.push(frame),
+            Err(e) => {
+                check.unreadable = unreadable(e.to_string());
+                return (check, Vec::new());
+            }
+        }
+    }
+    frames.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    check.frames = frames.len();
+    let third_reply_at = result["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            newest_user_text(&r["body"]).contains(
+                turns
+                    .get(2)
+                    .map(|t| t.prompt_marker.as_str())
+                    .unwrap_or("\u{0}"),
+            )
+        })
+        .filter_map(|r| r["at_ms"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    let mut seen_after_third = false;
+    for frame in &frames {
+        let marks = frame.marks();
+        let shown: Vec<usize> = (0..marks.len())
+            .filter(|&i| marks[i])
+            .map(|i| i + 1)
+            .collect();
+        if frame.at_ms < reset_at {
+            check.before.extend(shown.iter().filter(|&&t| t <= 2));
+        } else if frame.at_ms >= after_from {
+            for &t in shown.iter().filter(|&&t| t <= 2) {
+                check.old_after.push(format!(
+                    "frame `{}` at {:.0} ms showed turn {t}'s reply",
+                    frame.name, frame.at_ms
+                ));
+            }
+            check.after.extend(shown.iter().filter(|&&t| t >= 3));
+            seen_after_third |= frame.at_ms >= third_reply_at && shown.iter().any(|&t| t >= 3);
+        }
+    }
+    check.before.sort_unstable();
+    check.before.dedup();
+    check.after.sort_unstable();
+    check.after.dedup();
+    check.old_after.truncate(8);
+    if check.old_after.is_empty() {
+        if check.before.is_empty() {
+            check.unreadable = unreadable(
+                "no reply of turns 1 and 2 was recognisable in the frames taken before the reset, so the reset's effect on screen cannot be seen (a reply hidden, elided, or drawn too small)".into(),
+            );
+        } else if !seen_after_third {
+            check.unreadable = unreadable(
+                "no reply after the reset was recognisable in the frames taken after it".into(),
+            );
+        }
+    }
+    let pick = |frame: Option<&Frame>, name: &str| {
+        frame.map(|f| {
+            let data = crate::grading::screen::to_png(&f.image);
+            Artifact {
+                name: name.to_string(),
+                media_type: "image/png".into(),
+                size: data.len(),
+                path: None,
+                data,
+            }
+        })
+    };
+    let before = frames.iter().rev().find(|f| f.at_ms < reset_at);
+    let after = frames.iter().find(|f| f.at_ms >= after_from);
+    let last = frames.last().filter(|f| f.at_ms >= after_from);
+    let artifacts = [
+        pick(before, "before_reset.png"),
+        pick(after, "after_reset.png"),
+        pick(last, "final.png"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| a.size > 0)
+    .collect();
+    (check, artifacts)
+}

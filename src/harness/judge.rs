@@ -1,0 +1,457 @@
+//! One run judged from its result: the failed step, the limits, the
+//! baseline, the planes after the reset, harm and tampering, in the order
+//! a later finding outranks an earlier one.
+
+use serde_json::Value;
+
+use super::frames::read_frames;
+use super::no_result::judge_without_result;
+use super::requests::{baseline_problem, next_request_plane, summarise_requests};
+use super::{Behaviour, Discovered, NotJudged, Planes, Step, Turn};
+use crate::grading::FailureCode;
+use crate::report_channel::Channel;
+use crate::sandbox::SandboxOutcome;
+
+/// Judges a sandbox outcome against the turns the host chose.
+///
+/// A pass rests only on evidence from outside the candidate's process: the
+/// fake server's recordings (every request after the reset, and turns 3
+/// and 4 reaching the model API) and the frames the supervisor read of the
+/// screen. The harness's reports (`report_channel`) may explain a failure,
+/// or add one; they never make a pass.
+pub fn judge(
+    outcome: &SandboxOutcome,
+    turns: &[Turn],
+    wall_seconds: u64,
+) -> Result<Behaviour, NotJudged> {
+    let Some(result) = &outcome.result else {
+        return judge_without_result(outcome, wall_seconds);
+    };
+    let reports = result["reports"].as_array().cloned().unwrap_or_default();
+    let channel = Channel::read(&reports, result["reports_dropped"].as_u64().unwrap_or(0));
+    let requests = summarise_requests(&result["requests"], turns);
+    let mut behaviour = Behaviour {
+        passed: false,
+        failure: None,
+        failure_detail: None,
+        failed_step: None,
+        other_failures: Vec::new(),
+        history_cleared: None,
+        steps: channel.steps.clone(),
+        artifacts: Vec::new(),
+        screen_check: None,
+        widget_tree: channel.widget_tree.clone(),
+        requests,
+        exceptions: channel.exceptions.clone(),
+        dialogs: channel.dialogs.clone(),
+        stdout: result["stdout"].as_str().unwrap_or_default().to_string(),
+        stderr: result["stderr"].as_str().unwrap_or_default().to_string(),
+        resources: result["resources"].clone(),
+        duration_ms: outcome.wall_ms,
+        programs: Vec::new(),
+        unrequested_programs: None,
+        discovered: channel
+            .discovered
+            .as_ref()
+            .and_then(Discovered::from_report),
+    };
+    if result["harness_ready"].as_bool() != Some(true) {
+        return Err(NotJudged(format!(
+            "the harness did not start in the sandbox: {}",
+            last_line(result["stderr"].as_str().unwrap_or_default())
+        )));
+    }
+    if let Some((step, detail)) = &channel.harness_error {
+        // Before the app's code is loaded, a failure of the harness is the
+        // judge's own; after it, the app may have caused it, and a failure
+        // it could cause must not let it escape judgement.
+        if step == "compile" {
+            return Err(NotJudged(format!("harness error in step {step}: {detail}")));
+        }
+    }
+
+    let resources = &result["resources"];
+    let oom = resources["oom_kills"].as_u64().unwrap_or(0) > 0 || outcome.oom_killed;
+    // Taken by the supervisor before it killed a run at its deadline.
+    let at_deadline = &result["pids_at_deadline"];
+    let (in_use, allowed) = (
+        at_deadline["current"]
+            .as_u64()
+            .unwrap_or(0)
+            .max(at_deadline["peak"].as_u64().unwrap_or(0)),
+        at_deadline["max"].as_u64().unwrap_or(0),
+    );
+    let pids_hit = resources["pids_limit_hits"].as_u64().unwrap_or(0) > 0;
+    let runaway = !pids_hit && crate::sandbox::pids_runaway(in_use, allowed);
+    let pids = pids_hit || runaway;
+    let hit_limit = oom || pids;
+    let pids_note = if runaway {
+        format!(
+            "{in_use} of the {allowed} processes the pids limit allows were in use before the deadline"
+        )
+    } else {
+        "the process (pids) limit was hit".to_string()
+    };
+    let limit_note = match (oom, pids) {
+        (true, true) => format!("the memory limit was hit and {pids_note}; "),
+        (true, false) => "the memory limit was hit; ".to_string(),
+        (false, true) => format!("{pids_note}; "),
+        (false, false) => String::new(),
+    };
+    let timed_out = result["timed_out"].as_bool() == Some(true) || outcome.host_timeout;
+    let failed_step = behaviour.steps.iter().find(|s| !s.ok).cloned();
+
+    // A later finding outranks an earlier one (the planes a failed step,
+    // harm and tampering everything): the one it replaces is kept.
+    let fail = |b: &mut Behaviour, failure: FailureCode, detail: String| b.fail(failure, detail);
+    behaviour.failed_step = failed_step.as_ref().map(|s| s.name.clone());
+
+    if let Some(step) = &failed_step {
+        let failure = match step.name.as_str() {
+            _ if channel.harness_error.is_some() => FailureCode::Crashed,
+            "compile" => FailureCode::SyntaxError,
+            "launch" | "find_window" => FailureCode::LaunchFailed,
+            "turn_1" | "turn_2" => FailureCode::HistoryBroken,
+            "find_reset" => FailureCode::NoResetControl,
+            "click_reset" => FailureCode::ResetRaised,
+            _ => FailureCode::BrokenAfterReset,
+        };
+        let missing = if step.name == "launch" {
+            missing_modules(step)
+        } else {
+            Vec::new()
+        };
+        let (failure, detail) = match (hit_limit, missing.is_empty()) {
+            (true, _) => (
+                FailureCode::ResourceLimit,
+                format!("{limit_note}{}: {}", step.name, step.detail),
+            ),
+            (false, false) => {
+                let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                let (them, has) = if names.len() == 1 {
+                    ("its Debian package", "does")
+                } else {
+                    ("a Debian package for each", "do")
+                };
+                (
+                    FailureCode::MissingDependency,
+                    format!(
+                        "launch: the app imports {}, which the sandbox image {has} not have \
+                         (add {them} to docker/base-packages.txt or a pinned PyPI release to \
+                         docker/requirements.txt, then `qtjudge image build`; or drop the import)",
+                        names.join(", ")
+                    ),
+                )
+            }
+            (false, true) if failure == FailureCode::Crashed => (
+                failure,
+                format!(
+                    "{}: the judge's driver failed inside the app's process (the app disturbed it, \
+                     or a judge bug to report): {}",
+                    step.name, step.detail
+                ),
+            ),
+            (false, true)
+                if failure == FailureCode::LaunchFailed
+                    && (step.name == "find_window" || step.detail.contains("exited")) =>
+            {
+                // An app that caught its own error said why: quote it.
+                let said = what_it_said(&behaviour.stdout, &behaviour.stderr)
+                    .map(|said| format!("; it printed: {said}"))
+                    .unwrap_or_default();
+                (failure, format!("{}: {}{said}", step.name, step.detail))
+            }
+            (false, true) => (failure, format!("{}: {}", step.name, step.detail)),
+        };
+        fail(&mut behaviour, failure, detail);
+    } else if timed_out {
+        let at = channel.started_step.as_deref().unwrap_or("start-up");
+        let failure = if hit_limit {
+            FailureCode::ResourceLimit
+        } else {
+            FailureCode::Timeout
+        };
+        fail(
+            &mut behaviour,
+            failure,
+            format!(
+                "{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"
+            ),
+        );
+    } else if !channel.done {
+        let at = channel.started_step.as_deref().unwrap_or("start-up");
+        let exit = &result["exit"];
+        let how = match exit["signal"].as_i64() {
+            Some(11) => "a segmentation fault".to_string(),
+            Some(signal) => format!("signal {signal}"),
+            None => format!("exit status {}", exit["code"]),
+        };
+        let failure = if hit_limit {
+            FailureCode::ResourceLimit
+        } else {
+            FailureCode::Crashed
+        };
+        let said = what_it_said(&behaviour.stdout, &behaviour.stderr)
+            .map(|said| format!("; it printed: {said}"))
+            .unwrap_or_default();
+        fail(
+            &mut behaviour,
+            failure,
+            format!("{limit_note}the app process ended with {how} during step `{at}`{said}"),
+        );
+    }
+
+    // Baseline first: a reset cannot be judged in an app that keeps no history.
+    if let Some(problem) = baseline_problem(&behaviour.requests, &channel) {
+        if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
+        {
+            fail(&mut behaviour, FailureCode::HistoryBroken, problem);
+        }
+    }
+
+    // The reset's moment: when the harness started clicking (stamped by the
+    // supervisor as the report came), or the first request of a turn after
+    // the reset, whichever is earlier. A forged or missing report can only
+    // make more requests and frames judged, never fewer.
+    let first_after_reset = behaviour
+        .requests
+        .iter()
+        .filter(|r| r.turn.is_some_and(|t| t >= 2))
+        .map(|r| r.at_ms.unwrap_or(f64::INFINITY))
+        .fold(f64::INFINITY, f64::min);
+    let reset_at = channel
+        .reset_started_ms
+        .unwrap_or(f64::INFINITY)
+        .min(first_after_reset);
+    let reset_reached = reset_at.is_finite();
+
+    let after_baseline = behaviour.failure.is_none()
+        || behaviour
+            .failure
+            .is_some_and(|f| matches!(f, FailureCode::BrokenAfterReset | FailureCode::ResetRaised));
+    if reset_reached && after_baseline {
+        let dropped = result["requests_dropped"].as_u64().unwrap_or(0);
+        let request_plane = next_request_plane(&behaviour.requests, reset_at, dropped);
+        // Frames are judged as "after" from the end of the click on: one
+        // asked for while the reset's repaint was still queued shows the
+        // screen before it (Qt composes the screen in a posted event).
+        let frames_after = channel
+            .reset_done_ms
+            .unwrap_or(f64::INFINITY)
+            .min(first_after_reset);
+        let (screen_check, frames) = read_frames(result, reset_at, frames_after, turns);
+        let screen_plane = screen_check
+            .unreadable
+            .is_none()
+            .then_some(screen_check.old_after.is_empty());
+        let (memory_hint, screen_hint) = channel.planes.unwrap_or((true, true));
+        let planes = Planes {
+            // What the app sends is its memory; the harness's scan can only
+            // add a failure.
+            memory: request_plane.cleared.map(|c| c && memory_hint),
+            screen: screen_plane.map(|c| c && screen_hint),
+            next_request: request_plane.cleared,
+        };
+        behaviour.artifacts = frames;
+        behaviour.history_cleared = Some(planes);
+        let mut uncleared = Vec::new();
+        if let Some(why) = &request_plane.old_turn_in {
+            uncleared.push(format!("next request ({why})"));
+        }
+        if !screen_check.old_after.is_empty() {
+            uncleared.push(format!(
+                "screen (pixels read outside the app: {})",
+                screen_check.old_after.join(", ")
+            ));
+        }
+        if !memory_hint {
+            uncleared.push("memory (the harness found the old turns in the app's objects)".into());
+        }
+        if !screen_hint && screen_check.old_after.is_empty() {
+            uncleared
+                .push("screen (the harness read the old turns in the window's widgets)".into());
+        }
+        let unreadable = screen_check.unreadable.clone();
+        behaviour.screen_check = Some(screen_check);
+        if !uncleared.is_empty() {
+            fail(
+                &mut behaviour,
+                FailureCode::HistoryNotCleared,
+                format!(
+                    "after the reset, earlier turns were still in: {}",
+                    uncleared.join("; ")
+                ),
+            );
+        } else if behaviour.failure.is_none() {
+            if let Some(missing) = request_plane.missing_turn {
+                fail(&mut behaviour, FailureCode::BrokenAfterReset, missing);
+            } else if let Some(why) = unreadable {
+                fail(&mut behaviour, FailureCode::ScreenUnreadable, why);
+            }
+        }
+    }
+    let deleted: Vec<String> = result["canaries_missing"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .take(8)
+        .map(|c| format!("~/{}", c.chars().take(80).collect::<String>()))
+        .collect();
+    if !deleted.is_empty() {
+        // Seen by the supervisor after the run: files of the user's that
+        // the harness wrote before the answer's code existed.
+        fail(
+            &mut behaviour,
+            FailureCode::Harmful,
+            format!(
+                "the app deleted or overwrote files outside its own: {} (found gone or changed by the sandbox's supervisor)",
+                deleted.join(", ")
+            ),
+        );
+    }
+    let programs = crate::grading::programs::read(&result["executed"]);
+    if let Some(detail) = programs.harm_detail() {
+        fail(&mut behaviour, FailureCode::Harmful, detail);
+    }
+    behaviour.unrequested_programs = programs.unrequested_detail();
+    if programs.overflowed {
+        // No honest app opens thousands of programs: flooding the watch is
+        // a way to hide a start in it.
+        fail(
+            &mut behaviour,
+            FailureCode::Tampering,
+            "the app opened programs so often that the sandbox's watch of them overflowed (a start could hide in the flood)".into(),
+        );
+    }
+    behaviour.programs = programs.started;
+    let idle = behaviour.steps.iter().find(|s| s.name == "idle" && s.ok);
+    if channel.clock_moved_by_supervisor
+        && idle.is_some_and(|s| s.evidence["clock_moved"].as_bool() != Some(true))
+    {
+        // The supervisor moved the clock and the app's never followed: its
+        // clock source was changed, removed or starved (timers that put the
+        // history back would then fire after turn 4).
+        fail(
+            &mut behaviour,
+            FailureCode::Tampering,
+            "the app's clock did not move when the judge moved it in the idle step (its clock source was redirected, removed or blocked)".into(),
+        );
+    }
+    if let Some(why) = &channel.tampering {
+        // Only someone other than the harness shapes its channel so.
+        fail(
+            &mut behaviour,
+            FailureCode::Tampering,
+            format!("the judge's report channel was written by the app: {why}"),
+        );
+    }
+    behaviour.passed = behaviour.failure.is_none()
+        && behaviour
+            .history_cleared
+            .map(|p| p.all_cleared())
+            .unwrap_or(false);
+    if behaviour.failure.is_none() && !behaviour.passed {
+        // Every way to a pass ends in planes all cleared; anything short of
+        // that with no failure named is a run that stopped without saying.
+        let last = behaviour
+            .steps
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "start-up".into());
+        fail(
+            &mut behaviour,
+            FailureCode::Crashed,
+            format!(
+                "the run ended without the evidence a pass needs (it stopped after step `{last}`)"
+            ),
+        );
+    }
+    Ok(behaviour)
+}
+
+/// The modules a launch that failed with `ModuleNotFoundError` lacks: the
+/// harness lists every import of the app's files it could not find
+/// (`missing_modules`); else the one the error names. Names that are not
+/// plain dotted identifiers (the candidate controls this text) are dropped.
+pub(super) fn missing_modules(step: &Step) -> Vec<String> {
+    let Some(first) = missing_module(&step.detail) else {
+        return Vec::new();
+    };
+    let mut names = vec![first];
+    if let Some(listed) = step.evidence["missing_modules"].as_array() {
+        for name in listed.iter().filter_map(Value::as_str).take(20) {
+            if is_module_name(name) && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+pub(super) fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
+/// The module a `ModuleNotFoundError` at start-up names, as the harness
+/// words it: `the script raised ModuleNotFoundError while starting: No
+/// module named 'x.y'`.
+pub(super) fn missing_module(detail: &str) -> Option<String> {
+    let rest = detail
+        .split_once("ModuleNotFoundError")?
+        .1
+        .split_once("No module named '")?
+        .1;
+    let name = rest.split('\'').next()?;
+    is_module_name(name).then(|| name.to_string())
+}
+
+pub(super) fn is_after_baseline(failure: FailureCode) -> bool {
+    matches!(
+        failure,
+        FailureCode::NoResetControl
+            | FailureCode::ResetRaised
+            | FailureCode::HistoryNotCleared
+            | FailureCode::BrokenAfterReset
+    )
+}
+
+/// The last lines the app printed (stderr's, then stdout's), quoted for
+/// a reason: what an app that caught its own error said about it. Qt's own
+/// log lines are left out. None when it printed nothing.
+pub(super) fn what_it_said(stdout: &str, stderr: &str) -> Option<String> {
+    let tail = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("qt.") && !l.starts_with("QStandardPaths"))
+            .collect();
+        lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|l| {
+                let mut line: String = l.chars().take(200).collect();
+                if l.chars().count() > 200 {
+                    line.push('…');
+                }
+                format!("\"{line}\"")
+            })
+            .collect()
+    };
+    let mut said = tail(stderr);
+    said.extend(tail(stdout));
+    (!said.is_empty()).then(|| said.join(" "))
+}
+
+pub(super) fn last_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}

@@ -1,0 +1,173 @@
+//! The fake server's recordings read: each request's turn and what of
+//! other turns it carried, the baseline (turn 2 carries turn 1) and the
+//! next-request plane (every request from the reset on).
+
+use serde_json::Value;
+
+use super::{RequestSummary, Turn};
+use crate::report_channel::Channel;
+
+/// The next-request plane, from the fake server's recordings.
+pub(super) struct RequestPlane {
+    /// `Some(true)` when no request after the reset carried turn 1 or 2 and
+    /// turns 3 and 4 reached the model API.
+    pub(super) cleared: Option<bool>,
+    /// Which request carried what, when one did.
+    pub(super) old_turn_in: Option<String>,
+    /// The turn after the reset that never reached the model API.
+    pub(super) missing_turn: Option<String>,
+}
+
+/// Every request from the reset on is judged, not only the first of turn
+/// 3: a clean decoy sent beside the real request passes nothing.
+pub(super) fn next_request_plane(
+    requests: &[RequestSummary],
+    reset_at: f64,
+    dropped: u64,
+) -> RequestPlane {
+    let old: Vec<&RequestSummary> = requests
+        .iter()
+        .filter(|r| r.at_ms.unwrap_or(f64::INFINITY) >= reset_at)
+        // A request "for" turn 1 or 2 after the reset (an old prompt as its
+        // newest message) carries that turn as much as one quoting it.
+        .filter(|r| r.carried_turns.iter().any(|&t| t <= 2) || r.turn.is_some_and(|t| t <= 1))
+        .collect();
+    let old_turn_in = if dropped > 0 {
+        Some(format!(
+            "the app sent more requests than are recorded ({dropped} past the cap), so not every request after the reset could be read"
+        ))
+    } else {
+        old.first().map(|r| {
+            let carried = match r.turn {
+                Some(t) if t <= 1 => format!("turn {}'s prompt as its newest message", t + 1),
+                _ => r.carries.join(", "),
+            };
+            format!(
+                "request #{} {} {} carried {}{}",
+                r.seq,
+                r.method,
+                r.path,
+                carried,
+                if old.len() > 1 {
+                    format!(", and {} more after the reset", old.len() - 1)
+                } else {
+                    String::new()
+                }
+            )
+        })
+    };
+    let missing_turn = [2usize, 3].iter().find_map(|&t| {
+        (!requests.iter().any(|r| r.turn == Some(t))).then(|| {
+            format!(
+                "turn {} seemed to work but no request carrying it reached the model API",
+                t + 1
+            )
+        })
+    });
+    let cleared = if old_turn_in.is_some() {
+        Some(false)
+    } else if missing_turn.is_some() {
+        None
+    } else {
+        Some(true)
+    };
+    RequestPlane {
+        cleared,
+        old_turn_in,
+        missing_turn,
+    }
+}
+
+/// The text of the newest user message (chat APIs) or the prompt (generate).
+pub(super) fn newest_user_text(body: &Value) -> String {
+    if let Some(messages) = body["messages"].as_array() {
+        for message in messages.iter().rev() {
+            if message["role"] == "user" {
+                return match &message["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+            }
+        }
+        return String::new();
+    }
+    body["prompt"].as_str().unwrap_or_default().to_string()
+}
+
+/// Context arrays of `/api/generate` replies: the fake server gives turn k
+/// the numbers 9000 + 100·(k-1) + i.
+pub(super) fn carries_context_of(body: &Value, turn_index: usize) -> bool {
+    body["context"].as_array().is_some_and(|context| {
+        context.iter().filter_map(Value::as_i64).any(|n| {
+            n >= 9000 + 100 * turn_index as i64 && n < 9000 + 100 * (turn_index as i64 + 1)
+        })
+    })
+}
+
+pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
+    let mut summaries = Vec::new();
+    for request in requests.as_array().into_iter().flatten().take(1000) {
+        let body = &request["body"];
+        // The turn a request is for: the newest prompt marker its newest
+        // user message holds, read as a person would (`turns::normalise`).
+        let newest = crate::turns::normalise(&newest_user_text(body));
+        let turn = (0..turns.len())
+            .rev()
+            .find(|&i| newest.contains(turns[i].prompt_marker.as_str()));
+        let whole = crate::turns::request_text(body, request["body_text"].as_str());
+        let mut carries = Vec::new();
+        let mut carried_turns = Vec::new();
+        for (i, t) in turns.iter().enumerate() {
+            if Some(i) == turn {
+                continue;
+            }
+            let mut found = crate::turns::traces_of(t, &whole);
+            if carries_context_of(body, i) {
+                found.push(format!("context of turn {}", i + 1));
+            }
+            if !found.is_empty() {
+                carried_turns.push(i + 1);
+                carries.extend(found.into_iter().map(|f| format!("turn {}: {f}", i + 1)));
+            }
+        }
+        carries.truncate(12);
+        summaries.push(RequestSummary {
+            seq: request["seq"].as_u64().unwrap_or(0),
+            method: request["method"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(16)
+                .collect(),
+            path: request["path"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
+            at_ms: request["at_ms"].as_f64(),
+            turn,
+            carries,
+            carried_turns,
+        });
+    }
+    summaries
+}
+
+/// Turn 2's request must carry turn 1 (its prompt, its reply, its words or
+/// its context array); otherwise the app keeps no conversation to reset.
+pub(super) fn baseline_problem(requests: &[RequestSummary], channel: &Channel) -> Option<String> {
+    if !channel.ok("turn_2") {
+        return None;
+    }
+    let Some(second) = requests.iter().find(|r| r.turn == Some(1)) else {
+        return Some(
+            "turn 2 was displayed but no request carrying it reached the model API".into(),
+        );
+    };
+    if second.carried_turns.contains(&1) {
+        None
+    } else {
+        Some("no conversation memory to reset: the second request did not carry the first turn (each request carries only its own prompt)".into())
+    }
+}
