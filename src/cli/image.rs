@@ -3,6 +3,7 @@
 use anyhow::Result;
 
 use super::{exit_codes, progress_line, ImageAction};
+use crate::sandbox::SandboxConfig;
 
 pub(super) async fn image_command(action: ImageAction) -> Result<i32> {
     match action {
@@ -11,13 +12,12 @@ pub(super) async fn image_command(action: ImageAction) -> Result<i32> {
             Ok(exit_codes::OK)
         }
         ImageAction::Build { force } => {
-            let docker = crate::sandbox::docker::connect_engine().await?;
-            let tag = if force {
-                crate::image::build(&docker, &progress_line).await?
-            } else {
-                crate::image::ensure(&docker, &progress_line).await?
-            };
-            println!("{tag}");
+            // Docker's image: the one backend that has one.
+            let backend = crate::sandbox::backend(&SandboxConfig::default())?;
+            match backend.image(force, &progress_line).await? {
+                Some(tag) => println!("{tag}"),
+                None => println!("the {} sandbox has no image", backend.name()),
+            }
             Ok(exit_codes::OK)
         }
     }

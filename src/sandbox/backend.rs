@@ -7,7 +7,7 @@
 //! engine answers (`health`, polled by the service), making everything a
 //! run needs ready (`prepare`: the image, its volume, the runtime, the warm
 //! pool), and removing what processes that are gone left behind
-//! (`reap_orphans`). The warm pool stops, and the rest of a sandbox's own
+//! (`reap_orphans`); `image` builds what the answers run in, alone. The warm pool stops, and the rest of a sandbox's own
 //! goes, with `Sandbox::shutdown`.
 
 use std::sync::Arc;
@@ -58,6 +58,17 @@ pub trait Backend: Send + Sync {
     /// Removes what qtjudge processes that are gone left behind (a crash,
     /// a kill -9); how many were removed.
     fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>>;
+    /// Makes what the answers run in ready without starting anything
+    /// (`qtjudge image build`): built when missing, or again when
+    /// `rebuild`; its tag. `None` for a backend that runs without one.
+    fn image<'a>(
+        &'a self,
+        rebuild: bool,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Option<String>, SandboxError>> {
+        let _ = (rebuild, progress);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The backend `config` asks for, refused when one of its settings does

@@ -884,6 +884,25 @@ impl Backend for DockerBackend {
     fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>> {
         Box::pin(self.reap())
     }
+
+    fn image<'a>(
+        &'a self,
+        rebuild: bool,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Option<String>, SandboxError>> {
+        Box::pin(async move {
+            let docker = connect_engine().await?;
+            self.keep_client(&docker);
+            let built = if rebuild {
+                crate::image::build(&docker, progress).await
+            } else {
+                crate::image::ensure(&docker, progress).await
+            };
+            built
+                .map(Some)
+                .map_err(|e| SandboxError::ImageBuildFailed(e.to_string()))
+        })
+    }
 }
 
 /// Removes the containers that a crashed qtjudge left behind: those whose

@@ -88,6 +88,9 @@ pub enum SandboxError {
     /// The image the answers run in is missing and could not be made.
     #[error("the sandbox image is missing and could not be built: {0}")]
     ImageMissing(String),
+    /// Building the image was asked for, and failed.
+    #[error("the sandbox image could not be built: {0}")]
+    ImageBuildFailed(String),
     /// The engine refused or dropped one of its calls, or the connection
     /// to it broke mid-run.
     #[error("the sandbox engine failed while {doing}: {message}")]

@@ -44,7 +44,7 @@ pub enum ApiError {
     #[error("{message}")]
     QueueFull { retry_after: u64, message: String },
     #[error(
-        "the Docker engine is unreachable ({0}); new verifications are refused until it answers"
+        "the sandbox engine is unreachable ({0}); new verifications are refused until it answers"
     )]
     EngineUnavailable(String),
     #[error("the service is shutting down; retry against its next start")]

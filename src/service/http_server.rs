@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// File descriptors kept for everything but client connections: the
-/// store, the Docker socket, callbacks, run folders, logs.
+/// store, the sandbox engine's socket, callbacks, run folders, logs.
 pub const RESERVED_FDS: u64 = 256;
 
 /// The most bytes of a request head the server buffers (hyper's minimum

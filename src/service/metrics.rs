@@ -136,7 +136,7 @@ impl Metrics {
             ),
             (
                 "qtjudge_engine_up",
-                "1 when the Docker engine answers.",
+                "1 when the sandbox engine answers.",
                 usize::from(engine.reachable),
             ),
         ];

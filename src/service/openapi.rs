@@ -153,7 +153,7 @@ fn hand_written_openapi() -> Value {
                     "413": error_response("the body, the answer or `metadata` (64 KiB) is over the limit"),
                     "422": error_response("unknown task, empty answer, `model`/`entry`/`archive_name` over 256 characters (`field_too_long`), an app refused (unsafe or unreadable archive, no or ambiguous entry point: see `error`) or a `callback_url` that is not an absolute http(s) URL"),
                     "429": error_response("the queue is full; see Retry-After"),
-                    "503": error_response("the Docker engine is unreachable, or the service is stopping"),
+                    "503": error_response("the sandbox engine is unreachable, or the service is stopping"),
                 })),
                 "callbacks": {"finished": {"{$request.body#/callback_url}": callback(callbacks::VERIFICATION_FINISHED, "Verification")}}}},
             "/v1/verifications/{id}": {"get": {
@@ -180,7 +180,7 @@ fn hand_written_openapi() -> Value {
                         "413": error_response("the body, an answer, an answer's `metadata`, the number of answers or what the apps declare they unpack to (--max-batch-unpacked-mb) is over the limit"),
                         "422": error_response("unknown task, empty batch, an empty answer, an app refused (the same codes as POST /v1/verifications; the message names the answer) or a `callback_url` that is not an absolute http(s) URL"),
                         "429": error_response("the queue has no room for the batch; see Retry-After"),
-                        "503": error_response("the Docker engine is unreachable, or the service is stopping"),
+                        "503": error_response("the sandbox engine is unreachable, or the service is stopping"),
                     })),
                 "callbacks": {"finished": {"{$request.query.callback_url}": callback(callbacks::BATCH_FINISHED, "Batch")}}}},
             "/v1/batches/{id}": {"get": {
