@@ -1,7 +1,8 @@
 //! Keeps the codebase honest about itself: every source file says what it
 //! is for, ARCHITECTURE.md names only paths that exist, and its invariants
 //! hold in the imports (who may use bollard, the grading room does no IO,
-//! the service never names a sandbox backend).
+//! the service never names a sandbox backend), and no file grows past one
+//! concern.
 
 use crate::support::repo;
 
@@ -320,5 +321,40 @@ fn the_service_never_imports_a_sandbox_backend() {
     assert!(
         offenders.is_empty(),
         "the service reaches the sandbox through `sandbox::backend` and its traits, never a backend: {offenders:#?}"
+    );
+}
+
+/// One concern a file (ARCHITECTURE.md): product code past 800 lines is a
+/// sign a file holds several jobs. The few that are long and still one
+/// concern are named here with why; a new one is split into a room, or
+/// named with its reason.
+#[test]
+fn no_source_file_is_long_unless_it_is_one_concern() {
+    const LIMIT: usize = 800;
+    let one_concern = [
+        // Every shape a model's answer takes (fences, `<think>`, diffs), each
+        // read by its own function over the same line index.
+        "src/grading/extract.rs",
+        // Every input an app comes as, read in memory under one set of limits.
+        "src/bundle.rs",
+        // The one backend that drives containers through bollard (beside its
+        // volume), kept whole so bollard stays in these two files.
+        "src/sandbox/docker.rs",
+    ];
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("tests.rs"))
+        .filter_map(|file| {
+            let name = file.strip_prefix(repo()).unwrap().display().to_string();
+            let lines = product_code(file).lines().count();
+            (lines > LIMIT && !one_concern.contains(&name.as_str()))
+                .then(|| format!("{name}: {lines} lines"))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these into a room of one concern a file (or name why one is one concern): {long:#?}"
     );
 }
