@@ -112,6 +112,24 @@ DEFERRED_DELETE = QT.enum(QtCore.QEvent, "Type", "DeferredDelete")
 WRITE_ONLY = QT.enum(QtCore.QIODevice, "OpenModeFlag", "WriteOnly")
 BOX_YES = QT.enum(QtWidgets.QMessageBox, "StandardButton", "Yes")
 BOX_OK = QT.enum(QtWidgets.QMessageBox, "StandardButton", "Ok")
+BOX_NO = QT.enum(QtWidgets.QMessageBox, "StandardButton", "No")
+# Every standard button, in Qt's bit order; the affirmative ones in the order
+# a confirming person would pick them when a box offers several.
+STANDARD_BUTTONS = [
+    (name, QT.enum(QtWidgets.QMessageBox, "StandardButton", name))
+    for name in (
+        "Ok", "Save", "SaveAll", "Open", "Yes", "YesToAll", "No", "NoToAll", "Abort", "Retry",
+        "Ignore", "Close", "Cancel", "Discard", "Help", "Apply", "Reset", "RestoreDefaults",
+    )
+]
+AFFIRMATIVE_BUTTONS = [
+    QT.enum(QtWidgets.QMessageBox, "StandardButton", name)
+    for name in ("Yes", "Ok", "YesToAll", "Save", "SaveAll", "Apply", "Reset", "Discard", "Open", "Retry", "Ignore")
+]
+ACCEPTING_ROLES = [
+    QT.enum(QtWidgets.QMessageBox, "ButtonRole", name)
+    for name in ("AcceptRole", "YesRole", "ApplyRole", "ResetRole", "DestructiveRole")
+]
 DISPLAY_ROLE = QT.enum(Qt, "ItemDataRole", "DisplayRole")
 QAction = QT.QAction
 QShortcut = QT.QShortcut
@@ -315,10 +333,17 @@ def install_patches():
     box = QtWidgets.QMessageBox
 
     def answer_box(kind):
-        def answer(*args, **_kwargs):
+        def answer(*args, **kwargs):
             texts = [a for a in args if isinstance(a, str)]
             DIALOGS.append({"step": EXCEPTIONS.step, "kind": f"QMessageBox.{kind}", "text": " | ".join(texts)[:300]})
-            return BOX_YES if kind == "question" else BOX_OK
+            if kind == "about":
+                return None
+            # (parent, title, text, buttons, defaultButton): the person says
+            # yes with whichever affirmative button the call offers.
+            rest = [a for a in args[3:] if not isinstance(a, str)]
+            buttons = kwargs.get("buttons", rest[0] if rest else None)
+            default = kwargs.get("defaultButton", rest[1] if len(rest) > 1 else None)
+            return affirmative_button(buttons, default, question=kind == "question")
 
         return staticmethod(answer)
 
@@ -347,6 +372,60 @@ def install_patches():
     QtWidgets.QInputDialog.getMultiLineText = staticmethod(text_input)
 
 
+def _flag_value(value):
+    """The integer of a Qt enum or flags value, in every binding (PyQt6's
+    and PySide6's are Python enums, which int() may refuse)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(getattr(value, "value", 0))
+        except (TypeError, ValueError):
+            return 0
+
+
+def affirmative_button(buttons, default=None, question=False):
+    """The standard button a person confirming the action would press,
+    among those the static QMessageBox call offers: its default button if
+    that one says yes, else the first of Yes, Ok, Save, Apply… it shows;
+    with none of them, its default or first button (all it can answer)."""
+    if buttons is None:
+        offered = [BOX_YES, BOX_NO] if question else [BOX_OK]
+    else:
+        mask = _flag_value(buttons)
+        offered = [b for _name, b in STANDARD_BUTTONS if mask & _flag_value(b)]
+        if not offered:  # NoButton: Qt shows an Ok
+            offered = [BOX_OK]
+    offered_values = {_flag_value(b) for b in offered}
+    if default is not None and _flag_value(default) in offered_values:
+        if _flag_value(default) in {_flag_value(b) for b in AFFIRMATIVE_BUTTONS}:
+            return default
+    for button in AFFIRMATIVE_BUTTONS:
+        if _flag_value(button) in offered_values:
+            return button
+    if default is not None and _flag_value(default) in offered_values:
+        return default
+    return offered[0]
+
+
+def _accepting_button(modal):
+    """The button of a message box (standard or added with addButton) that
+    says yes: its default button if its role does, else the first by role
+    (Yes and Accept, then Apply, Reset, Destructive: a 'Delete' that
+    confirms clearing)."""
+    buttons = [b for b in modal.buttons() if b is not None]
+    rank = {_flag_value(role): n for n, role in enumerate(ACCEPTING_ROLES)}
+
+    def rank_of(button):
+        return rank.get(_flag_value(modal.buttonRole(button)))
+
+    default = modal.defaultButton()
+    if default is not None and default in buttons and rank_of(default) is not None and rank_of(default) < 3:
+        return default
+    ranked = sorted((rank_of(b), n, b) for n, b in enumerate(buttons) if rank_of(b) is not None)
+    return ranked[0][2] if ranked else None
+
+
 def answer_modal_dialogs():
     """Accepts any modal dialog the app opened with exec_() (it would block)."""
     modal = QApplication.activeModalWidget()
@@ -354,11 +433,12 @@ def answer_modal_dialogs():
         return
     DIALOGS.append({"step": EXCEPTIONS.step, "kind": type(modal).__name__, "text": getattr(modal, "text", lambda: "")()[:300] if isinstance(modal, QtWidgets.QMessageBox) else modal.windowTitle()[:300]})
     if isinstance(modal, QtWidgets.QMessageBox):
-        for role in (BOX_YES, BOX_OK):
-            button = modal.button(role)
-            if button is not None:
-                button.click()
-                return
+        button = _accepting_button(modal)
+        if button is not None:
+            # click() is what a person does: clickedButton() is this button
+            # and exec() returns its standard value.
+            button.click()
+            return
     if isinstance(modal, QtWidgets.QDialog):
         modal.accept()
     else:
@@ -803,6 +883,10 @@ class Run:
                 raise Failure(f"SyntaxError{where}: {exc.msg} (line {exc.lineno}, column {exc.offset})", line=exc.lineno, column=exc.offset, message=exc.msg, file=relative)
             except ValueError as exc:  # NUL bytes
                 raise Failure(f"cannot compile {relative}: {exc}", message=str(exc), file=relative)
+            except Exception as exc:  # noqa: BLE001 - whatever compile() raises is the source's doing
+                # RecursionError (an expression nested past the compiler's
+                # limit), MemoryError, OverflowError…: Python cannot run it.
+                raise Failure(f"cannot compile {relative}: {type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}", file=relative)
         self.path = os.path.join(app_dir, *entry.split("/"))
         self.sources = {relative: data for relative, data in written.items() if relative.endswith(".py")}
         # The entry's folder is the app's: its cwd and first on sys.path, so
