@@ -64,7 +64,11 @@ pub fn judge(
     if let Some((step, detail)) = &channel.harness_error {
         // Before the app's code is loaded, a failure of the harness is the
         // judge's own; after it, the app may have caused it, and a failure
-        // it could cause must not let it escape judgement.
+        // it could cause must not let it escape judgement. The one thing of
+        // the answer's that the compile step touches is its source, and
+        // whatever compile() raises on it (SyntaxError, RecursionError of
+        // too deep an expression, MemoryError…) the harness reports as the
+        // step's failure (`syntax_error`), never as its own error.
         if step == "compile" {
             return Err(NotJudged(format!("harness error in step {step}: {detail}")));
         }
