@@ -41,6 +41,7 @@ pub(super) fn threats_in(source: &str, tree: &Tree) -> Vec<Threat> {
     scan.gather(tree.root_node());
     scan.judge();
     let mut found = scan.found;
+    found.extend(tampering::hiding_encoding(source));
     found.sort_by_key(|t| t.line);
     found
 }
@@ -398,6 +399,10 @@ impl<'t> ThreatScan<'t> {
         }
         for i in 0..self.calls.len() {
             self.call(self.calls[i]);
+        }
+        // Last: a call that deletes or sends a private file says more.
+        for i in 0..self.strings.len() {
+            self.private_file_named(self.strings[i]);
         }
     }
 

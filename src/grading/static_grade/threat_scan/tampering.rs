@@ -11,6 +11,7 @@ use tree_sitter::Node;
 use super::{scan_kinds, ThreatScan};
 use crate::grading::static_grade::grammar::{fields, is_docstring};
 use crate::grading::static_grade::text::{compact, shorten, string_value};
+use crate::grading::static_grade::Threat;
 use crate::grading::FailureCode;
 
 /// Modules the judge itself uses in the candidate's process: replacing
@@ -150,16 +151,19 @@ impl<'t> ThreatScan<'t> {
             }
             let content = self.text(part);
             if judge_name().is_match(content) {
-                hit = Some(format!(
-                    "looks for the judge's traces (\"{}\")",
-                    shorten(content)
+                hit = Some((
+                    FailureCode::Tampering,
+                    format!("looks for the judge's traces (\"{}\")", shorten(content)),
                 ));
                 break;
             }
             if first && judge_process_path(content) {
-                hit = Some(format!(
-                    "looks into the judge's processes or descriptors ({})",
-                    shorten(content)
+                hit = Some((
+                    FailureCode::Tampering,
+                    format!(
+                        "looks into the judge's processes or descriptors ({})",
+                        shorten(content)
+                    ),
                 ));
                 break;
             }
@@ -167,8 +171,8 @@ impl<'t> ThreatScan<'t> {
         }
         // A docstring is never read by the code (looked up last: finding a
         // node's parent costs a walk from the root).
-        if let Some(what) = hit.filter(|_| !node.parent().is_some_and(is_docstring)) {
-            self.report(FailureCode::Tampering, node, what);
+        if let Some((kind, what)) = hit.filter(|_| !node.parent().is_some_and(is_docstring)) {
+            self.report(kind, node, what);
         }
     }
 
@@ -484,6 +488,42 @@ fn judge_name() -> &'static Regex {
     // The judge's name, and the app clock's controls (the idle step moves
     // the clock through them: an app that touches them dodges the step).
     PATTERN.get_or_init(|| {
-        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock").expect("a valid pattern")
+        // Also the container's fingerprints: an app that behaves one way in
+        // a container and another on a desktop is gaming the judge.
+        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock|\.dockerenv|\.containerenv|/proc/(?:1|self)/(?:cgroup|mountinfo|sched)")
+            .expect("a valid pattern")
+    })
+}
+
+/// A coding declaration (PEP 263) for an encoding that decodes ASCII text
+/// differently: Python then runs what a reader, and this grader, see as a
+/// comment (`unicode_escape` turns a written `\n` into a line break).
+/// Encodings that keep ASCII as it is cannot hide code and are allowed.
+pub(super) fn hiding_encoding(source: &str) -> Option<Threat> {
+    static DECLARATION: OnceLock<Regex> = OnceLock::new();
+    let declaration = DECLARATION.get_or_init(|| {
+        Regex::new(r"^[ \t\x0c]*#.*?coding[:=][ \t]*([-\w.]+)").expect("a valid pattern")
+    });
+    let (line, encoding) = source
+        .lines()
+        .take(2)
+        .enumerate()
+        .find_map(|(i, text)| Some((i + 1, declaration.captures(text)?.get(1)?.as_str())))?;
+    let name = encoding.to_ascii_lowercase().replace('_', "-");
+    let keeps_ascii = [
+        "utf-8", "utf8", "ascii", "us-ascii", "latin-1", "latin1", "l1",
+    ]
+    .contains(&name.as_str())
+        || ["utf-8-", "iso-8859-", "iso8859-", "cp125", "windows-125"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+    (!keeps_ascii).then(|| Threat {
+        kind: FailureCode::Tampering,
+        what: format!(
+            "declares the source encoding `{encoding}`, under which Python runs text that reads as comments"
+        ),
+        evidence: shorten(source.lines().nth(line - 1).unwrap_or_default().trim()),
+        line,
+        file: None,
     })
 }
