@@ -35,6 +35,10 @@ const MAX_EDGE: usize = 2;
 /// Rows a mark must be found on at one place: a glyph line is 10+ px tall,
 /// a chance match of one row is not a mark.
 const MIN_ROWS: usize = 3;
+/// Rows of a place that may be missing between two where the mark is
+/// found: text striped with lines of the background's colour (scan lines)
+/// still reads as text to a person.
+const MAX_ROW_GAP: usize = 2;
 
 /// One frame of the app's screen, as the supervisor read it.
 #[derive(Debug, Clone)]
@@ -164,6 +168,23 @@ fn runs(row: &[[u8; 3]]) -> Vec<Run> {
     runs
 }
 
+/// The row with every one-pixel interruption between two pixels of one
+/// colour filled with that colour: ink striped with thin columns of
+/// another colour still reads as solid to a person. `None` when there is
+/// none (the row reads the same either way).
+fn closed(row: &[[u8; 3]]) -> Option<Vec<[u8; 3]>> {
+    let mut out = row.to_vec();
+    let mut changed = false;
+    for x in 1..row.len().saturating_sub(1) {
+        let (before, pixel, after) = (row[x - 1], row[x], row[x + 1]);
+        if distance(before, after) <= SAME_COLOUR && distance(before, pixel) > SAME_COLOUR {
+            out[x] = before;
+            changed = true;
+        }
+    }
+    changed.then_some(out)
+}
+
 /// A group of ink along a row: where it starts and how wide it is, its
 /// anti-aliased edges shared half and half with the gaps beside it.
 #[derive(Debug, Clone, Copy)]
@@ -275,9 +296,15 @@ fn group_sequences(runs: &[Run]) -> Vec<Vec<Group>> {
     sequences
 }
 
-/// Whether `groups` hold `mark`'s group sizes somewhere, and where (the
-/// column of its first group).
+/// Whether `groups` hold `mark`'s group sizes somewhere, read either way
+/// (mirrored text is still read by a person; no mark is another's
+/// mirror), and where (the column of its first group).
 fn find_mark(groups: &[Group], mark: &[u8]) -> Option<usize> {
+    let mirrored: Vec<u8> = mark.iter().rev().copied().collect();
+    find_mark_as_written(groups, mark).or_else(|| find_mark_as_written(groups, &mirrored))
+}
+
+fn find_mark_as_written(groups: &[Group], mark: &[u8]) -> Option<usize> {
     let blocks: f64 = mark.iter().map(|&n| n as f64).sum();
     groups.windows(mark.len()).find_map(|window| {
         let unit = window.iter().map(|g| g.width).sum::<f64>() / blocks;
@@ -312,21 +339,29 @@ pub fn marks_in(image: &Rgb) -> [bool; TURN_COUNT] {
         if row_runs.len() < 9 {
             continue;
         }
-        for groups in group_sequences(&row_runs) {
-            for (turn, mark) in REPLY_MARKS.iter().enumerate() {
-                if let Some(x) = find_mark(&groups, mark) {
-                    // The same place on the row just above: one more row.
-                    match places[turn]
-                        .iter_mut()
-                        .find(|(px, _, last)| px.abs_diff(x) <= 2 && *last + 1 == y)
-                    {
-                        Some(place) => {
-                            place.1 += 1;
-                            place.2 = y;
-                        }
-                        None => places[turn].push((x, 1, y)),
+        let closed_runs = closed(row).map(|row| runs(&row));
+        let mut found_on_row = [None; TURN_COUNT];
+        for each_runs in std::iter::once(&row_runs).chain(closed_runs.as_ref()) {
+            for groups in group_sequences(each_runs) {
+                for (turn, mark) in REPLY_MARKS.iter().enumerate() {
+                    if found_on_row[turn].is_none() {
+                        found_on_row[turn] = find_mark(&groups, mark);
                     }
                 }
+            }
+        }
+        for (turn, x) in found_on_row.into_iter().enumerate() {
+            let Some(x) = x else { continue };
+            // The same place a few rows above at most: one more row.
+            match places[turn]
+                .iter_mut()
+                .find(|(px, _, last)| px.abs_diff(x) <= 2 && y - *last <= MAX_ROW_GAP + 1)
+            {
+                Some(place) => {
+                    place.1 += 1;
+                    place.2 = y;
+                }
+                None => places[turn].push((x, 1, y)),
             }
         }
     }
@@ -419,6 +454,40 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Marks striped with rows of the background (scan lines), or
+    /// mirrored, are still marks: a person reads them. (Stripes of columns
+    /// through anti-aliased edges are not read yet.)
+    #[test]
+    fn striped_and_mirrored_marks_are_still_seen() {
+        let bg = [255, 255, 255];
+        for (turn, mark) in REPLY_MARKS.iter().enumerate() {
+            let mut want = [false; TURN_COUNT];
+            want[turn] = true;
+            let mut rows = blank(bg);
+            draw(&mut rows, mark, 17, 20, 8, 4, [20, 20, 20]);
+            for y in (20..34).step_by(3) {
+                rows.pixels[y * 400..(y + 1) * 400].fill(bg);
+            }
+            assert_eq!(marks_in(&rows), want, "turn {} in scan lines", turn + 1);
+            // A thin stripe through each block group.
+            let mut split = blank(bg);
+            draw(&mut split, mark, 17, 20, 8, 4, [20, 20, 20]);
+            let mut at = 17;
+            for &n in mark.iter() {
+                let width = n as usize * 8;
+                for y in 0..60 {
+                    split.pixels[y * 400 + at + width / 2] = bg;
+                }
+                at += width + 4;
+            }
+            assert_eq!(marks_in(&split), want, "turn {} split", turn + 1);
+            let mirrored: Vec<u8> = mark.iter().rev().copied().collect();
+            let mut image = blank(bg);
+            draw(&mut image, &mirrored, 17, 20, 8, 4, [20, 20, 20]);
+            assert_eq!(marks_in(&image), want, "turn {} mirrored", turn + 1);
         }
     }
 
