@@ -25,6 +25,7 @@ more frame; the harness waits for its answer while keeping the event loop
 
 import base64
 import collections
+import functools
 import importlib.util
 import itertools
 import json
@@ -35,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 
 CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
 REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
@@ -511,11 +513,77 @@ def _object_attributes(value):
     return items
 
 
+# The folder the app's files were written to (set by the compile step):
+# code and modules from under it are the candidate's own.
+APP_DIR = None
+
+
+def _is_app_file(filename):
+    return bool(APP_DIR) and isinstance(filename, str) and filename.startswith(APP_DIR + os.sep)
+
+
+def _is_app_function(value):
+    """A plain function (or lambda) whose code is the candidate's."""
+    code = getattr(value, "__code__", None) if isinstance(value, types.FunctionType) else None
+    return code is not None and _is_app_file(code.co_filename)
+
+
+def _is_app_class(value):
+    """A class the candidate defined: its module is one of the app's files,
+    or one of its own functions is the candidate's code (runpy runs the
+    entry as `__main__`, whose module is gone from sys.modules after)."""
+    if not isinstance(value, type) or globals().get(value.__name__) is value:
+        return False  # not a class, or the harness's own
+    module = sys.modules.get(getattr(value, "__module__", None) or "")
+    if module is not None and _is_app_file(getattr(module, "__file__", None)):
+        return True
+    try:
+        members = list(vars(value).values())[:500]
+    except TypeError:
+        return False
+    return any(_is_app_function(getattr(m, "__func__", m)) for m in members)
+
+
+def _function_parts(value):
+    """What a function of the candidate's keeps beside its code: the
+    variables its closure captured and its default arguments."""
+    items = []
+    for index, cell in enumerate(value.__closure__ or ()):
+        try:
+            items.append((f"<closure {value.__code__.co_freevars[index]}>", cell.cell_contents))
+        except (ValueError, IndexError):  # an empty cell
+            pass
+    if value.__defaults__:
+        items.append(("<defaults>", value.__defaults__))
+    if value.__kwdefaults__:
+        items.append(("<kwdefaults>", value.__kwdefaults__))
+    return items
+
+
+def _dynamic_properties(obj):
+    """Qt dynamic properties (`setProperty("archive", …)`) of a QObject."""
+    items = []
+    try:
+        names = list(obj.dynamicPropertyNames())[:100]
+    except Exception:  # noqa: BLE001 - a deleted object, or the candidate's own oddity
+        return items
+    for name in names:
+        try:
+            key = bytes(name).decode("utf-8", "replace")
+            items.append((f"property({key!r})", obj.property(key)))
+        except Exception:  # noqa: BLE001 - a value the binding cannot convert
+            continue
+    return items
+
+
 def find_markers(value, markers, path, found, depth=0, seen=None, context=None, budget=None):
     """Where a marker (or an earlier turn's context array) still is.
 
-    Follows containers and objects from `value`; bounded in depth, breadth
-    and the number of objects visited, since the candidate shapes the graph.
+    Follows containers and objects from `value`, and of the candidate's own
+    code its classes' attributes (and their bases'), its functions' closures
+    and default arguments, and Qt dynamic properties; bounded in depth,
+    breadth and the number of objects visited, since the candidate shapes
+    the graph.
     """
     if seen is None:
         seen = set()
@@ -536,34 +604,73 @@ def find_markers(value, markers, path, found, depth=0, seen=None, context=None, 
     if isinstance(value, (bool, int, float, complex)) or value is None:
         return
     seen.add(id(value))
-    if isinstance(value, dict):
-        for key, item in list(value.items())[:2000]:
-            find_markers(item, markers, f"{path}[{key!r}]", found, depth + 1, seen, context, budget)
-    elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-        items = list(itertools.islice(value, 4096))
-        if context and any(type(x) is int and context[0] <= x < context[1] for x in items):
-            found.append(f"{path} (a context array of an earlier turn)")
-            return
-        for index, item in enumerate(items[:2000]):
-            find_markers(item, markers, f"{path}[{index}]", found, depth + 1, seen, context, budget)
-    elif _descend_into(value):
-        for name, item in _object_attributes(value)[:500]:
-            if not isinstance(name, str) or name.startswith("__"):
-                continue
+
+    def walk(items):
+        for name, item in items:
             find_markers(item, markers, f"{path}.{name}", found, depth + 1, seen, context, budget)
+
+    try:
+        if isinstance(value, dict):
+            for key, item in list(value.items())[:2000]:
+                if isinstance(key, (str, bytes)):  # an old turn kept as a key
+                    find_markers(key, markers, f"{path} (a key)", found, depth + 1, seen, context, budget)
+                find_markers(item, markers, f"{path}[{key!r}]", found, depth + 1, seen, context, budget)
+        elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+            items = list(itertools.islice(value, 4096))
+            if context and any(type(x) is int and context[0] <= x < context[1] for x in items):
+                found.append(f"{path} (a context array of an earlier turn)")
+                return
+            for index, item in enumerate(items[:2000]):
+                find_markers(item, markers, f"{path}[{index}]", found, depth + 1, seen, context, budget)
+        elif isinstance(value, type):
+            if _is_app_class(value):
+                walk(list(vars(value).items())[:500])
+                walk((f"<base {base.__name__}>", base) for base in value.__bases__ if _is_app_class(base))
+        elif isinstance(value, types.FunctionType):
+            if _is_app_function(value):
+                walk(_function_parts(value))
+        elif isinstance(value, (staticmethod, classmethod, types.MethodType)):
+            walk([("__func__", value.__func__)])
+        elif isinstance(value, property):
+            walk((n, getattr(value, n)) for n in ("fget", "fset", "fdel") if getattr(value, n) is not None)
+        elif isinstance(value, functools.partial):
+            walk([("func", value.func), ("args", value.args), ("keywords", value.keywords)])
+        elif _descend_into(value):
+            walk((name, item) for name, item in _object_attributes(value)[:500] if isinstance(name, str) and not name.startswith("__"))
+            if isinstance(value, QtCore.QObject):
+                walk(_dynamic_properties(value))
+    except Exception:  # noqa: BLE001 - the candidate's objects may raise on being looked at
+        return
 
 
 def memory_places(window, markers, context):
-    """Every place reachable from the window, or from the app's module
-    globals, that holds a marker of `markers` (or a context array)."""
+    """Every place reachable from the window, its class, the app's modules'
+    globals, or the Qt objects of the window and the application, that
+    holds a marker of `markers` (or a context array)."""
     found = []
     seen = {id(window)}
     budget = [20000]
     for name, value in list(vars(window).items()):
         find_markers(value, markers, f"self.{name}", found, 1, seen, context, budget)
-    for name, value in list(_app_globals(window).items()):
-        if not name.startswith("__"):
-            find_markers(value, markers, f"module.{name}", found, 1, seen, context, budget)
+    for name, value in _dynamic_properties(window):
+        find_markers(value, markers, f"self.{name}", found, 1, seen, context, budget)
+    for klass in type(window).__mro__:
+        if _is_app_class(klass):
+            find_markers(klass, markers, klass.__name__, found, 0, seen, context, budget)
+    modules = [_app_globals(window)]
+    for module in list(sys.modules.values()):
+        if _is_app_file(getattr(module, "__file__", None)):
+            modules.append(getattr(module, "__dict__", {}))
+    for namespace in modules:
+        for name, value in list(namespace.items()):
+            if not name.startswith("__"):
+                find_markers(value, markers, f"module.{name}", found, 1, seen, context, budget)
+    application = QApplication.instance()
+    for obj in [application] + window.findChildren(QtCore.QObject)[:2000]:
+        if obj is None or id(obj) in seen:
+            continue
+        for name, value in _dynamic_properties(obj):
+            find_markers(value, markers, f"{type(obj).__name__}.{name}", found, 1, seen, context, budget)
     return found
 
 
@@ -855,8 +962,10 @@ class Run:
     def compile_script(self):
         """Writes the app's files under the work dir (tmpfs) and compiles
         every Python file, so a syntax error anywhere is one."""
+        global APP_DIR
         app_dir = os.path.join(WORK_ROOT, "work", "app")
         os.makedirs(app_dir, exist_ok=True)
+        APP_DIR = app_dir
         files = self.job.get("files")
         if files is None:  # a one-script job
             files = [{"path": self.job.get("filename") or "candidate.py", "data": base64.b64encode(self.job["script"].encode("utf-8")).decode()}]
