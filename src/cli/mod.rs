@@ -165,6 +165,15 @@ pub struct ServeArgs {
     /// Folder of the job store (qtjudge.db) and caches.
     #[arg(long, env = "QTJUDGE_DATA_DIR", default_value = "qtjudge-data")]
     pub data_dir: PathBuf,
+    /// The job store: `postgres://user:password@host:port/db` for one
+    /// queue shared by any number of replicas, or `sqlite:FOLDER`.
+    /// Default: the embedded SQLite store in --data-dir.
+    #[arg(long, env = "QTJUDGE_STORE", hide_env_values = true, value_parser = crate::service::store::StoreSpec::parse)]
+    pub store: Option<crate::service::store::StoreSpec>,
+    /// Seconds a replica's claim on a job lasts without its heartbeat
+    /// (a shared store): a dead replica's jobs run again after this.
+    #[arg(long, env = "QTJUDGE_LEASE_TTL_SECS", default_value_t = crate::service::store::DEFAULT_LEASE_TTL.as_secs())]
+    pub lease_ttl_secs: u64,
     /// Verifications run at once (each in its own container).
     #[arg(long, env = "QTJUDGE_WORKERS", default_value_t = default_jobs())]
     pub workers: usize,

@@ -10,6 +10,8 @@ pub(super) async fn serve_command(args: ServeArgs) -> Result<i32> {
     let config = crate::service::ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        store: args.store,
+        lease_ttl: std::time::Duration::from_secs(args.lease_ttl_secs.max(1)),
         workers: args.workers,
         token: args.token.filter(|t| !t.is_empty()),
         max_queue: args.max_queue,

@@ -47,6 +47,8 @@ pub enum ApiError {
         "the sandbox engine is unreachable ({0}); new verifications are refused until it answers"
     )]
     EngineUnavailable(String),
+    #[error("{0}; retry once it is back (GET /healthz says when)")]
+    StoreUnavailable(String),
     #[error("the service is shutting down; retry against its next start")]
     ShuttingDown,
     /// A fault of the service: logged once, answered with generic text.
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => code,
             ApiError::QueueFull { .. } => "queue_full",
             ApiError::EngineUnavailable(_) => "engine_unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
         }
@@ -87,9 +90,9 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::EngineUnavailable(_) | ApiError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::EngineUnavailable(_)
+            | ApiError::StoreUnavailable(_)
+            | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,7 +129,9 @@ impl IntoResponse for ApiError {
             ApiError::QueueFull { retry_after, .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            ApiError::EngineUnavailable(_) | ApiError::ShuttingDown => {
+            ApiError::EngineUnavailable(_)
+            | ApiError::StoreUnavailable(_)
+            | ApiError::ShuttingDown => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(10u64));
             }
             _ => {}
@@ -137,7 +142,11 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::Internal(e.to_string())
+        match e {
+            // Not a fault of this service: the client retries.
+            StoreError::Unavailable { .. } => ApiError::StoreUnavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

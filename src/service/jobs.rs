@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::service::engine_watch::Engine;
 use crate::service::metrics::Metrics;
 use crate::service::store::{
-    BatchDetail, BatchRecord, JobRecord, JobStore, NewBatch, NewJob, StoreError,
+    BatchDetail, BatchRecord, JobRecord, JobStore, NewBatch, NewJob, StoreError, StoreEvent,
 };
 use crate::task::{Task, TaskError};
 use crate::verify::PreparedTask;
@@ -107,6 +107,25 @@ impl Jobs {
             .await?;
         self.wake.notify_waiters();
         Ok(ids)
+    }
+
+    /// Relays what other processes sharing the store do: jobs they queue
+    /// wake this one's idle workers, jobs they finish its waiters.
+    pub(super) async fn relay(&self, mut events: broadcast::Receiver<StoreEvent>) {
+        loop {
+            tokio::select! {
+                _ = self.stopping.cancelled() => return,
+                event = events.recv() => match event {
+                    Ok(StoreEvent::Queued) => self.wake.notify_waiters(),
+                    Ok(StoreEvent::Finished { id, batch_id }) => {
+                        let _ = self.finished.send(Finished { id, batch_id });
+                    }
+                    // News lost: look again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.wake.notify_waiters(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
     }
 
     /// News of every job that reaches `done` or `error` (after its commit).

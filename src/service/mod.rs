@@ -13,7 +13,7 @@ use crate::sandbox::{SandboxConfig, SandboxError};
 use crate::service::engine_watch::Engine;
 use crate::service::jobs::{Jobs, JobsConfig};
 use crate::service::state::{ApiConfig, AppState};
-use crate::service::store::StoreError;
+use crate::service::store::{StoreError, StoreSpec};
 use crate::service::views::{batch_view, verification_view};
 
 pub mod api_error;
@@ -38,6 +38,10 @@ pub mod workers;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The job store; `None`: the embedded one in `data_dir`.
+    pub store: Option<StoreSpec>,
+    /// How long a shared store's claims last unless renewed.
+    pub lease_ttl: Duration,
     pub workers: usize,
     pub token: Option<String>,
     pub max_queue: usize,
@@ -122,9 +126,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let config = config.validate()?;
     // Before anything is opened: a setting the backend lacks is refused.
     let backend = crate::sandbox::backend(&config.sandbox)?;
-    // Before the store: recovery would requeue another service's jobs.
-    let _lock = data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
-    let store = store::open(&config.data_dir)?;
+    let spec = config
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreSpec::Sqlite(config.data_dir.clone()));
+    // Before an embedded store: its recovery would requeue another
+    // service's jobs. A shared store's recovery ends only this process's
+    // and expired claims, and each replica keeps its own data folder.
+    let _lock = match &spec {
+        StoreSpec::Sqlite(dir) => Some(data_dir_lock::DataDirLock::acquire(dir)?),
+        StoreSpec::Postgres(_) => None,
+    };
+    let store = store::open_spec(&spec, config.lease_ttl).await?;
     let recovered = store.recover().await?;
     if recovered.requeued + recovered.given_up > 0 {
         tracing::warn!(
@@ -173,7 +186,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     let address = listener.local_addr().map_err(ServeError::Server)?;
-    tracing::info!(%address, data = %config.data_dir.display(), workers = config.workers, token = config.token.is_some(), "qtjudge serve is listening");
+    tracing::info!(%address, data = %config.data_dir.display(), store = ?spec, workers = config.workers, token = config.token.is_some(), "qtjudge serve is listening");
     // One line on stdout, so that scripts (and tests with port 0) learn the address.
     println!("listening on http://{address}");
     let connections = Arc::new(http_server::ConnectionStats::default());
@@ -256,6 +269,8 @@ mod tests {
         let config = ServeConfig {
             listen: "0.0.0.0:8080".parse().unwrap(),
             data_dir: PathBuf::from("d"),
+            store: None,
+            lease_ttl: Duration::from_secs(30),
             workers: 1,
             token: None,
             max_queue: 1,

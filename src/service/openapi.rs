@@ -83,7 +83,7 @@ fn hand_written_openapi() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "shutting_down", "internal",
+                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "store_unavailable", "shutting_down", "internal",
                         "output_and_archive", "entry_without_archive", "unsafe_archive_path", "archive_special_file", "archive_too_many_files", "archive_too_large", "bad_archive", "bad_notebook", "no_python_file", "entry_not_found", "no_entry_point", "ambiguous_entry_point", "unreadable_input"]},
                     "message": {"type": "string"}}},
                 "VerificationRequest": {"type": "object", "additionalProperties": false,
@@ -202,7 +202,7 @@ fn hand_written_openapi() -> Value {
             "/batches/{id}": {"get": {"summary": "HTML: a batch as the experiment's table, with counts and a chart per tier",
                 "parameters": [id_param],
                 "responses": {"200": {"description": "page", "content": {"text/html": {}}}, "404": error_response("unknown id")}}},
-            "/healthz": {"get": {"summary": "engine reachable, image ready, queue depth (always 200)",
+            "/healthz": {"get": {"summary": "engine reachable, image ready, store reachable, queue depth (always 200)",
                 "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                 "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},

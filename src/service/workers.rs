@@ -36,6 +36,10 @@ impl Jobs {
             let jobs = self.clone();
             tokio::spawn(async move { jobs.prune_regularly(retention).await });
         }
+        if let Some(events) = self.store.events() {
+            let jobs = self.clone();
+            tokio::spawn(async move { jobs.relay(events).await });
+        }
         let jobs = self.clone();
         tokio::spawn(async move { jobs.release_memory_when_idle().await });
         Pool {

@@ -19,6 +19,7 @@ mod lib_volume;
 mod load;
 mod outage;
 mod remote_grade;
+mod replicas;
 mod runtime;
 mod schemathesis;
 mod server;

@@ -281,20 +281,36 @@ fn only_the_sqlite_store_uses_rusqlite_and_no_logic_is_in_triggers() {
         offenders.is_empty(),
         "the service reaches its jobs through `JobStore`; SQL stays in its store: {offenders:#?}"
     );
-    let triggers: Vec<String> = std::fs::read_dir(repo().join("src/service/store/migrations"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|sql| {
-            std::fs::read_to_string(sql)
-                .unwrap()
-                .to_uppercase()
-                .contains("CREATE TRIGGER")
-        })
-        .map(|sql| sql.display().to_string())
-        .collect();
+    let triggers: Vec<String> = [
+        "src/service/store/migrations",
+        "src/service/store/postgres/migrations",
+    ]
+    .iter()
+    .flat_map(|dir| std::fs::read_dir(repo().join(dir)).unwrap())
+    .map(|entry| entry.unwrap().path())
+    .filter(|sql| {
+        std::fs::read_to_string(sql)
+            .unwrap()
+            .to_uppercase()
+            .contains("CREATE TRIGGER")
+    })
+    .map(|sql| sql.display().to_string())
+    .collect();
     assert!(
         triggers.is_empty(),
         "what happens when a row changes is the store's Rust code, in the same transaction: {triggers:#?}"
+    );
+}
+
+#[test]
+fn only_the_postgres_store_uses_the_postgres_client() {
+    let offenders: Vec<String> = mentioning("src", &["tokio_postgres", "deadpool_postgres"])
+        .into_iter()
+        .filter(|line| !line.starts_with("src/service/store/postgres/"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "the service reaches its jobs through `JobStore`; SQL stays in its store: {offenders:#?}"
     );
 }
 

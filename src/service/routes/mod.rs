@@ -104,15 +104,27 @@ async fn list_tasks(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(Value::Array(tasks)))
 }
 
-/// Always 200: the body says whether the service can verify right now.
+/// Always 200: the body says whether the service can verify right now,
+/// and whether its store answers (the queue's depth is then unknown).
 async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let depth = state.jobs.store.depth().await?;
+    let (store, queue) = match state.jobs.store.depth().await {
+        Ok(depth) => (
+            json!({"reachable": true}),
+            json!({"queued": depth.queued, "running": depth.running, "max": state.jobs.config.max_queue}),
+        ),
+        Err(e) => (
+            json!({"reachable": false, "error": e.to_string()}),
+            json!({"queued": null, "running": null, "max": state.jobs.config.max_queue}),
+        ),
+    };
     let engine = state.jobs.engine.health();
-    let ok = engine.sandbox_ready && !state.jobs.stopping().is_cancelled();
+    let ok =
+        engine.sandbox_ready && store["reachable"] == true && !state.jobs.stopping().is_cancelled();
     Ok(Json(json!({
         "status": if ok { "ok" } else { "degraded" },
         "engine": engine,
-        "queue": {"queued": depth.queued, "running": depth.running, "max": state.jobs.config.max_queue},
+        "store": store,
+        "queue": queue,
         "workers": state.jobs.config.workers,
         "version": env!("CARGO_PKG_VERSION"),
     })))

@@ -13,7 +13,8 @@ use crate::verify::Verification;
 
 /// One `#[tokio::test]` per function of this module, each on a store from
 /// `$open` (an async function giving the store and whatever keeps it
-/// alive, such as its temporary folder).
+/// alive, such as its temporary folder; or `None` when the store's server
+/// is out of reach outside CI: the test is then skipped, as it said).
 macro_rules! job_store_tests {
     ($open:path) => {
         $crate::service::store::conformance::job_store_tests!(
@@ -38,7 +39,9 @@ macro_rules! job_store_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let (store, _keep) = $open().await;
+                let Some((store, _keep)) = $open().await else {
+                    return;
+                };
                 $crate::service::store::conformance::$name(&*store).await;
             }
         )*

@@ -20,6 +20,11 @@ pub enum StoreError {
         location: String,
         source: BackendError,
     },
+    #[error("cannot reach the job store {location}: {source} (is PostgreSQL running there, and is the --store URL right?)")]
+    Connect {
+        location: String,
+        source: BackendError,
+    },
     #[error(
         "cannot bring the job store {location} to schema version {version} ({name}): {source}"
     )]
@@ -37,6 +42,13 @@ pub enum StoreError {
     },
     #[error("job store error while {doing}: {source}")]
     Query {
+        doing: &'static str,
+        source: BackendError,
+    },
+    /// The store's server is out of reach (down, restarting, the
+    /// connection cut): nothing was done; retry once it is back.
+    #[error("the job store is unreachable ({doing}): {source}")]
+    Unavailable {
         doing: &'static str,
         source: BackendError,
     },

@@ -4,11 +4,12 @@
 //! oldest queued one under a lease and writes its outcome with it. So a
 //! crash loses nothing accepted: jobs whose holder died go back to the
 //! queue at recovery. The service holds an `Arc<dyn JobStore>` and never
-//! names a database; `sqlite` is the embedded store behind it.
+//! names a database: `sqlite` is the embedded store (the default, one
+//! process), `postgres` the one many replicas share; [`open_spec`] picks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 
@@ -16,10 +17,12 @@ use crate::task::TaskChoice;
 use crate::verify::Verification;
 
 mod error;
+mod postgres;
 mod records;
 mod sqlite;
 
 pub use error::{BackendError, StoreError};
+pub use postgres::DEFAULT_LEASE_TTL;
 pub use records::{
     BatchDetail, BatchListing, BatchRecord, CallbackStatus, Claimed, DeliveryState, Depth,
     JobRecord, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Status, BATCH_FINISHED,
@@ -41,6 +44,67 @@ pub type ArtifactData = (String, Vec<u8>);
 /// missing, its schema brought up to date).
 pub fn open(data_dir: &Path) -> Result<Arc<dyn JobStore>> {
     Ok(Arc::new(sqlite::SqliteStore::open(data_dir)?))
+}
+
+/// Which store a service uses (`--store`, `QTJUDGE_STORE`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The embedded store in this folder (`sqlite:DIR`, or `--data-dir`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`),
+    /// which any number of replicas may share.
+    Postgres(String),
+}
+
+impl StoreSpec {
+    pub fn parse(text: &str) -> std::result::Result<StoreSpec, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreSpec::Postgres(text.to_string()))
+        } else if let Some(dir) = text.strip_prefix("sqlite:") {
+            if dir.is_empty() {
+                return Err("`sqlite:` needs a folder: sqlite:/var/lib/qtjudge".into());
+            }
+            Ok(StoreSpec::Sqlite(PathBuf::from(dir)))
+        } else {
+            Err(format!(
+                "unknown store `{}`: use postgres://user:password@host:port/db or sqlite:FOLDER",
+                text.split("://").next().unwrap_or(text)
+            ))
+        }
+    }
+
+    /// Whether other processes may use the store at the same time.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StoreSpec::Postgres(_))
+    }
+}
+
+/// Without a PostgreSQL URL's password: specs end up in logs.
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Sqlite(dir) => write!(f, "sqlite:{}", dir.display()),
+            StoreSpec::Postgres(url) => f.write_str(&postgres::redacted(url)),
+        }
+    }
+}
+
+/// Opens the store `spec` names; a shared store's claims last `lease_ttl`
+/// unless this process renews them.
+pub async fn open_spec(spec: &StoreSpec, lease_ttl: Duration) -> Result<Arc<dyn JobStore>> {
+    Ok(match spec {
+        StoreSpec::Sqlite(dir) => Arc::new(sqlite::SqliteStore::open(dir)?),
+        StoreSpec::Postgres(url) => Arc::new(
+            postgres::PostgresStore::open(
+                url,
+                postgres::Options {
+                    lease_ttl,
+                    heartbeat: true,
+                },
+            )
+            .await?,
+        ),
+    })
 }
 
 /// Everything the service does with its jobs. Each call is one transaction:
@@ -156,6 +220,14 @@ pub trait JobStore: Send + Sync {
     /// Keeps a delivery's body, so every attempt sends the same bytes.
     fn set_callback_body<'a>(&'a self, id: &'a str, body: String) -> BoxFuture<'a, Result<()>>;
 
+    /// News of what other processes sharing this store do (`None`: no
+    /// other process writes it). A hint that saves polling: news may be
+    /// lost (a cut connection), so whoever waits on it also looks now and
+    /// then.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
+
     /// Records an attempt's outcome: still `pending` (due again at
     /// `next_attempt_ms`), `delivered` or `failed`.
     fn callback_attempted<'a>(
@@ -166,6 +238,19 @@ pub trait JobStore: Send + Sync {
         next_attempt_ms: i64,
         last_error: Option<String>,
     ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What another process sharing the store did, as far as this one's
+/// waiters care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Jobs were queued (or queued again): idle workers look.
+    Queued,
+    /// A job reached `done` or `error`.
+    Finished {
+        id: String,
+        batch_id: Option<String>,
+    },
 }
 
 pub fn now_ms() -> i64 {

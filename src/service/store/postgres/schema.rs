@@ -1,0 +1,119 @@
+//! The PostgreSQL store's schema, brought up to date at every open: the
+//! files of `postgres/migrations/`, in order, each applied once. Replicas
+//! starting together take turns (an advisory lock held by the transaction
+//! that migrates), and the version is a row of `qtjudge_schema`.
+
+use tokio_postgres::Client;
+
+use super::super::{Result, StoreError};
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("migrations/", $file)),
+        }
+    };
+}
+
+/// Every version of the schema, oldest first; version `n` is the `n`th.
+const MIGRATIONS: &[Migration] = &[migration!(1, "jobs", "0001_jobs.sql")];
+
+fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Applies the migrations the schema lacks, all in one transaction.
+pub(super) async fn run(client: &mut Client, location: &str) -> Result<()> {
+    let open_error = |source: tokio_postgres::Error| StoreError::Open {
+        location: location.to_string(),
+        source: Box::new(source),
+    };
+    let tx = client.transaction().await.map_err(open_error)?;
+    // One replica migrates; the others wait here, then find it done.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':qtjudge-migrate'))",
+        &[],
+    )
+    .await
+    .map_err(open_error)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS qtjudge_schema (version INTEGER NOT NULL)")
+        .await
+        .map_err(open_error)?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM qtjudge_schema", &[])
+        .await
+        .map_err(open_error)?
+        .map(|row| row.get("version"));
+    let current = found.unwrap_or(0);
+    if current > latest() {
+        return Err(StoreError::TooNew {
+            location: location.to_string(),
+            found: i64::from(current),
+            known: latest() as u32,
+        });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(m.sql)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                location: location.to_string(),
+                version: m.version as u32,
+                name: m.name,
+                source: Box::new(source),
+            })?;
+        tracing::info!(
+            store = location,
+            version = m.version,
+            name = m.name,
+            "job store migrated"
+        );
+    }
+    if found.is_none() {
+        tx.execute(
+            "INSERT INTO qtjudge_schema (version) VALUES ($1)",
+            &[&latest()],
+        )
+        .await
+        .map_err(open_error)?;
+    } else if current < latest() {
+        tx.execute("UPDATE qtjudge_schema SET version = $1", &[&latest()])
+            .await
+            .map_err(open_error)?;
+    }
+    tx.commit().await.map_err(open_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migrations_are_numbered_in_order_and_name_their_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/service/store/postgres/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files.len(),
+            MIGRATIONS.len(),
+            "every file is listed: {files:?}"
+        );
+        for (n, (m, file)) in MIGRATIONS.iter().zip(&files).enumerate() {
+            assert_eq!(m.version as usize, n + 1, "{}", m.name);
+            assert!(file.starts_with(&format!("{:04}_", m.version)), "{file}");
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert_eq!(text, m.sql, "{file} is version {}", m.version);
+        }
+    }
+}
