@@ -7,8 +7,10 @@
 //! block-glyph groups the host recognises in the window's pixels whatever
 //! the colours (`screen`). Matching is done on text normalised as a
 //! person would read it: NFKC, case folded, with format characters (Unicode
-//! category Cf: zero-width joiners, word joiners, bidi controls…) removed,
-//! and inside base64 runs too; a summary of the old turns that keeps their
+//! category Cf: zero-width joiners, word joiners, bidi controls…) and every
+//! default-ignorable code point (variation selectors, Hangul fillers, tags)
+//! removed, and inside base64 runs too; images a request carries are read
+//! for the reply marks like the screen (`screen::marks_in`); a summary of the old turns that keeps their
 //! words is caught, one that paraphrases them is not (README, Security
 //! model).
 
@@ -220,12 +222,26 @@ pub fn new_turns() -> Vec<Turn> {
         .collect()
 }
 
-/// Text as a reader takes it: NFKC, lower case, without format characters.
+/// Text as a reader takes it: NFKC, lower case, without format characters
+/// or any other code point Unicode says is default-ignorable (variation
+/// selectors, Hangul fillers, tags …: drawn as nothing, or as the letter
+/// beside them).
 pub fn normalise(text: &str) -> String {
     text.nfkc()
-        .filter(|&c| !is_format_character(c))
+        .filter(|&c| !is_format_character(c) && !is_default_ignorable(c))
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
+/// code points a renderer shows as nothing when it does not support them,
+/// and that change no letter a person reads.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
 }
 
 /// Unicode's general category Cf (format characters: invisible, they do
@@ -266,12 +282,10 @@ fn contains_word(text: &str, word: &str) -> bool {
 
 /// Every string of a request body, keys included, normalised, plus what
 /// base64 runs in them decode to: one text to search.
-pub fn request_text(body: &Value, raw: Option<&str>) -> String {
+pub fn request_text(body: &Value, raw: &[String]) -> String {
     let mut pieces = Vec::new();
     collect_strings(body, &mut pieces, 0);
-    if let Some(raw) = raw {
-        pieces.push(raw.to_string());
-    }
+    pieces.extend(raw.iter().cloned());
     let mut text = String::new();
     for piece in &pieces {
         text.push_str(&normalise(piece));
@@ -303,6 +317,133 @@ fn collect_strings(value: &Value, out: &mut Vec<String>, depth: usize) {
         Value::Number(n) => out.push(n.to_string()),
         _ => {}
     }
+}
+
+/// `text` with `%XX` escapes decoded (and `+` read as a space, as in a
+/// query string), bytes that are not UTF-8 replaced: what a URL or a
+/// header carries as it is read.
+pub fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How many images of one request the host decodes, and how large each
+/// may be once decoded from base64.
+pub const MAX_REQUEST_IMAGES: usize = 8;
+pub const MAX_REQUEST_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// An image a request carries as base64 (an `images` array, a `data:` URL,
+/// any string): its bytes, or the kind of image when the host does not
+/// decode that kind (only PNG is decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestImage {
+    Png(Vec<u8>),
+    Other(&'static str),
+    /// Past MAX_REQUEST_IMAGES or MAX_REQUEST_IMAGE_BYTES.
+    TooMany,
+}
+
+/// The images in a request body's strings (keys included) and in `raw`:
+/// every place a base64 image starts (PNG, JPEG, GIF, WebP signatures as
+/// base64), line breaks inside the base64 skipped.
+pub fn request_images(body: &Value, raw: &[String]) -> Vec<RequestImage> {
+    use base64::Engine as _;
+    // The signatures' base64 (standard and URL-safe alphabets).
+    const STARTS: [(&str, &str); 6] = [
+        ("iVBORw0KGgo", "PNG"),
+        ("/9j/", "JPEG"),
+        ("_9j_", "JPEG"),
+        ("R0lGODdh", "GIF"),
+        ("R0lGODlh", "GIF"),
+        ("UklGR", "WebP"),
+    ];
+    let mut pieces = Vec::new();
+    collect_strings(body, &mut pieces, 0);
+    pieces.extend(raw.iter().cloned());
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '=');
+    let mut found = Vec::new();
+    for piece in &pieces {
+        if !STARTS.iter().any(|(start, _)| piece.contains(start)) {
+            continue;
+        }
+        // MIME base64 breaks its lines; JSON may escape its slashes.
+        let joined: String = piece
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace() && *c != '\\')
+            .collect();
+        for (start, kind) in STARTS {
+            for (at, _) in joined.match_indices(start) {
+                if found.len() >= MAX_REQUEST_IMAGES {
+                    found.push(RequestImage::TooMany);
+                    return found;
+                }
+                if kind != "PNG" {
+                    // WebP's RIFF is common text-wise; ask for its WEBP tag.
+                    if kind == "WebP"
+                        && !joined[at..]
+                            .chars()
+                            .take(16)
+                            .collect::<String>()
+                            .contains("V0VCU")
+                    {
+                        continue;
+                    }
+                    found.push(RequestImage::Other(kind));
+                    continue;
+                }
+                let run: &str = joined[at..]
+                    .split(|c: char| !is_b64(c))
+                    .next()
+                    .unwrap_or_default();
+                if run.len() / 4 * 3 > MAX_REQUEST_IMAGE_BYTES {
+                    found.push(RequestImage::TooMany);
+                    continue;
+                }
+                let trimmed = run.trim_end_matches('=');
+                let usable = if trimmed.len() % 4 == 1 {
+                    &trimmed[..trimmed.len() - 1]
+                } else {
+                    trimmed
+                };
+                let bytes = [
+                    &base64::engine::general_purpose::STANDARD_NO_PAD,
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ]
+                .iter()
+                .find_map(|engine| engine.decode(usable).ok());
+                // A run cut short of a whole quantum still holds the start.
+                let bytes = bytes.or_else(|| {
+                    let whole = &usable[..usable.len() / 4 * 4];
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(whole)
+                        .ok()
+                });
+                match bytes {
+                    Some(bytes) => found.push(RequestImage::Png(bytes)),
+                    None => found.push(RequestImage::Other("PNG that is not base64")),
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The texts that base64 runs of 16 or more characters decode to (standard
@@ -395,12 +536,66 @@ mod tests {
             word.to_uppercase()
         );
         let body = serde_json::json!({"messages": [{"role": "system", "content": summary}]});
-        assert!(!traces_of(turn, &request_text(&body, None)).is_empty());
+        assert!(!traces_of(turn, &request_text(&body, &[])).is_empty());
 
         let hidden = base64::engine::general_purpose::STANDARD.encode(turn.prompt.as_bytes());
         let body = serde_json::json!({"options": {"memo": hidden}});
-        let found = traces_of(turn, &request_text(&body, None));
+        let found = traces_of(turn, &request_text(&body, &[]));
         assert!(found.contains(&turn.prompt_marker), "{found:?}");
+    }
+
+    #[test]
+    fn percent_escapes_and_plus_signs_are_decoded() {
+        assert_eq!(percent_decoded("a%20b+c%2Fd%zz%"), "a b c/d%zz%");
+        assert_eq!(percent_decoded("%E2%82%AC%FF"), "\u{20ac}\u{fffd}");
+    }
+
+    #[test]
+    fn every_default_ignorable_range_is_removed() {
+        let turn = &new_turns()[0];
+        let marker = &turn.prompt_marker;
+        let word = &turn.words[0];
+        // Each range's first and last code point, after every letter.
+        let ranges: [(u32, u32); 17] = [
+            (0x00AD, 0x00AD),
+            (0x034F, 0x034F),
+            (0x061C, 0x061C),
+            (0x115F, 0x1160),
+            (0x17B4, 0x17B5),
+            (0x180B, 0x180F),
+            (0x200B, 0x200F),
+            (0x202A, 0x202E),
+            (0x2060, 0x206F),
+            (0x3164, 0x3164),
+            (0xFE00, 0xFE0F),
+            (0xFEFF, 0xFEFF),
+            (0xFFA0, 0xFFA0),
+            (0xFFF0, 0xFFF8),
+            (0x1BCA0, 0x1BCA3),
+            (0x1D173, 0x1D17A),
+            (0xE0000, 0xE0FFF),
+        ];
+        for (first, last) in ranges {
+            for code in [first, (first + last) / 2, last] {
+                let Some(ignorable) = char::from_u32(code) else {
+                    continue;
+                };
+                let hide =
+                    |text: &str| -> String { text.chars().flat_map(|c| [c, ignorable]).collect() };
+                let text = format!("x {} y {} z", hide(marker), hide(word));
+                let found = traces_of(turn, &normalise(&text));
+                assert!(
+                    found.contains(marker) && found.iter().any(|f| f.contains(word.as_str())),
+                    "U+{code:04X}: {found:?}"
+                );
+                assert!(normalise(&ignorable.to_string()).is_empty(), "U+{code:04X}");
+            }
+        }
+        // Variation selectors after every letter, as an emoji style would.
+        let styled: String = marker.chars().flat_map(|c| [c, '\u{fe0f}']).collect();
+        assert_eq!(normalise(&styled), *marker);
+        // Letters and ordinary spacing stay.
+        assert_eq!(normalise("Ab c\u{00e9}"), "ab c\u{00e9}");
     }
 
     #[test]

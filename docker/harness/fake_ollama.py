@@ -9,19 +9,170 @@ tell the turns apart.
 
 import json
 import os
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# Bodies larger than this are recorded truncated: the candidate controls
-# what the app sends and must not be able to exhaust the supervisor.
+# A request body is read whole up to this size: an app must not be able to
+# hide the old turns past the part that is read. Past it the request is
+# recorded as unreadable (and a request after the reset that cannot be read
+# whole counts as one carrying the old turns: the host fails closed).
+MAX_BODY = 32 * 1024 * 1024
+# Bodies larger than this are parsed one at a time, so that a few parallel
+# requests cannot together exhaust the supervisor's memory.
+LARGE_BODY = 1024 * 1024
+# More JSON values than this (estimated from the raw text, before parsing)
+# and a body is not parsed: Python would spend ~60 bytes on each.
+MAX_NODES_TO_PARSE = 1_000_000
+# A body with more values or deeper nesting than this is recorded as a
+# summary (the newest prompt, the context array, and every string it holds
+# as one text), so that the host's memory does not grow with the body's
+# number of values: bulk can neither hide the old turns nor cost the host.
+MAX_NODES_KEPT = 20_000
+MAX_DEPTH_KEPT = 24
+# The text of a body that is not JSON, kept for the host to search.
 MAX_RECORDED_BODY = 256 * 1024
+# Every string of a summarised body, joined; past it, unreadable.
+MAX_STRINGS_TEXT = 4 * 1024 * 1024
+# What all recordings together may hold (bodies, texts); past it, further
+# requests are recorded without their content, as unreadable.
+MAX_RECORDED_TOTAL = 16 * 1024 * 1024
+MAX_HEADERS = 64
+MAX_HEADER_VALUE = 8 * 1024
 MAX_RECORDINGS = 200
 
 # One id per server, random: nothing the app receives names the judge.
 _COMPLETION_ID = os.urandom(6).hex()
 
 MODELS = ["llama3:latest", "qwen2.5-coder:7b", "mistral:latest"]
+
+_LARGE_PARSE = threading.Lock()
+# `\ud800`-`\udfff` written as escapes: only then can a lone surrogate
+# appear in what json.loads gives (a raw one is not UTF-8).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_constant(name):
+    # Ollama (Go's encoding/json) refuses NaN and Infinity: so does this.
+    raise ValueError(f"{name} is not JSON")
+
+
+class Unreadable(Exception):
+    """A request body that cannot be read whole as strict JSON."""
+
+
+def parse_body(raw):
+    """The body as strict JSON (what Ollama accepts), or Unreadable."""
+    if values_estimate(raw) > MAX_NODES_TO_PARSE:
+        raise Unreadable(f"more than {MAX_NODES_TO_PARSE} JSON values")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unreadable("not UTF-8") from None
+    try:
+        if len(raw) > LARGE_BODY:
+            with _LARGE_PARSE:
+                body = json.loads(text, parse_constant=_refuse_constant)
+        else:
+            body = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise Unreadable("JSON nested too deep to read") from None
+    except ValueError as exc:
+        raise Unreadable(f"not valid JSON ({str(exc)[:120]})") from None
+    return body
+
+
+def walk(body):
+    """(values, deepest nesting, every key, string and number as one text,
+    None past MAX_STRINGS_TEXT) of a parsed body; iterative."""
+    nodes = 0
+    depth_max = 0
+    pieces = []
+    size = 0
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > depth_max:
+            depth_max = depth
+        if isinstance(value, dict):
+            for key, item in value.items():
+                pieces.append(key)
+                size += len(key) + 1
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in reversed(value))
+        elif isinstance(value, str):
+            pieces.append(value)
+            size += len(value) + 1
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            piece = str(value)
+            pieces.append(piece)
+            size += len(piece) + 1
+        if size > MAX_STRINGS_TEXT:
+            return nodes, depth_max, None
+    return nodes, depth_max, "\n".join(pieces)
+
+
+_STRING_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def strings_of(raw):
+    """Every string (keys included) of a body already parsed as JSON, read
+    from its text: far faster than walking millions of values. None past
+    MAX_STRINGS_TEXT."""
+    pieces = []
+    size = 0
+    for match in _STRING_TOKEN.finditer(raw):
+        piece = json.loads(match.group(0))
+        size += len(piece) + 1
+        if size > MAX_STRINGS_TEXT:
+            return None
+        pieces.append(piece)
+    return "\n".join(pieces)
+
+
+def values_estimate(raw):
+    """At least the number of JSON values in `raw`, less one (every value
+    but the first follows a comma or an opening bracket)."""
+    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+
+
+def has_lone_surrogate(raw, body):
+    if not _SURROGATE_ESCAPE.search(raw):
+        return False
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    return True
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+def skeleton(body):
+    """What the host reads of a summarised body besides its strings: the
+    newest prompt (which turn it is for) and the context array."""
+    kept = {}
+    if isinstance(body, dict):
+        text = _text_of_request(body)
+        if isinstance(body.get("messages"), list):
+            kept["messages"] = [{"role": "user", "content": text[:65536]}]
+        elif isinstance(body.get("prompt"), str):
+            kept["prompt"] = body["prompt"][:65536]
+        context = body.get("context")
+        if isinstance(context, list):
+            kept["context"] = [n for n in context[:65536] if isinstance(n, int) and not isinstance(n, bool)]
+    return kept
 
 
 class Recorder:
@@ -31,6 +182,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._items = []
         self.dropped = 0
+        # What the recordings hold (bodies, texts), against MAX_RECORDED_TOTAL.
+        self._kept = 0
         # Requests received and not yet answered (the supervisor waits for
         # none before the first turn: an app still loading its models).
         self._in_flight = 0
@@ -51,11 +204,19 @@ class Recorder:
         with self._lock:
             return self._idle.wait_for(lambda: self._in_flight <= 0, timeout)
 
-    def add(self, item):
+    def add(self, item, size=0):
+        """Records `item`, whose content takes `size` bytes; past the
+        recordings' budget its content goes and it is marked unreadable."""
         with self._lock:
             if len(self._items) >= MAX_RECORDINGS:
                 self.dropped += 1
                 return
+            if size and self._kept + size > MAX_RECORDED_TOTAL:
+                for key in ("body", "body_text", "strings_text"):
+                    item.pop(key, None)
+                item["unreadable"] = f"the recordings' budget of {MAX_RECORDED_TOTAL >> 20} MiB was used up by earlier requests"
+            else:
+                self._kept += size
             item["seq"] = len(self._items) + 1
             self._items.append(item)
 
@@ -117,34 +278,95 @@ def make_handler(recorder, conversation):
             pass
 
         def _read_body(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = b""
-            if length > 0:
-                raw = self.rfile.read(min(length, MAX_RECORDED_BODY * 4))
-            elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raw = self._read_chunked()
-            text = raw[:MAX_RECORDED_BODY].decode("utf-8", "replace")
+            """(raw bytes, why they are not the whole body or None)."""
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                return self._read_chunked()
             try:
-                return json.loads(raw.decode("utf-8")), text
-            except (ValueError, UnicodeDecodeError):
-                return None, text
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self.close_connection = True
+                return b"", "a Content-Length that is not a number"
+            if length <= 0:
+                return b"", None
+            if length > MAX_BODY:
+                # Not read at all: the connection closes after the answer.
+                self.close_connection = True
+                return b"", f"a body of {length} bytes, past the {MAX_BODY >> 20} MiB read"
+            raw = self.rfile.read(length)
+            if len(raw) < length:
+                self.close_connection = True
+                return raw, f"a body cut short ({len(raw)} of {length} bytes)"
+            return raw, None
 
         def _read_chunked(self):
             chunks = []
             total = 0
-            while total < MAX_RECORDED_BODY * 4:
+            while True:
                 size_line = self.rfile.readline(64)
                 try:
-                    size = int(size_line.strip() or b"0", 16)
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
                 except ValueError:
-                    break
+                    self.close_connection = True
+                    return b"".join(chunks), "a chunked body that is not well formed"
                 if size == 0:
                     self.rfile.readline(8)
-                    break
-                chunks.append(self.rfile.read(size))
+                    return b"".join(chunks), None
+                if total + size > MAX_BODY:
+                    self.close_connection = True
+                    return b"", f"a chunked body past the {MAX_BODY >> 20} MiB read"
+                chunk = self.rfile.read(size)
+                chunks.append(chunk)
+                total += len(chunk)
+                if len(chunk) < size:
+                    self.close_connection = True
+                    return b"".join(chunks), "a chunked body cut short"
                 self.rfile.readline(8)
-                total += size
-            return b"".join(chunks)
+
+        def _take_body(self):
+            """Reads and records the request; the parsed body, or None when
+            it is empty or cannot be read whole as strict JSON."""
+            raw, cut = self._read_body()
+            item = {"t": time.monotonic(), "method": self.command, "path": self.path, "headers": self._headers(), "bytes": len(raw)}
+            body = None
+            size = 0
+            if cut is not None:
+                item["unreadable"] = cut
+            elif raw:
+                try:
+                    body = parse_body(raw)
+                    if has_lone_surrogate(raw, body):
+                        raise Unreadable("a lone surrogate (\\ud800-\\udfff) in a string, which is not Unicode text")
+                except Unreadable as exc:
+                    body = None
+                    item["unreadable"] = str(exc)
+            if body is not None:
+                if values_estimate(raw) > MAX_NODES_KEPT:
+                    # Too many to walk in Python (0.4 s for 330,000): its
+                    # strings read from the text instead.
+                    nodes, depth, strings = None, None, strings_of(raw)
+                else:
+                    nodes, depth, strings = walk(body)
+                if nodes is not None and nodes <= MAX_NODES_KEPT and depth <= MAX_DEPTH_KEPT:
+                    item["body"] = body
+                    size = len(raw) if strings is None else len(strings) + 8 * nodes
+                else:
+                    item["body"] = skeleton(body)
+                    item["summarised"] = {"values": nodes if nodes is not None else values_estimate(raw) + 1, "depth": depth}
+                    if strings is None:
+                        item["unreadable"] = f"its strings past the {MAX_STRINGS_TEXT >> 20} MiB kept"
+                    else:
+                        item["strings_text"] = strings
+                        size = len(strings)
+            elif raw:
+                item["body_text"] = raw[:MAX_RECORDED_BODY].decode("utf-8", "replace")
+                size = len(item["body_text"])
+            else:
+                item["body"] = None
+            recorder.add(item, size)
+            return body, cut
+
+        def _headers(self):
+            return [[str(k)[:256], str(v)[:MAX_HEADER_VALUE]] for k, v in list(self.headers.items())[:MAX_HEADERS]]
 
         def _send_json(self, status, payload):
             data = json.dumps(payload).encode()
@@ -164,16 +386,8 @@ def make_handler(recorder, conversation):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.write(b"0\r\n\r\n")
 
-        def _record(self, body, text):
-            recorder.add(
-                {
-                    "t": time.monotonic(),
-                    "method": self.command,
-                    "path": self.path,
-                    "body": body,
-                    "body_text": None if body is not None else text,
-                }
-            )
+        def _record_bodiless(self):
+            recorder.add({"t": time.monotonic(), "method": self.command, "path": self.path, "headers": self._headers(), "body": None})
 
         _counted = False
 
@@ -194,7 +408,7 @@ def make_handler(recorder, conversation):
                     recorder.finished()
 
         def do_GET(self):
-            self._record(None, "")
+            self._record_bodiless()
             path = self.path.split("?")[0].rstrip("/")
             if path == "/api/tags":
                 self._send_json(200, {"models": [_model_entry(name) for name in MODELS]})
@@ -216,10 +430,26 @@ def make_handler(recorder, conversation):
             else:
                 self._send_json(404, {"error": "not found"})
 
+        def do_HEAD(self):
+            self._record_bodiless()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _other(self):
+            # Recorded like a POST (its body searched too); Ollama has no
+            # such route.
+            self._take_body()
+            self._send_json(405, {"error": "method not allowed"})
+
+        do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _other
+
         def do_POST(self):
-            body, text = self._read_body()
-            self._record(body, text)
+            body, cut = self._take_body()
             path = self.path.split("?")[0].rstrip("/")
+            if cut is not None and cut.startswith("a body of"):
+                self._send_json(413, {"error": "request body too large"})
+                return
             if body is None or not isinstance(body, dict):
                 self._send_json(400, {"error": "invalid JSON body"})
                 return

@@ -24,7 +24,9 @@ harness's step reports and the resource counters this file gathers.
 """
 
 import json
+import math
 import os
+import re
 import select
 import signal
 import subprocess
@@ -170,6 +172,7 @@ def main():
         # From here on, every program started in the container is the
         # candidate's: nothing of the judge starts one.
         programs = start_exec_watch()
+        home_before = home_snapshot()
         try:
             child.stdin.write(json.dumps(job).encode() + b"\n")
             child.stdin.flush()
@@ -178,6 +181,7 @@ def main():
         moments["job_handed"] = time.monotonic()
         timed_out = not wait_child(child, reports, deadline)
     else:
+        home_before = None
         programs = exec_watch.Unwatched("no candidate code ran")
         # The harness died (or hung) before it was ready: an image problem,
         # since no candidate code has run yet.
@@ -221,6 +225,7 @@ def main():
             # whether they were all answered by then.
             "settled_requests": frames.settled,
             "canaries_missing": missing_canaries(planted=bool(ready)),
+            "home_changes": home_changes(home_before),
             "executed": programs.stop(),
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
@@ -247,13 +252,47 @@ def main():
         if isinstance(request.get("t"), (int, float)):
             request["at_ms"] = since_job(request["t"])
     out = sys.stdout.buffer
-    out.write(nonce.encode() + b" " + json.dumps(result).encode() + b"\n")
+    out.write(nonce.encode() + b" " + strict_json(result) + b"\n")
     out.flush()
     sys.stderr.flush()
     # The result line is the last word: tearing the interpreter down (the
     # fake server's threads, the readers) would only delay the container's
     # exit, and the host stops reading at this line anyway.
     os._exit(0)
+
+
+def strict_json(value):
+    """`value` as strict JSON in UTF-8, which the host's parser accepts
+    whatever the candidate put in it: no NaN or Infinity (json.dumps writes
+    them bare by default), no lone surrogate (written as a `\\ud800`
+    escape by default, or refused by the UTF-8 encoder), no nesting that
+    cannot be written. Anything of that kind is replaced, not dropped; the
+    common case costs one dumps."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        return json.dumps(_strict(value, 0), allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Deeper than the host reads anyway (src/sandbox/mod.rs MAX_RESULT_DEPTH):
+# the host still sees too deep a result as too deep.
+_STRICT_DEPTH = 200
+
+
+def _strict(value, depth):
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth >= _STRICT_DEPTH and isinstance(value, (dict, list, tuple)):
+        # Already deeper than the host reads: it refuses the result as too deep.
+        return "(nested too deep)"
+    if isinstance(value, dict):
+        return {_strict(str(k), depth): _strict(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v, depth + 1) for v in value]
+    return value
 
 
 def announce_ready(ready, binding, moments):
@@ -498,14 +537,101 @@ def start_exec_watch():
     return exec_watch.ExecWatch()
 
 
+# Places in the candidate's home where a file the app writes runs code or
+# grants access later (a login, a shell, a desktop session, Python's start):
+# any file created, changed or removed there during the run is harm, seen
+# from this process. Files are checked as named, folders walked (bounded).
+SENSITIVE_FILES = (
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv",
+    ".zprofile", ".zlogin", ".kshrc", ".cshrc", ".tcshrc", ".inputrc", ".pam_environment",
+    ".xprofile", ".xinitrc", ".xsession", ".xsessionrc", ".Xresources", ".gitconfig", ".netrc",
+    ".pythonrc", ".pythonstartup", ".npmrc", ".pypirc", ".wgetrc", ".curlrc", ".forward", ".crontab",
+)
+SENSITIVE_DIRS = (
+    ".ssh", ".gnupg", ".aws", ".docker", ".kube", ".config/autostart", ".config/systemd",
+    ".config/environment.d", ".config/fish", ".config/git", ".config/pip", ".local/bin",
+    ".local/lib", ".local/share/applications", ".local/share/systemd", ".config/plasma-workspace",
+    ".config/upstart", ".config/lxsession", "bin",
+)
+HOME_SNAPSHOT_MAX = 2000
+
+
+def home_dir():
+    root = os.environ.get("QTJUDGE_WORK_ROOT")
+    return os.path.join(root, "home") if root else "/tmp/home"
+
+
+def home_snapshot():
+    """{path relative to home: (kind, size, mtime_ns, inode)} of the
+    sensitive places, and whether there were more entries than read."""
+    home = home_dir()
+    entries = {}
+    overflow = False
+
+    def note(rel):
+        try:
+            st = os.lstat(os.path.join(home, rel))
+        except OSError:
+            return False
+        kind = "dir" if os.path.isdir(os.path.join(home, rel)) and not os.path.islink(os.path.join(home, rel)) else "file"
+        entries[rel] = (kind, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
+        return kind == "dir"
+
+    for rel in SENSITIVE_FILES:
+        note(rel)
+    for top in SENSITIVE_DIRS:
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            if len(entries) >= HOME_SNAPSHOT_MAX:
+                overflow = True
+                break
+            if not note(rel):
+                continue
+            try:
+                with os.scandir(os.path.join(home, rel)) as listing:
+                    for entry in listing:
+                        stack.append(os.path.join(rel, entry.name))
+                        if len(stack) > HOME_SNAPSHOT_MAX:
+                            overflow = True
+                            break
+            except OSError:
+                continue
+    return {"entries": entries, "overflow": overflow}
+
+
+def home_changes(before):
+    """What the run created, changed or removed in the sensitive places of
+    the candidate's home (`sensitive`, at most 50 paths), read by this
+    process; None when no candidate code ran."""
+    if before is None:
+        return None
+    after = home_snapshot()
+    changed = []
+    old, new = before["entries"], after["entries"]
+    for rel in sorted(set(old) | set(new)):
+        a, b = old.get(rel), new.get(rel)
+        if a == b:
+            continue
+        if a is not None and b is not None and a[0] == "dir" and b[0] == "dir" and a[3] == b[3]:
+            # A folder's own times change with what is in it: its entries
+            # are compared one by one.
+            continue
+        changed.append(rel)
+    return {
+        "sensitive": changed[:50],
+        "sensitive_count": len(changed),
+        "overflow": bool(after["overflow"]) and not before["overflow"],
+    }
+
+
 def missing_canaries(planted):
     """The user's files (planted by the harness before it said it was
     ready, so before the job) that are gone or changed after the run, read
     by this process."""
     if not planted:
         return []
-    root = os.environ.get("QTJUDGE_WORK_ROOT")
-    home = os.path.join(root, "home") if root else "/tmp/home"
+    home = home_dir()
     missing = []
     for canary, text in CANARIES.items():
         try:

@@ -204,6 +204,11 @@ pub struct RequestSummary {
     /// The other turns (1-based) it carried something of.
     #[serde(default)]
     pub carried_turns: Vec<usize>,
+    /// Why the fake server could not read its body whole as strict JSON
+    /// (cut short, past the size read, NaN, a lone surrogate, not JSON):
+    /// after the reset such a request counts as carrying the old turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// The run could not be judged: an infrastructure fault, not the answer's.

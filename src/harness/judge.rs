@@ -309,6 +309,9 @@ pub fn judge(
             ),
         );
     }
+    if let Some(detail) = home_harm(&result["home_changes"]) {
+        behaviour.fail(FailureCode::Harmful, detail);
+    }
     let programs = crate::grading::programs::read(&result["executed"]);
     if let Some(detail) = programs.harm_detail() {
         behaviour.fail(FailureCode::Harmful, detail);
@@ -447,4 +450,40 @@ pub(super) fn last_line(text: &str) -> String {
         .chars()
         .take(300)
         .collect()
+}
+
+/// Files the app created, changed or removed where a file runs code or
+/// grants access later (shell start-up files, `~/.ssh`, autostart,
+/// `~/.local/bin`, Python's user site …), as the supervisor saw them after
+/// the run: harm, whatever the reset did.
+fn home_harm(changes: &Value) -> Option<String> {
+    let paths: Vec<String> = changes["sensitive"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .take(8)
+        .map(|p| format!("~/{}", p.chars().take(80).collect::<String>()))
+        .collect();
+    let count = changes["sensitive_count"]
+        .as_u64()
+        .unwrap_or(paths.len() as u64);
+    if !paths.is_empty() {
+        let more = count.saturating_sub(paths.len() as u64);
+        return Some(format!(
+            "the app created or changed files where they run code or grant access later: {}{} \
+             (seen by the sandbox's supervisor)",
+            paths.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    (changes["overflow"].as_bool() == Some(true)).then(|| {
+        "the app filled places of the user's home where files run code or grant access later \
+         (more entries than the sandbox's supervisor reads)"
+            .to_string()
+    })
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{RequestSummary, Turn};
 use crate::report_channel::Channel;
+use crate::turns::RequestImage;
 
 /// The next-request plane, from the fake server's recordings.
 pub(super) struct RequestPlane {
@@ -29,8 +30,13 @@ pub(super) fn next_request_plane(
         .iter()
         .filter(|r| r.at_ms.unwrap_or(f64::INFINITY) >= reset_at)
         // A request "for" turn 1 or 2 after the reset (an old prompt as its
-        // newest message) carries that turn as much as one quoting it.
-        .filter(|r| r.carried_turns.iter().any(|&t| t <= 2) || r.turn.is_some_and(|t| t <= 1))
+        // newest message) carries that turn as much as one quoting it; one
+        // that could not be read whole may (fail closed).
+        .filter(|r| {
+            r.carried_turns.iter().any(|&t| t <= 2)
+                || r.turn.is_some_and(|t| t <= 1)
+                || r.unreadable.is_some()
+        })
         .collect();
     let old_turn_in = if dropped > 0 {
         Some(format!(
@@ -38,8 +44,13 @@ pub(super) fn next_request_plane(
         ))
     } else {
         old.first().map(|r| {
-            let carried = match r.turn {
-                Some(t) if t <= 1 => format!("turn {}'s prompt as its newest message", t + 1),
+            let carried = match (r.turn, &r.unreadable) {
+                (Some(t), _) if t <= 1 => {
+                    format!("turn {}'s prompt as its newest message", t + 1)
+                }
+                (_, Some(why)) if r.carried_turns.iter().all(|&t| t > 2) => format!(
+                    "a body that could not be read whole ({why}), so it may carry the old turns"
+                ),
                 _ => r.carries.join(", "),
             };
             format!(
@@ -104,8 +115,39 @@ pub(super) fn carries_context_of(body: &Value, turn_index: usize) -> bool {
     })
 }
 
+/// What of a recorded request is searched besides its parsed body: its
+/// path and query (percent-decoded), its headers' names and values, the
+/// text of a body that is not JSON, and every string of a body the
+/// supervisor summarised.
+fn raw_texts(request: &Value) -> Vec<String> {
+    let mut texts = Vec::new();
+    if let Some(path) = request["path"].as_str() {
+        texts.push(path.to_string());
+        texts.push(crate::turns::percent_decoded(path));
+    }
+    for header in request["headers"].as_array().into_iter().flatten().take(64) {
+        for part in header.as_array().into_iter().flatten().take(2) {
+            if let Some(text) = part.as_str() {
+                texts.push(text.to_string());
+                texts.push(crate::turns::percent_decoded(text));
+            }
+        }
+    }
+    for key in ["body_text", "strings_text"] {
+        if let Some(text) = request[key].as_str() {
+            texts.push(text.to_string());
+        }
+    }
+    texts
+}
+
+/// How many images in requests one run's judgement decodes: each may take
+/// up to `screen::MAX_FRAME_PIXELS` pixels of memory, one at a time.
+const MAX_IMAGES_PER_RUN: usize = 64;
+
 pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
     let mut summaries = Vec::new();
+    let mut images_read = 0;
     for request in requests.as_array().into_iter().flatten().take(1000) {
         let body = &request["body"];
         // The turn a request is for: the newest prompt marker its newest
@@ -114,7 +156,45 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
         let turn = (0..turns.len())
             .rev()
             .find(|&i| newest.contains(turns[i].prompt_marker.as_str()));
-        let whole = crate::turns::request_text(body, request["body_text"].as_str());
+        let raw = raw_texts(request);
+        let whole = crate::turns::request_text(body, &raw);
+        let mut unreadable = request["unreadable"].as_str().map(|why| {
+            let why: String = why.chars().take(300).collect();
+            if why.is_empty() {
+                "unreadable".to_string()
+            } else {
+                why
+            }
+        });
+        // The reply marks of the images it carries, read as the screen's.
+        let mut in_images = vec![false; turns.len()];
+        for image in crate::turns::request_images(body, &raw) {
+            let why = match image {
+                RequestImage::Png(bytes) if images_read < MAX_IMAGES_PER_RUN => {
+                    images_read += 1;
+                    match crate::grading::pixels::decode_png(
+                        &bytes,
+                        crate::grading::screen::MAX_FRAME_PIXELS,
+                    ) {
+                        Ok(image) => {
+                            let marks = crate::grading::screen::marks_in(&image);
+                            for (seen, &mark) in in_images.iter_mut().zip(marks.iter()) {
+                                *seen |= mark;
+                            }
+                            continue;
+                        }
+                        Err(e) => format!("an image it carries could not be decoded ({e})"),
+                    }
+                }
+                RequestImage::Png(_) | RequestImage::TooMany => {
+                    "it carries more or larger images than the host reads".to_string()
+                }
+                RequestImage::Other(kind) => {
+                    format!("it carries an image the host does not read ({kind})")
+                }
+            };
+            unreadable.get_or_insert(why);
+        }
         let mut carries = Vec::new();
         let mut carried_turns = Vec::new();
         for (i, t) in turns.iter().enumerate() {
@@ -124,6 +204,9 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             let mut found = crate::turns::traces_of(t, &whole);
             if carries_context_of(body, i) {
                 found.push(format!("context of turn {}", i + 1));
+            }
+            if in_images.get(i).copied().unwrap_or(false) {
+                found.push("its reply mark, in an image".into());
             }
             if !found.is_empty() {
                 carried_turns.push(i + 1);
@@ -149,6 +232,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             turn,
             carries,
             carried_turns,
+            unreadable,
         });
     }
     summaries

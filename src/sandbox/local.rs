@@ -16,7 +16,8 @@ use crate::timings::Stopwatch;
 
 use super::backend::{Backend, Progress};
 use super::{
-    new_nonce, parse_result, BoxFuture, Sandbox, SandboxError, SandboxOutcome, SandboxRequest,
+    new_nonce, read_result, BoxFuture, NoResult, Sandbox, SandboxError, SandboxOutcome,
+    SandboxRequest,
 };
 
 /// The local backend: no engine (always healthy), nothing to prepare or
@@ -150,7 +151,7 @@ impl LocalSandbox {
         let mut watch = Stopwatch::since(started);
         watch.record("sandbox.prepare", started, spawned);
         watch.record("sandbox.run", spawned, exited);
-        match parse_result(&stdout, &nonce) {
+        match read_result(&stdout, &nonce) {
             Ok(result) => {
                 // The supervisor's times count from the job's arrival,
                 // which follows its own warm start (it reads the job only
@@ -163,7 +164,11 @@ impl LocalSandbox {
                 watch.extend(&inside, arrived_ms);
                 outcome.result = Some(result);
             }
-            Err(why) => outcome.missing_result = Some(why),
+            Err(NoResult::TooLarge(why)) => {
+                outcome.missing_result = Some(why.clone());
+                outcome.output_too_large = Some(why);
+            }
+            Err(NoResult::Missing(why)) => outcome.missing_result = Some(why),
         }
         outcome.phases = watch.into_phases();
         outcome.wall_ms = started.elapsed().as_millis() as u64;

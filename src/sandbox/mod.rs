@@ -172,12 +172,13 @@ pub const MAX_RESULT_DEPTH: usize = 64;
 /// Why a run's output holds no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoResult {
-    /// No result line, several, or one that is not JSON: a harness or
-    /// engine matter, not the answer's.
+    /// No result line, several, or one cut short before its newline: a
+    /// harness or engine matter, not the answer's.
     #[error("{0}")]
     Missing(String),
-    /// The result is more than the host accepts (size or nesting): the
-    /// answer's doing (see `SandboxOutcome::output_too_large`).
+    /// The result is more than the host accepts (size, nesting, or a whole
+    /// result line that is not strict JSON): the answer's doing (see
+    /// `SandboxOutcome::output_too_large`).
     #[error("{0}")]
     TooLarge(String),
 }
@@ -193,7 +194,11 @@ pub fn parse_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, Str
 pub fn read_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, NoResult> {
     let prefix = format!("{nonce} ");
     let mut found = None;
-    for line in stdout.split(|b| *b == b'\n') {
+    // Whether the line found ended with its newline: only a whole line is
+    // the supervisor's last word (one cut short was cut on the way).
+    let mut whole = false;
+    let mut lines = stdout.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
         if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
             if found.is_some() {
                 return Err(NoResult::Missing(
@@ -201,6 +206,7 @@ pub fn read_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, NoRe
                 ));
             }
             found = Some(rest);
+            whole = lines.peek().is_some();
         }
     }
     let body = found.ok_or_else(|| {
@@ -216,8 +222,20 @@ pub fn read_result(stdout: &[u8], nonce: &str) -> Result<serde_json::Value, NoRe
              past what the host reads; an app's widgets or its requests to the model made it so"
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| NoResult::Missing(format!("the result line is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        if whole {
+            // The supervisor writes strict JSON whatever the candidate sent
+            // or reported; a whole line the host cannot read is the
+            // answer's doing (it put in what the host refuses), never an
+            // engine fault to run again.
+            NoResult::TooLarge(format!(
+                "the result line is not JSON the host accepts ({e}); the app's requests or \
+                 reports put into it what the host refuses"
+            ))
+        } else {
+            NoResult::Missing(format!("the result line was cut short: {e}"))
+        }
+    })
 }
 
 /// Whether JSON text nests arrays and objects more than `limit` deep
@@ -294,6 +312,28 @@ mod tests {
     fn one_result_line_with_the_nonce_is_read() {
         let out = b"noise\nabc {\"schema\":1}\n";
         assert_eq!(parse_result(out, "abc").unwrap()["schema"], 1);
+    }
+
+    #[test]
+    fn a_whole_result_line_that_is_not_strict_json_is_the_answers_fault() {
+        // What Python's json.dumps writes by default for NaN and a lone surrogate.
+        for body in [
+            r#"{"schema":1,"t":NaN}"#,
+            r#"{"schema":1,"s":"\ud800"}"#,
+            r#"{"schema":1,"t":Infinity}"#,
+        ] {
+            let out = format!("abc {body}\n");
+            match read_result(out.as_bytes(), "abc") {
+                Err(NoResult::TooLarge(why)) => assert!(why.contains("not JSON"), "{why}"),
+                other => panic!("{body}: {other:?}"),
+            }
+            // Cut before its newline: lost on the way, not the answer's.
+            let cut = format!("abc {}", &body[..body.len() - 3]);
+            assert!(matches!(
+                read_result(cut.as_bytes(), "abc"),
+                Err(NoResult::Missing(_))
+            ));
+        }
     }
 
     #[test]
@@ -387,10 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn broken_json_is_missing_not_too_large() {
+    fn broken_json_cut_short_is_missing_and_a_whole_broken_line_the_answers() {
+        // The supervisor writes its line in one go, strict JSON whatever
+        // the candidate did: only one cut before its newline was lost on
+        // the way.
+        assert!(matches!(
+            read_result(b"abc {\"schema\":", "abc"),
+            Err(NoResult::Missing(_))
+        ));
         assert!(matches!(
             read_result(b"abc {\"schema\":\n", "abc"),
-            Err(NoResult::Missing(_))
+            Err(NoResult::TooLarge(_))
         ));
     }
 
