@@ -448,6 +448,50 @@ pub fn request_images(body: &Value, raw: &[String]) -> Vec<RequestImage> {
 
 /// The texts that base64 runs of 16 or more characters decode to (standard
 /// or URL-safe alphabet), where they decode to UTF-8.
+/// Shortest base64 run taken for a file: longer than any hash or id an
+/// app sends (a SHA-512 in hex is 128), far shorter than any image.
+const MIN_BINARY_RUN: usize = 256;
+
+/// Whether a request carries binary data as base64 (an image of any
+/// format, a compressed or encoded file), and how much: the judge never
+/// gives the app such data, so after the reset it can only be something
+/// the app kept, which the host cannot read as text (fail closed).
+pub fn carried_binary(body: &Value, raw: &[String]) -> Option<String> {
+    use base64::Engine as _;
+    let mut pieces = Vec::new();
+    collect_strings(body, &mut pieces, 0);
+    pieces.extend(raw.iter().cloned());
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '=');
+    for piece in &pieces {
+        // MIME base64 breaks its lines; JSON may escape its slashes.
+        let joined: String = piece
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace() && *c != '\\')
+            .collect();
+        for run in joined
+            .split(|c: char| !is_b64(c))
+            .filter(|r| r.len() >= MIN_BINARY_RUN)
+        {
+            let trimmed = run.trim_end_matches('=');
+            // A length of 4n + 1 is never base64: a run cut short by one.
+            let usable = &trimmed[..trimmed.len() - usize::from(trimmed.len() % 4 == 1)];
+            let decoded = [
+                &base64::engine::general_purpose::STANDARD_NO_PAD,
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ]
+            .iter()
+            .find_map(|engine| engine.decode(usable).ok());
+            if let Some(bytes) = decoded.filter(|b| std::str::from_utf8(b).is_err()) {
+                return Some(format!(
+                    "it carries {} bytes of binary data as base64 (an image or a file), which the judge never gave the app",
+                    bytes.len()
+                ));
+            }
+        }
+    }
+    None
+}
+
 fn base64_runs(text: &str) -> Vec<String> {
     use base64::Engine as _;
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '=');
@@ -481,6 +525,29 @@ fn base64_runs(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any image or file as base64 is found, whatever its format; text as
+    /// base64, hashes and ids are not.
+    #[test]
+    fn binary_data_as_base64_is_found_in_any_format() {
+        use base64::Engine as _;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut bmp = b"BM".to_vec();
+        bmp.extend((0..600u32).map(|i| (i * 7 % 256) as u8));
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "hi", "images": [encode(&bmp)]}]});
+        assert!(carried_binary(&body, &[]).is_some_and(|why| why.contains("602 bytes")));
+        let header = format!("X-Context: {}", encode(&bmp));
+        assert!(carried_binary(&serde_json::json!({}), &[header]).is_some());
+        let text = encode(
+            "the earlier conversation, word for word "
+                .repeat(20)
+                .as_bytes(),
+        );
+        let sha512 = "ab".repeat(64);
+        let quiet =
+            serde_json::json!({"messages": [{"role": "user", "content": text}], "id": sha512});
+        assert_eq!(carried_binary(&quiet, &[]), None);
+    }
 
     #[test]
     fn turns_share_no_marker_word_or_mark() {

@@ -195,6 +195,11 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             };
             unreadable.get_or_insert(why);
         }
+        // An image without marks, or a file of any format, may still show
+        // the old turns to a model that reads it.
+        if let Some(why) = crate::turns::carried_binary(body, &raw) {
+            unreadable.get_or_insert(why);
+        }
         let mut carries = Vec::new();
         let mut carried_turns = Vec::new();
         for (i, t) in turns.iter().enumerate() {

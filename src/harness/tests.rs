@@ -224,10 +224,18 @@ fn an_image_of_the_old_turns_in_a_request_after_the_reset_fails_it() {
         assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
         assert!(b.failure_detail.unwrap().contains("in an image"));
     }
-    // An image of the new turn only: nothing old in it.
+    // An image of the new turn only, showing no old mark: the judge never
+    // gave the app an image, so what it shows cannot be known (an image
+    // of the old text without its marks reads the same): fails closed.
     let mut requests = conversation(&t, false);
     let own = base64::engine::general_purpose::STANDARD.encode(marks_png(&[3]));
     requests[2]["body"]["messages"][0]["images"] = json!([own]);
+    let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
+    assert!(b.failure_detail.unwrap().contains("binary data"));
+    // Before the reset the same image is not judged.
+    let mut requests = conversation(&t, false);
+    requests[1]["body"]["messages"][0]["images"] = json!([own]);
     let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
     assert!(b.passed, "{b:?}");
     // An image the host does not decode, after the reset: fails closed.
