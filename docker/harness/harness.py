@@ -1424,7 +1424,8 @@ class Run:
     def shown_anywhere(self):
         """Every text a person could read: the widgets' texts in every
         visible window (a second window too), and what shows beside them:
-        window titles, placeholder text, tooltips, the status bar."""
+        window titles, placeholder text, tooltips, "What's This?" help and
+        what screen readers say, the status bar."""
         texts = []
         windows = [self.window] + [w for w in visible_windows() if w is not self.window]
         for window in windows:
@@ -1433,7 +1434,7 @@ class Run:
             for widget in [window] + window.findChildren(QtWidgets.QWidget):
                 if not widget.isVisible():
                     continue
-                for getter in ("placeholderText", "toolTip", "statusTip"):
+                for getter in ("placeholderText", "toolTip", "statusTip", "whatsThis", "accessibleName", "accessibleDescription"):
                     value = getattr(widget, getter, None)
                     if callable(value):
                         texts.append((f"{type(widget).__name__}.{getter}", value() or ""))
