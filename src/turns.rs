@@ -22,6 +22,15 @@ use unicode_normalization::UnicodeNormalization;
 /// fourth after the app was left alone with its clock moved forward).
 pub const TURN_COUNT: usize = 4;
 
+/// How many of them come before the reset.
+pub const TURNS_BEFORE_RESET: usize = 2;
+
+/// The `/api/generate` context numbers the fake server gives turn k
+/// (0-based): `CONTEXT_BASE + CONTEXT_STRIDE * k + i`, so a list holding
+/// them is that turn's memory.
+pub const CONTEXT_BASE: i64 = 9000;
+pub const CONTEXT_STRIDE: i64 = 100;
+
 /// One typed-in turn: the prompt and the reply the fake server sends back.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
 pub struct Turn {

@@ -14,6 +14,7 @@ mod job;
 mod judge;
 mod no_result;
 mod requests;
+mod unexplained;
 
 pub use crate::report_channel::Step;
 pub use crate::turns::{new_turns, Turn};

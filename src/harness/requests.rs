@@ -4,9 +4,10 @@
 
 use serde_json::Value;
 
+use super::unexplained::Vocabulary;
 use super::{RequestSummary, Turn};
 use crate::report_channel::Channel;
-use crate::turns::RequestImage;
+use crate::turns::{RequestImage, TURNS_BEFORE_RESET};
 
 /// The next-request plane, from the fake server's recordings.
 pub(super) struct RequestPlane {
@@ -36,6 +37,7 @@ pub(super) fn next_request_plane(
             r.carried_turns.iter().any(|&t| t <= 2)
                 || r.turn.is_some_and(|t| t <= 1)
                 || r.unreadable.is_some()
+                || r.unexplained.is_some()
         })
         .collect();
     let old_turn_in = if dropped > 0 {
@@ -48,10 +50,11 @@ pub(super) fn next_request_plane(
                 (Some(t), _) if t <= 1 => {
                     format!("turn {}'s prompt as its newest message", t + 1)
                 }
-                (_, Some(why)) if r.carried_turns.iter().all(|&t| t > 2) => format!(
+                _ if r.carried_turns.iter().any(|&t| t <= 2) => r.carries.join(", "),
+                (_, Some(why)) => format!(
                     "a body that could not be read whole ({why}), so it may carry the old turns"
                 ),
-                _ => r.carries.join(", "),
+                _ => r.unexplained.clone().unwrap_or_default(),
             };
             format!(
                 "request #{} {} {} carried {}{}",
@@ -105,13 +108,15 @@ pub(super) fn newest_user_text(body: &Value) -> String {
     body["prompt"].as_str().unwrap_or_default().to_string()
 }
 
-/// Context arrays of `/api/generate` replies: the fake server gives turn k
-/// the numbers 9000 + 100·(k-1) + i.
+/// Context arrays of `/api/generate` replies (`turns::CONTEXT_BASE`).
 pub(super) fn carries_context_of(body: &Value, turn_index: usize) -> bool {
+    use crate::turns::{CONTEXT_BASE, CONTEXT_STRIDE};
+    let first = CONTEXT_BASE + CONTEXT_STRIDE * turn_index as i64;
     body["context"].as_array().is_some_and(|context| {
-        context.iter().filter_map(Value::as_i64).any(|n| {
-            n >= 9000 + 100 * turn_index as i64 && n < 9000 + 100 * (turn_index as i64 + 1)
-        })
+        context
+            .iter()
+            .filter_map(Value::as_i64)
+            .any(|n| (first..first + CONTEXT_STRIDE).contains(&n))
     })
 }
 
@@ -148,6 +153,10 @@ const MAX_IMAGES_PER_RUN: usize = 64;
 pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
     let mut summaries = Vec::new();
     let mut images_read = 0;
+    // What the app sent before turn 2's request: its frame, read before any
+    // history existed (`unexplained`).
+    let mut frame_texts: Vec<String> = Vec::new();
+    let mut vocabulary: Option<Vocabulary> = None;
     for request in requests.as_array().into_iter().flatten().take(1000) {
         let body = &request["body"];
         // The turn a request is for: the newest prompt marker its newest
@@ -158,6 +167,24 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             .find(|&i| newest.contains(turns[i].prompt_marker.as_str()));
         let raw = raw_texts(request);
         let whole = crate::turns::request_text(body, &raw);
+        if vocabulary.is_none() && turn.is_some_and(|t| t >= 1) {
+            vocabulary = Some(Vocabulary::new(
+                frame_texts
+                    .drain(..)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+                turns,
+                TURNS_BEFORE_RESET,
+            ));
+        }
+        let unexplained = match &vocabulary {
+            Some(vocabulary) => vocabulary.unexplained(&whole),
+            None => {
+                frame_texts.push(whole.clone());
+                None
+            }
+        };
         let mut unreadable = request["unreadable"].as_str().map(|why| {
             let why: String = why.chars().take(300).collect();
             if why.is_empty() {
@@ -238,6 +265,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             carries,
             carried_turns,
             unreadable,
+            unexplained,
         });
     }
     summaries

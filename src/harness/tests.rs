@@ -247,6 +247,47 @@ fn an_image_of_the_old_turns_in_a_request_after_the_reset_fails_it() {
 }
 
 #[test]
+fn old_turns_in_disguise_after_the_reset_fail_closed() {
+    let t = turns();
+    let rot13 = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c {
+                'a'..='m' | 'A'..='M' => (c as u8 + 13) as char,
+                'n'..='z' | 'N'..='Z' => (c as u8 - 13) as char,
+                _ => c,
+            })
+            .collect()
+    };
+    let disguised = format!(
+        "{} {} {} {}",
+        rot13(&t[0].prompt),
+        rot13(&t[0].reply),
+        rot13(&t[1].prompt),
+        rot13(&t[1].reply)
+    );
+    let mut requests = conversation(&t, false);
+    requests[2]["body"]["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"role": "system", "content": disguised}));
+    let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
+    assert!(b.failure_detail.unwrap().contains("in disguise"));
+    // The same text before the reset is only the app's business.
+    let mut requests = conversation(&t, false);
+    requests[0]["body"]["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"role": "system", "content": "Be brief."}));
+    requests[2]["body"]["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"role": "system", "content": "Be brief."}));
+    let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+    assert!(b.passed, "{b:?}");
+}
+
+#[test]
 fn old_turns_in_the_next_request_fail_the_reset() {
     let t = turns();
     let b = judge(
