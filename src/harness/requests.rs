@@ -169,11 +169,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
         let whole = crate::turns::request_text(body, &raw);
         if vocabulary.is_none() && turn.is_some_and(|t| t >= 1) {
             vocabulary = Some(Vocabulary::new(
-                frame_texts
-                    .drain(..)
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
+                std::mem::take(&mut frame_texts).iter().map(String::as_str),
                 turns,
                 TURNS_BEFORE_RESET,
             ));
