@@ -218,7 +218,11 @@ impl Service {
     /// The finished batch's results, with screenshots fetched; an app's
     /// result says what the app was (a folder, a notebook), not the archive
     /// it travelled in.
-    async fn results(&self, batch: &Submitted, answers: &[Answer]) -> Result<Vec<Verification>> {
+    async fn results<'a>(
+        &self,
+        batch: &Submitted,
+        answers: &'a [Answer],
+    ) -> Result<Vec<(Verification, &'a Answer)>> {
         let jsonl = self
             .send("fetching a batch's results", || {
                 self.http
@@ -228,22 +232,32 @@ impl Service {
             .await?
             .text()
             .await?;
-        let mut by_model = std::collections::HashMap::new();
+        // Keyed as the service keys them: (model, task, sample).
+        let key = |model: &str, task: &str, sample: Option<&str>| {
+            (
+                model.to_string(),
+                task.to_string(),
+                sample.map(String::from),
+            )
+        };
+        let mut by_key = std::collections::HashMap::new();
         for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
             let v: Verification = serde_json::from_str(line)
                 .context("a result from the service is not a qtjudge result")?;
-            by_model.insert(v.model.clone(), v);
+            by_key.insert(key(&v.model, &v.task, v.sample.as_deref()), v);
         }
         let view = batch.view.as_ref().expect("a finished batch has a view");
         let mut results = Vec::new();
-        for item in view["verifications"].as_array().into_iter().flatten() {
+        // The batch's verifications are in the order they were sent.
+        let items = view["verifications"].as_array().into_iter().flatten();
+        for (item, sent) in items.zip(answers) {
             let model = item["model"].as_str().unwrap_or("answer").to_string();
+            let task = item["task"].as_str().unwrap_or("?");
             let job_id = item["id"].as_str().unwrap_or_default();
-            let mut v = match by_model.remove(&model) {
+            let mut v = match by_key.remove(&key(&model, task, item["sample"].as_str())) {
                 Some(v) => v,
                 None => {
                     // The service could not judge it (its job ended in `error`).
-                    let task = item["task"].as_str().unwrap_or("?");
                     let mut v = Verification::unjudged(&model, task, "remote");
                     let why = item["reason"]
                         .as_str()
@@ -253,10 +267,8 @@ impl Service {
                     v
                 }
             };
-            let sent = answers.iter().find(|a| a.model == model);
-            if let (Some(summary), Some(app)) =
-                (v.bundle.as_mut(), sent.and_then(|a| a.bundle.as_ref()))
-            {
+            (v.sample, v.metadata) = (sent.sample.clone(), sent.metadata.clone());
+            if let (Some(summary), Some(app)) = (v.bundle.as_mut(), sent.bundle.as_ref()) {
                 summary.origin = app.origin;
                 summary.notes = app.notes.clone();
             }
@@ -270,20 +282,21 @@ impl Service {
                     Err(e) => tracing::warn!(error = %e, "a screenshot could not be fetched"),
                 }
             }
-            results.push(v);
+            results.push((v, sent));
         }
         Ok(results)
     }
 
     /// Sends every answer, waits for all of them, and hands each result to
-    /// `on_result` as its batch finishes; `on_progress` gets (finished, total).
+    /// `on_result` (with the answer it is of) as its batch finishes;
+    /// `on_progress` gets (finished, total).
     pub async fn grade(
         &self,
         task: Option<&str>,
         answers: Vec<Answer>,
         batch_size: usize,
         mut on_progress: impl FnMut(usize, usize),
-        mut on_result: impl FnMut(Verification),
+        mut on_result: impl FnMut(Verification, &Answer),
     ) -> Result<()> {
         let mut batches = Vec::new();
         // Everything is sent first, so the service's workers never idle
@@ -308,8 +321,8 @@ impl Service {
                 if view["status"] == "done" {
                     batch.finished = batch.total;
                     batch.view = Some(view);
-                    for v in self.results(batch, sent).await? {
-                        on_result(v);
+                    for (v, answer) in self.results(batch, sent).await? {
+                        on_result(v, answer);
                     }
                 }
             }
@@ -325,18 +338,30 @@ impl Service {
 /// One answer as a batch item: a raw answer as `output`; an app (a folder,
 /// an archive, a notebook) as a `.tar.gz` of its files with its entry.
 fn batch_item(answer: &Answer) -> Result<Value> {
-    let Some(app) = &answer.bundle else {
-        return Ok(json!({"model": answer.model, "output": answer.output}));
-    };
-    let archive = app
-        .to_tar_gz()
-        .with_context(|| format!("cannot pack the app {}", answer.model))?;
-    Ok(json!({
+    let mut item = json!({
         "model": answer.model,
-        "archive_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, archive),
-        "archive_name": format!("{}.tar.gz", answer.model),
-        "entry": app.entry,
-    }))
+        "task": answer.task,
+        "sample": answer.sample,
+        "metadata": answer.metadata,
+    });
+    if let Some(fields) = item.as_object_mut() {
+        fields.retain(|_, value| !value.is_null());
+    }
+    match &answer.bundle {
+        None => item["output"] = json!(answer.output),
+        Some(app) => {
+            let archive = app
+                .to_tar_gz()
+                .with_context(|| format!("cannot pack the app {}", answer.model))?;
+            item["archive_base64"] = json!(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                archive
+            ));
+            item["archive_name"] = json!(format!("{}.tar.gz", answer.model));
+            item["entry"] = json!(app.entry);
+        }
+    }
+    Ok(item)
 }
 
 /// Bytes an answer adds to a batch (an app's files, base64-encoded).
@@ -347,7 +372,8 @@ fn answer_bytes(answer: &Answer) -> usize {
         .flat_map(|b| &b.files)
         .map(|f| f.data.len() * 4 / 3)
         .sum();
-    answer.output.len() + answer.model.len() + files
+    let metadata = answer.metadata.as_ref().map_or(0, |m| m.to_string().len());
+    answer.output.len() + answer.model.len() + metadata + files
 }
 
 /// Splits answers into batches bounded in count and bytes.
@@ -401,6 +427,9 @@ mod tests {
 
     fn answer(model: &str, bytes: usize) -> Answer {
         Answer {
+            task: None,
+            sample: None,
+            metadata: None,
             model: model.into(),
             output: "x".repeat(bytes),
             bundle: None,

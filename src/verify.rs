@@ -28,6 +28,15 @@ use crate::timings::{Phase, Stopwatch};
 pub struct Verification {
     pub model: String,
     pub task: String,
+    /// Which of the model's answers to the task this is (`1`, `2`, … or
+    /// the submitter's own id), when it answered more than once: results
+    /// are keyed by (model, task, sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+    /// The submitter's free metadata (a JSON object), carried from the
+    /// answer to every output as it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
     pub tier: Option<u8>,
     pub label: Label,
     pub failure: Option<FailureCode>,
@@ -76,6 +85,8 @@ impl Verification {
         Verification {
             model: model.to_string(),
             task: task.to_string(),
+            sample: None,
+            metadata: None,
             tier: None,
             label: Label::Error,
             failure: None,
@@ -98,6 +109,30 @@ impl Verification {
             bundle: None,
             task_choice: None,
         }
+    }
+
+    /// How a report names the answer: its model, and its sample when it
+    /// has one (`devstral #2`).
+    pub fn answer_name(&self) -> String {
+        match &self.sample {
+            Some(sample) => format!("{} #{sample}", self.model),
+            None => self.model.clone(),
+        }
+    }
+
+    /// The order reports list results in: by model, task, then sample
+    /// (`2` before `10`: numbers as numbers).
+    pub fn report_order(a: &Verification, b: &Verification) -> std::cmp::Ordering {
+        let sample = |v: &Verification| {
+            let text = v.sample.as_deref().unwrap_or("");
+            (text.parse::<u64>().ok(), text.to_string())
+        };
+        (&a.model, &a.task)
+            .cmp(&(&b.model, &b.task))
+            .then_with(|| match (sample(a), sample(b)) {
+                ((Some(x), _), (Some(y), _)) => x.cmp(&y),
+                ((_, x), (_, y)) => x.cmp(&y),
+            })
     }
 }
 

@@ -74,13 +74,42 @@ pub(super) fn model_name(path: &Path) -> String {
     }
 }
 
-/// One answer to grade.
+/// One answer to grade, keyed by (model, task, sample).
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub model: String,
+    /// The task its JSONL line names (it wins over `--task`); none: the
+    /// one given with `--task`, else chosen by resemblance.
+    pub task: Option<String>,
+    /// Which of the model's answers to the task this is: the line's
+    /// `sample` (or `id`), else its place among the model's answers when
+    /// there are several.
+    pub sample: Option<String>,
+    /// The line's free `metadata` object, carried to every output.
+    pub metadata: Option<serde_json::Value>,
     pub output: String,
     /// An app of several files (or a notebook); `output` is then empty.
     pub bundle: Option<Bundle>,
+}
+
+impl Answer {
+    /// A raw answer of `model`, with no task, sample or metadata.
+    pub fn text(model: &str, output: String) -> Answer {
+        Answer {
+            model: model.to_string(),
+            task: None,
+            sample: None,
+            metadata: None,
+            output,
+            bundle: None,
+        }
+    }
+
+    /// Its files' name in the run folder, from what is known before it is
+    /// judged (so `--resume` finds them).
+    pub fn stem(&self) -> String {
+        super::run_dir::stem(&self.model, self.task.as_deref(), self.sample.as_deref())
+    }
 }
 
 const ANSWER_EXTENSIONS: [&str; 4] = ["md", "py", "txt", "markdown"];
@@ -117,15 +146,22 @@ pub fn collect_answers(paths: &[PathBuf]) -> Result<Vec<Answer>> {
             bail!("no such answer file or folder: {}", path.display());
         }
     }
-    let mut seen = std::collections::HashMap::new();
-    for answer in &mut answers {
-        let n = seen.entry(answer.model.clone()).or_insert(0);
-        *n += 1;
-        if *n > 1 {
-            answer.model = format!("{}#{}", answer.model, n);
-        }
-    }
+    number_samples(&mut answers)?;
     Ok(answers)
+}
+
+/// Numbers the samples of a model's answers to a task that came without
+/// one (`grading::samples`); a key given twice is refused.
+fn number_samples(answers: &mut [Answer]) -> Result<()> {
+    let keys: Vec<_> = answers
+        .iter()
+        .map(|a| (a.model.as_str(), a.task.as_deref(), a.sample.as_deref()))
+        .collect();
+    let samples = crate::grading::samples::number(&keys).map_err(anyhow::Error::msg)?;
+    for (answer, sample) in answers.iter_mut().zip(samples) {
+        answer.sample = sample;
+    }
+    Ok(())
 }
 
 /// A `.zip`, `.tar.gz` or `.ipynb`: an app, not an answer to extract.
@@ -139,9 +175,8 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
             bail!("{} is not an app", path.display());
         };
         return Ok(vec![Answer {
-            model: model_name(path),
-            output: String::new(),
             bundle: Some(bundle),
+            ..Answer::text(&model_name(path), String::new())
         }]);
     }
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
@@ -155,24 +190,111 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
         {
             let value: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
-            let output = value["output"].as_str().with_context(|| {
-                format!("{} line {}: no \"output\" string", path.display(), i + 1)
-            })?;
-            let model = value["model"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| format!("line-{}", i + 1));
-            answers.push(Answer {
-                model,
-                output: output.to_string(),
-                bundle: None,
-            });
+            answers.push(
+                answer_of_line(&value, format!("line-{}", i + 1))
+                    .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+            );
         }
         return Ok(answers);
     }
-    Ok(vec![Answer {
-        model: model_name(path),
-        output: read_answer(path)?,
+    Ok(vec![Answer::text(&model_name(path), read_answer(path)?)])
+}
+
+/// One JSONL line: `output` and the optional `model`, `task`, `sample`
+/// (or `id`) and `metadata`; a line without `model` is named `unnamed`.
+fn answer_of_line(value: &serde_json::Value, unnamed: String) -> Result<Answer> {
+    let text = |key: &str| -> Result<Option<String>> {
+        match &value[key] {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) if s.trim().is_empty() => Ok(None),
+            serde_json::Value::String(s) => Ok(Some(s.clone())),
+            // A sample numbered by its generator (`"sample": 3`).
+            serde_json::Value::Number(n) if key != "task" => Ok(Some(n.to_string())),
+            other => bail!("`{key}` must be a string, not {other}"),
+        }
+    };
+    let output = value["output"]
+        .as_str()
+        .context("no \"output\" string (the model's raw answer)")?
+        .to_string();
+    let metadata = match &value["metadata"] {
+        serde_json::Value::Null => None,
+        m @ serde_json::Value::Object(_) => Some(m.clone()),
+        other => bail!("`metadata` must be a JSON object, not {other}"),
+    };
+    let sample = match text("sample")? {
+        Some(sample) => Some(sample),
+        None => text("id")?,
+    };
+    Ok(Answer {
+        model: text("model")?.unwrap_or(unnamed),
+        task: text("task")?,
+        sample,
+        metadata,
+        output,
         bundle: None,
-    }])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// JSONL lines name their model, task, sample (or `id`) and metadata;
+    /// a model's answers without a sample are numbered, an old line (model
+    /// and output only) still reads.
+    #[test]
+    fn jsonl_lines_carry_their_keys_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        std::fs::write(
+            &path,
+            [
+                r#"{"model": "a", "output": "x"}"#,
+                r#"{"model": "a", "output": "y", "metadata": {"temperature": 0.7}}"#,
+                r#"{"model": "b", "task": "generic-reset", "sample": 3, "output": "z"}"#,
+                r#"{"model": "b", "task": "generic-reset", "id": "s-9", "output": "w"}"#,
+                r#"{"output": "v"}"#,
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let answers = collect_answers(std::slice::from_ref(&path)).unwrap();
+        let keys: Vec<_> = answers
+            .iter()
+            .map(|a| (a.model.as_str(), a.task.as_deref(), a.sample.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("a", None, Some("1")),
+                ("a", None, Some("2")),
+                ("b", Some("generic-reset"), Some("3")),
+                ("b", Some("generic-reset"), Some("s-9")),
+                ("line-5", None, None),
+            ]
+        );
+        assert_eq!(
+            answers[1].metadata,
+            Some(serde_json::json!({"temperature": 0.7}))
+        );
+        assert_eq!(answers[2].stem(), "b_generic-reset_3");
+
+        std::fs::write(&path, r#"{"model": "a", "output": "x", "metadata": [1]}"#).unwrap();
+        let err = format!(
+            "{:#}",
+            collect_answers(std::slice::from_ref(&path)).unwrap_err()
+        );
+        assert!(
+            err.contains("line 1") && err.contains("`metadata` must be a JSON object"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "{\"model\": \"a\", \"sample\": 1, \"output\": \"x\"}\n{\"model\": \"a\", \"id\": \"1\", \"output\": \"y\"}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", collect_answers(&[path]).unwrap_err());
+        assert!(err.contains("two answers named sample \"1\""), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::{FutureExt, StreamExt};
 
 use super::answers::{collect_answers, Answer, Loaded};
-use super::run_dir::{keep_result, sanitize};
+use super::run_dir::keep_result;
 use super::task_picker::TaskPicker;
 use super::{exit_codes, make_sandbox, GradeArgs};
 use crate::grading::verdict::Label;
@@ -32,9 +32,7 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
     let mut todo = Vec::new();
     for answer in answers {
         if args.resume {
-            let saved = args
-                .run_dir
-                .join(format!("{}.json", sanitize(&answer.model)));
+            let saved = args.run_dir.join(format!("{}.json", answer.stem()));
             if let Some(previous) = std::fs::read(&saved)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Verification>(&b).ok())
@@ -49,7 +47,7 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
         Some(url) => done.extend(grade_remotely(&args, url, todo).await?),
         None => done.extend(grade_here(&args, todo).await?),
     }
-    done.sort_by(|a, b| a.model.cmp(&b.model));
+    done.sort_by(Verification::report_order);
     let rendered = render::many(&done, args.format);
     match &args.out {
         Some(path) => std::fs::write(path, rendered)
@@ -75,6 +73,12 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
 /// Verifies the answers in containers on this machine, `--jobs` at once.
 async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verification>> {
     let picker = Arc::new(TaskPicker::new(&args.common)?);
+    let mut named: Vec<&str> = todo.iter().filter_map(|a| a.task.as_deref()).collect();
+    named.sort_unstable();
+    named.dedup();
+    for task in named {
+        picker.check(task)?;
+    }
     let sandbox = make_sandbox(&args.common, args.warm.unwrap_or(args.jobs)).await?;
     let done = grade_with(args, todo, picker, sandbox.clone()).await;
     sandbox.shutdown().await;
@@ -100,7 +104,8 @@ async fn grade_with(
         let bar = bar.clone();
         async move {
             bar.set_message(answer.model.clone());
-            let model = answer.model.clone();
+            let (model, stem) = (answer.model.clone(), answer.stem());
+            let (sample, metadata) = (answer.sample.clone(), answer.metadata.clone());
             // Choosing the task can panic too: caught here, with no task known.
             let judged = std::panic::AssertUnwindSafe(judge_one(answer, &picker, sandbox.as_ref()))
                 .catch_unwind()
@@ -108,7 +113,8 @@ async fn grade_with(
             let mut v = judged.unwrap_or_else(|payload| {
                 crate::verify::panicked(&model, "?", sandbox.name(), payload.as_ref())
             });
-            keep_result(&run_dir, &mut v);
+            (v.sample, v.metadata) = (sample, metadata);
+            keep_result(&run_dir, &stem, &mut v);
             bar.inc(1);
             v
         }
@@ -128,7 +134,7 @@ async fn judge_one(answer: Answer, picker: &TaskPicker, sandbox: &dyn Sandbox) -
         Some(bundle) => Loaded::App(bundle),
         None => Loaded::Answer(answer.output),
     };
-    match picker.pick(&loaded.code()) {
+    match picker.pick(answer.task.as_deref(), &loaded.code()) {
         Ok((prepared, choice)) => {
             let mut v =
                 crate::verify::verify_guarded(loaded.input(), &answer.model, &prepared, sandbox)
@@ -171,8 +177,8 @@ async fn grade_remotely(
             todo,
             args.batch_size,
             |finished, _| bar.set_position(finished as u64),
-            |mut v| {
-                keep_result(&args.run_dir, &mut v);
+            |mut v, answer| {
+                keep_result(&args.run_dir, &answer.stem(), &mut v);
                 done.push(v);
             },
         )
@@ -229,11 +235,7 @@ mod tests {
         let correct =
             std::fs::read_to_string(root.join("fixtures/outputs/reset-conversation/correct.py"))
                 .unwrap();
-        let answer = |model: &str, output: String| Answer {
-            model: model.into(),
-            output,
-            bundle: None,
-        };
+        let answer = Answer::text;
         let todo = vec![
             answer("first", correct.clone()),
             answer("crafted", format!("{correct}\n# PANIC_IN_SANDBOX\n")),
@@ -241,7 +243,7 @@ mod tests {
         ];
         let picker = Arc::new(TaskPicker::new(&args.common).unwrap());
         let mut done = grade_with(&args, todo, picker, Arc::new(PanickySandbox)).await;
-        done.sort_by(|a, b| a.model.cmp(&b.model));
+        done.sort_by(Verification::report_order);
         let models: Vec<_> = done.iter().map(|v| v.model.as_str()).collect();
         assert_eq!(models, ["crafted", "first", "last"]);
         let crafted = &done[0];

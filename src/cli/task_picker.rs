@@ -57,9 +57,20 @@ impl TaskPicker {
             .clone()
     }
 
-    /// The task for an answer whose code is `candidate`.
-    pub(super) fn pick(&self, candidate: &str) -> Result<(Arc<PreparedTask>, task::TaskChoice)> {
-        let choice = match &self.given {
+    /// Loads a task an answer names (its JSONL line's `task`) before any
+    /// run, so that an unknown one is a usage error, not a failed answer.
+    pub(super) fn check(&self, id: &str) -> Result<()> {
+        self.pick(Some(id), "").map(|_| ())
+    }
+
+    /// The task for an answer whose code is `candidate`: the one it names
+    /// (`named`), else `--task`, else chosen by resemblance.
+    pub(super) fn pick(
+        &self,
+        named: Option<&str>,
+        candidate: &str,
+    ) -> Result<(Arc<PreparedTask>, task::TaskChoice)> {
+        let choice = match named.or(self.given.as_deref()) {
             Some(id) => task::TaskChoice::given(id),
             None => task::choose(&self.candidates, candidate),
         };

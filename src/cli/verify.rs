@@ -12,7 +12,7 @@ use crate::verify;
 pub(super) async fn verify_command(args: VerifyArgs) -> Result<i32> {
     let picker = TaskPicker::new(&args.common)?;
     let loaded = load_input(&args.file, args.entry.as_deref())?;
-    let (prepared, choice) = picker.pick(&loaded.code())?;
+    let (prepared, choice) = picker.pick(None, &loaded.code())?;
     // One answer: a warm container would only be paid for and thrown away.
     let sandbox = make_sandbox(&args.common, 0).await?;
     let model = model_name(&args.file);

@@ -50,6 +50,8 @@ pub struct Job<'a> {
     pub batch_id: Option<&'a str>,
     pub task: &'a str,
     pub model: &'a str,
+    /// Which of the model's answers to the task it is.
+    pub sample: Option<&'a str>,
     /// The submitter's metadata as JSON.
     pub metadata: Option<String>,
     /// `queued`, `running`, `done` or `error`.
@@ -70,7 +72,8 @@ impl<'a> Job<'a> {
             batch_id: None,
             task: &v.task,
             model: &v.model,
-            metadata: None,
+            sample: v.sample.as_deref(),
+            metadata: v.metadata.as_ref().map(|m| m.to_string()),
             status: "done",
             finished: true,
             error: None,
@@ -132,6 +135,8 @@ fn short(id: &str) -> &str {
 /// could not be judged).
 struct JobRow<'a> {
     job: &'a Job<'a>,
+    /// The model, and its sample when it has one (`devstral #2`).
+    name: String,
     badge: Badge,
     failure: &'static str,
     reason: &'a str,
@@ -142,6 +147,10 @@ impl<'a> JobRow<'a> {
         let v = job.result;
         JobRow {
             job,
+            name: match job.sample {
+                Some(sample) => format!("{} #{sample}", job.model),
+                None => job.model.to_string(),
+            },
             badge: Badge::of(job.status, v),
             failure: v.and_then(|v| v.failure).map(|f| f.as_str()).unwrap_or(""),
             reason: v.map(|v| v.reason.as_str()).or(job.error).unwrap_or(""),
@@ -247,7 +256,13 @@ struct BatchPage<'a> {
 /// One batch's page: the experiment's table with counts and a chart.
 pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
     let mut jobs: Vec<&Job> = batch.jobs.iter().collect();
-    jobs.sort_by(|a, b| a.model.cmp(b.model));
+    jobs.sort_by(|a, b| {
+        let sample = |j: &Job| {
+            let s = j.sample.unwrap_or("");
+            (s.parse::<u64>().unwrap_or(u64::MAX), s.to_string())
+        };
+        (a.model, a.task, sample(a)).cmp(&(b.model, b.task, sample(b)))
+    });
     let results: Vec<&Verification> = jobs.iter().filter_map(|j| j.result).collect();
     let title = if batch.id.is_empty() {
         "results".to_string()

@@ -44,7 +44,7 @@ pub(super) fn junit(results: &[Verification]) -> String {
             out,
             "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
             xml_escape(&r.task),
-            xml_escape(&r.model),
+            xml_escape(&r.answer_name()),
             r.duration_ms as f64 / 1000.0
         );
         match r.label {

@@ -12,7 +12,7 @@ pub(super) fn markdown(results: &[Verification]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} |",
-            r.model.replace('|', "\\|"),
+            r.answer_name().replace('|', "\\|"),
             tier_text(r),
             one_line(&r.reason, 200).replace('|', "\\|")
         );

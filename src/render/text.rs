@@ -13,7 +13,7 @@ pub(super) fn account(v: &Verification) -> String {
         .tier
         .map(|t| format!("tier {t}"))
         .unwrap_or_else(|| "not judged".into());
-    let _ = writeln!(out, "{}: {} ({})", v.model, tier, v.label.as_str());
+    let _ = writeln!(out, "{}: {} ({})", v.answer_name(), tier, v.label.as_str());
     let _ = writeln!(out, "  reason: {}", v.reason);
     if let Some(c) = &v.task_choice {
         let _ = writeln!(out, "  task: {} ({})", c.task, c.reason);
@@ -172,7 +172,7 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
 pub(super) fn table(results: &[Verification]) -> String {
     let width = results
         .iter()
-        .map(|r| r.model.chars().count())
+        .map(|r| r.answer_name().chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -182,7 +182,7 @@ pub(super) fn table(results: &[Verification]) -> String {
         let _ = writeln!(
             out,
             "{:<width$}  {:<22}  {}",
-            r.model,
+            r.answer_name(),
             tier_text(r),
             one_line(&r.reason, 110)
         );

@@ -569,6 +569,7 @@ mod tests {
 
     fn job(callback_url: Option<&str>) -> NewJob {
         NewJob {
+            sample: None,
             task: "reset-conversation".into(),
             model: "m".into(),
             // No code: graded without the sandbox.

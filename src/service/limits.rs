@@ -123,6 +123,32 @@ pub(super) fn check_fields(
     }
 }
 
+/// A `sample` (or batch `id`) as text: a string or a whole number, at
+/// most [`MAX_LABEL_CHARS`]; absent or blank is none.
+pub(super) fn sample_text(sample: &Option<Value>, which: &str) -> Result<Option<String>, ApiError> {
+    let text = match sample {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "{which}: `sample` must be a string or a whole number, not {other}"
+            )))
+        }
+    };
+    let chars = text.chars().count();
+    if chars > MAX_LABEL_CHARS {
+        return Err(ApiError::Unprocessable {
+            code: "field_too_long",
+            message: format!(
+                "{which}: `sample` is {chars} characters, over the limit of {MAX_LABEL_CHARS}"
+            ),
+        });
+    }
+    Ok(Some(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

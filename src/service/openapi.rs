@@ -83,7 +83,7 @@ fn hand_written_openapi() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "invalid_callback_url", "queue_full", "engine_unavailable", "store_unavailable", "shutting_down", "internal",
+                    "error": {"type": "string", "enum": ["bad_request", "unauthorized", "not_found", "no_such_route", "too_large", "unknown_task", "empty_output", "empty_batch", "duplicate_sample", "invalid_callback_url", "queue_full", "engine_unavailable", "store_unavailable", "shutting_down", "internal",
                         "output_and_archive", "entry_without_archive", "unsafe_archive_path", "archive_special_file", "archive_too_many_files", "archive_too_large", "bad_archive", "bad_notebook", "no_python_file", "entry_not_found", "no_entry_point", "ambiguous_entry_point", "unreadable_input"]},
                     "message": {"type": "string"}}},
                 "VerificationRequest": {"type": "object", "additionalProperties": false,
@@ -95,7 +95,8 @@ fn hand_written_openapi() -> Value {
                     "entry": {"type": "string", "description": "the app's file run as `__main__`; default: the one with an `if __name__ == \"__main__\":` guard"},
                     "task": {"type": "string", "description": "default: the task whose original the answer resembles, else `generic-reset`"},
                     "model": {"type": "string", "description": "a label for reports"},
-                    "metadata": {"type": "object", "description": "echoed back"},
+                    "sample": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "description": "which of the model's answers to the task this is"},
+                    "metadata": {"type": "object", "description": "echoed back, and carried into the result"},
                     "callback_url": {"type": "string", "format": "uri", "description": "absolute http(s) URL; the finished verification is POSTed there"}}},
                 "Callback": {"type": "object", "description": "the delivery to the `callback_url` (pending until the receiver took it)", "properties": {
                     "url": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
@@ -104,6 +105,9 @@ fn hand_written_openapi() -> Value {
                     "description": "exactly one of `output` (a raw answer) and `archive_base64` (an app), checked as in a VerificationRequest",
                     "properties": {
                     "model": {"type": "string"}, "output": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                    "task": {"type": "string", "description": "this answer's task (over the query's `task`)"},
+                    "sample": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "description": "which of the model's answers to the task this is; default: numbered in order when the model has several (answers are keyed by model, task and sample)"},
+                    "id": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}], "description": "`sample`'s other name"},
                     "archive_base64": {"type": "string", "description": "an app: a .zip, .tar.gz or .ipynb, base64-encoded (limits as in a VerificationRequest)"},
                     "archive_name": {"type": "string", "description": "the archive's file name; its kind is sniffed when absent"},
                     "entry": {"type": "string", "description": "the app's file run as `__main__`; default: the one with a `__main__` guard"},
@@ -115,6 +119,7 @@ fn hand_written_openapi() -> Value {
                 "Verification": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
                     "task": {"type": "string"}, "model": {"type": "string"},
+                    "sample": {"type": "string", "nullable": true},
                     "task_choice": {"allOf": [{"$ref": "#/components/schemas/TaskChoice"}], "nullable": true, "description": "why `task` was chosen: given, or the answer resembled its original, or the default `generic-reset`"},
                     "metadata": {"type": "object", "nullable": true}, "batch_id": {"type": "string", "nullable": true},
                     "created_at": {"type": "string", "format": "date-time"},
@@ -130,7 +135,7 @@ fn hand_written_openapi() -> Value {
                     "task": {"type": "string", "description": "the task given, else the tasks chosen for its answers (comma-separated; each verification names its own)"},
                     "total": {"type": "integer"}, "progress": {"type": "object"},
                     "counts": {"type": "object", "properties": {"tier1": {"type": "integer"}, "tier2": {"type": "integer"}, "tier3": {"type": "integer"}, "error": {"type": "integer"}}},
-                    "verifications": {"type": "array", "items": {"type": "object", "description": "id, model, task, task_choice, status, tier, label, failure, reason, links"}},
+                    "verifications": {"type": "array", "items": {"type": "object", "description": "id, model, sample, task, task_choice, status, tier, label, failure, reason, links"}},
                     "table": {"type": "string", "nullable": true},
                     "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
                     "links": {"type": "object"}}}
@@ -144,7 +149,7 @@ fn hand_written_openapi() -> Value {
                     "application/json": {"schema": {"$ref": "#/components/schemas/VerificationRequest"}},
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary", "description": "a raw answer (.py, .md, .txt) or an app (.zip, .tar.gz, .ipynb), told apart by the file name"},
-                        "entry": {"type": "string"}, "task": {"type": "string"}, "model": {"type": "string"},
+                        "entry": {"type": "string"}, "task": {"type": "string"}, "model": {"type": "string"}, "sample": {"type": "string"},
                         "metadata": {"type": "string", "description": "a JSON object"}, "callback_url": {"type": "string"}}}}}},
                 "responses": with(json!({
                     "200": {"description": "finished within the wait", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}},

@@ -11,9 +11,18 @@ pub(super) fn verification_link(id: &str) -> String {
     format!("/v1/verifications/{id}")
 }
 
+/// A job's result with the job's sample and metadata, which travel with
+/// the answer (a worker judges the answer alone).
+fn job_result(job: &JobRecord) -> Option<Verification> {
+    job.result.clone().map(|mut v| {
+        v.sample = job.sample.clone();
+        v.metadata = job.metadata.clone();
+        v
+    })
+}
+
 /// A result as `qtjudge grade --format json` gives it (no script).
-fn public_result(v: &Verification) -> Value {
-    let mut v = v.clone();
+fn public_result(mut v: Verification) -> Value {
     v.script = None;
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -38,6 +47,7 @@ pub(super) fn verification_view(job: &JobRecord) -> Value {
         "task": job.task,
         "task_choice": job.task_choice,
         "model": job.model,
+        "sample": job.sample,
         "metadata": job.metadata,
         "batch_id": job.batch_id,
         "created_at": rfc3339(job.created_at),
@@ -45,7 +55,7 @@ pub(super) fn verification_view(job: &JobRecord) -> Value {
         "finished_at": job.finished_at.map(rfc3339),
         "error": job.error,
         "attempts": job.attempts,
-        "result": job.result.as_ref().map(public_result),
+        "result": job_result(job).map(public_result),
         "callback": job.callback,
         "links": {"self": link, "artifacts": artifacts, "page": format!("/verifications/{}", job.id)},
     })
@@ -61,11 +71,11 @@ pub(super) fn batch_status(batch: &BatchRecord) -> Status {
     }
 }
 
-/// The finished results of a batch, sorted by model as `grade` sorts them.
+/// The finished results of a batch, each with its job's sample and
+/// metadata, in the order `grade` gives them.
 pub(super) fn batch_results(batch: &BatchRecord) -> Vec<Verification> {
-    let mut results: Vec<Verification> =
-        batch.jobs.iter().filter_map(|j| j.result.clone()).collect();
-    results.sort_by(|a, b| a.model.cmp(&b.model));
+    let mut results: Vec<Verification> = batch.jobs.iter().filter_map(job_result).collect();
+    results.sort_by(Verification::report_order);
     results
 }
 
@@ -99,6 +109,7 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
             json!({
                 "id": j.id,
                 "model": j.model,
+                "sample": j.sample,
                 "task": j.task,
                 "task_choice": j.task_choice,
                 "status": j.status,

@@ -396,6 +396,7 @@ pub(crate) mod tests {
 
     fn job(output: &str) -> NewJob {
         NewJob {
+            sample: None,
             task: "reset-conversation".into(),
             model: "m".into(),
             output: output.into(),
@@ -479,6 +480,7 @@ pub(crate) mod tests {
         let bulky = "x".repeat(200_000);
         let answers: Vec<NewJob> = (0..20)
             .map(|i| NewJob {
+                sample: None,
                 metadata: Some(serde_json::json!({"notes": bulky, "i": i})),
                 ..job(&format!("no code here either, {i}: {bulky}"))
             })

@@ -30,7 +30,7 @@ async fn grade_with_server_gives_the_local_output_and_keeps_the_screenshots() {
     let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
     server.wait_ready().await;
 
-    // One answer of each tier, and a model named twice (kept apart as `#2`).
+    // One answer of each tier, and a model named twice (kept apart as samples 1 and 2).
     let answers = repo().join("fixtures/outputs/reset-conversation");
     let jsonl = dir.path().join("stage.jsonl");
     let devstral = std::fs::read_to_string(answers.join("devstral.md")).unwrap();
@@ -72,14 +72,17 @@ async fn grade_with_server_gives_the_local_output_and_keeps_the_screenshots() {
         .as_array()
         .or_else(|| printed.as_array())
         .expect("a list of results");
-    let verdict = |model: &str| {
+    let verdict = |name: &str| {
+        let (model, sample) = name
+            .split_once('#')
+            .map_or((name, None), |(m, s)| (m, Some(s)));
         let r = results
             .iter()
-            .find(|r| r["model"] == model)
+            .find(|r| r["model"] == model && r["sample"].as_str() == sample)
             .unwrap_or_else(|| panic!("no result for {model}: {printed}"));
         (r["tier"].as_u64(), r["failure"].as_str().map(String::from))
     };
-    assert_eq!(verdict("devstral"), (Some(1), None));
+    assert_eq!(verdict("devstral#1"), (Some(1), None));
     assert_eq!(verdict("gpt-oss"), (Some(2), None));
     assert_eq!(verdict("granite4-small"), (Some(3), Some("snippet".into())));
     assert_eq!(verdict("devstral#2"), (Some(3), Some("no_code".into())));
@@ -96,7 +99,7 @@ async fn grade_with_server_gives_the_local_output_and_keeps_the_screenshots() {
         reprinted, printed,
         "the saved results differ from the printed ones"
     );
-    let screenshots: Vec<_> = walk(&run_dir.join("devstral"))
+    let screenshots: Vec<_> = walk(&run_dir.join("devstral_1"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .collect();

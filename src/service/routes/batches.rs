@@ -15,19 +15,28 @@ use super::submit::{
 };
 use crate::render::{self, Format};
 use crate::service::api_error::{ApiError, ApiPath, ApiQuery, Body};
-use crate::service::limits::{check_fields, requested_wait};
+use crate::service::limits::{check_fields, requested_wait, sample_text};
 use crate::service::pages::secure_page;
 use crate::service::state::AppState;
 use crate::service::store::{self, NewBatch, NewJob, Status};
 use crate::service::views::{batch_results, batch_status, batch_view};
 
 /// One answer of a batch: a raw answer in `output`, or an app in
-/// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them.
+/// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them;
+/// its `task` (over the query's), and `sample` (or `id`): which of the
+/// model's answers to the task it is.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchItem {
     #[serde(default)]
     model: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    sample: Option<Value>,
+    /// `sample`'s other name (a generator's id for the answer).
+    #[serde(default)]
+    id: Option<Value>,
     #[serde(default)]
     output: Option<String>,
     #[serde(default)]
@@ -51,6 +60,7 @@ impl BatchItem {
             entry: self.entry,
             task: None,
             model: None,
+            sample: None,
             metadata: None,
             callback_url: None,
         };
@@ -118,8 +128,8 @@ pub(super) async fn create_batch(
         )));
     }
     let callback_url = check_callback_url(query.callback_url.as_deref())?;
-    let mut seen = std::collections::HashMap::new();
     let mut jobs = Vec::with_capacity(items.len());
+    let mut named = Vec::with_capacity(items.len());
     let mut unpacked = 0u64;
     for (i, item) in items.into_iter().enumerate() {
         let which = format!("answer {}", i + 1);
@@ -131,7 +141,12 @@ pub(super) async fn create_batch(
             &which,
         )?;
         let metadata = item.metadata.clone().filter(|m| !m.is_null());
-        let mut model = item
+        let sample = match sample_text(&item.sample, &which)? {
+            Some(sample) => Some(sample),
+            None => sample_text(&item.id, &which)?,
+        };
+        named.push(item.task.clone().filter(|t| !t.trim().is_empty()));
+        let model = item
             .model
             .clone()
             .filter(|m| !m.trim().is_empty())
@@ -146,27 +161,44 @@ pub(super) async fn create_batch(
                 state.config.max_batch_unpacked >> 20
             )));
         }
-        // Like `qtjudge grade`: a model named twice becomes `name#2`.
-        let n = seen.entry(model.clone()).or_insert(0);
-        *n += 1;
-        if *n > 1 {
-            model = format!("{model}#{n}");
-        }
         jobs.push(NewJob {
             task: String::new(),
             task_choice: None,
             model,
+            sample,
             output,
             metadata,
             callback_url: None,
             upload,
         });
     }
+    // Like `qtjudge grade`: a model's answers to a task are keyed by their
+    // samples, numbered in order when not given (no more `name#2`).
+    let keys: Vec<_> = jobs
+        .iter()
+        .zip(&named)
+        .map(|(j, task)| (j.model.as_str(), task.as_deref(), j.sample.as_deref()))
+        .collect();
+    let samples =
+        crate::grading::samples::number(&keys).map_err(|message| ApiError::Unprocessable {
+            code: "duplicate_sample",
+            message,
+        })?;
+    for (job, sample) in jobs.iter_mut().zip(samples) {
+        job.sample = sample;
+    }
+    // An answer that names its task is not compared with the tasks' originals.
     let codes = jobs
         .iter()
-        .map(|j| j.upload.is_none().then(|| j.output.clone()))
+        .zip(&named)
+        .map(|(j, task)| (j.upload.is_none() && task.is_none()).then(|| j.output.clone()))
         .collect();
-    let choices = choose_tasks(&state, query.task.as_deref(), codes).await?;
+    let mut choices = choose_tasks(&state, query.task.as_deref(), codes).await?;
+    for (choice, task) in choices.iter_mut().zip(&named) {
+        if let Some(task) = task {
+            *choice = Some(crate::task::TaskChoice::given(task));
+        }
+    }
     let mut tasks: Vec<String> = choices.iter().flatten().map(|c| c.task.clone()).collect();
     for (job, choice) in jobs.iter_mut().zip(choices) {
         job.task = choice.as_ref().map(|c| c.task.clone()).unwrap_or_default();

@@ -37,6 +37,9 @@ pub(super) struct VerificationRequest {
     pub(super) task: Option<String>,
     #[serde(default)]
     pub(super) model: Option<String>,
+    /// Which of the model's answers to the task this is (a string or a number).
+    #[serde(default)]
+    pub(super) sample: Option<Value>,
     #[serde(default)]
     pub(super) metadata: Option<Value>,
     #[serde(default)]
@@ -128,7 +131,7 @@ pub(super) async fn parse_multipart(
                 let filename = field.file_name().unwrap_or("answer.py").to_string();
                 file = Some((filename, field.bytes().await.map_err(bad)?));
             }
-            "entry" | "task" | "model" | "callback_url" | "metadata" => {
+            "entry" | "task" | "model" | "sample" | "callback_url" | "metadata" => {
                 let text = field.text().await.map_err(bad)?;
                 let value = if name == "metadata" {
                     serde_json::from_str(&text).map_err(|e| {
@@ -141,7 +144,7 @@ pub(super) async fn parse_multipart(
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown multipart field `{other}`; send `file` and optionally entry, task, model, metadata, callback_url"
+                    "unknown multipart field `{other}`; send `file` and optionally entry, task, model, sample, metadata, callback_url"
                 )))
             }
         }

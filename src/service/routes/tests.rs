@@ -631,13 +631,13 @@ async fn a_batch_reports_progress_and_names_models_once() {
     assert_eq!(batch["total"], 2);
     assert_eq!(batch["status"], "queued");
     assert_eq!(batch["progress"]["queued"], 2);
-    let models: Vec<&str> = batch["verifications"]
+    let keys: Vec<(&str, &str)> = batch["verifications"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v["model"].as_str().unwrap())
+        .map(|v| (v["model"].as_str().unwrap(), v["sample"].as_str().unwrap()))
         .collect();
-    assert_eq!(models, ["a", "a#2"]);
+    assert_eq!(keys, [("a", "1"), ("a", "2")], "keyed by sample, not `a#2`");
     assert!(batch["table"].is_null(), "no table before the end");
     let (status, _, _) = call(
         &f.state,
@@ -651,6 +651,57 @@ async fn a_batch_reports_progress_and_names_models_once() {
         status,
         StatusCode::ACCEPTED,
         "a report of an unfinished batch is its progress"
+    );
+}
+
+/// An answer's own task, its `sample` (or `id`) and `metadata` are kept
+/// with its job; a key given twice is refused.
+#[tokio::test]
+async fn batch_answers_carry_their_task_sample_and_metadata() {
+    let f = fixture(None, 10);
+    let items = json!([
+        {"model": "m", "task": "generic-reset", "sample": 7, "metadata": {"seed": 1}, "output": "x"},
+        {"model": "m", "task": "generic-reset", "id": "b", "output": "y"},
+        {"model": "m", "task": "generic-reset", "output": "z"},
+    ])
+    .to_string();
+    let (status, headers, body) = post(&f.state, "/v1/batches", &items).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, _, batch) = call(
+        &f.state,
+        "GET",
+        headers[LOCATION].to_str().unwrap(),
+        "",
+        &[],
+    )
+    .await;
+    let rows = batch["verifications"].as_array().unwrap();
+    let keys: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|v| (v["task"].as_str().unwrap(), v["sample"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("generic-reset", "7"),
+            ("generic-reset", "b"),
+            ("generic-reset", "1")
+        ]
+    );
+    let link = rows[0]["links"]["self"].as_str().unwrap();
+    let (_, _, job) = call(&f.state, "GET", link, "", &[]).await;
+    assert_eq!(job["metadata"], json!({"seed": 1}));
+    let twice = json!([{"model": "m", "sample": "1", "output": "x"}, {"model": "m", "id": 1, "output": "y"}]);
+    assert_error(
+        &post(&f.state, "/v1/batches", &twice.to_string()).await,
+        422,
+        "duplicate_sample",
+    );
+    let unknown = json!([{"model": "m", "task": "nope", "output": "x"}]);
+    assert_error(
+        &post(&f.state, "/v1/batches", &unknown.to_string()).await,
+        422,
+        "unknown_task",
     );
 }
 

@@ -14,7 +14,7 @@ use super::submit::{
     VerificationRequest,
 };
 use crate::service::api_error::{parse_json, ApiError, ApiPath, ApiQuery, Body};
-use crate::service::limits::{check_fields, requested_wait};
+use crate::service::limits::{check_fields, requested_wait, sample_text};
 use crate::service::state::AppState;
 use crate::service::store::{NewJob, Status};
 use crate::service::views::{verification_link, verification_view};
@@ -53,6 +53,7 @@ pub(super) async fn create_verification(
         &request.metadata,
         "the request",
     )?;
+    let sample = sample_text(&request.sample, "the request")?;
     let callback_url = check_callback_url(request.callback_url.as_deref())?;
     let choice = choose_tasks(
         &state,
@@ -75,6 +76,7 @@ pub(super) async fn create_verification(
             .model
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| "answer".into()),
+        sample,
         output,
         metadata: request.metadata.filter(|m| !m.is_null()),
         callback_url,

@@ -53,6 +53,7 @@ const TASK: &str = "reset-conversation";
 
 fn job(callback_url: Option<&str>) -> NewJob {
     NewJob {
+        sample: None,
         task: TASK.into(),
         model: "m".into(),
         output: "Sorry, I cannot help with that.".into(),

@@ -55,6 +55,9 @@ impl Status {
 pub struct NewJob {
     pub task: String,
     pub model: String,
+    /// Which of the model's answers to the task this is, when it sent
+    /// several: a job is keyed by (model, task, sample).
+    pub sample: Option<String>,
     pub output: String,
     /// An app as uploaded (still compressed); `output` is then empty.
     /// Stored with the job, so a job queued before a crash still runs
@@ -84,6 +87,7 @@ pub struct JobRecord {
     pub batch_id: Option<String>,
     pub task: String,
     pub model: String,
+    pub sample: Option<String>,
     pub metadata: Option<Value>,
     pub status: Status,
     pub result: Option<Verification>,

@@ -280,10 +280,10 @@ const JOB_TAIL: &str =
 fn job_columns(detail: BatchDetail) -> String {
     match detail {
         BatchDetail::Full => {
-            format!("id, batch_id, task, model, metadata, status, result, {JOB_TAIL}")
+            format!("id, batch_id, task, model, sample, metadata, status, result, {JOB_TAIL}")
         }
         BatchDetail::Summary => format!(
-            "id, batch_id, task, model, NULL::text AS metadata, status, result_summary AS result, {JOB_TAIL}"
+            "id, batch_id, task, model, sample, NULL::text AS metadata, status, result_summary AS result, {JOB_TAIL}"
         ),
     }
 }
@@ -319,6 +319,7 @@ fn job_record(r: &Row) -> JobRecord {
         batch_id: r.get("batch_id"),
         task: r.get("task"),
         model: r.get("model"),
+        sample: r.get("sample"),
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
         status: Status::parse(&status),
         result: result.and_then(|text| serde_json::from_str(&text).ok()),
@@ -512,8 +513,8 @@ impl JobStore for PostgresStore {
             let insert = tx
                 .prepare(
                     "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status,
-                                       created_at, callback_url, upload, task_choice)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10)",
+                                       created_at, callback_url, upload, task_choice, sample)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11)",
                 )
                 .await
                 .map_err(pg("preparing a job insert"))?;
@@ -552,6 +553,7 @@ impl JobStore for PostgresStore {
                         &job.callback_url,
                         &upload,
                         &choice,
+                        &job.sample.as_deref().map(text),
                     ],
                 )
                 .await

@@ -24,7 +24,10 @@ macro_rules! migration {
 }
 
 /// Every version of the schema, oldest first; version `n` is the `n`th.
-const MIGRATIONS: &[Migration] = &[migration!(1, "jobs", "0001_jobs.sql")];
+const MIGRATIONS: &[Migration] = &[
+    migration!(1, "jobs", "0001_jobs.sql"),
+    migration!(2, "samples", "0002_samples.sql"),
+];
 
 fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)

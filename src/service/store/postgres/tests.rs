@@ -91,6 +91,7 @@ job_store_tests!(fresh);
 
 fn job() -> NewJob {
     NewJob {
+        sample: None,
         task: "reset-conversation".into(),
         model: "m\0with a NUL".into(),
         output: "print('a NUL \0 in an answer')".into(),

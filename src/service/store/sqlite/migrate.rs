@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "uploads", "0005_uploads.sql"),
     migration!(6, "no callback trigger", "0006_no_callback_trigger.sql"),
     migration!(7, "leases", "0007_leases.sql"),
+    migration!(8, "samples", "0008_samples.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -48,7 +48,7 @@ macro_rules! job_tail_columns {
 }
 
 const JOB_COLUMNS: &str = concat!(
-    "id, batch_id, task, model, metadata, status, result, ",
+    "id, batch_id, task, model, sample, metadata, status, result, ",
     job_tail_columns!()
 );
 
@@ -57,7 +57,7 @@ const JOB_COLUMNS: &str = concat!(
 /// timings), so polling a batch costs what its answer holds, not what its
 /// answers carried. SQLite trims the JSON; the service never holds it whole.
 const JOB_SUMMARY_COLUMNS: &str = concat!(
-    "id, batch_id, task, model, NULL AS metadata, status,
+    "id, batch_id, task, model, sample, NULL AS metadata, status,
      CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.script', NULL, '$.steps', json('[]'),
         '$.static', NULL, '$.behaviour', NULL, '$.timings', json('[]'), '$.missing', json('[]'),
         '$.extraction', NULL, '$.bundle', NULL) END AS result, ",
@@ -168,8 +168,8 @@ impl JobStore for SqliteStore {
             {
                 let mut insert = tx
                     .prepare(
-                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, upload, task_choice)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10)",
+                        "INSERT INTO jobs (id, batch_id, task, model, output, metadata, status, created_at, callback_url, upload, task_choice, sample)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11)",
                     )
                     .map_err(sql("preparing a job insert"))?;
                 for job in jobs {
@@ -188,7 +188,7 @@ impl JobStore for SqliteStore {
                         .transpose()
                         .map_err(|source| StoreError::Encode { what: "a task choice", source })?;
                     insert
-                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, upload, choice])
+                        .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, upload, choice, job.sample])
                         .map_err(sql("inserting a job"))?;
                     ids.push(id);
                 }
@@ -644,6 +644,7 @@ fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         batch_id: r.get("batch_id")?,
         task: r.get("task")?,
         model: r.get("model")?,
+        sample: r.get("sample")?,
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
         status: Status::parse(&status),
         // A result written by an older, incompatible version reads as none.

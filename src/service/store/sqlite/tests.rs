@@ -23,6 +23,7 @@ job_store_tests!(fresh);
 
 fn job(callback_url: Option<&str>) -> NewJob {
     NewJob {
+        sample: None,
         task: "reset-conversation".into(),
         model: "m".into(),
         output: "print(1)".into(),
