@@ -48,7 +48,8 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
         None => done.extend(grade_here(&args, todo).await?),
     }
     done.sort_by(Verification::report_order);
-    let rendered = render::many(&done, args.format);
+    let pass_at: Vec<usize> = args.pass_at.iter().map(|&k| k as usize).collect();
+    let rendered = render::report(&done, args.format, &pass_at);
     match &args.out {
         Some(path) => std::fs::write(path, rendered)
             .with_context(|| format!("cannot write {}", path.display()))?,

@@ -150,6 +150,11 @@ pub struct GradeArgs {
         requires = "server"
     )]
     pub token: Option<String>,
+    /// The k of each pass@k the leaderboard shows, comma-separated
+    /// (`1,5,10`); undefined for a model with fewer than k judged answers
+    /// to a task.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pass_at: Vec<u32>,
     /// Answers per batch request (with --server).
     #[arg(long, default_value_t = crate::client::DEFAULT_BATCH_SIZE, requires = "server")]
     pub batch_size: usize,
@@ -231,9 +236,13 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
+    /// A folder `qtjudge grade` wrote (`--run-dir`).
     pub run_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// The k of each pass@k the leaderboard shows, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pass_at: Vec<u32>,
 }
 
 fn default_jobs() -> usize {
@@ -249,7 +258,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Grade(args) => grade::grade_command(args).await,
         Command::Report(args) => {
             let results = load_run(&args.run_dir)?;
-            print!("{}", render::many(&results, args.format));
+            if results.is_empty() {
+                anyhow::bail!(
+                    "{} holds no results: give the --run-dir of a `qtjudge grade` run",
+                    args.run_dir.display()
+                );
+            }
+            let pass_at: Vec<usize> = args.pass_at.iter().map(|&k| k as usize).collect();
+            print!("{}", render::report(&results, args.format, &pass_at));
             Ok(exit_codes::OK)
         }
         Command::Image { action } => image::image_command(action).await,

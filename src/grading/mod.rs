@@ -9,6 +9,7 @@
 pub mod extract;
 pub mod failure;
 pub mod layout_diff;
+pub mod leaderboard;
 pub mod lines;
 pub mod pixels;
 pub mod programs;

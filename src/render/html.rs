@@ -7,7 +7,9 @@
 
 use askama::Template;
 
+use crate::grading::leaderboard::{Leaderboard, Rate};
 use crate::harness::Artifact;
+use crate::render::board::{self, Cells};
 use crate::render::Counts;
 use crate::verify::Verification;
 
@@ -93,6 +95,8 @@ pub struct Batch<'a> {
     pub done: bool,
     pub created: Option<String>,
     pub jobs: Vec<Job<'a>>,
+    /// The k of each pass@k its leaderboard shows.
+    pub pass_at: Vec<usize>,
 }
 
 /// A batch on the index page.
@@ -249,11 +253,18 @@ struct BatchPage<'a> {
     finished: usize,
     counts: Counts,
     chart: Chart,
+    /// The leaderboard's heads of pass@k, a line per model, and per model
+    /// × task when there are several tasks.
+    pass_heads: Vec<String>,
+    board_rows: Vec<Cells>,
+    task_rows: Vec<Cells>,
+    board_notes: Vec<&'static str>,
     /// Sorted by model, as `grade` sorts them.
     jobs: Vec<JobRow<'a>>,
 }
 
-/// One batch's page: the experiment's table with counts and a chart.
+/// One batch's page: the leaderboard of its finished answers with a chart,
+/// and the experiment's table with counts.
 pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
     let mut jobs: Vec<&Job> = batch.jobs.iter().collect();
     jobs.sort_by(|a, b| {
@@ -264,6 +275,7 @@ pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
         (a.model, a.task, sample(a)).cmp(&(b.model, b.task, sample(b)))
     });
     let results: Vec<&Verification> = jobs.iter().filter_map(|j| j.result).collect();
+    let leaderboard = crate::render::leaderboard(results.iter().copied(), &batch.pass_at);
     let title = if batch.id.is_empty() {
         "results".to_string()
     } else {
@@ -280,15 +292,25 @@ pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
         batch,
         finished: batch.jobs.iter().filter(|j| j.finished).count(),
         counts: Counts::of_all(results.iter().copied()),
-        chart: Chart::of(&jobs),
+        chart: Chart::of(&leaderboard),
+        pass_heads: leaderboard
+            .pass_at
+            .iter()
+            .map(|k| format!("pass@{k}"))
+            .collect(),
+        board_rows: leaderboard.models.iter().map(board::cells).collect(),
+        task_rows: leaderboard.by_task.iter().map(board::cells).collect(),
+        board_notes: std::iter::once(board::NOTE)
+            .chain(board::undefined_note(&leaderboard))
+            .collect(),
         jobs: jobs.into_iter().map(JobRow::of).collect(),
     }
     .render()
 }
 
 /// Bare results as a page of their own (`--format html`): one result's
-/// page, or the batch page of several.
-pub fn results(results: &[Verification]) -> String {
+/// page, or the batch page of several with pass@k for each of `pass_at`.
+pub fn results(results: &[Verification], pass_at: &[usize]) -> String {
     let rendered = match results {
         [one] => verification_page(&Job::bare(one)),
         many => batch_page(&Batch {
@@ -303,18 +325,20 @@ pub fn results(results: &[Verification]) -> String {
             done: true,
             created: None,
             jobs: many.iter().map(Job::bare).collect(),
+            pass_at: pass_at.to_vec(),
         }),
     };
     // The templates were checked when compiled; what they are given cannot fail to write.
     rendered.expect("a page renders into a String")
 }
 
-/// An inline SVG bar per model: tier 1 longest, tier 3 shortest, colour
-/// by tier.
+/// An inline SVG of tier shares per model (of its judged answers: tier 1
+/// green, 2 yellow, 3 red), in the leaderboard's order, with the 95%
+/// Wilson intervals of its tier-1 rate (upper line) and pass rate (lower
+/// line) drawn over the bar. Numbers are written with one decimal.
 struct Chart {
     width: usize,
     height: usize,
-    label_width: usize,
     bar_height: usize,
     bars: Vec<Bar>,
 }
@@ -324,44 +348,106 @@ struct Bar {
     model: String,
     y: usize,
     text_y: usize,
-    width: usize,
+    segments: Vec<Segment>,
+    whiskers: Vec<Whisker>,
     label_x: usize,
-    colour: &'static str,
     label: String,
 }
 
+struct Segment {
+    x: String,
+    width: String,
+    colour: &'static str,
+    title: String,
+}
+
+/// An interval: a line from `x1` to `x2` at `y` with ticks at its ends.
+struct Whisker {
+    x1: String,
+    x2: String,
+    y: String,
+    top: String,
+    bottom: String,
+    title: String,
+}
+
 impl Chart {
-    fn of(jobs: &[&Job]) -> Chart {
-        let row = 22;
-        let label_width = 230;
-        let unit = 150;
-        let bars = jobs
+    fn of(board: &Leaderboard) -> Chart {
+        let (row, bar_height, label_width, scale) = (26, 18, 230.0, 360.0);
+        let x = |share: f64| format!("{:.1}", label_width + share * scale);
+        let bars = board
+            .models
             .iter()
             .enumerate()
-            .map(|(i, job)| {
+            .map(|(i, r)| {
                 let y = i * row + 4;
-                let (length, colour, label) = match job.result.and_then(|v| v.tier) {
-                    Some(1) => (3, "#2e7d32", "1 flawless".to_string()),
-                    Some(2) => (2, "#f9a825", "2 unrequested changes".to_string()),
-                    Some(3) => (1, "#c62828", "3 fail".to_string()),
-                    _ => (0, "#9e9e9e", job.status.to_string()),
+                let n = r.n.max(1) as f64;
+                let mut segments = Vec::new();
+                let mut start = 0.0;
+                for (count, colour, name) in [
+                    (r.tier1, "#2e7d32", "tier 1 flawless"),
+                    (r.tier2, "#f9a825", "tier 2 unrequested changes"),
+                    (r.tier3, "#c62828", "tier 3 fail"),
+                ] {
+                    if count == 0 {
+                        continue;
+                    }
+                    let share = count as f64 / n;
+                    segments.push(Segment {
+                        x: x(start),
+                        width: format!("{:.1}", share * scale),
+                        colour,
+                        title: format!("{name}: {count} of {}", r.n),
+                    });
+                    start += share;
+                }
+                if r.n == 0 {
+                    segments.push(Segment {
+                        x: x(0.0),
+                        width: format!("{scale:.1}"),
+                        colour: "#9e9e9e",
+                        title: format!("{} not judged", r.not_judged),
+                    });
+                }
+                let whisker = |rate: &Rate, at: f64, what: &str| {
+                    let (low, high) = (rate.low?, rate.high?);
+                    let centre = y as f64 + bar_height as f64 * at;
+                    Some(Whisker {
+                        x1: x(low),
+                        x2: x(high),
+                        y: format!("{centre:.1}"),
+                        top: format!("{:.1}", centre - 3.0),
+                        bottom: format!("{:.1}", centre + 3.0),
+                        title: format!("{what} {}", board::rate(rate)),
+                    })
                 };
+                let whiskers = [
+                    whisker(&r.tier1_rate, 0.3, "tier-1 rate"),
+                    whisker(&r.pass_rate, 0.7, "pass rate"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 Bar {
-                    model: job.model.chars().take(32).collect(),
+                    model: r.model.chars().take(32).collect(),
                     y,
                     text_y: y + 14,
-                    width: length * unit,
-                    label_x: label_width + length * unit + 6,
-                    colour,
-                    label,
+                    segments,
+                    whiskers,
+                    label_x: (label_width + scale) as usize + 8,
+                    label: format!(
+                        "n={} · tier 1 {} · pass {}",
+                        r.n,
+                        board::rate(&r.tier1_rate),
+                        board::rate(&r.pass_rate)
+                    ),
                 }
             })
             .collect();
         Chart {
-            width: label_width + 3 * unit + 140,
-            height: row * jobs.len() + 8,
-            label_width,
-            bar_height: row - 6,
+            width: (label_width + scale) as usize + 330,
+            height: row * board.models.len() + 8,
+            bar_height,
             bars,
         }
     }

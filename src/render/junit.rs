@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{one_line, Counts};
+use super::{board, one_line, Counts};
+use crate::grading::leaderboard::Leaderboard;
 use crate::grading::verdict::Label;
 use crate::verify::Verification;
 
@@ -16,8 +17,9 @@ fn xml_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// JUnit: one test case per answer; tier 3 is a failure, not judged an error.
-pub(super) fn junit(results: &[Verification]) -> String {
+/// JUnit: one test case per answer; tier 3 is a failure, not judged an
+/// error; the leaderboard as the suite's properties.
+pub(super) fn junit(results: &[Verification], leaderboard: Option<&Leaderboard>) -> String {
     let c = Counts::of(results);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -39,6 +41,9 @@ pub(super) fn junit(results: &[Verification]) -> String {
         c.tier3,
         c.error
     );
+    if let Some(leaderboard) = leaderboard {
+        out.push_str(&board::junit_properties(leaderboard, xml_escape));
+    }
     for r in results {
         let _ = write!(
             out,

@@ -2,17 +2,18 @@
 
 use std::fmt::Write as _;
 
-use super::{one_line, tier_text, Counts};
+use super::{board, one_line, row_names, tier_text, Counts};
+use crate::grading::leaderboard::Leaderboard;
 use crate::verify::Verification;
 
-/// The experiment's table in Markdown, then the counts.
-pub(super) fn markdown(results: &[Verification]) -> String {
+/// The experiment's table in Markdown, then the counts and the leaderboard.
+pub(super) fn markdown(results: &[Verification], leaderboard: Option<&Leaderboard>) -> String {
     let mut out = String::from("| model | tier | reason |\n|---|---|---|\n");
-    for r in results {
+    for (r, name) in results.iter().zip(row_names(results)) {
         let _ = writeln!(
             out,
             "| {} | {} | {} |",
-            r.answer_name().replace('|', "\\|"),
+            name.replace('|', "\\|"),
             tier_text(r),
             one_line(&r.reason, 200).replace('|', "\\|")
         );
@@ -27,5 +28,8 @@ pub(super) fn markdown(results: &[Verification]) -> String {
         c.tier3,
         if c.error > 0 { format!(" · **not judged:** {}", c.error) } else { String::new() }
     );
+    if let Some(leaderboard) = leaderboard {
+        out.push_str(&board::markdown(leaderboard));
+    }
     out
 }

@@ -2,8 +2,10 @@
 //! view of it. The formats are listed once, in [`Format`], which drives the
 //! CLI's `--format`, the API's `?format=` and the OpenAPI document; each
 //! has its file here. Renders one result (`qtjudge verify`) or many
-//! (`grade`, `report`, a batch's report).
+//! (`grade`, `report`, a batch's report) with their leaderboard
+//! (`grading::leaderboard`, laid out by `board`).
 
+mod board;
 pub mod html;
 mod json;
 mod junit;
@@ -12,6 +14,7 @@ mod text;
 
 use serde::{Deserialize, Serialize};
 
+use crate::grading::leaderboard::{Leaderboard, Outcome};
 use crate::grading::verdict::Label;
 use crate::verify::Verification;
 
@@ -24,13 +27,15 @@ pub enum Format {
     #[value(alias = "table")]
     #[serde(alias = "table")]
     Text,
-    /// Pretty JSON: the result, or the array of results (no scripts).
+    /// Pretty JSON: the result, or many results with their leaderboard
+    /// (`{"results", "leaderboard"}`; no scripts).
     Json,
     /// One JSON result per line (no scripts).
     Jsonl,
-    /// JUnit XML: a test case per answer, tier 3 a failure, not judged an error.
+    /// JUnit XML: a test case per answer, tier 3 a failure, not judged an
+    /// error; the leaderboard as the suite's properties.
     Junit,
-    /// The experiment's table in Markdown.
+    /// The experiment's table and the leaderboard in Markdown.
     Markdown,
     /// A page: one result's, or the batch page of many.
     Html,
@@ -92,20 +97,50 @@ pub fn one(v: &Verification, format: Format) -> String {
     match format {
         Format::Text => text::account(v),
         Format::Json => json::pretty_one(v),
-        _ => many(std::slice::from_ref(v), format),
+        _ => render(std::slice::from_ref(v), format, None),
     }
 }
 
-/// Many results (`grade`, `report`, a batch), in the order given.
+/// Many results (`grade`, `report`, a batch), in the order given, and
+/// their leaderboard with pass@1.
 pub fn many(results: &[Verification], format: Format) -> String {
+    report(results, format, &[1])
+}
+
+/// Many results, in the order given, and their leaderboard with pass@k
+/// for each k of `pass_at`.
+pub fn report(results: &[Verification], format: Format, pass_at: &[usize]) -> String {
+    render(results, format, Some(&leaderboard(results, pass_at)))
+}
+
+fn render(results: &[Verification], format: Format, board: Option<&Leaderboard>) -> String {
     match format {
-        Format::Text => text::table(results),
-        Format::Json => json::pretty(results),
+        Format::Text => text::table(results, board),
+        Format::Json => json::pretty(results, board),
         Format::Jsonl => json::lines(results),
-        Format::Junit => junit::junit(results),
-        Format::Markdown => markdown::markdown(results),
-        Format::Html => html::results(results),
+        Format::Junit => junit::junit(results, board),
+        Format::Markdown => markdown::markdown(results, board),
+        Format::Html => html::results(results, board.map_or(&[1][..], |b| b.pass_at.as_slice())),
     }
+}
+
+/// The leaderboard of `results`, per model (and model × task), with
+/// pass@k for each k of `pass_at`.
+pub fn leaderboard<'a>(
+    results: impl IntoIterator<Item = &'a Verification>,
+    pass_at: &[usize],
+) -> Leaderboard {
+    let outcomes: Vec<Outcome> = results
+        .into_iter()
+        .map(|v| Outcome {
+            model: &v.model,
+            task: &v.task,
+            label: v.label,
+            failure: v.failure,
+            duration_ms: v.duration_ms,
+        })
+        .collect();
+    Leaderboard::of(&outcomes, pass_at)
 }
 
 /// Counts per tier (and of answers not judged).
@@ -147,6 +182,19 @@ impl Counts {
             self.tier1 as f64 / self.total() as f64
         }
     }
+}
+
+/// How a table row names an answer: its model and sample, and its task
+/// when the results span several (`alpha #2 [generic-reset]`).
+fn row_names(results: &[Verification]) -> Vec<String> {
+    let several = results.iter().any(|r| r.task != results[0].task);
+    results
+        .iter()
+        .map(|r| match several {
+            true => format!("{} [{}]", r.answer_name(), r.task),
+            false => r.answer_name(),
+        })
+        .collect()
 }
 
 /// `1 flawless`, `2 unrequested_changes`, or for tier 3 its failure code.

@@ -157,6 +157,58 @@ fn every_format_of_the_fixture_results_together() {
     }
 }
 
+/// A benchmark's results: two models, two tasks, several samples each
+/// (one not judged), with metadata.
+fn benchmark() -> Vec<Verification> {
+    let runs: [(&str, &str, &[u8]); 3] = [
+        ("alpha", "generic-reset", &[1, 3]),
+        ("alpha", "reset-conversation", &[1, 1, 2, 3, 3]),
+        ("beta", "reset-conversation", &[2, 2, 3, 0]),
+    ];
+    let mut all = Vec::new();
+    for (model, task, tiers) in runs {
+        for (i, &tier) in tiers.iter().enumerate() {
+            let (label, failure) = match tier {
+                1 => ("flawless", None),
+                2 => ("unrequested_changes", None),
+                3 => ("fail", Some("snippet")),
+                _ => ("error", None),
+            };
+            all.push(result(json!({
+                "model": model, "task": task, "sample": (i + 1).to_string(),
+                "tier": (1..=3).contains(&tier).then_some(tier), "label": label,
+                "failure": failure, "reason": label, "duration_ms": 1000 * (i + 1),
+                "metadata": {"temperature": 0.7}, "timings": [], "script": null,
+            })));
+        }
+    }
+    all
+}
+
+/// Every format of many results ends with their leaderboard (here with
+/// pass@1 and pass@5: undefined below five samples), per model and per
+/// model × task; JUnit keeps a case per answer.
+#[test]
+fn every_format_of_a_benchmark_with_its_leaderboard() {
+    let _bound = settings().bind_to_scope();
+    let all = benchmark();
+    for format in Format::ALL {
+        insta::assert_snapshot!(
+            format!("board_{}", format.name()),
+            report(&all, format, &[1, 5])
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&report(&all, Format::Json, &[1])).unwrap();
+    assert_eq!(json["results"][0]["metadata"], json!({"temperature": 0.7}));
+    assert_eq!(json["leaderboard"]["models"][0]["model"], "alpha");
+    assert_eq!(
+        report(&all, Format::Junit, &[1])
+            .matches("<testcase")
+            .count(),
+        11
+    );
+}
+
 /// `table`, the text format's old name, is still accepted everywhere.
 #[test]
 fn formats_are_named_once_and_table_is_still_text() {

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{one_line, tier_text, Counts};
+use super::{board, one_line, row_names, tier_text, Counts};
+use crate::grading::leaderboard::Leaderboard;
 use crate::verify::Verification;
 
 /// The human-readable account of one verification.
@@ -168,21 +169,23 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
     let _ = writeln!(out, "    memory         {memory}");
 }
 
-/// The experiment's table: a row per answer, then the counts.
-pub(super) fn table(results: &[Verification]) -> String {
-    let width = results
+/// The experiment's table: a row per answer, then the counts and the
+/// leaderboard.
+pub(super) fn table(results: &[Verification], leaderboard: Option<&Leaderboard>) -> String {
+    let names = row_names(results);
+    let width = names
         .iter()
-        .map(|r| r.answer_name().chars().count())
+        .map(|name| name.chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
     let mut out = String::new();
     let _ = writeln!(out, "{:<width$}  {:<22}  reason", "model", "tier");
-    for r in results {
+    for (r, name) in results.iter().zip(&names) {
         let _ = writeln!(
             out,
             "{:<width$}  {:<22}  {}",
-            r.answer_name(),
+            name,
             tier_text(r),
             one_line(&r.reason, 110)
         );
@@ -200,5 +203,8 @@ pub(super) fn table(results: &[Verification]) -> String {
             String::new()
         }
     );
+    if let Some(leaderboard) = leaderboard {
+        out.push_str(&board::text(leaderboard));
+    }
     out
 }

@@ -43,7 +43,8 @@ fn hand_written_openapi() -> Value {
     }
     report_content.insert(
         "application/json".into(),
-        json!({"schema": {"oneOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}]}}),
+        json!({"schema": {"anyOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "object", "required": ["results", "leaderboard"], "properties": {
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}, "leaderboard": {"type": "object"}}}]}}),
     );
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
@@ -135,6 +136,7 @@ fn hand_written_openapi() -> Value {
                     "task": {"type": "string", "description": "the task given, else the tasks chosen for its answers (comma-separated; each verification names its own)"},
                     "total": {"type": "integer"}, "progress": {"type": "object"},
                     "counts": {"type": "object", "properties": {"tier1": {"type": "integer"}, "tier2": {"type": "integer"}, "tier3": {"type": "integer"}, "error": {"type": "integer"}}},
+                    "leaderboard": {"type": "object", "description": "of the answers finished so far: {pass_at, tasks, models, by_task}, a row per model (and model × task) with n, tier counts, tier1_rate and pass_rate with 95% Wilson intervals, pass_at, failures and median_ms (README: The leaderboard)"},
                     "verifications": {"type": "array", "items": {"type": "object", "description": "id, model, sample, task, task_choice, status, tier, label, failure, reason, links"}},
                     "table": {"type": "string", "nullable": true},
                     "callback": {"allOf": [{"$ref": "#/components/schemas/Callback"}], "nullable": true},
@@ -191,9 +193,11 @@ fn hand_written_openapi() -> Value {
             "/v1/batches/{id}": {"get": {
                 "summary": "a batch's progress and, when done, its table", "security": [{"bearer": []}],
                 "parameters": [id_param, wait_param,
-                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}}],
+                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}},
+                    {"name": "pass_at", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"},
+                     "description": "the k of each pass@k of the leaderboard, comma-separated, from 1 (default `1`)"}],
                 "responses": with(json!({
-                    "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: the array of results)", "content": report_content},
+                    "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: `{results, leaderboard}`)", "content": report_content},
                     "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
                 }), json!({"404": error_response("unknown id")}))}},
             "/v1/tasks": {"get": {

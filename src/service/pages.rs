@@ -92,6 +92,7 @@ fn batch_page_of(batch: &BatchRecord) -> html::Batch<'_> {
         done: status == Status::Done,
         created: Some(rfc3339(batch.created_at)),
         jobs: batch.jobs.iter().map(job_page).collect(),
+        pass_at: vec![1],
     }
 }
 
@@ -235,5 +236,8 @@ mod tests {
         let b = html.find(">b-model</a>").unwrap();
         assert!(a < b, "rows sorted by model like `grade`");
         assert!(html.contains("<svg id=\"chart\"") && html.contains("fill=\"#c62828\""));
+        assert!(html.contains("<table id=\"leaderboard\">"), "{html}");
+        // The finished answer's model on the leaderboard: 0 of 1 passed.
+        assert!(html.contains("<tr><td>a-model</td><td>1</td>"), "{html}");
     }
 }

@@ -98,6 +98,12 @@ pub(super) fn batch_tasks(batch: &BatchRecord) -> String {
 }
 
 pub(super) fn batch_view(batch: &BatchRecord) -> Value {
+    batch_view_with(batch, &[1])
+}
+
+/// A batch as the API shows it, its leaderboard (of the answers finished
+/// so far) with pass@k for each k of `pass_at`.
+pub(super) fn batch_view_with(batch: &BatchRecord, pass_at: &[usize]) -> Value {
     let count = |s: Status| batch.jobs.iter().filter(|j| j.status == s).count();
     let status = batch_status(batch);
     let results = batch_results(batch);
@@ -134,8 +140,9 @@ pub(super) fn batch_view(batch: &BatchRecord) -> Value {
             "error": count(Status::Error),
         },
         "counts": Counts::of(&results),
+        "leaderboard": render::leaderboard(&results, pass_at),
         "verifications": verifications,
-        "table": (status == Status::Done).then(|| render::many(&results, Format::Text)),
+        "table": (status == Status::Done).then(|| render::report(&results, Format::Text, pass_at)),
         "callback": batch.callback,
         "links": {"self": format!("/v1/batches/{}", batch.id), "page": format!("/batches/{}", batch.id)},
     })

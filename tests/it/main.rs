@@ -21,6 +21,7 @@ mod outage;
 mod remote_grade;
 mod replicas;
 mod runtime;
+mod samples;
 mod schemathesis;
 mod server;
 mod service;

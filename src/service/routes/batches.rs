@@ -19,7 +19,7 @@ use crate::service::limits::{check_fields, requested_wait, sample_text};
 use crate::service::pages::secure_page;
 use crate::service::state::AppState;
 use crate::service::store::{self, NewBatch, NewJob, Status};
-use crate::service::views::{batch_results, batch_status, batch_view};
+use crate::service::views::{batch_results, batch_status, batch_view_with};
 
 /// One answer of a batch: a raw answer in `output`, or an app in
 /// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them;
@@ -237,6 +237,8 @@ pub(super) async fn create_batch(
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchViewQuery {
     format: Option<Format>,
+    /// The k of each pass@k of the leaderboard, comma-separated (default 1).
+    pass_at: Option<String>,
     wait: Option<u64>,
 }
 
@@ -246,6 +248,7 @@ pub(super) async fn get_batch(
     ApiQuery(query): ApiQuery<BatchViewQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let pass_at = parse_pass_at(query.pass_at.as_deref())?;
     let wait = requested_wait(query.wait, &headers);
     // A report in a format carries every result whole; the view does not.
     let detail = match query.format {
@@ -261,7 +264,7 @@ pub(super) async fn get_batch(
     let done = batch_status(&batch) == Status::Done;
     match query.format {
         Some(format) if done => {
-            let rendered = render::many(&batch_results(&batch), format);
+            let rendered = render::report(&batch_results(&batch), format, &pass_at);
             let mut response = (
                 [(CONTENT_TYPE, HeaderValue::from_static(format.media_type()))],
                 rendered,
@@ -273,7 +276,33 @@ pub(super) async fn get_batch(
             Ok(response)
         }
         // Not finished: the progress, as 202, like a verification not yet done.
-        Some(_) => Ok((StatusCode::ACCEPTED, Json(batch_view(&batch))).into_response()),
-        None => Ok(Json(batch_view(&batch)).into_response()),
+        Some(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(batch_view_with(&batch, &pass_at)),
+        )
+            .into_response()),
+        None => Ok(Json(batch_view_with(&batch, &pass_at)).into_response()),
     }
+}
+
+/// `?pass_at=1,5,10`: whole numbers from 1, comma-separated (default 1).
+fn parse_pass_at(text: Option<&str>) -> Result<Vec<usize>, ApiError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(vec![1]);
+    };
+    let ks: Vec<usize> = text
+        .split(',')
+        .map(|k| k.trim().parse::<usize>().ok().filter(|k| (1..=10_000).contains(k)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`pass_at` is {text:?}: give the k of each pass@k as whole numbers from 1 to 10000, comma-separated (`1,5,10`)"
+            ))
+        })?;
+    if ks.len() > 16 {
+        return Err(ApiError::BadRequest(
+            "`pass_at` names more than 16 values of k".into(),
+        ));
+    }
+    Ok(ks)
 }

@@ -639,6 +639,19 @@ async fn a_batch_reports_progress_and_names_models_once() {
         .collect();
     assert_eq!(keys, [("a", "1"), ("a", "2")], "keyed by sample, not `a#2`");
     assert!(batch["table"].is_null(), "no table before the end");
+    assert_eq!(
+        batch["leaderboard"]["models"],
+        json!([]),
+        "nothing finished yet"
+    );
+    assert_eq!(batch["leaderboard"]["pass_at"], json!([1]));
+    let (_, _, batch) = call(&f.state, "GET", &format!("{location}?pass_at=1,5"), "", &[]).await;
+    assert_eq!(batch["leaderboard"]["pass_at"], json!([1, 5]));
+    assert_error(
+        &call(&f.state, "GET", &format!("{location}?pass_at=0"), "", &[]).await,
+        400,
+        "bad_request",
+    );
     let (status, _, _) = call(
         &f.state,
         "GET",
