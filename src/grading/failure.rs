@@ -2,71 +2,57 @@
 //! grader finds, what a run shows, what an app's archive is refused for.
 //! Serialised as the snake_case strings of the JSON contract.
 
-use serde::{Deserialize, Serialize};
-
-/// Why an answer is tier 3; one primary code per verification.
-///
-/// The behavioural codes come first, in the order the harness has always
-/// declared them (`Ord` is theirs); the others follow.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    Hash,
-    PartialOrd,
-    Ord,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCode {
-    /// The script does not compile (static, or at the run's compile step).
-    SyntaxError,
-    LaunchFailed,
-    HistoryBroken,
-    NoResetControl,
-    ResetRaised,
-    HistoryNotCleared,
-    BrokenAfterReset,
-    Timeout,
-    ResourceLimit,
-    Crashed,
-    /// The app imports a module the sandbox image does not have.
-    MissingDependency,
-    /// The answer reads or alters the judge (patches the harness or QtTest,
-    /// walks its frames or modules, looks for its traces).
-    Tampering,
-    /// Destructive or exfiltrating operations nobody asked for (deleting
-    /// files outside the app's own, shell commands, downloading code,
-    /// connections to hosts other than the model API).
-    Harmful,
-    /// The sandbox's output (result line, artifacts, nesting) went past
-    /// what the host accepts: the answer's doing, never retried.
-    OutputTooLarge,
-    /// The window's pixels could not be read from outside the app's
-    /// process (too large, undecodable, or no reply ever recognisable):
-    /// without that evidence there is no pass.
-    ScreenUnreadable,
-    /// The answer holds no code.
-    NoCode,
-    /// A fragment, a diff or placeholders instead of the full script.
-    Snippet,
-    /// An uploaded app's archive: a path out of the app's folder.
-    UnsafeArchivePath,
-    /// A link, device or other entry that is not a plain file.
-    ArchiveSpecialFile,
-    ArchiveTooManyFiles,
-    ArchiveTooLarge,
-    BadArchive,
-    BadNotebook,
-    NoPythonFile,
-    EntryNotFound,
-    NoEntryPoint,
-    AmbiguousEntryPoint,
-    UnreadableInput,
+contract_code! {
+    /// Why an answer is tier 3; one primary code per verification.
+    ///
+    /// The behavioural codes come first, in the order the harness has always
+    /// declared them (`Ord` is theirs); the others follow.
+    pub enum FailureCode {
+        /// The script does not compile (static, or at the run's compile step).
+        SyntaxError,
+        LaunchFailed,
+        HistoryBroken,
+        NoResetControl,
+        ResetRaised,
+        HistoryNotCleared,
+        BrokenAfterReset,
+        Timeout,
+        ResourceLimit,
+        Crashed,
+        /// The app imports a module the sandbox image does not have.
+        MissingDependency,
+        /// The answer reads or alters the judge (patches the harness or QtTest,
+        /// walks its frames or modules, looks for its traces).
+        Tampering,
+        /// Destructive or exfiltrating operations nobody asked for (deleting
+        /// files outside the app's own, shell commands, downloading code,
+        /// connections to hosts other than the model API).
+        Harmful,
+        /// The sandbox's output (result line, artifacts, nesting) went past
+        /// what the host accepts: the answer's doing, never retried.
+        OutputTooLarge,
+        /// The window's pixels could not be read from outside the app's
+        /// process (too large, undecodable, or no reply ever recognisable):
+        /// without that evidence there is no pass.
+        ScreenUnreadable,
+        /// The answer holds no code.
+        NoCode,
+        /// A fragment, a diff or placeholders instead of the full script.
+        Snippet,
+        /// An uploaded app's archive: a path out of the app's folder.
+        UnsafeArchivePath,
+        /// A link, device or other entry that is not a plain file.
+        ArchiveSpecialFile,
+        ArchiveTooManyFiles,
+        ArchiveTooLarge,
+        BadArchive,
+        BadNotebook,
+        NoPythonFile,
+        EntryNotFound,
+        NoEntryPoint,
+        AmbiguousEntryPoint,
+        UnreadableInput,
+    }
 }
 
 impl FailureCode {

@@ -6,6 +6,30 @@
 //! The sandbox and the service bring the evidence; this room only reads
 //! it (checked by `tests/it/tidy.rs`).
 
+/// A code of the JSON contract (a failure code, a tier's label): a plain
+/// enum, ordered and hashable, serialised as its variants' snake_case
+/// names. Written once so that every such code derives the same traits.
+macro_rules! contract_code {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variants:tt)* }) => {
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+            schemars::JsonSchema,
+        )]
+        #[serde(rename_all = "snake_case")]
+        $(#[$meta])*
+        $vis enum $name { $($variants)* }
+    };
+}
+
 pub mod extract;
 pub mod failure;
 pub mod layout_diff;

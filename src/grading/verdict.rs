@@ -17,26 +17,16 @@ use serde::{Deserialize, Serialize};
 use crate::grading::static_grade::Threat;
 use crate::grading::FailureCode;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    Hash,
-    PartialOrd,
-    Ord,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Label {
-    Flawless,
-    UnrequestedChanges,
-    Fail,
-    /// Not judged: see `Verification::error`.
-    Error,
+contract_code! {
+    /// A verification's verdict: its tier's name, or `error` when it was
+    /// not judged.
+    pub enum Label {
+        Flawless,
+        UnrequestedChanges,
+        Fail,
+        /// Not judged: see `Verification::error`.
+        Error,
+    }
 }
 
 impl Label {

@@ -82,6 +82,37 @@ pub fn outcome_with_frames(
     }
 }
 
+/// A run that did everything right: every step, both in-process planes
+/// clear, the clean conversation, the good frames.
+pub fn clean_outcome(t: &[Turn]) -> SandboxOutcome {
+    outcome(full_steps(true, true), conversation(t, false))
+}
+
+/// The clean conversation with one more request after the reset (turn 3's
+/// own stays clean beside it), at `at_ms`.
+pub fn with_extra_request(t: &[Turn], at_ms: f64, messages: Vec<(&str, &str)>) -> Vec<Value> {
+    let mut requests = conversation(t, false);
+    requests.insert(3, chat(9, at_ms, messages));
+    requests
+}
+
+/// What the judge makes of a run whose harness did every step and read
+/// both in-process planes clear, with the fake server's `requests`.
+pub fn judged(t: &[Turn], requests: Vec<Value>) -> Behaviour {
+    judge(&outcome(full_steps(true, true), requests), t, 30).unwrap()
+}
+
+/// Likewise for the clean conversation, with the supervisor's `frames`.
+pub fn judged_with_frames(t: &[Turn], frames: Vec<Value>) -> Behaviour {
+    let requests = conversation(t, false);
+    judge(
+        &outcome_with_frames(full_steps(true, true), requests, frames),
+        t,
+        30,
+    )
+    .unwrap()
+}
+
 /// Turns 1-2 shown before the reset (at 500 ms, reset at 600 ms), turns
 /// 3-4 after it.
 pub fn good_frames() -> Vec<Value> {

@@ -49,6 +49,28 @@ macro_rules! job_store_tests {
 }
 pub(crate) use job_store_tests;
 
+/// A store's migration list against its folder (`dir`, from the crate's
+/// root): one file per version, numbered in order from 1, each the text
+/// compiled in. `listed` is each migration's version, name and SQL.
+pub(crate) fn assert_migrations_are_their_files(dir: &str, listed: &[(u32, &str, &str)]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), listed.len(), "every file is listed: {files:?}");
+    for (n, ((version, name, sql), file)) in listed.iter().zip(&files).enumerate() {
+        assert_eq!(*version as usize, n + 1, "{name}");
+        assert!(file.starts_with(&format!("{version:04}_")), "{file}");
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_eq!(
+            &text, sql,
+            "{file} is the one compiled in as version {version}"
+        );
+    }
+}
+
 const TASK: &str = "reset-conversation";
 
 fn job(callback_url: Option<&str>) -> NewJob {

@@ -16,6 +16,7 @@ use futures_util::future::BoxFuture;
 use crate::task::TaskChoice;
 use crate::verify::Verification;
 
+mod columns;
 mod error;
 mod postgres;
 mod records;

@@ -14,6 +14,7 @@ use futures_util::future::BoxFuture;
 use tokio_postgres::{NoTls, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::columns::{from_json, to_json, to_json_opt};
 use super::{
     new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackStatus, Claimed,
     DeliveryState, Depth, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered,
@@ -320,16 +321,16 @@ fn job_record(r: &Row) -> JobRecord {
         task: r.get("task"),
         model: r.get("model"),
         sample: r.get("sample"),
-        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        metadata: from_json(metadata),
         status: Status::parse(&status),
-        result: result.and_then(|text| serde_json::from_str(&text).ok()),
+        result: from_json(result),
         error: r.get("error"),
         attempts: r.get("attempts"),
         created_at: r.get("created_at"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
         callback: callback_status(r),
-        task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
+        task_choice: from_json(choice),
     }
 }
 
@@ -522,24 +523,8 @@ impl JobStore for PostgresStore {
             for job in jobs {
                 let id = new_id();
                 let metadata = job.metadata.map(|m| m.to_string());
-                let upload = job
-                    .upload
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(|source| StoreError::Encode {
-                        what: "an upload",
-                        source,
-                    })?;
-                let choice = job
-                    .task_choice
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(|source| StoreError::Encode {
-                        what: "a task choice",
-                        source,
-                    })?;
+                let upload = to_json_opt(job.upload.as_ref(), "an upload")?;
+                let choice = to_json_opt(job.task_choice.as_ref(), "a task choice")?;
                 tx.execute(
                     &insert,
                     &[
@@ -605,9 +590,9 @@ impl JobStore for PostgresStore {
                     model: r.get("model"),
                     output: String::from_utf8_lossy(&output).into_owned(),
                     // Written by `enqueue` from a checked upload.
-                    upload: upload.and_then(|u| serde_json::from_str(&u).ok()),
+                    upload: from_json(upload),
                     bundle: None,
-                    task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
+                    task_choice: from_json(choice),
                 }
             }))
         })
@@ -619,10 +604,7 @@ impl JobStore for PostgresStore {
         choice: &'a TaskChoice,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let encoded = serde_json::to_string(choice).map_err(|source| StoreError::Encode {
-                what: "a task choice",
-                source,
-            })?;
+            let encoded = to_json(choice, "a task choice")?;
             let client = self.client().await?;
             let updated = client
                 .execute(
@@ -736,7 +718,7 @@ impl JobStore for PostgresStore {
                 .query_opt(
                     "UPDATE jobs SET status = 'error', finished_at = $3, lease_holder = NULL,
                          lease_expires_at = NULL,
-                         error = 'the Docker engine failed this verification ' || attempts
+                         error = 'the sandbox engine failed this verification ' || attempts
                              || ' times (last: ' || $4::text
                              || '); given up: check the engine (docker info, its log) and submit the answer again'
                      WHERE id = $1 AND lease = $2 AND status = 'running' AND lease_expires_at > now()

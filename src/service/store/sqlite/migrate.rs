@@ -132,27 +132,13 @@ mod tests {
 
     #[test]
     fn the_migrations_are_numbered_in_order_and_name_their_files() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service/store/migrations");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        let listed: Vec<(u32, &str, &str)> = MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name, m.sql))
             .collect();
-        files.sort();
-        assert_eq!(
-            files.len(),
-            MIGRATIONS.len(),
-            "every file is listed: {files:?}"
+        crate::service::store::conformance::assert_migrations_are_their_files(
+            "src/service/store/migrations",
+            &listed,
         );
-        for (n, (m, file)) in MIGRATIONS.iter().zip(&files).enumerate() {
-            assert_eq!(m.version as usize, n + 1, "{}", m.name);
-            assert!(file.starts_with(&format!("{:04}_", m.version)), "{file}");
-            let text = std::fs::read_to_string(dir.join(file)).unwrap();
-            assert_eq!(
-                text, m.sql,
-                "{file} is the one compiled in as version {}",
-                m.version
-            );
-        }
     }
 }

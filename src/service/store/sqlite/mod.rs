@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::columns::{from_json, to_json, to_json_opt};
 use super::{
     new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, Claimed, DeliveryState,
     Depth, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Result,
@@ -175,18 +176,8 @@ impl JobStore for SqliteStore {
                 for job in jobs {
                     let id = new_id();
                     let metadata = job.metadata.map(|m| m.to_string());
-                    let upload = job
-                        .upload
-                        .as_ref()
-                        .map(serde_json::to_string)
-                        .transpose()
-                        .map_err(|source| StoreError::Encode { what: "an upload", source })?;
-                    let choice = job
-                        .task_choice
-                        .as_ref()
-                        .map(serde_json::to_string)
-                        .transpose()
-                        .map_err(|source| StoreError::Encode { what: "a task choice", source })?;
+                    let upload = to_json_opt(job.upload.as_ref(), "an upload")?;
+                    let choice = to_json_opt(job.task_choice.as_ref(), "a task choice")?;
                     insert
                         .execute(params![id, batch_id, job.task, job.model, job.output, metadata, now, job.callback_url, upload, choice, job.sample])
                         .map_err(sql("inserting a job"))?;
@@ -222,9 +213,9 @@ impl JobStore for SqliteStore {
                         model: r.get("model")?,
                         output: r.get("output")?,
                         // Written by `enqueue` from a checked upload: unreadable only if corrupted.
-                        upload: upload.and_then(|u| serde_json::from_str(&u).ok()),
-                        bundle: bundle.and_then(|b| serde_json::from_str(&b).ok()),
-                        task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
+                        upload: from_json(upload),
+                        bundle: from_json(bundle),
+                        task_choice: from_json(choice),
                     })
                 },
             )
@@ -239,10 +230,7 @@ impl JobStore for SqliteStore {
         choice: &'a TaskChoice,
     ) -> BoxFuture<'a, Result<()>> {
         let (lease, task) = (lease.clone(), choice.task.clone());
-        let choice = serde_json::to_string(choice).map_err(|source| StoreError::Encode {
-            what: "a task choice",
-            source,
-        });
+        let choice = to_json(choice, "a task choice");
         Box::pin(async move {
             let choice = choice?;
             self.call(move |conn| {
@@ -278,13 +266,7 @@ impl JobStore for SqliteStore {
                     .collect()
             })
             .unwrap_or_default();
-        let result = result
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|source| StoreError::Encode {
-                what: "a result",
-                source,
-            });
+        let result = to_json_opt(result, "a result");
         Box::pin(async move {
             let result = result?;
             self.call(move |conn| {
@@ -338,7 +320,7 @@ impl JobStore for SqliteStore {
             let given_up = tx
                 .execute(
                     "UPDATE jobs SET status = 'error', finished_at = ?3,
-                     error = 'the Docker engine failed this verification ' || attempts || ' times (last: ' || ?4
+                     error = 'the sandbox engine failed this verification ' || attempts || ' times (last: ' || ?4
                              || '); given up: check the engine (docker info, its log) and submit the answer again'
                      WHERE id = ?1 AND lease = ?2 AND status = 'running' AND attempts >= ?5",
                     params![lease.job_id, lease.token, now, why, MAX_ATTEMPTS],
@@ -645,16 +627,16 @@ fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         task: r.get("task")?,
         model: r.get("model")?,
         sample: r.get("sample")?,
-        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        metadata: from_json(metadata),
         status: Status::parse(&status),
         // A result written by an older, incompatible version reads as none.
-        result: result.and_then(|text| serde_json::from_str(&text).ok()),
+        result: from_json(result),
         error: r.get("error")?,
         attempts: r.get("attempts")?,
         created_at: r.get("created_at")?,
         started_at: r.get("started_at")?,
         finished_at: r.get("finished_at")?,
         callback: deliveries::callback_status(r)?,
-        task_choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
+        task_choice: from_json(choice),
     })
 }
