@@ -13,8 +13,6 @@ mod choose;
 mod diff;
 mod fences;
 mod reasoning;
-#[cfg(test)]
-mod tests;
 mod unfenced;
 
 use choose::choose_block;
@@ -96,3 +94,7 @@ fn normalise_newlines(raw: &str) -> String {
     out.push_str(rest);
     out
 }
+
+// Last: the tidy test reads a file's product code up to its first test module.
+#[cfg(test)]
+mod tests;
