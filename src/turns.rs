@@ -280,6 +280,34 @@ pub fn traces_of(turn: &Turn, normalised: &str) -> Vec<String> {
     found
 }
 
+/// What only this turn holds, normalised: its markers, its code words and
+/// the name the first turn gives (the rest of its text is common words).
+pub fn distinctive_tokens(turn: &Turn) -> Vec<String> {
+    let mut out = vec![turn.prompt_marker.clone(), turn.reply_marker.clone()];
+    out.extend(turn.words.iter().map(|w| normalise(w)));
+    let prompt = normalise(&turn.prompt);
+    out.extend(
+        NAMES
+            .iter()
+            .map(|name| normalise(name))
+            .filter(|name| contains_word(&prompt, name)),
+    );
+    out
+}
+
+/// `text` with the punctuation inside each run of non-space characters
+/// taken out (`uku-lele`, `i42ykd.hg54q7` read as the words they split), to
+/// search besides `text`: a marker or code word cut by hyphens is still it.
+pub fn joined_within_chunks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_alphanumeric() || c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `word` in `text` as a word of its own (not inside a longer word).
 fn contains_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(at, _)| {

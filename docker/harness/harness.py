@@ -1460,8 +1460,10 @@ class Run:
         # Every place reachable from the window (or the module) that still
         # holds an earlier turn, whether or not it held one before.
         still = memory_places(self.window, old, _context_range(2))
-        configured_empty = all(v == "None" or v.endswith(" of 0") for v in attributes.values() if v != "missing")
-        memory = configured_empty and not still
+        # A history the reset left holding a system prompt or a greeting is
+        # honest: only what still holds an earlier turn counts (a hint: it
+        # can fail the memory plane, never pass it).
+        memory = not still
         screen = not screen_hits
         report("planes", memory=memory, screen=screen, attributes=attributes, memory_hits=still, screen_hits=screen_hits)
         checkpoint("after_reset")

@@ -209,11 +209,10 @@ pub struct RequestSummary {
     /// after the reset such a request counts as carrying the old turns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
-    /// How much text it held that neither the app's frame nor the new turns
-    /// explain, past the budget (`unexplained`): after the reset such a
-    /// request counts as carrying the old turns in disguise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unexplained: Option<String>,
+    /// The text it held that neither the app's frame nor the new turns
+    /// explain (`unexplained`); read for requests after turn 2's.
+    #[serde(skip)]
+    pub novel: Option<super::unexplained::Novel>,
 }
 
 /// The run could not be judged: an infrastructure fault, not the answer's.

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::unexplained::Vocabulary;
+use super::unexplained::{over_budget, Vocabulary};
 use super::{RequestSummary, Turn};
 use crate::report_channel::Channel;
 use crate::turns::{RequestImage, TURNS_BEFORE_RESET};
@@ -27,17 +27,23 @@ pub(super) fn next_request_plane(
     reset_at: f64,
     dropped: u64,
 ) -> RequestPlane {
-    let old: Vec<&RequestSummary> = requests
+    let after: Vec<&RequestSummary> = requests
         .iter()
         .filter(|r| r.at_ms.unwrap_or(f64::INFINITY) >= reset_at)
+        .collect();
+    let unexplained = over_budget(after.iter().map(|r| r.novel.as_ref()));
+    let old: Vec<(&RequestSummary, &Option<String>)> = after
+        .into_iter()
+        .zip(&unexplained)
         // A request "for" turn 1 or 2 after the reset (an old prompt as its
         // newest message) carries that turn as much as one quoting it; one
-        // that could not be read whole may (fail closed).
-        .filter(|r| {
+        // that could not be read whole may (fail closed), as may one with
+        // more text than a clean request explains.
+        .filter(|(r, unexplained)| {
             r.carried_turns.iter().any(|&t| t <= 2)
                 || r.turn.is_some_and(|t| t <= 1)
                 || r.unreadable.is_some()
-                || r.unexplained.is_some()
+                || unexplained.is_some()
         })
         .collect();
     let old_turn_in = if dropped > 0 {
@@ -45,7 +51,7 @@ pub(super) fn next_request_plane(
             "the app sent more requests than are recorded ({dropped} past the cap), so not every request after the reset could be read"
         ))
     } else {
-        old.first().map(|r| {
+        old.first().map(|&(r, unexplained)| {
             let carried = match (r.turn, &r.unreadable) {
                 (Some(t), _) if t <= 1 => {
                     format!("turn {}'s prompt as its newest message", t + 1)
@@ -54,7 +60,7 @@ pub(super) fn next_request_plane(
                 (_, Some(why)) => format!(
                     "a body that could not be read whole ({why}), so it may carry the old turns"
                 ),
-                _ => r.unexplained.clone().unwrap_or_default(),
+                _ => unexplained.clone().unwrap_or_default(),
             };
             format!(
                 "request #{} {} {} carried {}{}",
@@ -174,8 +180,10 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
                 TURNS_BEFORE_RESET,
             ));
         }
-        let unexplained = match &vocabulary {
-            Some(vocabulary) => vocabulary.unexplained(&whole),
+        // Also read with the punctuation inside words taken out: `uku-lele`.
+        let searched = format!("{whole}\n{}", crate::turns::joined_within_chunks(&whole));
+        let novel = match &vocabulary {
+            Some(vocabulary) => Some(vocabulary.novel(&whole)),
             None => {
                 frame_texts.push(whole.clone());
                 None
@@ -229,7 +237,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             if Some(i) == turn {
                 continue;
             }
-            let mut found = crate::turns::traces_of(t, &whole);
+            let mut found = crate::turns::traces_of(t, &searched);
             if carries_context_of(body, i) {
                 found.push(format!("context of turn {}", i + 1));
             }
@@ -261,7 +269,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
             carries,
             carried_turns,
             unreadable,
-            unexplained,
+            novel,
         });
     }
     summaries

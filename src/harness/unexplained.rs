@@ -2,24 +2,28 @@
 //!
 //! Matching the old turns' markers and words finds them as written; an app
 //! that keeps the history and sends it disguised (another alphabet's look-
-//! alike letters, rot13, reversed, spaced out, hex, base32, HTML entities,
-//! character codes…) carries none of them. So the plane also asks the
-//! converse: after the reset, a request may hold only what the app sent
-//! before any history existed (its frame: system prompt, model name,
-//! options, headers), the new turns' prompts and replies, and the new turns'
-//! context numbers. Anything else is counted, and past a small budget the
+//! alike letters, rot13, reversed, hex, character codes…) carries none of
+//! them. So the plane also asks the converse: after the reset, a request may
+//! hold only what the app sent before any history existed (its frame: system
+//! prompt, model name, options, headers) and the new turns' prompts and
+//! replies. Anything else is counted, run-wide, and past a small budget the
 //! request fails closed, as one that could not be read whole does.
 //!
-//! The budget leaves room for what honest apps add after a reset (a new
-//! session id, a timestamp, a short greeting or note) and is smaller than
-//! one old turn (its prompt and reply), disguised.
+//! The budgets leave room for what honest apps add after a reset (a new
+//! session id, ids and timestamps per message, a short greeting or note) and
+//! are smaller than one old turn (its prompt and reply), disguised.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::Turn;
 
-/// Characters of unexplained text a request after the reset may hold.
+/// Characters of unexplained words a run's requests after the reset may hold.
 pub(super) const BUDGET_CHARS: usize = 160;
+
+/// Characters of unexplained codes (runs of digits and hex letters with a
+/// digit in them: ids, timestamps, numbers) they may hold besides: honest
+/// apps put a uuid and a time on every message.
+pub(super) const CODE_BUDGET_CHARS: usize = 480;
 
 /// Tokens a request after the reset may hold freely.
 pub(super) struct Vocabulary {
@@ -28,66 +32,127 @@ pub(super) struct Vocabulary {
 
 impl Vocabulary {
     /// `frame_texts`: what `turns::request_text` read of the requests sent
-    /// before turn 2's (the frame, with turn 1's prompt in it). Words only
-    /// the old turns use are taken out of the frame: they are history.
+    /// before turn 2's (the frame, with turn 1's prompt in it). What only
+    /// the old turns hold (their markers, code words and the name given in
+    /// turn 1) is taken out of it: that is history, not frame. Common words
+    /// the old turns also use stay: an app's long system prompt has them.
     pub(super) fn new<'a>(
         frame_texts: impl IntoIterator<Item = &'a str>,
         turns: &[Turn],
         reset_turn: usize,
     ) -> Vocabulary {
-        let turn_tokens = |range: std::ops::Range<usize>| {
-            let mut set = HashSet::new();
-            for turn in turns.get(range).into_iter().flatten() {
-                for text in [&turn.prompt, &turn.reply] {
-                    set.extend(tokens(&crate::turns::normalise(text)).map(str::to_string));
-                }
+        let split = reset_turn.min(turns.len());
+        let mut new: HashSet<String> = HashSet::new();
+        for turn in &turns[split..] {
+            for text in [&turn.prompt, &turn.reply] {
+                new.extend(tokens(&crate::turns::normalise(text)).map(str::to_string));
             }
-            set
-        };
-        let new = turn_tokens(reset_turn..turns.len());
-        let old = turn_tokens(0..reset_turn.min(turns.len()));
+        }
+        let old: HashSet<String> = turns[..split]
+            .iter()
+            .flat_map(crate::turns::distinctive_tokens)
+            .filter(|t| !new.contains(t))
+            .collect();
         let mut allowed: HashSet<String> = frame_texts
             .into_iter()
             .flat_map(tokens)
-            .filter(|t| new.contains(*t) || !old.contains(*t))
+            .filter(|t| !old.contains(*t))
             .map(str::to_string)
             .collect();
         allowed.extend(new);
-        // `/api/generate` context numbers the fake server gave the new turns.
-        for k in reset_turn..turns.len() {
-            let base = crate::turns::CONTEXT_BASE + crate::turns::CONTEXT_STRIDE * k as i64;
-            allowed.extend((base..base + crate::turns::CONTEXT_STRIDE).map(|n| n.to_string()));
-        }
         Vocabulary { allowed }
     }
 
-    /// Why `text` (a request's `turns::request_text`) holds more than the
-    /// budget of unexplained text, quoting some of it; `None` when it does not.
-    pub(super) fn unexplained(&self, text: &str) -> Option<String> {
-        let mut count = 0usize;
-        let mut quoted: Vec<&str> = Vec::new();
+    /// The tokens of `text` (a request's `turns::request_text`) that it
+    /// does not explain, in order, as far as `Novel` keeps them.
+    pub(super) fn novel(&self, text: &str) -> Novel {
+        let mut novel = Novel::default();
         for token in tokens(text) {
             if self.allowed.contains(token) {
                 continue;
             }
-            count += token.chars().count();
-            if quoted.len() < 8 {
-                quoted.push(token);
+            let chars = token.chars().count();
+            novel.chars += chars;
+            if novel.kept_chars <= (BUDGET_CHARS + CODE_BUDGET_CHARS) * 4 {
+                novel.kept_chars += chars;
+                novel.tokens.push(token.chars().take(200).collect());
             }
         }
-        (count > BUDGET_CHARS).then(|| {
+        novel
+    }
+}
+
+/// The unexplained tokens of one request, kept up to a few budgets' worth
+/// (all that can matter) so that a flooded request costs no memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Novel {
+    /// Characters of all its unexplained tokens.
+    pub chars: usize,
+    /// Its unexplained tokens in order, while `kept_chars` was within reach.
+    pub tokens: Vec<String>,
+    kept_chars: usize,
+}
+
+/// A code: digits and hex letters, at least one digit (ids, times, numbers).
+fn is_code(token: &str) -> bool {
+    token.chars().all(|c| c.is_ascii_hexdigit()) && token.chars().any(|c| c.is_ascii_digit())
+}
+
+/// The budgets are the run's, not each request's: old turns split over
+/// many small requests add up. Each request is charged for what it holds
+/// beyond the request before it (honest apps resend their new session id,
+/// greeting and message ids with every request), counting repeats, so a
+/// codebook sent once buys nothing. Returns, per request, why the run
+/// crossed a budget there (and at every request after), or `None`.
+pub(super) fn over_budget<'a>(
+    novel: impl IntoIterator<Item = Option<&'a Novel>>,
+) -> Vec<Option<String>> {
+    let mut previous: HashMap<&str, usize> = HashMap::new();
+    let (mut words, mut codes) = (0usize, 0usize);
+    let mut quoted: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for request in novel {
+        let Some(request) = request else {
+            out.push(None);
+            continue;
+        };
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut kept = 0usize;
+        for token in &request.tokens {
+            kept += token.chars().count();
+            let count = counts.entry(token.as_str()).or_default();
+            *count += 1;
+            if *count > previous.get(token.as_str()).copied().unwrap_or(0) {
+                let chars = token.chars().count();
+                if is_code(token) {
+                    codes += chars;
+                } else {
+                    words += chars;
+                    if quoted.len() < 8 {
+                        quoted.push(token);
+                    }
+                }
+            }
+        }
+        // What was not kept is charged whole, as words.
+        words += request.chars.saturating_sub(kept);
+        previous = counts;
+        let over = words > BUDGET_CHARS || codes > CODE_BUDGET_CHARS;
+        out.push(over.then(|| {
             let sample: Vec<String> = quoted
                 .iter()
                 .map(|t| t.chars().take(24).collect::<String>())
                 .collect();
             format!(
-                "{count} characters of text that is neither in the app's requests before the \
-                 conversation began nor in the new turns (e.g. `{}`), which may be the old turns \
-                 in disguise",
+                "{words} characters of words and {codes} of codes (digits, hex), from the reset \
+                 on, that are neither in the app's requests before the conversation began nor in \
+                 the new turns (e.g. `{}`; at most {BUDGET_CHARS} and {CODE_BUDGET_CHARS} are \
+                 allowed), which may be the old turns in disguise",
                 sample.join(" ")
             )
-        })
+        }));
     }
+    out
 }
 
 /// Runs of letters and digits, and runs of other visible characters, as
@@ -129,6 +194,12 @@ mod tests {
 
     fn vocabulary(turns: &[Turn], frame: &str) -> Vocabulary {
         Vocabulary::new([frame], turns, 2)
+    }
+
+    impl Vocabulary {
+        fn unexplained(&self, text: &str) -> Option<String> {
+            over_budget([Some(&self.novel(text))]).pop().flatten()
+        }
     }
 
     fn request(parts: &[&str]) -> String {
@@ -219,29 +290,80 @@ mod tests {
     }
 
     #[test]
-    fn words_only_the_old_turns_used_are_not_part_of_the_frame() {
+    fn common_words_stay_in_the_frame_but_the_old_turns_own_do_not() {
         let turns = crate::turns::new_turns();
-        let frame = request(&["model", "llama3", &turns[0].prompt]);
+        // A long system prompt with the words the old turns also use.
+        let system = "You are a helpful assistant. Please remember what my users say, \
+                      give the code words they name, and be brief. "
+            .repeat(12);
+        let frame = request(&["model", "llama3", &system, &turns[0].prompt]);
         let v = vocabulary(&turns, &frame);
-        // Turn 1's prompt without its marker and words, three times over:
-        // its name and phrasing came from the old turn, not from the app.
-        let stripped = turns[0]
-            .prompt
-            .replace(&turns[0].prompt_marker, "")
-            .replace(&turns[0].words[0], "")
-            .replace(&turns[0].words[1], "");
-        let carried = [stripped.as_str(); 4].join(" ");
-        let after = request(&["model", "llama3", &carried, &turns[2].prompt]);
-        assert!(v.unexplained(&after).is_some());
+        let after = request(&["model", "llama3", &system, &turns[2].prompt]);
+        assert_eq!(v.unexplained(&after), None);
+        let distinctive = crate::turns::distinctive_tokens(&turns[0]);
+        assert!(distinctive.len() >= 5, "{distinctive:?}");
+        for token in &distinctive {
+            assert!(!v.allowed.contains(token), "{token} stayed in the frame");
+        }
     }
 
     #[test]
-    fn the_new_turns_context_numbers_are_explained() {
+    fn the_budget_is_the_runs_and_a_repeated_token_counts_once() {
         let turns = crate::turns::new_turns();
         let v = vocabulary(&turns, "model llama3");
-        let context: Vec<String> = (0..40).map(|i| (9200 + i % 8).to_string()).collect();
-        assert_eq!(v.unexplained(&context.join(" ")), None);
-        let old: Vec<String> = (0..50).map(|i| (9000 + i % 8).to_string()).collect();
-        assert!(v.unexplained(&old.join(" ")).is_some());
+        // Both old turns reversed, a few words per request.
+        let old = format!(
+            "{} {} {} {}",
+            turns[0].prompt, turns[0].reply, turns[1].prompt, turns[1].reply
+        );
+        let reversed: String = crate::turns::normalise(&old).chars().rev().collect();
+        let words: Vec<&str> = reversed.split(' ').collect();
+        let chunks: Vec<Novel> = words.chunks(5).map(|c| v.novel(&c.join(" "))).collect();
+        assert!(chunks.iter().all(|n| n.chars < BUDGET_CHARS));
+        let verdicts = over_budget(chunks.iter().map(Some));
+        assert!(
+            verdicts.last().unwrap().is_some(),
+            "split over requests, it passed"
+        );
+        // A new session id and a greeting in every request count once.
+        let honest = v.novel(
+            "session 0c8e1b52-4c8b-4a57-9b1e-5d0f3a7c9e21 conversation reset, how can i help?",
+        );
+        let verdicts = over_budget(std::iter::repeat_n(Some(&honest), 6));
+        assert!(verdicts.iter().all(Option::is_none), "{verdicts:?}");
+    }
+
+    #[test]
+    fn numbers_are_codes_with_their_own_budget() {
+        let turns = crate::turns::new_turns();
+        let v = vocabulary(&turns, "model llama3");
+        // A context array and a uuid and a time on each message pass.
+        let mut honest: Vec<String> = (9200..9208).map(|n| n.to_string()).collect();
+        for _ in 0..5 {
+            honest.push(uuid::Uuid::new_v4().to_string());
+            honest.push("2026-12-06T18:23:12.123456".into());
+        }
+        assert_eq!(v.unexplained(&honest.join(" ")), None);
+        // The old turns as character codes, offset into the context's range.
+        let old = format!("{} {}", turns[0].prompt, turns[1].prompt);
+        let codes: Vec<String> = old.chars().map(|c| (c as u32 + 9200).to_string()).collect();
+        assert!(v.unexplained(&codes.join(",")).is_some());
+    }
+
+    #[test]
+    fn a_hyphenated_marker_or_code_word_is_still_found() {
+        let turns = crate::turns::new_turns();
+        let marker = &turns[0].prompt_marker;
+        let word = &turns[0].words[0];
+        let cut = format!(
+            "say {}-{} and {}-{}",
+            &marker[..5],
+            &marker[5..],
+            &word[..2],
+            &word[2..]
+        );
+        let joined = crate::turns::joined_within_chunks(&cut);
+        let found = crate::turns::traces_of(&turns[0], &joined);
+        assert_eq!(found.len(), 2, "{joined}: {found:?}");
     }
 }
