@@ -695,14 +695,23 @@ mod tests {
             );
         }
         assert_eq!(seen[0].0[DELIVERY_HEADER], seen[1].0[DELIVERY_HEADER]);
-        let metrics = jobs
-            .metrics
-            .render(Default::default(), 1, &jobs.engine.health());
-        for line in [
+        // The counter moves just after the store records the delivery.
+        let lines = [
             "qtjudge_callbacks_total{outcome=\"delivered\"} 1",
             "qtjudge_callbacks_total{outcome=\"retried\"} 1",
             "qtjudge_callbacks_total{outcome=\"failed\"} 0",
-        ] {
+        ];
+        let mut metrics = String::new();
+        for _ in 0..200 {
+            metrics = jobs
+                .metrics
+                .render(Default::default(), 1, &jobs.engine.health());
+            if lines.iter().all(|line| metrics.contains(line)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        for line in lines {
             assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
         }
         callbacks.shutdown().await;
