@@ -37,12 +37,30 @@ pub fn of_grade(done: &[Verification], fail_under: Option<f64>) -> i32 {
     }
 }
 
+/// `task check`'s code: a run that contradicts an item's expected
+/// verdict is the task's (or the judge's) failure even beside an outage,
+/// since a judged run is evidence; runs not judged alone are no evidence
+/// either way.
+pub fn of_task_check(report: &crate::gold::CheckReport) -> i32 {
+    if report.items.iter().any(|i| i.status.is_failure()) {
+        FAILED
+    } else if report
+        .items
+        .iter()
+        .any(|i| i.status == crate::gold::Status::NotJudged)
+    {
+        NOT_JUDGED
+    } else {
+        OK
+    }
+}
+
 /// What `--help` says of them.
 pub const HELP: &str =
     "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
-1 judged and failed (tier 3; `grade`: --fail-under not met), \
+1 judged and failed (tier 3; `grade`: --fail-under not met; `task check`: an item missed its expected verdict in a run), \
 2 usage or environment error (Docker unreachable, unknown task, unreadable file), \
-3 could not judge (engine or harness fault; `grade`: at least one answer).";
+3 could not judge (engine or harness fault; `grade`: at least one answer; `task check`: some runs, none missed).";
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
-//! The command line: `verify`, `grade`, `report`, `image`, `reap`, `serve`.
+//! The command line: `verify`, `grade`, `report`, `task`, `image`, `reap`,
+//! `serve`.
 //! This file holds clap's types and the dispatch; each command's body is
 //! a file of its own, beside what only it needs (answer discovery, run
 //! folders, task choice), and `exit_codes` maps outcomes to codes.
@@ -18,7 +19,9 @@ mod grade;
 mod image;
 mod run_dir;
 mod serve;
+mod task_check;
 mod task_picker;
+mod task_render;
 mod verify;
 
 pub use answers::{collect_answers, load_input, Answer, Loaded};
@@ -45,6 +48,11 @@ pub enum Command {
     Grade(GradeArgs),
     /// Re-render a grade run's results in another format, without re-running.
     Report(ReportArgs),
+    /// A task's own checks: its gold validated (`task check`), the tasks listed.
+    Task {
+        #[command(subcommand)]
+        action: TaskAction,
+    },
     /// Build the sandbox image (offline when no registry can be reached).
     Image {
         #[command(subcommand)]
@@ -65,6 +73,68 @@ pub enum ImageAction {
     },
     /// Print the tag of the image this binary uses.
     Tag,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskAction {
+    /// Validate a task as a benchmark checks its gold: its unchanged
+    /// original must fail with the code its task.toml gives (`[gold]
+    /// original_failure`), each reference solution must get tier 1 and
+    /// each fixture answer its manifest's verdict, in every one of --runs
+    /// runs. Reports each item's runs and its flakes (runs that disagree).
+    Check(TaskCheckArgs),
+    /// List the tasks with their references and fixture answers.
+    List {
+        /// Where the tasks live.
+        #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+    },
+}
+
+/// Which of a task's items `task check` runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoldPart {
+    /// The original, the references and the fixture answers.
+    All,
+    /// The original and the references only.
+    Gold,
+    /// The fixture answers only.
+    Answers,
+}
+
+/// `task check`'s output.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct TaskCheckArgs {
+    /// The task: a folder name in the tasks dir, or a task folder's path.
+    pub task: String,
+    /// Runs of each item (a flake shows only over several).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Run only part of the task's items.
+    #[arg(long, value_enum, default_value = "all")]
+    pub only: GoldPart,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CheckFormat,
+    /// Where the tasks live (when TASK is a name).
+    #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub sandbox: BackendKind,
+    /// The Docker engine's OCI runtime to run answers under, e.g. `runsc`.
+    #[arg(long, env = "QTJUDGE_RUNTIME")]
+    pub runtime: Option<String>,
+    /// Runs at once (each in its own container).
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
+    #[arg(long)]
+    pub warm: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -268,6 +338,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             print!("{}", render::report(&results, args.format, &pass_at));
             Ok(exit_codes::OK)
         }
+        Command::Task { action } => match action {
+            TaskAction::Check(args) => task_check::check_command(args).await,
+            TaskAction::List { tasks_dir } => task_check::list_command(tasks_dir),
+        },
         Command::Image { action } => image::image_command(action).await,
         Command::Reap => {
             let removed = crate::sandbox::backend(&SandboxConfig::default())?

@@ -25,6 +25,7 @@ mod samples;
 mod schemathesis;
 mod server;
 mod service;
+mod task_check;
 mod tidy;
 mod vertical_slice;
 mod warm_pool;
