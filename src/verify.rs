@@ -382,8 +382,10 @@ pub async fn verify_input(
     }
     v.engine_fault = matches!(&outcome, Err(e) if e.is_engine_fault());
     let judging = Instant::now();
+    let literals = harness::string_literals(&extracted.script);
     let judged = outcome.map_err(|e| e.to_string()).and_then(|o| {
-        harness::judge(&o, &turns, task.limits.wall_seconds).map_err(|e| e.to_string())
+        harness::judge_answer(&o, &turns, task.limits.wall_seconds, &literals)
+            .map_err(|e| e.to_string())
     });
     watch.lap("judge", judging);
     let behaviour = match judged {

@@ -24,12 +24,24 @@ pub fn judge(
     turns: &[Turn],
     wall_seconds: u64,
 ) -> Result<Behaviour, NotJudged> {
+    judge_answer(outcome, turns, wall_seconds, &[])
+}
+
+/// [`judge`], with the string literals of the answer's own source
+/// (`unexplained::string_literals`): text it wrote may stand in its
+/// requests after the reset without counting as unexplained.
+pub fn judge_answer(
+    outcome: &SandboxOutcome,
+    turns: &[Turn],
+    wall_seconds: u64,
+    literals: &[String],
+) -> Result<Behaviour, NotJudged> {
     let Some(result) = &outcome.result else {
         return judge_without_result(outcome, wall_seconds);
     };
     let reports = result["reports"].as_array().cloned().unwrap_or_default();
     let channel = Channel::read(&reports, result["reports_dropped"].as_u64().unwrap_or(0));
-    let requests = summarise_requests(&result["requests"], turns);
+    let requests = summarise_requests(&result["requests"], turns, literals);
     let mut behaviour = Behaviour {
         passed: false,
         failure: None,

@@ -22,7 +22,8 @@ pub use behaviour::{
     Artifact, Behaviour, Control, Discovered, NotJudged, OtherFailure, Planes, RequestSummary,
 };
 pub use job::{detect_binding, job, BINDINGS};
-pub use judge::judge;
+pub use judge::{judge, judge_answer};
+pub use unexplained::string_literals;
 
 // The tests read every part's private helpers by name (`use super::*`).
 #[cfg(test)]

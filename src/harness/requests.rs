@@ -156,7 +156,11 @@ fn raw_texts(request: &Value) -> Vec<String> {
 /// up to `screen::MAX_FRAME_PIXELS` pixels of memory, one at a time.
 const MAX_IMAGES_PER_RUN: usize = 64;
 
-pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<RequestSummary> {
+pub(super) fn summarise_requests(
+    requests: &Value,
+    turns: &[Turn],
+    literals: &[String],
+) -> Vec<RequestSummary> {
     let mut summaries = Vec::new();
     let mut images_read = 0;
     // What the app sent before turn 2's request: its frame, read before any
@@ -178,6 +182,7 @@ pub(super) fn summarise_requests(requests: &Value, turns: &[Turn]) -> Vec<Reques
                 std::mem::take(&mut frame_texts).iter().map(String::as_str),
                 turns,
                 TURNS_BEFORE_RESET,
+                literals,
             ));
         }
         // Also read with the punctuation inside words taken out: `uku-lele`.

@@ -28,6 +28,50 @@ pub(super) const CODE_BUDGET_CHARS: usize = 480;
 /// Tokens a request after the reset may hold freely.
 pub(super) struct Vocabulary {
     allowed: HashSet<String>,
+    /// The answer's own string literals, normalised, as one pattern: a
+    /// system prompt the reset installs is text the answer wrote, not
+    /// history. One pass over a request whatever their number.
+    literals: Option<regex::Regex>,
+}
+
+/// Longest piece of a literal matched (a longer one explains its start).
+const MAX_LITERAL_CHARS: usize = 2000;
+
+/// Shortest literal taken as explained text, and how many are kept.
+const MIN_LITERAL_CHARS: usize = 12;
+const MAX_LITERALS: usize = 500;
+
+/// The string literals of a Python source, as pieces of text an app may
+/// send verbatim: escapes read, f-string fields cut out, short pieces
+/// dropped. A plain reading, not a parser: a piece it gets wrong only
+/// explains less.
+pub fn string_literals(source: &str) -> Vec<String> {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        regex::Regex::new(
+            r#"(?s)"""(.*?)"""|'''(.*?)'''|"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'"#,
+        )
+        .expect("a valid pattern")
+    });
+    let mut out = Vec::new();
+    for captures in pattern.captures_iter(source) {
+        let Some(body) = (1..=4).find_map(|i| captures.get(i)) else {
+            continue;
+        };
+        let text = body
+            .as_str()
+            .replace("\\n", "\n")
+            .replace("\\t", "\t")
+            .replace("\\\"", "\"")
+            .replace("\\'", "'")
+            .replace("\\\\", "\\");
+        for piece in text.split(['{', '}']) {
+            if piece.chars().count() >= MIN_LITERAL_CHARS && out.len() < MAX_LITERALS {
+                out.push(piece.to_string());
+            }
+        }
+    }
+    out
 }
 
 impl Vocabulary {
@@ -40,6 +84,7 @@ impl Vocabulary {
         frame_texts: impl IntoIterator<Item = &'a str>,
         turns: &[Turn],
         reset_turn: usize,
+        literals: &[String],
     ) -> Vocabulary {
         let split = reset_turn.min(turns.len());
         let mut new: HashSet<String> = HashSet::new();
@@ -60,14 +105,48 @@ impl Vocabulary {
             .map(str::to_string)
             .collect();
         allowed.extend(new);
-        Vocabulary { allowed }
+        let mut pieces: Vec<String> = literals
+            .iter()
+            .map(|l| crate::turns::normalise(l))
+            .filter(|l| l.trim().chars().count() >= MIN_LITERAL_CHARS)
+            .map(|l| regex::escape(&l.chars().take(MAX_LITERAL_CHARS).collect::<String>()))
+            .take(MAX_LITERALS)
+            .collect();
+        // Longest first: where two literals overlap, the longer explains.
+        pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        pieces.dedup();
+        // A pattern too large to build explains nothing (counts more).
+        let literals = (!pieces.is_empty())
+            .then(|| regex::Regex::new(&pieces.join("|")).ok())
+            .flatten();
+        Vocabulary { allowed, literals }
     }
 
     /// The tokens of `text` (a request's `turns::request_text`) that it
     /// does not explain, in order, as far as `Novel` keeps them.
     pub(super) fn novel(&self, text: &str) -> Novel {
+        // Each of the answer's literals explains one place it stands in a
+        // request, not more: a codebook of literals used again and again
+        // is still counted.
+        let text = match &self.literals {
+            Some(pattern) => {
+                let mut used: HashSet<&str> = HashSet::new();
+                let mut kept = String::with_capacity(text.len());
+                let mut from = 0;
+                for found in pattern.find_iter(text) {
+                    if used.insert(found.as_str()) {
+                        kept.push_str(&text[from..found.start()]);
+                        kept.push(' ');
+                        from = found.end();
+                    }
+                }
+                kept.push_str(&text[from..]);
+                std::borrow::Cow::Owned(kept)
+            }
+            None => std::borrow::Cow::Borrowed(text),
+        };
         let mut novel = Novel::default();
-        for token in tokens(text) {
+        for token in tokens(&text) {
             if self.allowed.contains(token) {
                 continue;
             }
@@ -193,7 +272,7 @@ mod tests {
     use super::*;
 
     fn vocabulary(turns: &[Turn], frame: &str) -> Vocabulary {
-        Vocabulary::new([frame], turns, 2)
+        Vocabulary::new([frame], turns, 2, &[])
     }
 
     impl Vocabulary {
@@ -331,6 +410,48 @@ mod tests {
         );
         let verdicts = over_budget(std::iter::repeat_n(Some(&honest), 6));
         assert!(verdicts.iter().all(Option::is_none), "{verdicts:?}");
+    }
+
+    #[test]
+    fn a_system_prompt_the_answer_wrote_is_explained_once_per_request() {
+        let turns = crate::turns::new_turns();
+        let source = r#"
+DEFAULT = ("You are a helpful, respectful and honest assistant. Always answer as "
+           "helpfully as possible, while being safe. Your answers should not include "
+           "any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content.")
+GREETING = f"Hello {name}! The conversation was reset.\nHow can I help you today?"
+"#;
+        let literals = string_literals(source);
+        assert!(
+            literals.iter().any(|l| l.contains("respectful and honest")),
+            "{literals:?}"
+        );
+        assert!(
+            literals
+                .iter()
+                .any(|l| l == "! The conversation was reset.\nHow can I help you today?"),
+            "{literals:?}"
+        );
+        let v = Vocabulary::new(["model llama3"], &turns, 2, &literals);
+        let prompt = literals[..3].concat();
+        let after = request(&[
+            &prompt,
+            "Hello Ada! The conversation was reset.\nHow can I help you today?",
+        ]);
+        assert_eq!(v.unexplained(&after), None);
+        // Literals as a codebook: each explains one place only.
+        let codebook: Vec<String> = ('a'..='z')
+            .map(|c| format!("letter {c} of twelve"))
+            .collect();
+        let v = Vocabulary::new(["model llama3"], &turns, 2, &codebook);
+        let encoded: Vec<String> = turns[0]
+            .prompt
+            .to_lowercase()
+            .chars()
+            .filter(char::is_ascii_lowercase)
+            .map(|c| format!("letter {c} of twelve"))
+            .collect();
+        assert!(v.unexplained(&encoded.join(" ")).is_some());
     }
 
     #[test]
