@@ -64,7 +64,8 @@ def report(kind, **fields):
 
 def prepare_dirs():
     for path in (os.environ["HOME"], os.environ["XDG_CACHE_HOME"], os.environ["XDG_CONFIG_HOME"]):
-        os.makedirs(path, exist_ok=True)
+        # The home is a link to a folder of the run's tmpfs, made here.
+        os.makedirs(os.path.realpath(path), exist_ok=True)
     runtime = os.environ["XDG_RUNTIME_DIR"]
     os.makedirs(runtime, mode=0o700, exist_ok=True)
     os.chmod(runtime, 0o700)

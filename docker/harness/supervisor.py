@@ -355,12 +355,19 @@ def spawn_harness(report_fd, binding, platform):
     Nothing of the judge is in the candidate's environment: the harness's
     settings come as the first line on its stdin (`config`), which it reads
     before any candidate code exists."""
-    home = "/tmp/home"
+    # A desktop session's environment (the home links to /tmp/home): what
+    # an app may look at to tell a judge from a user's desktop looks alike.
+    home = "/home/user"
     work_root = os.environ.get("QTJUDGE_WORK_ROOT", "/tmp")
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "HOME": home,
+        "USER": "user",
+        "LOGNAME": "user",
+        "SHELL": "/bin/bash",
+        "DISPLAY": ":0",
+        "XDG_SESSION_TYPE": "x11",
         "XDG_RUNTIME_DIR": "/tmp/runtime-user",
         "XDG_CACHE_HOME": home + "/.cache",
         "XDG_CONFIG_HOME": home + "/.config",

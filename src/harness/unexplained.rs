@@ -25,9 +25,16 @@ pub(super) const BUDGET_CHARS: usize = 160;
 /// apps put a uuid and a time on every message.
 pub(super) const CODE_BUDGET_CHARS: usize = 480;
 
-/// Tokens a request after the reset may hold freely.
+/// How many times over a request after the reset may hold a token of the
+/// frame or of the new turns: an honest app sends each about once (twice
+/// leaves room for a prompt repeated in a title request or a template); a
+/// codebook of them (the NATO alphabet in the system prompt, two of the new
+/// prompt's words as bits) needs each again and again.
+const REPEATS_ALLOWED: usize = 2;
+
+/// Tokens a request after the reset may hold, each up to a number of times.
 pub(super) struct Vocabulary {
-    allowed: HashSet<String>,
+    allowed: HashMap<String, usize>,
     /// The answer's own string literals, normalised, as one pattern: a
     /// system prompt the reset installs is text the answer wrote, not
     /// history. One pass over a request whatever their number.
@@ -87,24 +94,39 @@ impl Vocabulary {
         literals: &[String],
     ) -> Vocabulary {
         let split = reset_turn.min(turns.len());
-        let mut new: HashSet<String> = HashSet::new();
+        // The new turns' prompts and replies, each token as often as they hold it.
+        let mut new: HashMap<String, usize> = HashMap::new();
         for turn in &turns[split..] {
             for text in [&turn.prompt, &turn.reply] {
-                new.extend(tokens(&crate::turns::normalise(text)).map(str::to_string));
+                for token in tokens(&crate::turns::normalise(text)) {
+                    *new.entry(token.to_string()).or_default() += 1;
+                }
             }
         }
         let old: HashSet<String> = turns[..split]
             .iter()
             .flat_map(crate::turns::distinctive_tokens)
-            .filter(|t| !new.contains(t))
+            .filter(|t| !new.contains_key(t))
             .collect();
-        let mut allowed: HashSet<String> = frame_texts
-            .into_iter()
-            .flat_map(tokens)
-            .filter(|t| !old.contains(*t))
-            .map(str::to_string)
-            .collect();
-        allowed.extend(new);
+        // The frame's tokens, each as often as the request of the frame
+        // that holds it most.
+        let mut allowed: HashMap<String, usize> = HashMap::new();
+        for text in frame_texts {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for token in tokens(text).filter(|t| !old.contains(*t)) {
+                *counts.entry(token).or_default() += 1;
+            }
+            for (token, count) in counts {
+                let most = allowed.entry(token.to_string()).or_default();
+                *most = (*most).max(count);
+            }
+        }
+        for (token, count) in new {
+            *allowed.entry(token).or_default() += count;
+        }
+        for count in allowed.values_mut() {
+            *count *= REPEATS_ALLOWED;
+        }
         let mut pieces: Vec<String> = literals
             .iter()
             .map(|l| crate::turns::normalise(l))
@@ -146,8 +168,11 @@ impl Vocabulary {
             None => std::borrow::Cow::Borrowed(text),
         };
         let mut novel = Novel::default();
+        let mut used: HashMap<&str, usize> = HashMap::new();
         for token in tokens(&text) {
-            if self.allowed.contains(token) {
+            let times = used.entry(token).or_default();
+            *times += 1;
+            if *times <= self.allowed.get(token).copied().unwrap_or(0) {
                 continue;
             }
             let chars = token.chars().count();
@@ -382,7 +407,10 @@ mod tests {
         let distinctive = crate::turns::distinctive_tokens(&turns[0]);
         assert!(distinctive.len() >= 5, "{distinctive:?}");
         for token in &distinctive {
-            assert!(!v.allowed.contains(token), "{token} stayed in the frame");
+            assert!(
+                !v.allowed.contains_key(token),
+                "{token} stayed in the frame"
+            );
         }
     }
 
@@ -469,6 +497,64 @@ GREETING = f"Hello {name}! The conversation was reset.\nHow can I help you today
         let old = format!("{} {}", turns[0].prompt, turns[1].prompt);
         let codes: Vec<String> = old.chars().map(|c| (c as u32 + 9200).to_string()).collect();
         assert!(v.unexplained(&codes.join(",")).is_some());
+    }
+
+    #[test]
+    fn a_codebook_of_the_frame_or_the_new_turns_is_counted() {
+        let turns = crate::turns::new_turns();
+        let old = crate::turns::normalise(&format!("{} {}", turns[0].prompt, turns[0].reply));
+        let letters: Vec<char> = old.chars().filter(char::is_ascii_lowercase).collect();
+        // The NATO alphabet in the system prompt before the first turn, and
+        // the old turns spelt out in it after the reset.
+        let nato = [
+            "alfa", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+            "juliett", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+            "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+        ];
+        let frame = request(&["model", "llama3", &nato.join(" "), &turns[0].prompt]);
+        let v = vocabulary(&turns, &frame);
+        let spelt: Vec<&str> = letters
+            .iter()
+            .map(|&c| nato[(c as u8 - b'a') as usize])
+            .collect();
+        let after = request(&["model", "llama3", &spelt.join(" "), &turns[2].prompt]);
+        assert!(v.unexplained(&after).is_some(), "the NATO codebook passed");
+        // The old turns as bits, written with two words of the new prompt.
+        let system = "You are a helpful assistant. Answer in one short sentence.";
+        let v = vocabulary(
+            &turns,
+            &request(&["model", "llama3", system, &turns[0].prompt]),
+        );
+        let (zero, one) = (&turns[2].words[0], &turns[2].words[1]);
+        let bits: Vec<&str> = old
+            .bytes()
+            .flat_map(|b| (0..8).map(move |i| b >> i & 1))
+            .map(|bit| {
+                if bit == 1 {
+                    one.as_str()
+                } else {
+                    zero.as_str()
+                }
+            })
+            .collect();
+        let after = request(&["model", "llama3", &bits.join(" "), &turns[2].prompt]);
+        assert!(
+            v.unexplained(&after).is_some(),
+            "bits in the new words passed"
+        );
+        // Each frame and new-turn token once more than an honest request
+        // holds it still passes: a title request, a template.
+        let after = request(&[
+            "model",
+            "llama3",
+            system,
+            system,
+            &turns[2].prompt,
+            &turns[2].prompt,
+            &turns[2].reply,
+            &turns[3].prompt,
+        ]);
+        assert_eq!(v.unexplained(&after), None);
     }
 
     #[test]

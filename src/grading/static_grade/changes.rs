@@ -16,7 +16,9 @@ impl Grading<'_> {
     fn elides(&self, function: &FunctionFacts) -> bool {
         function.stub
             || self.candidate.comments.iter().any(|(text, line)| {
-                (function.line..=function.end_line).contains(line) && is_placeholder_comment(text)
+                (function.line..=function.end_line).contains(line)
+                    && is_placeholder_comment(text)
+                    && self.placeholder_stands_for_code(*line)
             })
     }
 

@@ -157,8 +157,10 @@ impl Grading<'_> {
             .candidate
             .comments
             .iter()
-            .filter(|(text, _)| {
-                is_placeholder_comment(text) && !self.index.comments.contains(&comment_key(text))
+            .filter(|(text, line)| {
+                is_placeholder_comment(text)
+                    && !self.index.comments.contains(&comment_key(text))
+                    && self.placeholder_stands_for_code(*line)
             })
             .map(|(text, line)| Placeholder {
                 line: *line,
@@ -183,6 +185,46 @@ impl Grading<'_> {
         }
         found.sort_by_key(|p| p.line);
         found
+    }
+}
+
+impl Grading<'_> {
+    /// Whether a placeholder comment at `line` stands for code the answer
+    /// left out. A leftover `# ... rest unchanged ...` in a function that
+    /// still holds every statement of the original's stands for nothing:
+    /// the script is whole (models leave such comments in full scripts).
+    /// Anywhere else (module level, a new function, a function that lost
+    /// statements) it is taken at its word.
+    pub(super) fn placeholder_stands_for_code(&self, line: usize) -> bool {
+        let Some(function) = self
+            .candidate
+            .functions
+            .iter()
+            .filter(|f| (f.line..=f.end_line).contains(&line))
+            .max_by_key(|f| f.line)
+        else {
+            return true;
+        };
+        let Some(original) = self.original.function(&function.qualname) else {
+            return true;
+        };
+        if function.broken || original.broken || function.stub {
+            return true;
+        }
+        let mut kept: HashMap<&str, usize> = HashMap::new();
+        for statement in &function.statements {
+            *kept.entry(statement.normalised.as_str()).or_default() += 1;
+        }
+        !original.statements.iter().all(|statement| {
+            kept.get_mut(statement.normalised.as_str())
+                .is_some_and(|count| match count {
+                    0 => false,
+                    _ => {
+                        *count -= 1;
+                        true
+                    }
+                })
+        })
     }
 }
 

@@ -218,6 +218,36 @@ fn placeholder_phrases_and_stub_bodies() {
 }
 
 #[test]
+fn a_leftover_placeholder_in_a_whole_function_stands_for_nothing() {
+    // Every statement of `submit` is still there: the comment is a leftover.
+    let whole = edit(&[
+        BUTTON,
+        PLACED,
+        HANDLER,
+        (
+            "        prompt = self.prompt_entry.toPlainText()\n",
+            "        # ... (rest of submit unchanged) ...\n        prompt = self.prompt_entry.toPlainText()\n",
+        ),
+    ]);
+    let report = grade(&whole, &task());
+    assert!(report.placeholders.is_empty(), "{report:#?}");
+    assert!(!report.is_snippet());
+    // The same comment where it stands for two statements left out.
+    let cut = edit(&[
+        BUTTON,
+        PLACED,
+        HANDLER,
+        (
+            "        reply = json.dumps(self.chat_history)\n        self.chat_history_display.append(reply)\n",
+            "        # ... (rest of submit unchanged) ...\n",
+        ),
+    ]);
+    let report = grade(&cut, &task());
+    assert_eq!(report.placeholders.len(), 1, "{report:#?}");
+    assert!(report.is_snippet());
+}
+
+#[test]
 fn a_missing_method_is_reported_and_removed() {
     let script = edit(&[
         BUTTON,

@@ -88,6 +88,8 @@ pub(super) fn container_config(
             "/opt/qtjudge/supervisor.py".into(),
         ]),
         user: Some("0".into()),
+        // Not the container's id, Docker's default: a name as a desktop has.
+        hostname: Some("workstation".into()),
         env: Some(vec![
             "LANG=C.UTF-8".into(),
             format!("QTJUDGE_OUTPUT_CAP_BYTES={}", limits.output_cap_kb * 1024),
