@@ -163,9 +163,11 @@ pub(super) fn summarise_requests(
 ) -> Vec<RequestSummary> {
     let mut summaries = Vec::new();
     let mut images_read = 0;
-    // What the app sent before turn 2's request: its frame, read before any
-    // history existed (`unexplained`).
+    // What the app sent up to turn 1's request: its frame, read before any
+    // history existed (`unexplained`). What it sent after (until turn 2's)
+    // may already hold turn 1's reply in disguise, so it explains nothing.
     let mut frame_texts: Vec<String> = Vec::new();
+    let mut turn_one_sent = false;
     let mut vocabulary: Option<Vocabulary> = None;
     for request in requests.as_array().into_iter().flatten().take(1000) {
         let body = &request["body"];
@@ -186,11 +188,18 @@ pub(super) fn summarise_requests(
             ));
         }
         // Also read with the punctuation inside words taken out: `uku-lele`.
-        let searched = format!("{whole}\n{}", crate::turns::joined_within_chunks(&whole));
+        let searched = format!(
+            "{whole}\n{}\n{}",
+            crate::turns::joined_within_chunks(&whole),
+            decoded_code_runs(&whole)
+        );
         let novel = match &vocabulary {
             Some(vocabulary) => Some(vocabulary.novel(&whole)),
             None => {
-                frame_texts.push(whole.clone());
+                if turn == Some(0) || !turn_one_sent {
+                    frame_texts.push(whole.clone());
+                }
+                turn_one_sent |= turn == Some(0);
                 None
             }
         };
@@ -295,5 +304,80 @@ pub(super) fn baseline_problem(requests: &[RequestSummary], channel: &Channel) -
         None
     } else {
         Some("no conversation memory to reset: the second request did not carry the first turn (each request carries only its own prompt)".into())
+    }
+}
+
+/// What runs of codes in `text` spell, read as hex bytes (`48656c6c, 6f…`)
+/// and as character codes (`72, 101, 108…`), separators between them
+/// skipped: text to search for the old turns, not to charge (an honest
+/// app's ids decode to noise). Bounded by the size of `text`.
+fn decoded_code_runs(text: &str) -> String {
+    /// Shortest run worth reading: shorter ones are ids and numbers.
+    const MIN_HEX_DIGITS: usize = 16;
+    const MIN_CODES: usize = 8;
+    let mut out = String::new();
+    let mut hex = String::new();
+    let mut codes: Vec<u32> = Vec::new();
+    let flush_hex = |hex: &mut String, out: &mut String| {
+        if hex.len() >= MIN_HEX_DIGITS {
+            let bytes: Vec<u8> = hex
+                .as_bytes()
+                .chunks_exact(2)
+                .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+                .collect();
+            out.push_str(&crate::turns::normalise(&String::from_utf8_lossy(&bytes)));
+            out.push('\n');
+        }
+        hex.clear();
+    };
+    let flush_codes = |codes: &mut Vec<u32>, out: &mut String| {
+        if codes.len() >= MIN_CODES {
+            let spelt: String = codes.iter().filter_map(|&c| char::from_u32(c)).collect();
+            out.push_str(&crate::turns::normalise(&spelt));
+            out.push('\n');
+        }
+        codes.clear();
+    };
+    for token in super::unexplained::tokens(text) {
+        let first = token.chars().next().unwrap_or(' ');
+        if !first.is_alphanumeric() {
+            // A separator: runs go on across it.
+            continue;
+        }
+        if token.chars().all(|c| c.is_ascii_hexdigit()) {
+            hex.push_str(token);
+        } else {
+            flush_hex(&mut hex, &mut out);
+        }
+        match token.parse::<u32>() {
+            Ok(code) if token.len() <= 7 && token.chars().all(|c| c.is_ascii_digit()) => {
+                codes.push(code)
+            }
+            _ => flush_codes(&mut codes, &mut out),
+        }
+    }
+    flush_hex(&mut hex, &mut out);
+    flush_codes(&mut codes, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decoded_code_runs;
+
+    #[test]
+    fn code_runs_are_read_as_hex_and_as_character_codes() {
+        let secret = "my name is ada, code words quokka and tundra";
+        let hex: Vec<String> = secret
+            .as_bytes()
+            .chunks(4)
+            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        assert!(decoded_code_runs(&hex.join(", ")).contains("quokka"));
+        let codes: Vec<String> = secret.chars().map(|c| (c as u32).to_string()).collect();
+        assert!(decoded_code_runs(&format!("[{}]", codes.join(", "))).contains("tundra"));
+        // Ids and numbers alone are too short to be read.
+        let honest = "id 0c8e1b52-4c8b-4a57-9b1e-5d0f3a7c9e21 at 2026-12-06 temperature 0.7";
+        assert!(!decoded_code_runs(honest).contains("quokka"));
     }
 }

@@ -268,6 +268,21 @@ fn old_turns_in_disguise_after_the_reset_fail_closed() {
     let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
     assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
     assert!(b.failure_detail.unwrap().contains("in disguise"));
+    // Turn 1 enciphered in a request sent after it (before turn 2's) is
+    // not frame: sent again after the reset, it is still counted.
+    let turn_one = format!("{} {}", rot13(&t[0].prompt), rot13(&t[0].reply));
+    let turn_two = rot13(&t[1].prompt);
+    let mut requests = conversation(&t, false);
+    requests.insert(1, chat(7, 200.0, vec![("system", &turn_one)]));
+    requests[3]["body"]["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(
+            0,
+            json!({"role": "system", "content": format!("{turn_one} {turn_two}")}),
+        );
+    let b = judge(&outcome(full_steps(true, true), requests), &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
     // The same text before the reset is only the app's business.
     let mut requests = conversation(&t, false);
     requests[0]["body"]["messages"]

@@ -107,6 +107,7 @@ impl Vocabulary {
             .iter()
             .flat_map(crate::turns::distinctive_tokens)
             .filter(|t| !new.contains_key(t))
+            .flat_map(|t| shifted_forms(&t))
             .collect();
         // The frame's tokens, each as often as the request of the frame
         // that holds it most.
@@ -186,6 +187,32 @@ impl Vocabulary {
     }
 }
 
+/// A distinctive token, and the forms a simple cipher gives it (reversed,
+/// each Caesar shift, rot13 among them): an app that sent one of those in
+/// its frame (turn 1's prompt enciphered beside it) has not explained it.
+/// Short tokens keep only their own form: a shift of three letters may be
+/// a common word.
+fn shifted_forms(token: &str) -> Vec<String> {
+    let mut forms = vec![token.to_string()];
+    if token.chars().filter(char::is_ascii_lowercase).count() < 5 {
+        return forms;
+    }
+    let reversed: String = token.chars().rev().collect();
+    for base in [token.to_string(), reversed] {
+        for shift in 0..26u8 {
+            forms.push(
+                base.chars()
+                    .map(|c| match c {
+                        'a'..='z' => ((c as u8 - b'a' + shift) % 26 + b'a') as char,
+                        _ => c,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    forms
+}
+
 /// The unexplained tokens of one request, kept up to a few budgets' worth
 /// (all that can matter) so that a flooded request costs no memory.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -245,7 +272,14 @@ pub(super) fn over_budget<'a>(
         out.push(over.then(|| {
             let sample: Vec<String> = quoted
                 .iter()
-                .map(|t| t.chars().take(24).collect::<String>())
+                .map(|t| {
+                    let t: String = t.chars().take(24).collect();
+                    if t.trim().is_empty() {
+                        t.escape_debug().to_string()
+                    } else {
+                        t
+                    }
+                })
                 .collect();
             format!(
                 "{words} characters of words and {codes} of codes (digits, hex), from the reset \
@@ -260,7 +294,9 @@ pub(super) fn over_budget<'a>(
 }
 
 /// Runs of letters and digits, and runs of other visible characters, as
-/// tokens: a disguise by punctuation (Morse, entities) is counted too.
+/// tokens: a disguise by punctuation (Morse, entities) is counted too; so
+/// is one by spacing: a run of spaces that is not one space or one line
+/// break (tabs, spaces and tabs as bits) is a token of its own.
 pub(super) fn tokens(text: &str) -> impl Iterator<Item = &str> {
     #[derive(PartialEq, Clone, Copy)]
     enum Class {
@@ -277,10 +313,9 @@ pub(super) fn tokens(text: &str) -> impl Iterator<Item = &str> {
             Class::Symbol
         }
     };
+    let plain_space = |run: &str| matches!(run, " " | "\n" | " \n" | "\n ");
     let mut rest = text;
-    std::iter::from_fn(move || {
-        let start = rest.find(|c: char| class(c) != Class::Space)?;
-        rest = &rest[start..];
+    std::iter::from_fn(move || loop {
         let first = class(rest.chars().next()?);
         let end = rest
             .char_indices()
@@ -288,7 +323,9 @@ pub(super) fn tokens(text: &str) -> impl Iterator<Item = &str> {
             .map_or(rest.len(), |(i, _)| i);
         let (token, tail) = rest.split_at(end);
         rest = tail;
-        Some(token)
+        if first != Class::Space || !plain_space(token) {
+            return Some(token);
+        }
     })
 }
 
@@ -312,10 +349,10 @@ mod tests {
 
     #[test]
     fn tokens_split_words_symbols_and_spaces() {
-        let found: Vec<&str> = tokens("Hello,  wörld!! 42-x\n&#72;").collect();
+        let found: Vec<&str> = tokens("Hello, wörld!! 42-x\n&#72;\t \tz").collect();
         assert_eq!(
             found,
-            ["Hello", ",", "wörld", "!!", "42", "-", "x", "&#", "72", ";"]
+            ["Hello", ",", "wörld", "!!", "42", "-", "x", "&#", "72", ";", "\t \t", "z"]
         );
     }
 
