@@ -66,6 +66,9 @@ pub struct Channel {
     /// The supervisor moved the app's clock in the idle step (it stamps
     /// the `idle` report with this; the harness's line cannot set it).
     pub clock_moved_by_supervisor: bool,
+    /// Where the harness read the old turns in the window's widgets again
+    /// after the reset (after turn 3, the idle step, turn 4): a hint.
+    pub screen_text_hits: Vec<String>,
 }
 
 impl Channel {
@@ -81,6 +84,8 @@ impl Channel {
         let mut next_step = 0;
         let mut stopped = false;
         let mut seen_once: Vec<&str> = Vec::new();
+        // The steps a `screen_text` report came in (one in each at most).
+        let mut screen_text_in: Vec<String> = Vec::new();
         for report in reports {
             let kind = report["type"].as_str().unwrap_or("");
             if channel.done {
@@ -134,9 +139,32 @@ impl Channel {
                     channel.steps.push(step);
                     next_step += 1;
                 }
-                "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" => {
+                "screen_text" => {
+                    let step = open.unwrap_or("");
+                    if !matches!(step, "turn_3" | "idle" | "turn_4")
+                        || screen_text_in.iter().any(|s| s == step)
+                    {
+                        channel.tamper(format!(
+                            "a `screen_text` report came where the harness sends none (during {})",
+                            open.unwrap_or("no step")
+                        ));
+                        break;
+                    }
+                    screen_text_in.push(step.to_string());
+                    if report["cleared"].as_bool() != Some(true) {
+                        let place: String = report["where"]
+                            .as_str()
+                            .unwrap_or(step)
+                            .chars()
+                            .take(60)
+                            .collect();
+                        channel.screen_text_hits.push(place);
+                    }
+                }
+                "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" => {
                     let allowed = match kind {
                         "planes" => open == Some("check_cleared"),
+                        "approach" => open == Some("click_reset"),
                         "widget_tree" => open == Some("find_window"),
                         "idle" => open == Some("idle"),
                         "turn" => open.is_some_and(|s| s.starts_with("turn_")),
@@ -150,7 +178,7 @@ impl Channel {
                                 | (Some("final"), None)
                         ),
                     };
-                    let once = matches!(kind, "planes" | "widget_tree" | "idle");
+                    let once = matches!(kind, "planes" | "widget_tree" | "idle" | "approach");
                     if !allowed || (once && seen_once.contains(&kind)) {
                         channel.tamper(format!(
                             "a `{kind}` report came where the harness sends none (during {})",
@@ -234,13 +262,18 @@ mod tests {
                     reports.push(json!({"type": "turn", "index": 1}));
                     reports.push(json!({"type": "checkpoint", "name": "before_reset"}));
                 }
+                "click_reset" => reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]})),
                 "check_cleared" => {
-                    reports.push(json!({"type": "planes", "memory": true, "screen": true}));
                     reports.push(json!({"type": "checkpoint", "name": "after_reset"}));
+                    reports.push(json!({"type": "planes", "memory": true, "screen": true}));
+                }
+                "turn_3" | "turn_4" => {
+                    reports.push(json!({"type": "screen_text", "where": name, "cleared": true}))
                 }
                 "idle" => {
                     reports.push(json!({"type": "idle"}));
                     reports.push(json!({"type": "checkpoint", "name": "after_idle"}));
+                    reports.push(json!({"type": "screen_text", "where": "idle", "cleared": true}));
                 }
                 _ => {}
             }
@@ -315,5 +348,49 @@ mod tests {
         let channel = Channel::read(&reports, 0);
         assert_eq!(channel.tampering, None);
         assert!(!channel.ok("turn_2") && channel.ok("turn_1"));
+    }
+
+    /// The later readings of the widgets are hints in their steps: one
+    /// that saw the old turns is kept, one out of place is tampering, and
+    /// so is a second `approach`.
+    #[test]
+    fn later_screen_readings_are_kept_and_held_to_their_steps() {
+        let mut reports = honest();
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "screen_text" && r["where"] == "idle")
+            .unwrap();
+        reports[at] =
+            json!({"type": "screen_text", "where": "after the idle step", "cleared": false});
+        let channel = Channel::read(&reports, 0);
+        assert_eq!(channel.tampering, None);
+        assert_eq!(
+            channel.screen_text_hits,
+            vec!["after the idle step".to_string()]
+        );
+        for (step, forged) in [
+            (
+                "turn_1",
+                json!({"type": "screen_text", "where": "x", "cleared": true}),
+            ),
+            (
+                "turn_3",
+                json!({"type": "screen_text", "where": "x", "cleared": true}),
+            ),
+            ("turn_2", json!({"type": "approach", "rect": null})),
+            ("click_reset", json!({"type": "approach", "rect": null})),
+        ] {
+            let mut reports = honest();
+            let end = reports
+                .iter()
+                .position(|r| r["type"] == "step" && r["name"] == step)
+                .unwrap();
+            reports.insert(end, forged.clone());
+            let channel = Channel::read(&reports, 0);
+            assert!(
+                channel.tampering.is_some(),
+                "{forged} in {step} went unseen"
+            );
+        }
     }
 }

@@ -253,6 +253,9 @@ class Conversation:
         # Told the index of each turn answered, once its reply is sent (the
         # supervisor takes a frame of the screen a moment later).
         self.on_reply = None
+        # Told the index of each turn about to be answered (the supervisor
+        # moves the app's clock: the model took seconds, as real ones do).
+        self.before_reply = None
 
     def configure(self, prompts, replies):
         self.prompts = list(prompts)
@@ -462,6 +465,9 @@ def make_handler(recorder, conversation):
             index, reply = conversation.reply_for(body)
             model = body.get("model") or MODELS[0]
             stream = body.get("stream", path.startswith("/api/"))
+            known = path in ("/api/chat", "/api/generate", "/v1/chat/completions", "/chat/completions")
+            if index is not None and known and conversation.before_reply is not None:
+                conversation.before_reply(index)
             if path == "/api/chat":
                 self._chat(model, reply, stream)
             elif path == "/api/generate":

@@ -161,6 +161,14 @@ _key_clicks = QTest.keyClicks
 _key_click = QTest.keyClick
 _grab = QtWidgets.QWidget.grab
 _monotonic = time.monotonic
+_os_times = os.times
+
+
+def _wall():
+    """Seconds on a clock the judge's moves of the app's clock leave alone
+    (times(2): libfaketime fakes every clock_gettime clock): the harness's
+    own waits are not cut short when a reply moves the app's time on."""
+    return _os_times().elapsed
 
 # Modules chat front ends import: loading them now, before the answer
 # arrives, is part of the warm start. Not the `ollama` and `openai`
@@ -265,8 +273,8 @@ def _recording_start(thread, *args, **kwargs):
 
 def settle(timeout_s=3.0):
     """Waits for the worker threads started during a turn to finish."""
-    end = _monotonic() + timeout_s
-    while STARTED_THREADS and _monotonic() < end:
+    end = _wall() + timeout_s
+    while STARTED_THREADS and _wall() < end:
         if not any(_is_running(t) for t in STARTED_THREADS):
             break
         APP.processEvents(ALL_EVENTS, 20)
@@ -290,8 +298,8 @@ def wait_for_app_threads(timeout_s=3.0, at_rest=None):
     first turn (models listed by a worker after the window showed) and in
     the idle step (history put back by a thread after the reset). Bounded:
     a thread that lives on (a poller) costs at most this."""
-    end = _monotonic() + timeout_s
-    while _monotonic() < end:
+    end = _wall() + timeout_s
+    while _wall() < end:
         busy = (
             any(_is_running(t) for t in STARTED_THREADS)
             or any(
@@ -776,11 +784,11 @@ def pump_until_idle(rounds=3, limit_s=1.0):
     A real event loop deletes what deleteLater() scheduled; the harness
     runs none, so it does that itself (message widgets removed by a reset).
     """
-    end = _monotonic() + limit_s
+    end = _wall() + limit_s
     for _ in range(rounds):
         came_out = []
         QtCore.QTimer.singleShot(0, lambda: came_out.append(True))
-        while not came_out and _monotonic() < end:
+        while not came_out and _wall() < end:
             APP.processEvents(ALL_EVENTS)
         _send_deferred_deletes()
         answer_modal_dialogs()
@@ -795,13 +803,13 @@ def _send_deferred_deletes():
 
 def wait_until(predicate, timeout_s):
     """Pumps events until `predicate()` holds; True if it did in time."""
-    end = _monotonic() + timeout_s
+    end = _wall() + timeout_s
     while True:
         APP.processEvents(ALL_EVENTS, 20)
         answer_modal_dialogs()
         if predicate():
             return True
-        if _monotonic() >= end:
+        if _wall() >= end:
             return False
         time.sleep(0.005)
 
@@ -948,7 +956,7 @@ class Run:
     def step(self, name, action):
         EXCEPTIONS.step = name
         report("step_start", name=name)
-        started = _monotonic()
+        started = _wall()
         try:
             evidence = action() or {}
             outcome = {"ok": True, "detail": evidence.pop("detail", "ok"), "evidence": evidence}
@@ -956,7 +964,7 @@ class Run:
             outcome = {"ok": False, "detail": failure.detail, "evidence": failure.evidence}
         except Exception as exc:  # the harness's own bug must not look like a pass
             outcome = {"ok": False, "detail": f"harness error: {exc!r}", "evidence": {"traceback": traceback.format_exc()[-4000:]}, "harness_error": True}
-        outcome["ms"] = round((_monotonic() - started) * 1000, 1)
+        outcome["ms"] = round((_wall() - started) * 1000, 1)
         report("step", name=name, **outcome)
         return outcome["ok"]
 
@@ -1172,6 +1180,8 @@ class Run:
             said = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
             dialog = f"; the app answered with a dialog: {said[-1]['text']!r}" if said else ""
             raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r}){dialog}", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
+        if index >= 2:
+            self.screen_text_hint(f"after turn {index + 1}")
         if index == 1:
             self.note_conversation()
             # A frame of the conversation as shown before the reset.
@@ -1400,14 +1410,17 @@ class Run:
         self.threads_before_reset = os_thread_count()
         before = len(EXCEPTIONS.items)
         kind, control = self.reset_control
+        widgets = []
+        if kind == "action":
+            # Tool-bar actions have a button to click; menu actions are triggered.
+            widgets = [w for w in QT.associated_widgets(control) if isinstance(w, QtWidgets.QToolButton) and w.isVisible()]
+        self.approach(control if kind == "button" else (widgets[0] if widgets else None))
         if kind == "button":
             click(control)
             how = "mouse click at the button's centre"
         elif kind == "keys":
             how = self.press_shortcut(*control)
         else:
-            # Tool-bar actions have a button to click; menu actions are triggered.
-            widgets = [w for w in QT.associated_widgets(control) if isinstance(w, QtWidgets.QToolButton) and w.isVisible()]
             if widgets:
                 click(widgets[0])
                 how = "mouse click on the tool-bar button"
@@ -1421,6 +1434,22 @@ class Run:
         if raised:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
         return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+
+    def approach(self, widget):
+        """As a person comes to the reset: the supervisor moves the app's
+        clock on a few seconds and the screen's pointer onto the control
+        (real pointer events, from outside this process), then the events
+        the moves caused are handled before the press."""
+        rect = None
+        if widget is not None:
+            try:
+                corner = widget.mapToGlobal(QtCore.QPoint(0, 0))
+                rect = [corner.x(), corner.y(), widget.width(), widget.height()]
+            except RuntimeError:  # the control is gone
+                rect = None
+        report("approach", rect=rect)
+        wait_for_supervisor(3.0)
+        pump_until_idle()
 
     def shown_anywhere(self):
         """Every text a person could read: the widgets' texts in every
@@ -1441,11 +1470,39 @@ class Run:
                         texts.append((f"{type(widget).__name__}.{getter}", value() or ""))
                 if isinstance(widget, QtWidgets.QStatusBar):
                     texts.append(("status bar", widget.currentMessage()))
-        return [(name, text) for name, text in texts if text]
+                texts.extend(_more_texts(widget))
+        try:
+            texts.append(("tooltip", QtWidgets.QToolTip.text() if QtWidgets.QToolTip.isVisible() else ""))
+        except (AttributeError, RuntimeError):
+            pass
+        return [(name, text) for name, text in texts if isinstance(text, str) and text]
+
+    def old_text_hits(self):
+        """What a person could read of turns 1 and 2 anywhere on the app's
+        windows now: a marker, or two of their distinctive words in one
+        text (a hint: it can fail the screen plane, never pass it)."""
+        markers = self.old_markers()
+        words = [w for t in self.turns[:2] if isinstance(t, dict) for w in t.get("words") or [] if isinstance(w, str) and len(w) >= 3]
+        patterns = [re.compile(r"(?<![^\W_])" + re.escape(w) + r"(?![^\W_])", re.IGNORECASE) for w in words]
+        hits = []
+        for name, text in self.shown_anywhere():
+            if any(m in text for m in markers) or sum(1 for p in patterns if p.search(text)) >= 2:
+                hits.append({"widget": name, "text": text[-300:]})
+        return hits
+
+    def screen_text_hint(self, where):
+        """The old turns read again in the widgets later on (after turn 3,
+        the idle step, turn 4): a transcript put back shows here."""
+        hits = self.old_text_hits()
+        report("screen_text", where=where, cleared=not hits, hits=hits[:8])
 
     def check_cleared(self):
         old = self.old_markers()
-        screen_hits = [{"widget": name, "text": text[-300:]} for name, text in self.shown_anywhere() if any(m in text for m in old)]
+        # The frame after the reset first: the supervisor takes it once the
+        # window settled (a fade over), the event loop running meanwhile;
+        # the widgets are read after it, as they then are.
+        checkpoint("after_reset")
+        screen_hits = self.old_text_hits()
         attributes = {}
         for name in self.app_spec.get("history_attributes", []):
             if not hasattr(self.window, name):
@@ -1467,7 +1524,6 @@ class Run:
         memory = not still
         screen = not screen_hits
         report("planes", memory=memory, screen=screen, attributes=attributes, memory_hits=still, screen_hits=screen_hits)
-        checkpoint("after_reset")
         return {"memory": memory, "screen": screen, "attributes": attributes, "memory_hits": still, "screen_hits": screen_hits}
 
     def idle(self):
@@ -1499,6 +1555,7 @@ class Run:
         settle()
         # What the timers that came due drew (an old transcript put back).
         checkpoint("after_idle")
+        self.screen_text_hint("after the idle step")
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised while the app was left alone after turn 3: {raised[0]['message']}", exceptions=raised)
@@ -1547,6 +1604,41 @@ def _widget_text(widget):
     if isinstance(widget, QtWidgets.QAbstractItemView):
         return _model_text(widget.model(), tree=isinstance(widget, QtWidgets.QTreeView))
     return ""
+
+
+def _more_texts(widget):
+    """What else a widget shows as text beside `_widget_text`'s: a button's
+    label, a group box's title, tab titles, a combo box's items, the text
+    items of a graphics scene; bounded, since the app sizes them."""
+    name = type(widget).__name__
+    out = []
+    try:
+        if isinstance(widget, QtWidgets.QAbstractButton):
+            out.append((name + ".text", widget.text()))
+        elif isinstance(widget, QtWidgets.QGroupBox):
+            out.append((name + ".title", widget.title()))
+        elif isinstance(widget, QtWidgets.QTabBar):
+            out.append((name + ".tabs", "\n".join(widget.tabText(i) for i in range(min(widget.count(), 200)))))
+        elif isinstance(widget, QtWidgets.QComboBox):
+            out.append((name + ".items", "\n".join(widget.itemText(i) for i in range(min(widget.count(), 2000)))))
+            out.append((name + ".current", widget.currentText()))
+        elif isinstance(widget, QtWidgets.QGraphicsView) and widget.scene() is not None:
+            lines = []
+            for item in widget.scene().items()[:2000]:
+                if not item.isVisible():
+                    continue
+                if isinstance(item, QtWidgets.QGraphicsTextItem):
+                    lines.append(item.toPlainText())
+                elif isinstance(item, QtWidgets.QGraphicsSimpleTextItem):
+                    lines.append(item.text())
+                elif isinstance(item, QtWidgets.QGraphicsProxyWidget) and item.widget() is not None:
+                    lines.append(_widget_text(item.widget()))
+            out.append((name + ".scene", "\n".join(line for line in lines if line)))
+        if isinstance(widget, QtWidgets.QDockWidget):
+            out.append((name + ".title", widget.windowTitle()))
+    except (RuntimeError, TypeError, AttributeError):  # gone, or private in a binding
+        pass
+    return out
 
 
 def _model_text(model, parent=None, depth=0, tree=False):

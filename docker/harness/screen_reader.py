@@ -166,6 +166,42 @@ class Screen:
                 return None
             return bytes(self._fb)
 
+    def pointer(self, x, y, buttons=0):
+        """Moves the screen's pointer to (x, y) with `buttons` held (a
+        PointerEvent): Qt's server delivers it as a person's mouse, with the
+        enter and move events a widget under it gets. False when it could
+        not be sent."""
+        x = max(0, min(self.width - 1, int(x)))
+        y = max(0, min(self.height - 1, int(y)))
+        try:
+            with self._send_lock:
+                self._sock.sendall(struct.pack(">BBHH", 5, buttons & 0xFF, x, y))
+        except OSError:
+            return False
+        return True
+
+    def sync(self, timeout=1.0):
+        """Waits until the server has read everything sent before: it answers
+        a one-pixel request in order, after the messages ahead of it."""
+        with self._changed:
+            if self.error:
+                return False
+            self._asked += 1
+            wanted = self._asked
+        try:
+            with self._send_lock:
+                self._sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 1, 1))
+        except OSError:
+            return False
+        end = time.monotonic() + timeout
+        with self._changed:
+            while self._answered < wanted and not self.error:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return self._answered >= wanted
+
     def close(self):
         try:
             self._sock.close()

@@ -25,6 +25,7 @@ harness's step reports and the resource counters this file gathers.
 
 import json
 import math
+import random
 import os
 import re
 import select
@@ -84,6 +85,21 @@ CLOCK_DIR = "/tmp/.clock"
 # How far the idle step moves the app's clock: timers and deadlines of up to
 # this much app time come due at once.
 IDLE_JUMP_SECONDS = 30
+# A person's pace, in the app's time (its clock moved, no wall clock spent):
+# the seconds between reading the last reply and clicking the reset, and
+# the seconds a model takes to answer (each reply's request in flight).
+BEFORE_RESET_SECONDS = (3.5, 9.0)
+REPLY_SECONDS = (1.0, 3.5)
+# The pointer's way onto the reset control: moves from where it rests, a
+# few small ones within the control, and the pause before the press.
+POINTER_STEPS = 6
+POINTER_STEP_S = 0.012
+POINTER_REST_S = (0.05, 0.11)
+# The frame after the reset is taken once the window has settled (two
+# frames alike, read this far apart), or at the latest after this long:
+# a reset that fades the transcript out is judged on what it leaves.
+SETTLE_FRAME_GAP_S = 0.08
+SETTLE_FRAME_MAX_S = 1.5
 # Files the harness writes in the candidate's home before the job (kept in
 # step with harness.py's CANARIES); one missing or changed after the run
 # was deleted or overwritten.
@@ -141,6 +157,7 @@ def main():
     conversation.configure([t["prompt_marker"] for t in turns], [t["reply"] for t in turns])
     frames = Frames(child_stdin=None)
     conversation.on_reply = frames.after_reply
+    conversation.before_reply = reply_in_flight
     frames.settle_requests = recorder.wait_idle
     # The harness learns each turn only when it is about to type it: nothing
     # of turn 3 is in the candidate's process before turn 3 is typed.
@@ -519,20 +536,40 @@ def prepare_clock():
 
 # Set once the candidate's clock is under this process's control.
 CLOCK_PREPARED = []
+# How far the candidate's clock is ahead, in all: the moves add up (the
+# fake server's thread and the report reader both move it).
+CLOCK_AHEAD = [0.0]
+CLOCK_LOCK = threading.Lock()
 
 
 def move_clock(seconds):
-    """Moves the candidate's clock forward (libfaketime reads the file at
-    every clock call); False where the clock is not faked (the local
-    sandbox): nothing then to check the app's clock against."""
+    """Moves the candidate's clock forward by `seconds` more (libfaketime
+    reads the file at every clock call); False where the clock is not
+    faked (the local sandbox): nothing then to check the app's clock
+    against."""
     if not CLOCK_PREPARED:
         return False
-    try:
-        with open(os.path.join(CLOCK_DIR, "offset"), "w") as f:
-            f.write(f"+{int(seconds)}\n")
+    with CLOCK_LOCK:
+        ahead = CLOCK_AHEAD[0] + float(seconds)
+        try:
+            with open(os.path.join(CLOCK_DIR, "offset"), "w") as f:
+                f.write(f"+{ahead:.3f}\n")
+        except OSError:
+            return False
+        CLOCK_AHEAD[0] = ahead
         return True
-    except OSError:
-        return False
+
+
+def a_while(bounds):
+    """A random span within `bounds` (s): no two runs alike."""
+    low, high = bounds
+    return low + (high - low) * random.random()
+
+
+def reply_in_flight(_turn_index):
+    """Called by the fake server before it answers a turn: the model took
+    a few seconds, as far as the app's clock tells."""
+    move_clock(a_while(REPLY_SECONDS))
 
 
 def start_exec_watch():
@@ -653,6 +690,16 @@ def missing_canaries(planted):
     return missing
 
 
+def _is_rect(rect):
+    return (
+        isinstance(rect, list)
+        and len(rect) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1 << 16 for v in rect)
+        and rect[2] > 0
+        and rect[3] > 0
+    )
+
+
 def connect_screen(deadline):
     """The screen reader, or a string saying why there is none."""
     try:
@@ -677,18 +724,33 @@ class Frames:
         self._checkpoints = list(CHECKPOINTS)
         self._replies = {}
         self._stopped = False
+        self._approached = False
+        self._pointer_at = None
         self.turns = []
         self._next_turn = 0
         # Waits until the fake server answers no request (set by main()).
         self.settle_requests = None
         self.settled = None
 
-    def take(self, name):
+    def take(self, name, settle=False):
         screen = self.screen
         if screen is None or self._stopped:
             return
         at = time.monotonic()
         pixels = screen.frame(timeout=2.0)
+        if settle and pixels is not None:
+            # Until two frames read a moment apart are alike (an animation
+            # over, a fade done), within a bound: what stays is judged.
+            end = at + SETTLE_FRAME_MAX_S
+            while time.monotonic() < end:
+                time.sleep(SETTLE_FRAME_GAP_S)
+                later = screen.frame(timeout=2.0)
+                if later is None:
+                    break
+                same = later == pixels
+                at, pixels = time.monotonic(), later
+                if same:
+                    break
         if pixels is None:
             self.missed += 1
             return
@@ -707,8 +769,46 @@ class Frames:
             return False
         # Names before it are skipped for good: no going back.
         del self._checkpoints[: self._checkpoints.index(name) + 1]
-        self.take("checkpoint:" + name)
+        self.take("checkpoint:" + name, settle=name == "after_reset")
         return True
+
+    def approach(self, rect):
+        """Before the reset is pressed, once: the app's clock moves on a few
+        seconds (a person reads the reply, then reaches for the control),
+        and the pointer travels onto the control and a little within it,
+        with a short rest, as real pointer events over the screen. `rect`
+        is where the harness says the control is (x, y, width, height on
+        the screen): a lie only misdirects the pointer."""
+        if self._approached:
+            return {}
+        self._approached = True
+        moved = move_clock(a_while(BEFORE_RESET_SECONDS))
+        screen = self.screen
+        if screen is None or self._stopped or not _is_rect(rect):
+            return {"clock_moved": moved, "pointer": False}
+        x, y, width, height = (int(v) for v in rect)
+        target_x = x + width / 2 + (random.random() - 0.5) * min(width / 3, 12)
+        target_y = y + height / 2 + (random.random() - 0.5) * min(height / 3, 6)
+        start_x, start_y = self._pointer_at or (screen.width * 0.5, screen.height * 0.55)
+        ok = True
+        for step in range(1, POINTER_STEPS + 1):
+            share = step / POINTER_STEPS
+            # Eased, with a little wobble: not a straight machine line.
+            eased = 1 - (1 - share) ** 2
+            wobble = 0 if step == POINTER_STEPS else (random.random() - 0.5) * 6
+            ok &= screen.pointer(start_x + (target_x - start_x) * eased + wobble, start_y + (target_y - start_y) * eased + wobble)
+            time.sleep(POINTER_STEP_S)
+        # Within the control: two small moves, then a rest.
+        for _ in range(2):
+            target_x += random.choice((-2, -1, 1, 2))
+            target_y += random.choice((-1, 0, 1))
+            ok &= screen.pointer(target_x, target_y)
+            time.sleep(POINTER_STEP_S)
+        time.sleep(a_while(POINTER_REST_S))
+        self._pointer_at = (target_x, target_y)
+        # The server has read every move before the harness presses.
+        ok &= screen.sync(timeout=1.0)
+        return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)]}
 
     def after_reply(self, turn_index):
         """Called by the fake server when it answered turn `turn_index`."""
@@ -905,6 +1005,9 @@ class ReportReader:
                 self._idle_done = True
                 item["clock_moved"] = move_clock(IDLE_JUMP_SECONDS)
             frames.answer()
+        elif kind == "approach":
+            item["approach"] = frames.approach(item.get("rect"))
+            frames.answer(item["approach"])
         elif kind == "turn":
             turn = frames.next_turn(item.get("index"))
             frames.answer({"turn": turn} if turn else {"ok": False})

@@ -329,12 +329,38 @@ fn find_mark_as_written(groups: &[Group], mark: &[u8]) -> Option<usize> {
     })
 }
 
-/// Which turns' reply marks `image` shows.
+/// Which turns' reply marks `image` shows: along its rows, and along its
+/// columns for text turned a quarter either way (90° or 270°: a column is
+/// then a line read one way or the other, and marks are read mirrored
+/// too). One line's buffer at a time: the memory is a column's, the time
+/// twice a row scan's at most.
 pub fn marks_in(image: &Rgb) -> [bool; TURN_COUNT] {
+    let (width, height) = (image.width, image.height);
+    let mut seen = marks_along(height, |y, line| {
+        line.extend_from_slice(&image.pixels[y * width..(y + 1) * width])
+    });
+    if seen.iter().all(|&s| s) {
+        return seen;
+    }
+    let turned = marks_along(width, |x, line| {
+        line.extend((0..height).map(|y| image.pixels[y * width + x]))
+    });
+    for (s, t) in seen.iter_mut().zip(turned) {
+        *s |= t;
+    }
+    seen
+}
+
+/// Which turns' reply marks show along `count` parallel lines of pixels,
+/// each written into the buffer by `line` in turn.
+fn marks_along(count: usize, line: impl Fn(usize, &mut Vec<[u8; 3]>)) -> [bool; TURN_COUNT] {
     // Per turn, the (x, rows) places a mark was found at.
     let mut places: [Vec<(usize, usize, usize)>; TURN_COUNT] = Default::default();
-    for y in 0..image.height {
-        let row = &image.pixels[y * image.width..(y + 1) * image.width];
+    let mut buffer = Vec::new();
+    for y in 0..count {
+        buffer.clear();
+        line(y, &mut buffer);
+        let row = buffer.as_slice();
         let row_runs = runs(row);
         if row_runs.len() < 9 {
             continue;
@@ -488,6 +514,38 @@ mod tests {
             let mut image = blank(bg);
             draw(&mut image, &mirrored, 17, 20, 8, 4, [20, 20, 20]);
             assert_eq!(marks_in(&image), want, "turn {} mirrored", turn + 1);
+        }
+    }
+
+    /// Text turned a quarter either way (a transcript painted rotated into
+    /// a pixmap) is still read: its marks run down or up a column.
+    #[test]
+    fn marks_turned_a_quarter_either_way_are_seen() {
+        let bg = [255, 255, 255];
+        for (turn, mark) in REPLY_MARKS.iter().enumerate() {
+            let mut want = [false; TURN_COUNT];
+            want[turn] = true;
+            let mut image = blank(bg);
+            draw(&mut image, mark, 17, 20, 8, 4, [20, 20, 20]);
+            let (w, h) = (image.width, image.height);
+            // 90° clockwise: (x, y) -> (h - 1 - y, x); 270°: (y, w - 1 - x).
+            let mut cw = vec![bg; w * h];
+            let mut ccw = vec![bg; w * h];
+            for y in 0..h {
+                for x in 0..w {
+                    let p = image.pixels[y * w + x];
+                    cw[x * h + (h - 1 - y)] = p;
+                    ccw[(w - 1 - x) * h + y] = p;
+                }
+            }
+            for (pixels, how) in [(cw, "90°"), (ccw, "270°")] {
+                let turned = Rgb {
+                    width: h,
+                    height: w,
+                    pixels,
+                };
+                assert_eq!(marks_in(&turned), want, "turn {} at {how}", turn + 1);
+            }
         }
     }
 

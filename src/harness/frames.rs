@@ -7,6 +7,10 @@ use super::requests::newest_user_text;
 use super::{Artifact, Turn};
 use crate::grading::screen::{Frame, ScreenCheck};
 
+/// The longest the reset's transition may be skipped for: the supervisor
+/// waits 1.5 s at most for the window to settle, plus the frames' reading.
+const MAX_SETTLING_MS: f64 = 4000.0;
+
 /// Reads the supervisor's frames: which turns' marks each showed, before
 /// and after the reset, and the screenshots users see (the last frame
 /// before the reset, the first after it, the last of the run).
@@ -63,8 +67,24 @@ pub(super) fn read_frames(
         })
         .filter_map(|r| r["at_ms"].as_f64())
         .fold(f64::INFINITY, f64::min);
+    // The reset's own transition (a fade running) is not judged: frames
+    // from the end of the click until the supervisor's frame of the
+    // settled window (`checkpoint:after_reset`, taken once two frames were
+    // alike, within a bound) are skipped; that frame and every later one
+    // are. Without that frame after the click, nothing is skipped.
+    let after_from = frames
+        .iter()
+        .find(|f| {
+            f.name == "checkpoint:after_reset"
+                && f.at_ms >= after_from
+                && f.at_ms <= after_from + MAX_SETTLING_MS
+        })
+        .map_or(after_from, |f| f.at_ms);
     let mut seen_after_third = false;
     for frame in &frames {
+        if frame.at_ms >= reset_at && frame.at_ms < after_from {
+            continue; // the click, and the reset's transition
+        }
         let marks = frame.marks();
         let shown: Vec<usize> = (0..marks.len())
             .filter(|&i| marks[i])

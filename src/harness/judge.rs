@@ -258,7 +258,10 @@ pub fn judge_answer(
             .unreadable
             .is_none()
             .then_some(screen_check.old_after.is_empty());
-        let (memory_hint, screen_hint) = channel.planes.unwrap_or((true, true));
+        let (memory_hint, first_screen_hint) = channel.planes.unwrap_or((true, true));
+        // The widgets read again later (a transcript put back after the
+        // next reply): a hint too, it only adds a failure.
+        let screen_hint = first_screen_hint && channel.screen_text_hits.is_empty();
         let planes = Planes {
             // What the app sends is its memory; the harness's scan can only
             // add a failure.
@@ -281,9 +284,15 @@ pub fn judge_answer(
         if !memory_hint {
             uncleared.push("memory (the harness found the old turns in the app's objects)".into());
         }
-        if !screen_hint && screen_check.old_after.is_empty() {
+        if !first_screen_hint && screen_check.old_after.is_empty() {
             uncleared
                 .push("screen (the harness read the old turns in the window's widgets)".into());
+        }
+        if !channel.screen_text_hits.is_empty() && screen_check.old_after.is_empty() {
+            uncleared.push(format!(
+                "screen (the harness read the old turns in the window's widgets again, {})",
+                channel.screen_text_hits.join(", ")
+            ));
         }
         let unreadable = screen_check.unreadable.clone();
         behaviour.screen_check = Some(screen_check);

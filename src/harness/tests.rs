@@ -362,9 +362,27 @@ fn a_frame_asked_for_during_the_click_is_neither_before_nor_after() {
     frames.push(frame("reply:2", 605.0, &[1, 2]));
     let b = judged_with_frames(&t, frames.clone());
     assert!(b.passed, "{b:?}");
-    // Once the click has ended, an old reply on screen fails.
-    frames.push(frame("reply:2", 615.0, &[2]));
+    // Taken after the click while the reset fades the transcript out,
+    // before the supervisor's frame of the settled window (650 ms): the
+    // transition, not judged either.
+    frames.push(frame("reply:2", 615.0, &[1, 2]));
+    let b = judged_with_frames(&t, frames.clone());
+    assert!(b.passed, "{b:?}");
+    // From the settled frame on, an old reply on screen fails.
+    frames.push(frame("reply:2", 700.0, &[2]));
     let b = judged_with_frames(&t, frames);
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared));
+    // And so does the settled frame itself, when the old turns stayed.
+    let mut stayed = good_frames();
+    stayed[1] = frame("checkpoint:after_reset", 650.0, &[1]);
+    stayed.push(frame("reply:2", 615.0, &[1, 2]));
+    let b = judged_with_frames(&t, stayed);
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared));
+    // Without a settled frame after the click, nothing is skipped.
+    let mut unsettled = good_frames();
+    unsettled.remove(1);
+    unsettled.push(frame("reply:2", 615.0, &[2]));
+    let b = judged_with_frames(&t, unsettled);
     assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared));
 }
 
@@ -700,4 +718,27 @@ fn generate_context_of_an_earlier_turn_counts_as_history() {
     let body = json!({"prompt": t[2].prompt, "context": [9001, 9002]});
     assert!(carries_context_of(&body, 0));
     assert!(!carries_context_of(&body, 1));
+}
+
+/// The widgets read again after turn 3 (a transcript put back after the
+/// next reply, without its marks): a hint that fails the screen plane.
+#[test]
+fn old_turns_read_in_the_widgets_later_fail_the_screen() {
+    let t = turns();
+    let mut reports = full_steps(true, true);
+    let at = reports
+        .iter()
+        .position(|r| r["type"] == "step" && r["name"] == "turn_3")
+        .unwrap();
+    reports.splice(
+        at..at,
+        [
+            json!({"type": "step_start", "name": "turn_3", "at_ms": 700.0}),
+            json!({"type": "screen_text", "where": "after turn 3", "cleared": false}),
+        ],
+    );
+    let outcome = outcome_with_frames(reports, conversation(&t, false), good_frames());
+    let b = judge(&outcome, &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
+    assert!(b.failure_detail.unwrap().contains("after turn 3"));
 }
