@@ -63,6 +63,10 @@ pub struct ResetControlSpec {
     /// found by `text_pattern`.
     #[serde(default)]
     pub attribute: String,
+    /// The task asks for a button: a reset that is only a menu or toolbar
+    /// action (`QAction`, `addAction`) is a change beyond the request.
+    #[serde(default)]
+    pub button: bool,
 }
 
 /// Resource limits of one verification; the operator may only tighten them.

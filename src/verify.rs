@@ -384,8 +384,14 @@ pub async fn verify_input(
     let judging = Instant::now();
     let literals = harness::string_literals(&extracted.script);
     let judged = outcome.map_err(|e| e.to_string()).and_then(|o| {
-        harness::judge_answer(&o, &turns, task.limits.wall_seconds, &literals)
-            .map_err(|e| e.to_string())
+        harness::judge_answer(
+            &o,
+            &turns,
+            task.limits.wall_seconds,
+            &literals,
+            task.has_original(),
+        )
+        .map_err(|e| e.to_string())
     });
     watch.lap("judge", judging);
     let behaviour = match judged {

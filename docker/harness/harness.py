@@ -1012,15 +1012,47 @@ class Run:
         self.app_dir = os.path.dirname(self.path)
         return {"files": len(written), "entry": entry}
 
+    def package_entry(self):
+        """(folder to run from, module name) when the entry is a module of a
+        package that imports relatively (`from .gui import …`): it is meant
+        to be run as `python -m pkg.main` from the package's parent, and
+        run as a file its first relative import fails."""
+        relative = os.path.relpath(self.path, APP_DIR).replace(os.sep, "/")
+        source = self.sources.get(relative, b"")
+        if not re.search(rb"^[ \t]*from[ \t]+\.", source, re.MULTILINE):
+            return None
+        if not relative.endswith(".py"):
+            return None
+        parts = relative[:-3].split("/")
+        folders = parts[:-1]
+        # The outermost folder of the chain of packages holding the entry.
+        top = len(folders)
+        while top > 0 and "/".join(folders[:top] + ["__init__.py"]) in self.sources:
+            top -= 1
+        if top == 0 and "__init__.py" in self.sources:
+            # The app's folder is the package itself (an upload of its
+            # folder): it is imported under the folder's name here.
+            return os.path.dirname(APP_DIR), ".".join([os.path.basename(APP_DIR)] + parts)
+        if top == len(folders):
+            return None
+        return os.path.join(APP_DIR, *folders[:top]), ".".join(parts[top:])
+
     def launch(self):
         install_patches()
         before = len(EXCEPTIONS.items)
         sys.argv = [self.path]
+        package = self.package_entry()
+        if package and package[0].startswith(APP_DIR):
+            # Run from the package's parent, as `python -m` is.
+            self.app_dir = package[0]
         os.chdir(self.app_dir)
-        sys.path.insert(0, self.app_dir)
+        sys.path.insert(0, package[0] if package else self.app_dir)
         try:
             HARNESS_THREADS.update(threading.enumerate())
-            self.module = runpy.run_path(self.path, run_name="__main__")
+            if package:
+                self.module = runpy.run_module(package[1], run_name="__main__", alter_sys=True)
+            else:
+                self.module = runpy.run_path(self.path, run_name="__main__")
         except SystemExit as exc:
             if not HELD_WINDOWS and not visible_windows():
                 raise Failure(f"the script exited (sys.exit({exc.code!r})) before showing a window", exit_code=str(exc.code))

@@ -24,17 +24,23 @@ pub fn judge(
     turns: &[Turn],
     wall_seconds: u64,
 ) -> Result<Behaviour, NotJudged> {
-    judge_answer(outcome, turns, wall_seconds, &[])
+    judge_answer(outcome, turns, wall_seconds, &[], true)
 }
 
 /// [`judge`], with the string literals of the answer's own source
 /// (`unexplained::string_literals`): text it wrote may stand in its
 /// requests after the reset without counting as unexplained.
+/// `memory_scan_fails`: whether old turns the harness finds in the app's
+/// objects fail the reset. For a refactoring of a known original they do
+/// (its history attributes are known; an archive of them is not a reset).
+/// For an app of unknown shape they do not count: keeping past chats in a
+/// sidebar is a feature, and what the app sends is the verdict on memory.
 pub fn judge_answer(
     outcome: &SandboxOutcome,
     turns: &[Turn],
     wall_seconds: u64,
     literals: &[String],
+    memory_scan_fails: bool,
 ) -> Result<Behaviour, NotJudged> {
     let Some(result) = &outcome.result else {
         return judge_without_result(outcome, wall_seconds);
@@ -259,6 +265,7 @@ pub fn judge_answer(
             .is_none()
             .then_some(screen_check.old_after.is_empty());
         let (memory_hint, first_screen_hint) = channel.planes.unwrap_or((true, true));
+        let memory_hint = memory_hint || !memory_scan_fails;
         // The widgets read again later (a transcript put back after the
         // next reply): a hint too, it only adds a failure.
         let screen_hint = first_screen_hint && channel.screen_text_hits.is_empty();

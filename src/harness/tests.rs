@@ -742,3 +742,15 @@ fn old_turns_read_in_the_widgets_later_fail_the_screen() {
     assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
     assert!(b.failure_detail.unwrap().contains("after turn 3"));
 }
+
+#[test]
+fn old_turns_kept_in_memory_fail_a_refactoring_but_not_an_app_of_unknown_shape() {
+    let t = turns();
+    // The harness found the old turns in the app's objects; nothing sent
+    // or shown after the reset holds them.
+    let kept = outcome(full_steps(false, true), conversation(&t, false));
+    let b = judge(&kept, &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared), "{b:?}");
+    let b = crate::harness::judge_answer(&kept, &t, 30, &[], false).unwrap();
+    assert!(b.passed, "{b:?}");
+}

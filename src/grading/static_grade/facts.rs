@@ -128,6 +128,8 @@ pub(super) struct Control {
     pub(super) keyword_handler: Option<HandlerRef>,
     /// The toolbar or menu of an `addAction("text")`.
     pub(super) added_to: Option<String>,
+    /// An action (`QAction`, `addAction`), not a button.
+    pub(super) action: bool,
 }
 
 /// What a signal is connected to.

@@ -159,6 +159,8 @@ pub struct OriginalIndex {
     facts: Facts,
     /// `None` when the task's pattern does not compile: no control matches.
     reset_pattern: Option<Regex>,
+    /// The task asks for a button (`ResetControlSpec::button`).
+    reset_button: bool,
     /// Methods that may gain statements touching the reset control.
     may_extend: HashSet<String>,
     /// Handlers of the submit control: they must not change at all.
@@ -203,6 +205,7 @@ impl OriginalIndex {
             .collect();
         OriginalIndex {
             reset_pattern: Regex::new(&task.reset_control.text_pattern).ok(),
+            reset_button: task.reset_control.button,
             source,
             tree,
             facts,

@@ -39,7 +39,7 @@ impl Grading<'_> {
                 .entry(placement.item.as_str())
                 .or_insert(placement.layout.as_str());
         }
-        let mut found: Vec<(ResetControl, Vec<&Connection>)> = Vec::new();
+        let mut found: Vec<(ResetControl, bool, Vec<&Connection>)> = Vec::new();
         for control in &self.candidate.controls {
             if originals.contains(&(control.target.as_str(), control.text.as_deref())) {
                 continue;
@@ -95,13 +95,28 @@ impl Grading<'_> {
                 added_to_layout,
                 clears,
             };
-            found.push((reset, connections));
+            found.push((reset, control.action, connections));
         }
-        let chosen = found.iter().position(|(r, _)| r.connected).unwrap_or(0);
         if found.is_empty() {
             return None;
         }
-        let (reset, connections) = found.swap_remove(chosen);
+        // A connected button first, then any connected control.
+        let chosen = found
+            .iter()
+            .position(|(r, action, _)| r.connected && !action)
+            .or_else(|| found.iter().position(|(r, _, _)| r.connected))
+            .unwrap_or(0);
+        let (reset, action, connections) = found.swap_remove(chosen);
+        if action && self.index.reset_button {
+            changes.push(Self::change(
+                "reset_not_a_button",
+                format!(
+                    "the reset is a menu or toolbar action (`{}`), not the button the task asks for",
+                    reset.text
+                ),
+                reset.line,
+            ));
+        }
         for connection in connections {
             if let HandlerRef::Called(name) = &connection.handler {
                 changes.push(Self::change(

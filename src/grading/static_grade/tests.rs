@@ -68,6 +68,7 @@ fn task() -> Task {
         reset_control: ResetControlSpec {
             text_pattern: r"(?i)\b(reset|clear|new\s+(chat|conversation))\b".into(),
             attribute: String::new(),
+            button: true,
         },
         limits: Limits {
             wall_seconds: 30,
@@ -245,6 +246,32 @@ fn a_leftover_placeholder_in_a_whole_function_stands_for_nothing() {
     let report = grade(&cut, &task());
     assert_eq!(report.placeholders.len(), 1, "{report:#?}");
     assert!(report.is_snippet());
+}
+
+#[test]
+fn a_reset_that_is_only_a_menu_action_is_not_the_button_asked_for() {
+    let kinds = |script: &str| -> Vec<String> {
+        grade(script, &task())
+            .unrequested_changes
+            .into_iter()
+            .map(|c| c.kind)
+            .collect()
+    };
+    let button = edit(&[BUTTON, PLACED, HANDLER]);
+    assert!(!kinds(&button).contains(&"reset_not_a_button".to_string()));
+    let menu = edit(&[
+        (
+            "        self.chat_history_display = QTextEdit()\n",
+            "        self.chat_history_display = QTextEdit()\n        self.menuBar().addMenu(\"File\").addAction(\"Reset Conversation\", self.reset_conversation)\n",
+        ),
+        HANDLER,
+    ]);
+    let report = grade(&menu, &task());
+    assert!(report.reset_control.is_some(), "{report:#?}");
+    assert!(
+        kinds(&menu).contains(&"reset_not_a_button".to_string()),
+        "{report:#?}"
+    );
 }
 
 #[test]

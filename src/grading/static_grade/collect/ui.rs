@@ -74,6 +74,7 @@ impl Collector<'_, '_> {
                     line,
                     keyword_handler,
                     added_to: None,
+                    action: class == "QAction",
                 });
             } else if class == "addAction" {
                 if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
@@ -87,6 +88,7 @@ impl Collector<'_, '_> {
                         line,
                         keyword_handler: None,
                         added_to: receiver,
+                        action: true,
                     });
                 }
             } else if LAYOUT_CLASSES.contains(&class) {

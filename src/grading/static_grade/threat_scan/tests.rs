@@ -49,6 +49,8 @@ fn every_kind_of_tampering_and_harm_is_flagged_at_its_line() {
         ("import os\nFD = 2 + 2\nos.write(FD, b'x')\n", "tampering", "file descriptor 4"),
         ("import os\nimport sys\nopen(5, 'w').write('x')\n", "tampering", "file descriptor 5"),
         ("import os\nimport sys\nkeys = [k for k in os.environ]\n", "tampering", "whole environment"),
+        ("import os\nimport sys\nif '\\u2588' in reply: pass\n", "tampering", "reply marks"),
+        ("import os\nimport sys\njudged = reply.count(\"\u{2588}\") > 2\n", "tampering", "reply marks"),
         ("import os\nimport sys\nexec(code)\n", "tampering", "runs code built at run time (exec)"),
         ("import base64\nimport os\nexec(base64.b64decode('cHJpbnQoMSk='))\n", "tampering", "(exec)"),
         ("import os\nimport sys\neval(compile(text, 'x', 'eval'))\n", "tampering", "(eval)"),
@@ -133,6 +135,8 @@ class Window(QtWidgets.QWidget):
         self.timer.start(100)
         self.button.clicked.connect(self.reset)
         log_dir = os.environ.get("CHAT_LOGS", os.path.join(os.path.expanduser("~"), ".chat_logs"))
+        self.view.setText(self.partial + "\u{2588}")
+        self.view.setText(self.partial.replace("\u{2588}", ""))
         self.log_file = os.path.join(log_dir, "chat.log")
         threading.Thread(target=self.work, daemon=True).start()
         self.setAlignment(Qt.AlignLeft)
