@@ -239,10 +239,11 @@ impl Grading<'_> {
                 .class
                 .as_ref()
                 .is_some_and(|c| self.original.class(c).is_none());
-            if in_new_class
-                || self.original.function(&function.qualname).is_some()
-                || handler == Some(&function.name)
-            {
+            if handler == Some(&function.name) && !in_new_class {
+                self.handler_touches_files(function, changes);
+                continue;
+            }
+            if in_new_class || self.original.function(&function.qualname).is_some() {
                 continue;
             }
             let what = if function.class.is_some() {
@@ -254,6 +255,32 @@ impl Grading<'_> {
                 "new_method",
                 format!("new {what} `{}`", function.qualname),
                 function.line,
+            ));
+        }
+    }
+
+    /// A reset handler that also deletes or empties files (the app's log,
+    /// a saved session) does more than clear the conversation.
+    fn handler_touches_files(&self, handler: &FunctionFacts, changes: &mut Vec<Change>) {
+        static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let pattern = PATTERN.get_or_init(|| {
+            regex::Regex::new(
+                r#"\b(os\.(remove|unlink|rmdir|truncate)|shutil\.rmtree)\(|\.(unlink|rmdir|write_text|write_bytes)\(|\bopen\([^)]*,\s*(mode\s*=\s*)?['"]w"#,
+            )
+            .expect("a valid pattern")
+        });
+        let found = handler.statements.iter().find_map(|statement| {
+            let call = pattern.find(&statement.normalised)?;
+            Some((statement.line, call.as_str().trim_end_matches('(')))
+        });
+        if let Some((line, call)) = found {
+            changes.push(Self::change(
+                "reset_touches_files",
+                format!(
+                    "the reset handler `{}` also deletes or rewrites files (`{call}`), beyond clearing the conversation",
+                    handler.qualname
+                ),
+                line,
             ));
         }
     }

@@ -262,7 +262,7 @@ fn a_reset_that_is_only_a_menu_action_is_not_the_button_asked_for() {
     let menu = edit(&[
         (
             "        self.chat_history_display = QTextEdit()\n",
-            "        self.chat_history_display = QTextEdit()\n        self.menuBar().addMenu(\"File\").addAction(\"Reset Conversation\", self.reset_conversation)\n",
+            "        self.chat_history_display = QTextEdit()\n        self.reset_action = self.menuBar().addMenu(\"File\").addAction(\"Reset Conversation\")\n        self.reset_action.triggered.connect(self.reset_conversation)\n",
         ),
         HANDLER,
     ]);
@@ -272,6 +272,28 @@ fn a_reset_that_is_only_a_menu_action_is_not_the_button_asked_for() {
         kinds(&menu).contains(&"reset_not_a_button".to_string()),
         "{report:#?}"
     );
+}
+
+#[test]
+fn a_reset_that_also_deletes_files_is_a_change() {
+    let deletes = edit(&[
+        BUTTON,
+        PLACED,
+        (
+            "\n\ndef main():",
+            "\n    def reset_conversation(self):\n        self.chat_history = []\n        if os.path.exists(self.log_file):\n            os.remove(self.log_file)\n\n\ndef main():",
+        ),
+    ]);
+    let report = grade(&deletes, &task());
+    assert!(
+        report
+            .unrequested_changes
+            .iter()
+            .any(|c| c.kind == "reset_touches_files" && c.detail.contains("os.remove")),
+        "{report:#?}"
+    );
+    let clean = grade(&edit(&[BUTTON, PLACED, HANDLER]), &task());
+    assert!(clean.unrequested_changes.is_empty(), "{clean:#?}");
 }
 
 #[test]
