@@ -386,7 +386,7 @@ pub(crate) mod tests {
     use crate::sandbox::{BoxFuture, SandboxError, SandboxOutcome, SandboxRequest};
     use crate::service::engine_watch::{Engine, Probe};
     use crate::service::jobs::JobsConfig;
-    use crate::service::store::{self, BatchDetail, Depth, JobRecord, NewBatch, NewJob};
+    use crate::service::store::{self, BatchDetail, JobRecord, NewBatch, NewJob};
     use crate::task::TaskChoice;
     use std::path::{Path, PathBuf};
 
@@ -563,7 +563,7 @@ pub(crate) mod tests {
         );
         assert!(jobs
             .metrics
-            .render(Depth::default(), 2, &jobs.engine.health())
+            .render(&Default::default(), &jobs.engine.health())
             .contains(
                 "qtjudge_verifications_total{tier=\"3\",label=\"fail\",failure=\"no_code\"} 1"
             ));
