@@ -20,6 +20,7 @@ mod load;
 mod outage;
 mod remote_grade;
 mod replicas;
+mod replicas_share;
 mod runtime;
 mod samples;
 mod schemathesis;
