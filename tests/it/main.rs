@@ -26,6 +26,7 @@ mod samples;
 mod schemathesis;
 mod server;
 mod service;
+mod store_outage;
 mod task_check;
 mod tidy;
 mod vertical_slice;
