@@ -346,7 +346,18 @@ async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Killed in the backoff before the third attempt (4 s away).
+    // Killed in the backoff before the third attempt (2 s away), once the
+    // second is stored (the receiver sees it a moment before the service
+    // records its answer: a kill in between would count it again).
+    let path = format!("/v1/verifications/{id}");
+    while server.get_json(&path).await["callback"]["attempts"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second attempt is never stored:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill_9();
     let before = receiver.seen().len();
     receiver.refusing.store(false, Ordering::SeqCst);
