@@ -705,7 +705,7 @@ mod tests {
         for _ in 0..200 {
             metrics = jobs
                 .metrics
-                .render(Default::default(), 1, &jobs.engine.health());
+                .render(&Default::default(), &jobs.engine.health());
             if lines.iter().all(|line| metrics.contains(line)) {
                 break;
             }

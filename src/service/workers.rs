@@ -15,7 +15,7 @@ use crate::grading::verdict::Label;
 use crate::grading::FailureCode;
 use crate::sandbox::Sandbox;
 use crate::service::jobs::{Finished, Jobs};
-use crate::service::store::{now_ms, Claimed, Status, MAX_ATTEMPTS};
+use crate::service::store::{now_ms, Claimed, Status, StoreError, MAX_ATTEMPTS};
 use crate::verify::{self, Verification};
 
 /// Workers look at the store this often even when nobody wakes them, so a
@@ -23,6 +23,8 @@ use crate::verify::{self, Verification};
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How often idle workers look for the sandbox while it is not ready.
 const ENGINE_WAIT_POLL: Duration = Duration::from_millis(250);
+/// The longest pause between two tries of a write the store could not take.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Jobs {
     /// Starts the workers and the retention pruner.
@@ -238,7 +240,12 @@ impl Jobs {
     /// Not judged because of the engine (it may be back already): the job
     /// goes back to the queue, a bounded number of times.
     async fn retry_later(&self, job: &Claimed, why: &str) {
-        match self.store.requeue_after_engine_fault(&job.lease, why).await {
+        let requeued = self
+            .until_store_answers(job, || {
+                self.store.requeue_after_engine_fault(&job.lease, why)
+            })
+            .await;
+        match requeued {
             Ok(true) => {
                 tracing::warn!(job = %job.id, error = why, "the engine failed a verification: the job goes back to the queue")
             }
@@ -261,15 +268,74 @@ impl Jobs {
         v: Option<&Verification>,
         error: Option<String>,
     ) {
-        if let Err(e) = self.store.finish(&job.lease, status, v, error).await {
-            // Left `running`: the next start-up runs it again.
-            tracing::error!(job = %job.id, error = %e, "cannot store a result");
-            return;
+        let stored = self
+            .until_store_answers(job, || {
+                self.store.finish(&job.lease, status, v, error.clone())
+            })
+            .await;
+        match stored {
+            Ok(()) => {}
+            // A write cut off mid-commit may have landed before the lease
+            // was found gone: a finished job is news all the same.
+            Err(StoreError::LeaseLost { .. }) if self.finished_in_store(&job.id).await => {
+                tracing::warn!(job = %job.id, "the job was finished already (a result written before a cut, or by another replica); this result is not stored");
+            }
+            Err(e) => {
+                // Left `running`: the next start-up (or, on a shared
+                // store, another replica once the lease expires) runs it
+                // again.
+                tracing::error!(job = %job.id, error = %e, "cannot store a result");
+                return;
+            }
         }
         let _ = self.finished.send(Finished {
             id: job.id.clone(),
             batch_id: job.batch_id.clone(),
         });
+    }
+
+    async fn finished_in_store(&self, id: &str) -> bool {
+        matches!(
+            self.store.job(id).await,
+            Ok(Some(record)) if matches!(record.status, Status::Done | Status::Error)
+        )
+    }
+
+    /// A write of a job's outcome, tried again while the store does not
+    /// answer (restarting, the network to it cut): the verification is
+    /// done, and a result given up here would be a second run later. The
+    /// lease stays this process's meanwhile unless the store stays away
+    /// past its lifetime (the write is then refused: `LeaseLost`). Any
+    /// other answer ends the tries; so does the shutdown's grace running
+    /// out (the pool is abandoned).
+    async fn until_store_answers<'a, T, F>(
+        &self,
+        job: &Claimed,
+        mut write: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> futures_util::future::BoxFuture<'a, Result<T, StoreError>>,
+    {
+        let mut pause = Duration::from_millis(250);
+        let mut tries = 0u32;
+        loop {
+            match write().await {
+                Err(StoreError::Unavailable { doing, source }) => {
+                    tries += 1;
+                    if tries == 1 {
+                        tracing::warn!(job = %job.id, doing, error = %source, "the job store does not answer: the job's outcome waits for it");
+                    }
+                }
+                other => {
+                    if tries > 0 {
+                        tracing::info!(job = %job.id, tries, "the job store answers again: the job's outcome written");
+                    }
+                    return other;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(STORE_RETRY_MAX);
+        }
     }
 
     async fn prune_regularly(&self, retention: Duration) {
@@ -386,7 +452,7 @@ pub(crate) mod tests {
     use crate::sandbox::{BoxFuture, SandboxError, SandboxOutcome, SandboxRequest};
     use crate::service::engine_watch::{Engine, Probe};
     use crate::service::jobs::JobsConfig;
-    use crate::service::store::{self, BatchDetail, Depth, JobRecord, NewBatch, NewJob};
+    use crate::service::store::{self, BatchDetail, JobRecord, NewBatch, NewJob};
     use crate::task::TaskChoice;
     use std::path::{Path, PathBuf};
 
@@ -563,7 +629,7 @@ pub(crate) mod tests {
         );
         assert!(jobs
             .metrics
-            .render(Depth::default(), 2, &jobs.engine.health())
+            .render(&Default::default(), &jobs.engine.health())
             .contains(
                 "qtjudge_verifications_total{tier=\"3\",label=\"fail\",failure=\"no_code\"} 1"
             ));

@@ -17,18 +17,20 @@ use sha2::Sha256;
 use crate::server::Server;
 use crate::support::{docker, fixture};
 
-const SECRET: &str = "s3cret";
+pub(crate) const SECRET: &str = "s3cret";
 const SNIPPET: &str = "granite4-small.md";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Seen {
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Seen {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+    /// The status the receiver answered it with.
+    pub(crate) answered: u16,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
             .unwrap_or_else(|| panic!("no {name} header: {:?}", self.headers))
@@ -37,7 +39,7 @@ impl Seen {
             .to_string()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("the body is JSON")
     }
 }
@@ -45,14 +47,14 @@ impl Seen {
 /// A webhook receiver: records every request, answers 500 to the first
 /// `refusals` (or to all while `refusing`), then 200.
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Mutex<Vec<Seen>>,
-    refusals: AtomicUsize,
-    refusing: AtomicBool,
+    pub(crate) refusals: AtomicUsize,
+    pub(crate) refusing: AtomicBool,
 }
 
 impl Receiver {
-    async fn start(refusals: usize, refusing: bool) -> (Arc<Receiver>, String) {
+    pub(crate) async fn start(refusals: usize, refusing: bool) -> (Arc<Receiver>, String) {
         let receiver = Arc::new(Receiver {
             refusals: AtomicUsize::new(refusals),
             refusing: AtomicBool::new(refusing),
@@ -67,7 +69,7 @@ impl Receiver {
         (receiver, url)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -77,17 +79,22 @@ async fn receive(
     headers: HeaderMap,
     body: String,
 ) -> StatusCode {
-    receiver.seen.lock().unwrap().push(Seen { headers, body });
     let refuse = receiver.refusing.load(Ordering::SeqCst)
         || receiver
             .refusals
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-    if refuse {
+    let answer = if refuse {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
-    }
+    };
+    receiver.seen.lock().unwrap().push(Seen {
+        headers,
+        body,
+        answered: answer.as_u16(),
+    });
+    answer
 }
 
 /// Recomputed here, not with qtjudge's own function.
@@ -97,7 +104,7 @@ fn expected_signature(timestamp: &str, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn assert_signed(seen: &Seen, event: &str) {
+pub(crate) fn assert_signed(seen: &Seen, event: &str) {
     assert_eq!(seen.header("content-type"), "application/json");
     assert_eq!(seen.header("x-qtjudge-event"), event);
     let timestamp = seen.header("x-qtjudge-timestamp");
@@ -115,7 +122,7 @@ fn assert_signed(seen: &Seen, event: &str) {
 }
 
 /// The view without its `callback` object (which moves on after sending).
-fn without_callback(mut view: Value) -> Value {
+pub(crate) fn without_callback(mut view: Value) -> Value {
     view.as_object_mut().unwrap().remove("callback");
     view
 }
@@ -339,7 +346,18 @@ async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Killed in the backoff before the third attempt (4 s away).
+    // Killed in the backoff before the third attempt (2 s away), once the
+    // second is stored (the receiver sees it a moment before the service
+    // records its answer: a kill in between would count it again).
+    let path = format!("/v1/verifications/{id}");
+    while server.get_json(&path).await["callback"]["attempts"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second attempt is never stored:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill_9();
     let before = receiver.seen().len();
     receiver.refusing.store(false, Ordering::SeqCst);

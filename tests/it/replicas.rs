@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
+use crate::replicas_share::gauge;
 use crate::server::{containers_of, Server};
 use crate::support::{docker, fixture};
 
@@ -18,14 +19,14 @@ const DEFAULT_TEST_URL: &str = "postgres://qtjudge:qtjudge@127.0.0.1:54329/qtjud
 
 /// A schema of its own on the test server (dropped at the end), and a
 /// client on it.
-struct Schema {
-    url: String,
-    name: String,
-    client: tokio_postgres::Client,
+pub(crate) struct Schema {
+    pub(crate) url: String,
+    pub(crate) name: String,
+    pub(crate) client: tokio_postgres::Client,
 }
 
 impl Schema {
-    async fn make() -> Option<Schema> {
+    pub(crate) async fn make() -> Option<Schema> {
         let admin =
             std::env::var("QTJUDGE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_URL.into());
         let (client, connection) = match tokio_postgres::connect(&admin, NoTls).await {
@@ -52,7 +53,7 @@ impl Schema {
         })
     }
 
-    async fn drop_it(self) {
+    pub(crate) async fn drop_it(self) {
         let _ = self
             .client
             .batch_execute(&format!(
@@ -63,7 +64,7 @@ impl Schema {
     }
 
     /// The job a process holds now, if any.
-    async fn held_by(&self, pid: u32) -> Option<String> {
+    pub(crate) async fn held_by(&self, pid: u32) -> Option<String> {
         self.client
             .query_opt(
                 &format!(
@@ -158,6 +159,8 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_job_is_run_by_the_other(
     assert_eq!(health["queue"]["running"], 0, "{health}");
     let log = b.log();
     assert!(!log.contains("cannot store a result"), "B's log:\n{log}");
+    assert_eq!(gauge(&b, "qtjudge_cluster_queue_depth").await, Some(0.0));
+    assert_eq!(gauge(&b, "qtjudge_cluster_running").await, Some(0.0));
 
     b.stop();
     // The killed replica's container: removed by whoever reaps dead

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::service::api_error::ApiError;
 use crate::service::auth::require_token;
 use crate::service::limits::{limit_request_head, BATCH_BODY_FACTOR};
+use crate::service::metrics::Gauges;
 use crate::service::openapi::openapi;
 use crate::service::pages::{batch_page, index_page, page_headers, verification_page};
 use crate::service::state::AppState;
@@ -131,12 +132,22 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let depth = state.jobs.store.depth().await?;
-    let mut text = state.jobs.metrics.render(
+    // The counters are this process's: shown while the store is away too,
+    // with `qtjudge_store_up 0` instead of the store's counts.
+    let depth = state.jobs.store.depth().await;
+    if let Err(e) = &depth {
+        tracing::warn!(error = %e, "/metrics without the store's counts");
+    }
+    let gauges = Gauges::new(
         depth,
+        state.jobs.store.is_shared(),
+        state.jobs.running(),
         state.jobs.config.workers,
-        &state.jobs.engine.health(),
     );
+    let mut text = state
+        .jobs
+        .metrics
+        .render(&gauges, &state.jobs.engine.health());
     text.push_str(&state.connections.render());
     Ok((
         [(

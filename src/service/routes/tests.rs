@@ -730,8 +730,10 @@ async fn metrics_are_prometheus_text() {
     let text = body.as_str().unwrap();
     for name in [
         "qtjudge_queue_depth 0",
+        "qtjudge_cluster_queue_depth 0",
         "qtjudge_verification_duration_seconds_count 0",
         "qtjudge_engine_up 1",
+        "qtjudge_store_up 1",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }

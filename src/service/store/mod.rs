@@ -205,6 +205,8 @@ pub trait JobStore: Send + Sync {
     /// The newest batches, newest first.
     fn recent_batches(&self, limit: usize) -> BoxFuture<'_, Result<Vec<BatchListing>>>;
 
+    /// Jobs queued and running in the whole store: with a shared store,
+    /// every replica's.
     fn depth(&self) -> BoxFuture<'_, Result<Depth>>;
 
     /// Deletes finished jobs (and their artifacts) finished before
@@ -227,6 +229,12 @@ pub trait JobStore: Send + Sync {
     /// then.
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
         None
+    }
+
+    /// Whether other processes may share this store (its queue and its
+    /// counts are then the cluster's, not this process's).
+    fn is_shared(&self) -> bool {
+        false
     }
 
     /// Records an attempt's outcome: still `pending` (due again at

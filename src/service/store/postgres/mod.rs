@@ -1061,6 +1061,10 @@ impl JobStore for PostgresStore {
         Some(self.events.subscribe())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn callback_attempted<'a>(
         &'a self,
         id: &'a str,
