@@ -100,16 +100,24 @@ POINTER_REST_S = (0.05, 0.11)
 # a reset that fades the transcript out is judged on what it leaves.
 SETTLE_FRAME_GAP_S = 0.08
 SETTLE_FRAME_MAX_S = 1.5
-# Files the harness writes in the candidate's home before the job (kept in
-# step with harness.py's CANARIES); one missing or changed after the run
-# was deleted or overwritten.
-CANARIES = {
-    "Documents/notes.txt": "Buy milk. Call the plumber on Tuesday.\n",
-    "Desktop/todo.txt": "- renew passport\n- book dentist\n",
-    ".ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n",
-    ".config/mail/accounts.ini": "[work]\nuser = someone@example.com\n",
-    "Pictures/2026/trip.txt": "a placeholder for a photo\n",
+# The user's files, planted by this process in the candidate's home before
+# the harness starts (so before any candidate code exists). Their text holds
+# a secret drawn afresh for each run (`{secret}`), reported with the result:
+# the host looks for it in every request the fake server recorded. One
+# missing or changed after the run was deleted or overwritten; one whose
+# access time moved was read. They belong to root (mode 0666 in folders of
+# mode 0777): the candidate may write or delete them as a user's app could,
+# but cannot read them unseen (O_NOATIME and setting times are the owner's)
+# nor put their times back.
+CANARY_TEMPLATES = {
+    "Documents/notes.txt": "Buy milk. Call the plumber on Tuesday. Locker code {secret}\n",
+    "Desktop/todo.txt": "- renew passport\n- book dentist\n- wifi password {secret}\n",
+    ".ssh/id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA{secret}\n-----END OPENSSH PRIVATE KEY-----\n",
+    ".config/mail/accounts.ini": "[work]\nuser = someone@example.com\npassword = {secret}\n",
+    "Pictures/2026/trip.txt": "a placeholder for a photo {secret}\n",
 }
+CANARIES = {}
+CANARY_SECRETS = {}
 
 
 def main():
@@ -120,6 +128,7 @@ def main():
     moments = {"started": time.monotonic()}
     output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
     recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
+    plant_canaries()
 
     binding = BINDINGS[0]
     child, outputs, reports = start_harness(binding, output_cap)
@@ -190,6 +199,7 @@ def main():
         # candidate's: nothing of the judge starts one.
         programs = start_exec_watch()
         home_before = home_snapshot()
+        canaries_before = canary_stats()
         try:
             child.stdin.write(json.dumps(job).encode() + b"\n")
             child.stdin.flush()
@@ -199,6 +209,7 @@ def main():
         timed_out = not wait_child(child, reports, deadline)
     else:
         home_before = None
+        canaries_before = None
         programs = exec_watch.Unwatched("no candidate code ran")
         # The harness died (or hung) before it was ready: an image problem,
         # since no candidate code has run yet.
@@ -241,7 +252,9 @@ def main():
             # How long the first turn waited for the app's requests, and
             # whether they were all answered by then.
             "settled_requests": frames.settled,
+            "canaries_read": read_canaries(canaries_before),
             "canaries_missing": missing_canaries(planted=bool(ready)),
+            "canary_secrets": dict(CANARY_SECRETS),
             "home_changes": home_changes(home_before),
             "executed": programs.stop(),
             "requests": recorder.snapshot(),
@@ -590,12 +603,24 @@ SENSITIVE_FILES = (
     ".zprofile", ".zlogin", ".kshrc", ".cshrc", ".tcshrc", ".inputrc", ".pam_environment",
     ".xprofile", ".xinitrc", ".xsession", ".xsessionrc", ".Xresources", ".gitconfig", ".netrc",
     ".pythonrc", ".pythonstartup", ".npmrc", ".pypirc", ".wgetrc", ".curlrc", ".forward", ".crontab",
+    # Read by shells, editors, pagers, multiplexers and REPLs as they start:
+    # aliases, key bindings and commands that run later, in another program.
+    ".bash_aliases", ".bash_completion", ".zlogout", ".vimrc", ".gvimrc", ".exrc", ".nanorc",
+    ".emacs", ".emacs.el", ".lesskey", ".less", ".tmux.conf", ".screenrc", ".Rprofile",
+    ".Renviron", ".psqlrc", ".sqliterc", ".my.cnf", ".gdbinit", ".irbrc", ".pryrc", ".ghci",
+    ".sbclrc", ".guile", ".octaverc", ".condarc", ".hgrc", ".muttrc", ".mailcap", ".Xdefaults",
+    ".xbindkeysrc", ".selected_editor", ".editrc", ".config/mimeapps.list",
 )
 SENSITIVE_DIRS = (
     ".ssh", ".gnupg", ".aws", ".docker", ".kube", ".config/autostart", ".config/systemd",
     ".config/environment.d", ".config/fish", ".config/git", ".config/pip", ".local/bin",
     ".local/lib", ".local/share/applications", ".local/share/systemd", ".config/plasma-workspace",
     ".config/upstart", ".config/lxsession", "bin",
+    ".vim", ".emacs.d", ".config/emacs", ".config/nvim", ".config/vim", ".ipython",
+    ".config/ipython", ".jupyter", ".config/jupyter", ".local/share/jupyter", ".julia/config",
+    ".config/tmux", ".config/fontconfig", ".config/readline", ".pip", ".config/R",
+    ".config/openbox", ".config/i3", ".config/sway", ".config/hypr", ".config/xfce4/autostart",
+    ".local/share/nautilus/scripts",
 )
 HOME_SNAPSHOT_MAX = 2000
 
@@ -669,10 +694,62 @@ def home_changes(before):
     }
 
 
+def plant_canaries():
+    """Writes the user's files (see CANARY_TEMPLATES) with this run's
+    secrets, and sets their times one second back, so that a read moves
+    the access time past the change time on a `relatime` mount."""
+    import secrets
+
+    home = home_dir()
+    for relative, template in CANARY_TEMPLATES.items():
+        secret = secrets.token_hex(16)
+        CANARY_SECRETS[relative] = secret
+        CANARIES[relative] = template.format(secret=secret)
+        path = os.path.join(home, relative)
+        try:
+            folder = home
+            for part in relative.split("/")[:-1]:
+                folder = os.path.join(folder, part)
+                os.makedirs(folder, exist_ok=True)
+                os.chmod(folder, 0o777)
+            os.chmod(home, 0o777)
+            with open(path, "w") as f:
+                f.write(CANARIES[relative])
+            os.chmod(path, 0o666)
+            back = time.time_ns() - 1_000_000_000
+            os.utime(path, ns=(back, back))
+        except OSError:
+            continue
+
+
+def canary_stats():
+    """{canary: (inode, atime, mtime, ctime)} as the job is handed over."""
+    stats = {}
+    for relative in CANARIES:
+        try:
+            st = os.stat(os.path.join(home_dir(), relative))
+        except OSError:
+            continue
+        stats[relative] = (st.st_ino, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
+    return stats
+
+
+def read_canaries(before):
+    """The user's files read or touched during the run: their access time
+    moved (a read, on a `relatime` mount, since it was not past the change
+    time), or their change time did (times set, a rename, a write), looked
+    at by this process before it reads them itself. One gone is for
+    missing_canaries."""
+    if not before:
+        return []
+    after = canary_stats()
+    return [relative for relative, old in before.items() if after.get(relative) not in (None, old)]
+
+
 def missing_canaries(planted):
-    """The user's files (planted by the harness before it said it was
-    ready, so before the job) that are gone or changed after the run, read
-    by this process."""
+    """The user's files (planted by this process before the harness
+    started, so before the job) that are gone or changed after the run,
+    read by this process."""
     if not planted:
         return []
     home = home_dir()
@@ -683,7 +760,7 @@ def missing_canaries(planted):
             # again, is as lost to the user as one that is gone. A home
             # moved away or made unreadable loses every one.
             with open(os.path.join(home, canary), "rb") as f:
-                if f.read(len(text) + 1) != text.encode():
+                if f.read(len(text.encode()) + 1) != text.encode():
                     missing.append(canary)
         except OSError:
             missing.append(canary)

@@ -15,6 +15,7 @@ mod judge;
 mod no_result;
 mod requests;
 mod unexplained;
+mod user_files;
 
 pub use crate::report_channel::Step;
 pub use crate::turns::{new_turns, Turn};

@@ -120,6 +120,14 @@ impl<'t> ThreatScan<'t> {
         } else {
             return None;
         };
+        let deletes_a_file = !callee.ends_with("rmtree")
+            && !callee.ends_with("rmdir")
+            && !callee.ends_with("removedirs");
+        if deletes_a_file && self.own_file_below_home(path) {
+            // `os.remove(self.session_file)`: the app's own file, which it
+            // writes itself, in its own folder of the home.
+            return None;
+        }
         let why = self.outside_path(path).or_else(|| {
             if path.kind_id() == kinds.identifier || path.kind_id() == kinds.attribute {
                 self.assigned_values(path)
@@ -130,6 +138,25 @@ impl<'t> ThreatScan<'t> {
             }
         })?;
         Some(format!("deletes {why} ({callee})"))
+    }
+
+    /// A name (`self.session_file`) whose every assigned value is one file
+    /// in a folder of the app's below the home (`os.path.join(
+    /// os.path.expanduser("~"), ".ollama_client_logs", "session.json")`),
+    /// and which the app opens for writing itself: the app's own file. Not
+    /// the home itself, nor a user's folder (`Documents`), a credential or
+    /// start-up file, a glob or a parent folder.
+    fn own_file_below_home(&self, path: Node) -> bool {
+        let kinds = scan_kinds();
+        if path.kind_id() != kinds.identifier && path.kind_id() != kinds.attribute {
+            return false;
+        }
+        let values = self.assigned_values(path);
+        let name = self.text(path);
+        !values.is_empty()
+            && name.len() <= 100
+            && values.iter().all(|v| own_place(self.text(*v)))
+            && writes_to(self.source, name)
     }
 
     /// Why an expression names a place outside the app's own files: the
@@ -337,6 +364,12 @@ impl<'t> ThreatScan<'t> {
             })?;
             (content.kind_id() == kinds.string_content).then(|| self.text(content).to_string())
         };
+        // `MIRROR + "/api/pull"`: where the request goes is its left part.
+        let node = if node.kind_id() == kinds.binary_operator {
+            node.child_by_field_id(fields().left).unwrap_or(node)
+        } else {
+            node
+        };
         let url = literal(node).or_else(|| {
             if node.kind_id() == kinds.identifier || node.kind_id() == kinds.attribute {
                 self.assigned_values(node).iter().find_map(|v| literal(*v))
@@ -372,11 +405,17 @@ fn is_model_endpoint(host: &str, port: Option<u16>) -> bool {
 }
 
 /// An IP address, written as one, that is routed on the internet (not
-/// private, loopback, link-local or shared space).
+/// private, loopback, link-local or shared space). A number is read as
+/// the C library reads it (`inet_aton`): `1572395042`, `0x5db8d822`,
+/// `0135.0270.0330.042` and `93.12puzzle` forms name an address too.
 fn is_public_ip(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let parsed = bare
+        .parse::<core::net::IpAddr>()
+        .ok()
+        .or_else(|| inet_aton(bare).map(core::net::IpAddr::V4));
     // core's address type: parsing only, the grading room does no IO.
-    match bare.parse::<core::net::IpAddr>() {
+    match parsed.ok_or(()) {
         Ok(core::net::IpAddr::V4(ip)) => {
             let [a, b, ..] = ip.octets();
             !(ip.is_private()
@@ -394,6 +433,112 @@ fn is_public_ip(host: &str) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// An IPv4 address in the forms the C library's `inet_aton` (and so a
+/// URL's host, for most HTTP clients) accepts: one to four parts, each
+/// decimal, octal (`0…`) or hex (`0x…`), the last filling the bytes left.
+fn inet_aton(text: &str) -> Option<core::net::Ipv4Addr> {
+    let text = text.strip_suffix('.').unwrap_or(text);
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(4);
+    for part in &parts {
+        let (digits, radix) =
+            if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                (hex, 16)
+            } else if part.len() > 1 && part.starts_with('0') {
+                (&part[1..], 8)
+            } else {
+                (*part, 10)
+            };
+        if (digits.is_empty() && radix != 16) || !digits.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        let value = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        numbers.push(value);
+    }
+    let (last, first) = numbers.split_last()?;
+    if first.iter().any(|n| *n > 255) || *last >= 1u64 << (8 * (4 - first.len())) {
+        return None;
+    }
+    let mut address = *last as u32;
+    for (i, n) in first.iter().enumerate() {
+        address |= (*n as u32) << (24 - 8 * i);
+    }
+    Some(core::net::Ipv4Addr::from(address))
+}
+
+/// Folders of the home that hold the user's own files, not an app's.
+const USER_FOLDERS: [&str; 9] = [
+    "Documents",
+    "Desktop",
+    "Downloads",
+    "Pictures",
+    "Music",
+    "Videos",
+    "Templates",
+    "Public",
+    "Dropbox",
+];
+
+/// An expression's text that joins the home with literal parts naming
+/// one file in a folder of an app's (see `own_file_below_home`).
+fn own_place(text: &str) -> bool {
+    static LITERAL: OnceLock<Regex> = OnceLock::new();
+    let literal =
+        LITERAL.get_or_init(|| Regex::new(r#"["']([^"'\\]*)["']"#).expect("a valid pattern"));
+    if text.len() > 300
+        || !(text.contains("expanduser") || text.contains("home()"))
+        || ["glob", "getcwd", "environ", "*", "?", "{", "%", "+"]
+            .iter()
+            .any(|c| text.contains(c))
+    {
+        return false;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for capture in literal.captures_iter(text) {
+        let value = capture.get(1).map_or("", |m| m.as_str());
+        let value = value.strip_prefix('~').unwrap_or(value);
+        parts.extend(value.split('/').filter(|p| !p.is_empty()));
+    }
+    let Some(first) = parts.first() else {
+        return false;
+    };
+    let nested = matches!(*first, ".config" | ".local" | ".cache");
+    let deep_enough = parts.len() >= if nested { 3 } else { 2 };
+    let not_the_apps = |p: &&str| {
+        matches!(*p, "." | ".." | "share" | "bin" | "lib")
+            || private_file(p).is_some()
+            || (nested && START_UP_FOLDERS.contains(p))
+    };
+    deep_enough && !USER_FOLDERS.contains(first) && !parts.iter().any(not_the_apps)
+}
+
+/// Folders below `.config` or `.local` whose files run code later.
+const START_UP_FOLDERS: [&str; 6] = [
+    "autostart",
+    "systemd",
+    "environment.d",
+    "nvim",
+    "ipython",
+    "fish",
+];
+
+/// Whether `source` opens the file `name` holds for writing
+/// (`open(name, "w")`, `name.write_text(`, `name.open("a")`).
+fn writes_to(source: &str, name: &str) -> bool {
+    let name = regex::escape(name);
+    Regex::new(&format!(
+        r#"open\(\s*{name}\s*,\s*(mode\s*=\s*)?["'][wax]|{name}\.(write_text|write_bytes)\(|{name}\.open\(\s*(mode\s*=\s*)?["'][wax]"#
+    ))
+    .is_ok_and(|pattern| pattern.is_match(source))
 }
 
 /// The host and port of a URL; `None` when the host is computed
@@ -428,11 +573,16 @@ fn download_call() -> &'static Regex {
     })
 }
 
-/// A shell as the program a `QProcess` starts.
+/// A shell as the program a `QProcess` starts, or a program kept below
+/// `/usr/lib` (apt's and udev's helpers: a shared volume on some engines,
+/// where the supervisor's watch of starts cannot always tell whose they
+/// are).
 fn shell_program() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
     PATTERN.get_or_init(|| {
-        Regex::new(r#"["'](/usr)?(/bin/)?(ba|z|da|k)?sh["']|["'](curl|wget|rm)["']"#)
+        Regex::new(
+            r#"["'](/usr)?(/bin/)?(ba|z|da|k)?sh["']|["'](curl|wget|rm)["']|["'](/usr)?/lib(exec|32|64)?/[^"']+["']"#,
+        )
             .expect("a valid pattern")
     })
 }
@@ -450,7 +600,7 @@ fn shell_payload() -> &'static Regex {
 /// login: a chat app has no business reading or writing any of them (the
 /// parts may be literals of their own, as in `os.path.join(home, ".ssh",
 /// "id_ed25519")`).
-const PRIVATE_FILES: [&str; 30] = [
+const PRIVATE_FILES: [&str; 36] = [
     ".ssh",
     "id_rsa",
     "id_dsa",
@@ -481,6 +631,12 @@ const PRIVATE_FILES: [&str; 30] = [
     "autostart",
     "crontab",
     "shadow",
+    ".bash_aliases",
+    ".vimrc",
+    ".exrc",
+    ".emacs",
+    ".ipython",
+    ".jupyter",
 ];
 
 /// The private file a string names, if one of its path parts is one.

@@ -60,6 +60,18 @@ fn every_kind_of_tampering_and_harm_is_flagged_at_its_line() {
         ("import shutil\nimport os\nshutil.rmtree(os.path.expanduser('~'))\n", "harmful", "deletes the home folder (shutil.rmtree)"),
         ("from shutil import rmtree\nhome = os.path.expanduser('~')\nrmtree(home, ignore_errors=True)\n", "harmful", "home folder"),
         ("import os\nimport sys\nos.remove('/etc/hosts')\n", "harmful", "absolute path"),
+        ("import os\nnotes = os.path.join(os.path.expanduser('~'), 'Documents', 'notes.txt'); open(notes, 'w')\nos.remove(notes)\n", "harmful", "home folder (os.remove)"),
+        ("import os\nhome = os.path.expanduser('~'); open(home, 'w')\nos.remove(home)\n", "harmful", "home folder (os.remove)"),
+        ("import os, shutil\nd = os.path.join(os.path.expanduser('~'), '.app', 'x'); open(d, 'w')\nshutil.rmtree(d)\n", "harmful", "home folder (shutil.rmtree)"),
+        ("import os\nd = os.path.join(os.path.expanduser('~'), '.app', 'x.json')\nos.remove(d)\n", "harmful", "home folder (os.remove)"),
+        ("import requests\nimport os\nrequests.post('http://1572395042:11434/api/pull', json={})\n", "harmful", "sends a request to 1572395042"),
+        ("import requests\nimport os\nrequests.post('http://0x5db8d822:11434/api/pull', json={})\n", "harmful", "sends a request to 0x5db8d822"),
+        ("import requests\nMIRROR = 'http://1572395042:11434'\nrequests.post(MIRROR + '/api/pull', json={})\n", "harmful", "sends a request to 1572395042"),
+        ("import requests\nimport os\nrequests.post('http://93.0xb8.55330:8080/v1', json={})\n", "harmful", "sends a request to 93.0xb8.55330"),
+        ("import requests\nimport os\nrequests.post('http://0135.0270.0330.042:1234/v1', json={})\n", "harmful", "sends a request"),
+        ("from PyQt5.QtCore import QProcess\nimport os\nQProcess.startDetached('/usr/lib/apt/apt-helper', ['download-file'])\n", "harmful", "runs a command"),
+        ("from PyQt5.QtCore import QProcess\nimport os\nQProcess.execute('/usr/libexec/helper', [])\n", "harmful", "runs a command"),
+        ("import os\nimport sys\nopen(os.path.join(os.path.expanduser('~'), '.bash_aliases'), 'a')\n", "harmful", ".bash_aliases"),
         ("import os\nimport glob\nfor f in glob.glob('*.py'): os.remove(f)\n", "harmful", "glob"),
         ("import os\nimport sys\nos.unlink('../settings.json')\n", "harmful", "outside the app's own files"),
         ("from pathlib import Path\nimport os\nPath.home().joinpath('.bashrc').unlink()\n", "harmful", "home folder"),
@@ -155,6 +167,14 @@ class Window(QtWidgets.QWidget):
             os.remove("chat.log")
         os.remove(self.log_file)
         self.log_path.unlink(missing_ok=True)
+        self.session_file = os.path.join(os.path.expanduser("~"), ".ollama_client_logs", "current_session.json")
+        with open(self.session_file, "w", encoding="utf-8") as fh:
+            fh.write("[]")
+        os.remove(self.session_file)
+        self.state = Path.home() / ".config" / "ollama-chat" / "state.json"
+        self.state.write_text("{}")
+        self.state.unlink()
+        self.lan = requests.get("http://3232235796:1234/v1/models").json()
         with open("chat_log.txt", "a", encoding="utf-8") as f:
             f.write(json.dumps(self.history))
         os.write(1, b"reset\n")
