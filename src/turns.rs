@@ -494,7 +494,6 @@ const MIN_BINARY_RUN: usize = 256;
 /// gives the app such data, so after the reset it can only be something
 /// the app kept, which the host cannot read as text (fail closed).
 pub fn carried_binary(body: &Value, raw: &[String]) -> Option<String> {
-    use base64::Engine as _;
     let mut pieces = Vec::new();
     collect_strings(body, &mut pieces, 0);
     pieces.extend(raw.iter().cloned());
@@ -509,16 +508,8 @@ pub fn carried_binary(body: &Value, raw: &[String]) -> Option<String> {
             .split(|c: char| !is_b64(c))
             .filter(|r| r.len() >= MIN_BINARY_RUN)
         {
-            let trimmed = run.trim_end_matches('=');
-            // A length of 4n + 1 is never base64: a run cut short by one.
-            let usable = &trimmed[..trimmed.len() - usize::from(trimmed.len() % 4 == 1)];
-            let decoded = [
-                &base64::engine::general_purpose::STANDARD_NO_PAD,
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            ]
-            .iter()
-            .find_map(|engine| engine.decode(usable).ok());
-            if let Some(bytes) = decoded.filter(|b| std::str::from_utf8(b).is_err()) {
+            if let Some(bytes) = decode_base64_run(run).filter(|b| std::str::from_utf8(b).is_err())
+            {
                 return Some(format!(
                     "it carries {} bytes of binary data as base64 (an image or a file), which the judge never gave the app",
                     bytes.len()
@@ -529,28 +520,36 @@ pub fn carried_binary(body: &Value, raw: &[String]) -> Option<String> {
     None
 }
 
-fn base64_runs(text: &str) -> Vec<String> {
+/// A run of base64 characters decoded, standard or URL-safe, padded or
+/// not. Bits past the last whole byte are ignored, not refused: a run cut
+/// at any length (or text that merely uses base64's letters, as hex does)
+/// is still read.
+fn decode_base64_run(run: &str) -> Option<Vec<u8>> {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine as _;
+    static ENGINES: std::sync::OnceLock<[GeneralPurpose; 2]> = std::sync::OnceLock::new();
+    let engines = ENGINES.get_or_init(|| {
+        let config = GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true);
+        [
+            GeneralPurpose::new(&base64::alphabet::STANDARD, config),
+            GeneralPurpose::new(&base64::alphabet::URL_SAFE, config),
+        ]
+    });
+    let trimmed = run.trim_end_matches('=');
+    // A length of 4n + 1 is never base64: a run cut short by one.
+    let usable = &trimmed[..trimmed.len() - usize::from(trimmed.len() % 4 == 1)];
+    engines.iter().find_map(|engine| engine.decode(usable).ok())
+}
+
+fn base64_runs(text: &str) -> Vec<String> {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '=');
     let mut found = Vec::new();
     for run in text.split(|c: char| !is_b64(c)).filter(|r| r.len() >= 16) {
-        let trimmed = run.trim_end_matches('=');
-        // A length of 4n + 1 is never base64: a run cut short by one.
-        let usable = if trimmed.len() % 4 == 1 {
-            &trimmed[..trimmed.len() - 1]
-        } else {
-            trimmed
-        };
-        for engine in [
-            &base64::engine::general_purpose::STANDARD_NO_PAD,
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        ] {
-            if let Ok(bytes) = engine.decode(usable) {
-                if let Ok(decoded) = String::from_utf8(bytes) {
-                    found.push(decoded);
-                    break;
-                }
-            }
+        if let Some(decoded) = decode_base64_run(run).and_then(|b| String::from_utf8(b).ok()) {
+            found.push(decoded);
         }
         if found.len() >= 64 {
             break;
@@ -584,6 +583,11 @@ mod tests {
         let quiet =
             serde_json::json!({"messages": [{"role": "user", "content": text}], "id": sha512});
         assert_eq!(carried_binary(&quiet, &[]), None);
+        // Compressed text as hex, spaced: base64's letters, a length that
+        // leaves bits past the last byte (a strict decoder refuses it).
+        let spaced_hex = "9f3e ".repeat(64) + "f7";
+        let hex = serde_json::json!({"messages": [{"content": spaced_hex}]});
+        assert!(carried_binary(&hex, &[]).is_some());
     }
 
     #[test]
