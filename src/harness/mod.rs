@@ -13,6 +13,7 @@ mod frames;
 mod job;
 mod judge;
 mod no_result;
+mod request_text;
 mod requests;
 mod unexplained;
 mod user_files;

@@ -4,10 +4,11 @@
 
 use serde_json::Value;
 
+use super::request_text::{self, RequestImage};
 use super::unexplained::{over_budget, Vocabulary};
 use super::{RequestSummary, Turn};
 use crate::report_channel::Channel;
-use crate::turns::{RequestImage, TURNS_BEFORE_RESET};
+use crate::turns::TURNS_BEFORE_RESET;
 
 /// The next-request plane, from the fake server's recordings.
 pub(super) struct RequestPlane {
@@ -134,13 +135,13 @@ fn raw_texts(request: &Value) -> Vec<String> {
     let mut texts = Vec::new();
     if let Some(path) = request["path"].as_str() {
         texts.push(path.to_string());
-        texts.push(crate::turns::percent_decoded(path));
+        texts.push(request_text::percent_decoded(path));
     }
     for header in request["headers"].as_array().into_iter().flatten().take(64) {
         for part in header.as_array().into_iter().flatten().take(2) {
             if let Some(text) = part.as_str() {
                 texts.push(text.to_string());
-                texts.push(crate::turns::percent_decoded(text));
+                texts.push(request_text::percent_decoded(text));
             }
         }
     }
@@ -178,7 +179,7 @@ pub(super) fn summarise_requests(
             .rev()
             .find(|&i| newest.contains(turns[i].prompt_marker.as_str()));
         let raw = raw_texts(request);
-        let whole = crate::turns::request_text(body, &raw);
+        let whole = request_text::request_text(body, &raw);
         if vocabulary.is_none() && turn.is_some_and(|t| t >= 1) {
             vocabulary = Some(Vocabulary::new(
                 std::mem::take(&mut frame_texts).iter().map(String::as_str),
@@ -191,7 +192,7 @@ pub(super) fn summarise_requests(
         let searched = format!(
             "{whole}\n{}\n{}",
             crate::turns::joined_within_chunks(&whole),
-            decoded_code_runs(&whole)
+            request_text::decoded_code_runs(&whole)
         );
         let novel = match &vocabulary {
             Some(vocabulary) => Some(vocabulary.novel(&whole)),
@@ -213,7 +214,7 @@ pub(super) fn summarise_requests(
         });
         // The reply marks of the images it carries, read as the screen's.
         let mut in_images = vec![false; turns.len()];
-        for image in crate::turns::request_images(body, &raw) {
+        for image in request_text::request_images(body, &raw) {
             let why = match image {
                 RequestImage::Png(bytes) if images_read < MAX_IMAGES_PER_RUN => {
                     images_read += 1;
@@ -242,7 +243,7 @@ pub(super) fn summarise_requests(
         }
         // An image without marks, or a file of any format, may still show
         // the old turns to a model that reads it.
-        if let Some(why) = crate::turns::carried_binary(body, &raw) {
+        if let Some(why) = request_text::carried_binary(body, &raw) {
             unreadable.get_or_insert(why);
         }
         let mut carries = Vec::new();
@@ -304,80 +305,5 @@ pub(super) fn baseline_problem(requests: &[RequestSummary], channel: &Channel) -
         None
     } else {
         Some("no conversation memory to reset: the second request did not carry the first turn (each request carries only its own prompt)".into())
-    }
-}
-
-/// What runs of codes in `text` spell, read as hex bytes (`48656c6c, 6f…`)
-/// and as character codes (`72, 101, 108…`), separators between them
-/// skipped: text to search for the old turns, not to charge (an honest
-/// app's ids decode to noise). Bounded by the size of `text`.
-fn decoded_code_runs(text: &str) -> String {
-    /// Shortest run worth reading: shorter ones are ids and numbers.
-    const MIN_HEX_DIGITS: usize = 16;
-    const MIN_CODES: usize = 8;
-    let mut out = String::new();
-    let mut hex = String::new();
-    let mut codes: Vec<u32> = Vec::new();
-    let flush_hex = |hex: &mut String, out: &mut String| {
-        if hex.len() >= MIN_HEX_DIGITS {
-            let bytes: Vec<u8> = hex
-                .as_bytes()
-                .chunks_exact(2)
-                .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-                .collect();
-            out.push_str(&crate::turns::normalise(&String::from_utf8_lossy(&bytes)));
-            out.push('\n');
-        }
-        hex.clear();
-    };
-    let flush_codes = |codes: &mut Vec<u32>, out: &mut String| {
-        if codes.len() >= MIN_CODES {
-            let spelt: String = codes.iter().filter_map(|&c| char::from_u32(c)).collect();
-            out.push_str(&crate::turns::normalise(&spelt));
-            out.push('\n');
-        }
-        codes.clear();
-    };
-    for token in super::unexplained::tokens(text) {
-        let first = token.chars().next().unwrap_or(' ');
-        if !first.is_alphanumeric() {
-            // A separator: runs go on across it.
-            continue;
-        }
-        if token.chars().all(|c| c.is_ascii_hexdigit()) {
-            hex.push_str(token);
-        } else {
-            flush_hex(&mut hex, &mut out);
-        }
-        match token.parse::<u32>() {
-            Ok(code) if token.len() <= 7 && token.chars().all(|c| c.is_ascii_digit()) => {
-                codes.push(code)
-            }
-            _ => flush_codes(&mut codes, &mut out),
-        }
-    }
-    flush_hex(&mut hex, &mut out);
-    flush_codes(&mut codes, &mut out);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decoded_code_runs;
-
-    #[test]
-    fn code_runs_are_read_as_hex_and_as_character_codes() {
-        let secret = "my name is ada, code words quokka and tundra";
-        let hex: Vec<String> = secret
-            .as_bytes()
-            .chunks(4)
-            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
-            .collect();
-        assert!(decoded_code_runs(&hex.join(", ")).contains("quokka"));
-        let codes: Vec<String> = secret.chars().map(|c| (c as u32).to_string()).collect();
-        assert!(decoded_code_runs(&format!("[{}]", codes.join(", "))).contains("tundra"));
-        // Ids and numbers alone are too short to be read.
-        let honest = "id 0c8e1b52-4c8b-4a57-9b1e-5d0f3a7c9e21 at 2026-12-06 temperature 0.7";
-        assert!(!decoded_code_runs(honest).contains("quokka"));
     }
 }

@@ -82,7 +82,7 @@ pub fn string_literals(source: &str) -> Vec<String> {
 }
 
 impl Vocabulary {
-    /// `frame_texts`: what `turns::request_text` read of the requests sent
+    /// `frame_texts`: what `request_text::request_text` read of the requests sent
     /// before turn 2's (the frame, with turn 1's prompt in it). What only
     /// the old turns hold (their markers, code words and the name given in
     /// turn 1) is taken out of it: that is history, not frame. Common words
@@ -145,7 +145,7 @@ impl Vocabulary {
         Vocabulary { allowed, literals }
     }
 
-    /// The tokens of `text` (a request's `turns::request_text`) that it
+    /// The tokens of `text` (a request's `request_text::request_text`) that it
     /// does not explain, in order, as far as `Novel` keeps them.
     pub(super) fn novel(&self, text: &str) -> Novel {
         // Each of the answer's literals explains one place it stands in a

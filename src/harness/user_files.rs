@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use crate::turns::{normalise, percent_decoded, request_text};
+use super::request_text::{percent_decoded, request_text};
+use crate::turns::normalise;
 
 /// At most this many files named in a reason.
 const MAX_NAMED: usize = 8;
