@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::service::jobs::Jobs;
 use crate::service::metrics::CallbackOutcome;
 use crate::service::store::{
-    now_ms, BatchDetail, BatchRecord, DeliveryState, JobRecord, PendingDelivery, StoreError,
+    now_ms, BatchDetail, BatchRecord, CallbackAttempt, DeliveryState, JobRecord, PendingDelivery,
+    StoreError,
 };
 
 /// Attempts per delivery unless `--callback-attempts` says otherwise.
@@ -298,7 +299,15 @@ impl Deliverer {
                     let stored = self
                         .jobs
                         .store
-                        .callback_attempted(&p.id, attempts, DeliveryState::Delivered, due, None)
+                        .callback_attempted(
+                            &p.id,
+                            CallbackAttempt {
+                                attempts,
+                                state: DeliveryState::Delivered,
+                                next_attempt_ms: due,
+                                last_error: None,
+                            },
+                        )
                         .await;
                     if let Err(e) = stored {
                         // Left pending: it will be sent again (at least once).
@@ -318,10 +327,12 @@ impl Deliverer {
                         .store
                         .callback_attempted(
                             &p.id,
-                            attempts,
-                            DeliveryState::Pending,
-                            due,
-                            Some(answer.describe()),
+                            CallbackAttempt {
+                                attempts,
+                                state: DeliveryState::Pending,
+                                next_attempt_ms: due,
+                                last_error: Some(answer.describe()),
+                            },
                         )
                         .await;
                     if let Err(e) = stored {
@@ -363,7 +374,15 @@ impl Deliverer {
         if let Err(e) = self
             .jobs
             .store
-            .callback_attempted(&p.id, attempts, DeliveryState::Failed, now_ms(), Some(why))
+            .callback_attempted(
+                &p.id,
+                CallbackAttempt {
+                    attempts,
+                    state: DeliveryState::Failed,
+                    next_attempt_ms: now_ms(),
+                    last_error: Some(why),
+                },
+            )
             .await
         {
             tracing::error!(delivery = %p.id, error = %e, "cannot record a failed callback");

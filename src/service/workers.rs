@@ -489,11 +489,19 @@ pub(crate) mod tests {
         }
     }
 
-    fn jobs_with(dir: &Path, workers: usize, max_queue: usize) -> Arc<Jobs> {
-        let store = store::open(dir).unwrap();
-        let engine = Arc::new(Engine::ready(Arc::new(DownSandbox), None, None));
+    /// A service over `sandbox` with its store in `dir`; `engine_up` is
+    /// what its engine probe answers (`None`: no probe).
+    fn jobs_over(
+        dir: &Path,
+        sandbox: Arc<dyn Sandbox>,
+        engine_up: Option<bool>,
+        workers: usize,
+        max_queue: usize,
+    ) -> Arc<Jobs> {
+        let probe = engine_up.map(|up| -> Probe { Box::new(move || Box::pin(async move { up })) });
+        let engine = Arc::new(Engine::ready(sandbox, None, probe));
         Jobs::new(
-            store,
+            store::open(dir).unwrap(),
             JobsConfig {
                 workers,
                 max_queue,
@@ -503,6 +511,19 @@ pub(crate) mod tests {
             },
             engine,
         )
+    }
+
+    fn jobs_with(dir: &Path, workers: usize, max_queue: usize) -> Arc<Jobs> {
+        jobs_over(dir, Arc::new(DownSandbox), None, workers, max_queue)
+    }
+
+    /// The experiment's tier-1 fixture answer.
+    fn correct_answer() -> String {
+        std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/outputs/reset-conversation/correct.py"),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -656,24 +677,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_run_the_engine_could_not_judge_is_an_error_not_a_tier() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine::ready(Arc::new(SilentSandbox), None, None));
-        let jobs = Jobs::new(
-            store::open(dir.path()).unwrap(),
-            JobsConfig {
-                workers: 1,
-                max_queue: 10,
-                tasks_dir: tasks_dir(),
-                cache_dir: None,
-                retention: None,
-            },
-            engine,
-        );
+        let jobs = jobs_over(dir.path(), Arc::new(SilentSandbox), None, 1, 10);
         let pool = jobs.start();
-        let correct = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/outputs/reset-conversation/correct.py"),
-        )
-        .unwrap();
+        let correct = correct_answer();
         let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
         let done = jobs
             .wait_for_job(&ids[0], Duration::from_secs(20))
@@ -721,28 +727,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_panicking_verification_is_its_answers_error_and_the_worker_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
-        let engine = Arc::new(Engine::ready(
-            Arc::new(PanickySandbox),
-            None,
-            Some(engine_up),
-        ));
-        let jobs = Jobs::new(
-            store::open(dir.path()).unwrap(),
-            JobsConfig {
-                workers: 1,
-                max_queue: 10,
-                tasks_dir: tasks_dir(),
-                cache_dir: None,
-                retention: None,
-            },
-            engine,
-        );
-        let correct = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/outputs/reset-conversation/correct.py"),
-        )
-        .unwrap();
+        let jobs = jobs_over(dir.path(), Arc::new(PanickySandbox), Some(true), 1, 10);
+        let correct = correct_answer();
         let panicking = format!("{correct}\n# PANIC_IN_SANDBOX\n");
         let pool = jobs.start();
         // One worker: the answers after the panicking one need it alive.
@@ -816,24 +802,8 @@ pub(crate) mod tests {
     /// `correct.py` through a one-worker service over `sandbox`, to its end.
     async fn run_correct_once(sandbox: Arc<dyn Sandbox>) -> JobRecord {
         let dir = tempfile::tempdir().unwrap();
-        let engine_up: Probe = Box::new(|| Box::pin(async { true }));
-        let engine = Arc::new(Engine::ready(sandbox, None, Some(engine_up)));
-        let jobs = Jobs::new(
-            store::open(dir.path()).unwrap(),
-            JobsConfig {
-                workers: 1,
-                max_queue: 10,
-                tasks_dir: tasks_dir(),
-                cache_dir: None,
-                retention: None,
-            },
-            engine,
-        );
-        let correct = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/outputs/reset-conversation/correct.py"),
-        )
-        .unwrap();
+        let jobs = jobs_over(dir.path(), sandbox, Some(true), 1, 10);
+        let correct = correct_answer();
         let pool = jobs.start();
         let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
         let finished = jobs
@@ -862,28 +832,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_run_lost_to_an_engine_outage_goes_back_to_the_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let engine_down: Probe = Box::new(|| Box::pin(async { false }));
-        let engine = Arc::new(Engine::ready(
-            Arc::new(DownSandbox),
-            None,
-            Some(engine_down),
-        ));
-        let jobs = Jobs::new(
-            store::open(dir.path()).unwrap(),
-            JobsConfig {
-                workers: 1,
-                max_queue: 10,
-                tasks_dir: tasks_dir(),
-                cache_dir: None,
-                retention: None,
-            },
-            engine,
-        );
-        let correct = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("fixtures/outputs/reset-conversation/correct.py"),
-        )
-        .unwrap();
+        let jobs = jobs_over(dir.path(), Arc::new(DownSandbox), Some(false), 1, 10);
+        let correct = correct_answer();
         let pool = jobs.start();
         let ids = jobs.submit(vec![job(&correct)], None).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -4,8 +4,8 @@
 //! about one store's files (reopening, its older schemas) stays with it.
 
 use super::{
-    now_ms, BatchDetail, CallbackStatus, DeliveryState, JobStore, Lease, NewBatch, NewJob,
-    Recovered, Status, StoreError, BATCH_FINISHED, MAX_ATTEMPTS, VERIFICATION_FINISHED,
+    now_ms, BatchDetail, CallbackAttempt, CallbackStatus, DeliveryState, JobStore, Lease, NewBatch,
+    NewJob, Recovered, Status, StoreError, BATCH_FINISHED, MAX_ATTEMPTS, VERIFICATION_FINISHED,
 };
 use crate::harness::Artifact;
 use crate::task::TaskChoice;
@@ -48,28 +48,6 @@ macro_rules! job_store_tests {
     };
 }
 pub(crate) use job_store_tests;
-
-/// A store's migration list against its folder (`dir`, from the crate's
-/// root): one file per version, numbered in order from 1, each the text
-/// compiled in. `listed` is each migration's version, name and SQL.
-pub(crate) fn assert_migrations_are_their_files(dir: &str, listed: &[(u32, &str, &str)]) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), listed.len(), "every file is listed: {files:?}");
-    for (n, ((version, name, sql), file)) in listed.iter().zip(&files).enumerate() {
-        assert_eq!(*version as usize, n + 1, "{name}");
-        assert!(file.starts_with(&format!("{version:04}_")), "{file}");
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        assert_eq!(
-            &text, sql,
-            "{file} is the one compiled in as version {version}"
-        );
-    }
-}
 
 const TASK: &str = "reset-conversation";
 
@@ -505,7 +483,15 @@ pub(crate) async fn pruning_deletes_old_finished_jobs_emptied_batches_and_settle
         "a pending delivery stays (it reports the job gone)"
     );
     store
-        .callback_attempted(&delivery.id, 1, DeliveryState::Failed, now_ms(), None)
+        .callback_attempted(
+            &delivery.id,
+            CallbackAttempt {
+                attempts: 1,
+                state: DeliveryState::Failed,
+                next_attempt_ms: now_ms(),
+                last_error: None,
+            },
+        )
         .await
         .unwrap();
     store.prune(now_ms() + 1).await.unwrap();
@@ -549,7 +535,15 @@ pub(crate) async fn a_delivery_keeps_its_body_and_records_each_attempt(store: &d
     );
     let due = now_ms() + 1000;
     store
-        .callback_attempted(&p.id, 1, DeliveryState::Pending, due, Some("503".into()))
+        .callback_attempted(
+            &p.id,
+            CallbackAttempt {
+                attempts: 1,
+                state: DeliveryState::Pending,
+                next_attempt_ms: due,
+                last_error: Some("503".into()),
+            },
+        )
         .await
         .unwrap();
     let again = store.pending_callbacks().await.unwrap();
@@ -560,7 +554,15 @@ pub(crate) async fn a_delivery_keeps_its_body_and_records_each_attempt(store: &d
         (DeliveryState::Pending, 1, Some("503"))
     );
     store
-        .callback_attempted(&p.id, 2, DeliveryState::Delivered, due, None)
+        .callback_attempted(
+            &p.id,
+            CallbackAttempt {
+                attempts: 2,
+                state: DeliveryState::Delivered,
+                next_attempt_ms: due,
+                last_error: None,
+            },
+        )
         .await
         .unwrap();
     assert!(store.pending_callbacks().await.unwrap().is_empty());

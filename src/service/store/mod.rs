@@ -18,6 +18,7 @@ use crate::verify::Verification;
 
 mod columns;
 mod error;
+mod migration;
 mod postgres;
 mod records;
 mod sqlite;
@@ -25,9 +26,9 @@ mod sqlite;
 pub use error::{BackendError, StoreError};
 pub use postgres::DEFAULT_LEASE_TTL;
 pub use records::{
-    BatchDetail, BatchListing, BatchRecord, CallbackStatus, Claimed, DeliveryState, Depth,
-    JobRecord, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Status, BATCH_FINISHED,
-    VERIFICATION_FINISHED,
+    BatchDetail, BatchListing, BatchRecord, CallbackAttempt, CallbackStatus, Claimed,
+    DeliveryState, Depth, JobRecord, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Status,
+    BATCH_FINISHED, VERIFICATION_FINISHED,
 };
 pub use sqlite::DB_FILE;
 
@@ -237,15 +238,11 @@ pub trait JobStore: Send + Sync {
         false
     }
 
-    /// Records an attempt's outcome: still `pending` (due again at
-    /// `next_attempt_ms`), `delivered` or `failed`.
+    /// Records an attempt's outcome.
     fn callback_attempted<'a>(
         &'a self,
         id: &'a str,
-        attempts: u32,
-        state: DeliveryState,
-        next_attempt_ms: i64,
-        last_error: Option<String>,
+        attempt: CallbackAttempt,
     ) -> BoxFuture<'a, Result<()>>;
 }
 

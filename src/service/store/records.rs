@@ -193,6 +193,24 @@ impl DeliveryState {
     }
 }
 
+/// One delivery attempt's outcome as recorded: still `pending` (due again
+/// at `next_attempt_ms`), `delivered` or `failed`, after `attempts` tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAttempt {
+    pub attempts: u32,
+    pub state: DeliveryState,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+}
+
+impl CallbackAttempt {
+    /// When the delivery ended (delivered or given up), now; `None` while
+    /// it is still pending.
+    pub fn finished_at(&self) -> Option<i64> {
+        (self.state != DeliveryState::Pending).then(super::now_ms)
+    }
+}
+
 /// A callback as the views show it. `pending` also covers the time before
 /// the verification or batch is finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::columns::{from_json, to_json, to_json_opt};
 use super::{
-    new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackStatus, Claimed,
-    DeliveryState, Depth, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered,
-    Result, Status, StoreError, StoreEvent, BATCH_FINISHED, MAX_ATTEMPTS, VERIFICATION_FINISHED,
+    new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackAttempt,
+    CallbackStatus, Claimed, DeliveryState, Depth, JobRecord, JobStore, Lease, NewBatch, NewJob,
+    PendingDelivery, Recovered, Result, Status, StoreError, StoreEvent, BATCH_FINISHED,
+    MAX_ATTEMPTS, VERIFICATION_FINISHED,
 };
 use crate::task::TaskChoice;
 use crate::verify::Verification;
@@ -1068,14 +1069,10 @@ impl JobStore for PostgresStore {
     fn callback_attempted<'a>(
         &'a self,
         id: &'a str,
-        attempts: u32,
-        state: DeliveryState,
-        next_attempt_ms: i64,
-        last_error: Option<String>,
+        attempt: CallbackAttempt,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let finished_at = (state != DeliveryState::Pending).then(now_ms);
-            let last_error = last_error.as_deref().map(text);
+            let last_error = attempt.last_error.as_deref().map(text);
             let client = self.client().await?;
             client
                 .execute(
@@ -1084,11 +1081,11 @@ impl JobStore for PostgresStore {
                      WHERE id = $1",
                     &[
                         &id,
-                        &i64::from(attempts),
-                        &state.as_str(),
-                        &next_attempt_ms,
+                        &i64::from(attempt.attempts),
+                        &attempt.state.as_str(),
+                        &attempt.next_attempt_ms,
                         &last_error,
-                        &finished_at,
+                        &attempt.finished_at(),
                     ],
                 )
                 .await

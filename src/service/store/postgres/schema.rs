@@ -5,32 +5,17 @@
 
 use tokio_postgres::Client;
 
+use super::super::migration::Migration;
 use super::super::{Result, StoreError};
-
-struct Migration {
-    version: i32,
-    name: &'static str,
-    sql: &'static str,
-}
-
-macro_rules! migration {
-    ($version:literal, $name:literal, $file:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!("migrations/", $file)),
-        }
-    };
-}
 
 /// Every version of the schema, oldest first; version `n` is the `n`th.
 const MIGRATIONS: &[Migration] = &[
-    migration!(1, "jobs", "0001_jobs.sql"),
-    migration!(2, "samples", "0002_samples.sql"),
+    Migration::new(1, "jobs", include_str!("migrations/0001_jobs.sql")),
+    Migration::new(2, "samples", include_str!("migrations/0002_samples.sql")),
 ];
 
-fn latest() -> i32 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+fn latest() -> u32 {
+    super::super::migration::latest(MIGRATIONS)
 }
 
 /// Applies the migrations the schema lacks, all in one transaction.
@@ -56,19 +41,22 @@ pub(super) async fn run(client: &mut Client, location: &str) -> Result<()> {
         .map_err(open_error)?
         .map(|row| row.get("version"));
     let current = found.unwrap_or(0);
-    if current > latest() {
+    if i64::from(current) > i64::from(latest()) {
         return Err(StoreError::TooNew {
             location: location.to_string(),
             found: i64::from(current),
-            known: latest() as u32,
+            known: latest(),
         });
     }
+    // The version column is an INTEGER, `i32` on the wire.
+    let current = current.max(0) as u32;
+    let newest = latest() as i32;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         tx.batch_execute(m.sql)
             .await
             .map_err(|source| StoreError::Migrate {
                 location: location.to_string(),
-                version: m.version as u32,
+                version: m.version,
                 name: m.name,
                 source: Box::new(source),
             })?;
@@ -82,12 +70,12 @@ pub(super) async fn run(client: &mut Client, location: &str) -> Result<()> {
     if found.is_none() {
         tx.execute(
             "INSERT INTO qtjudge_schema (version) VALUES ($1)",
-            &[&latest()],
+            &[&newest],
         )
         .await
         .map_err(open_error)?;
     } else if current < latest() {
-        tx.execute("UPDATE qtjudge_schema SET version = $1", &[&latest()])
+        tx.execute("UPDATE qtjudge_schema SET version = $1", &[&newest])
             .await
             .map_err(open_error)?;
     }
@@ -100,13 +88,9 @@ mod tests {
 
     #[test]
     fn the_migrations_are_numbered_in_order_and_name_their_files() {
-        let listed: Vec<(u32, &str, &str)> = MIGRATIONS
-            .iter()
-            .map(|m| (m.version as u32, m.name, m.sql))
-            .collect();
-        crate::service::store::conformance::assert_migrations_are_their_files(
+        crate::service::store::migration::assert_listed_as_their_files(
             "src/service/store/postgres/migrations",
-            &listed,
+            MIGRATIONS,
         );
     }
 }

@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::super::{
-    now_ms, CallbackStatus, DeliveryState, PendingDelivery, Result, BATCH_FINISHED,
+    CallbackAttempt, CallbackStatus, DeliveryState, PendingDelivery, Result, BATCH_FINISHED,
     VERIFICATION_FINISHED,
 };
 use super::sql;
@@ -109,25 +109,17 @@ pub(super) fn set_body(conn: &mut Connection, id: &str, body: &str) -> Result<()
     .map_err(sql("storing a callback's body"))
 }
 
-pub(super) fn attempted(
-    conn: &mut Connection,
-    id: &str,
-    attempts: u32,
-    state: DeliveryState,
-    next_attempt_ms: i64,
-    last_error: Option<&str>,
-) -> Result<()> {
-    let finished_at = (state != DeliveryState::Pending).then(now_ms);
+pub(super) fn attempted(conn: &mut Connection, id: &str, attempt: &CallbackAttempt) -> Result<()> {
     conn.execute(
         "UPDATE callbacks SET attempts = ?2, state = ?3, next_attempt_ms = ?4,
          last_error = ?5, finished_at = ?6 WHERE id = ?1",
         params![
             id,
-            attempts,
-            state.as_str(),
-            next_attempt_ms,
-            last_error,
-            finished_at
+            attempt.attempts,
+            attempt.state.as_str(),
+            attempt.next_attempt_ms,
+            attempt.last_error,
+            attempt.finished_at()
         ],
     )
     .map(drop)

@@ -6,39 +6,36 @@
 
 use rusqlite::{params, Connection};
 
+use super::super::migration::Migration;
 use super::super::{Result, StoreError};
-
-struct Migration {
-    version: u32,
-    name: &'static str,
-    sql: &'static str,
-}
-
-macro_rules! migration {
-    ($version:literal, $name:literal, $file:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!("../migrations/", $file)),
-        }
-    };
-}
 
 /// Every version of the schema, oldest first; version `n` is the `n`th.
 const MIGRATIONS: &[Migration] = &[
-    migration!(1, "jobs", "0001_jobs.sql"),
-    migration!(2, "callbacks", "0002_callbacks.sql"),
-    migration!(3, "bundles", "0003_bundles.sql"),
-    migration!(4, "task choices", "0004_task_choices.sql"),
-    migration!(5, "uploads", "0005_uploads.sql"),
-    migration!(6, "no callback trigger", "0006_no_callback_trigger.sql"),
-    migration!(7, "leases", "0007_leases.sql"),
-    migration!(8, "samples", "0008_samples.sql"),
+    Migration::new(1, "jobs", include_str!("../migrations/0001_jobs.sql")),
+    Migration::new(
+        2,
+        "callbacks",
+        include_str!("../migrations/0002_callbacks.sql"),
+    ),
+    Migration::new(3, "bundles", include_str!("../migrations/0003_bundles.sql")),
+    Migration::new(
+        4,
+        "task choices",
+        include_str!("../migrations/0004_task_choices.sql"),
+    ),
+    Migration::new(5, "uploads", include_str!("../migrations/0005_uploads.sql")),
+    Migration::new(
+        6,
+        "no callback trigger",
+        include_str!("../migrations/0006_no_callback_trigger.sql"),
+    ),
+    Migration::new(7, "leases", include_str!("../migrations/0007_leases.sql")),
+    Migration::new(8, "samples", include_str!("../migrations/0008_samples.sql")),
 ];
 
 /// The newest schema version this build knows.
 pub(super) fn latest() -> u32 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    super::super::migration::latest(MIGRATIONS)
 }
 
 /// Applies the migrations the store lacks.
@@ -132,13 +129,9 @@ mod tests {
 
     #[test]
     fn the_migrations_are_numbered_in_order_and_name_their_files() {
-        let listed: Vec<(u32, &str, &str)> = MIGRATIONS
-            .iter()
-            .map(|m| (m.version, m.name, m.sql))
-            .collect();
-        crate::service::store::conformance::assert_migrations_are_their_files(
+        crate::service::store::migration::assert_listed_as_their_files(
             "src/service/store/migrations",
-            &listed,
+            MIGRATIONS,
         );
     }
 }

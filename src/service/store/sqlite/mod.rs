@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::columns::{from_json, to_json, to_json_opt};
 use super::{
-    new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, Claimed, DeliveryState,
+    new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackAttempt, Claimed,
     Depth, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Result,
     Status, StoreError, MAX_ATTEMPTS,
 };
@@ -596,22 +596,10 @@ impl JobStore for SqliteStore {
     fn callback_attempted<'a>(
         &'a self,
         id: &'a str,
-        attempts: u32,
-        state: DeliveryState,
-        next_attempt_ms: i64,
-        last_error: Option<String>,
+        attempt: CallbackAttempt,
     ) -> BoxFuture<'a, Result<()>> {
         let id = id.to_string();
-        Box::pin(self.call(move |conn| {
-            deliveries::attempted(
-                conn,
-                &id,
-                attempts,
-                state,
-                next_attempt_ms,
-                last_error.as_deref(),
-            )
-        }))
+        Box::pin(self.call(move |conn| deliveries::attempted(conn, &id, &attempt)))
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::super::conformance::job_store_tests;
-use super::super::{CallbackStatus, BATCH_FINISHED, VERIFICATION_FINISHED};
+use super::super::{CallbackStatus, DeliveryState, BATCH_FINISHED, VERIFICATION_FINISHED};
 use super::*;
 
 async fn fresh() -> Option<(Arc<dyn JobStore>, tempfile::TempDir)> {
