@@ -165,9 +165,11 @@ fn hand_written_openapi() -> Value {
                 "callbacks": {"finished": {"{$request.body#/callback_url}": callback(callbacks::VERIFICATION_FINISHED, "Verification")}}}},
             "/v1/verifications/{id}": {"get": {
                 "summary": "a verification's status and result", "security": [{"bearer": []}],
-                "parameters": [id_param],
-                "responses": with(json!({"200": {"description": "the verification", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}}}),
-                    json!({"404": error_response("unknown id")}))}},
+                "parameters": [id_param, {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}, "description": "the result as a report in this format (as `qtjudge verify --format`); 202 with the status while it runs"}],
+                "responses": with(json!({
+                    "200": {"description": "the verification, or its result in the format asked", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}, "text/plain": {}, "text/markdown": {}, "application/xml": {}, "text/html": {}}},
+                    "202": {"description": "a format was asked and it has not finished: its status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}}}),
+                    json!({"400": error_response("an unknown `format`"), "404": error_response("unknown id")}))}},
             "/v1/verifications/{id}/artifacts/{name}": {"get": {
                 "summary": "a screenshot of the run, read from outside the app (before_reset.png, after_reset.png, final.png)", "security": [{"bearer": []}],
                 "parameters": [id_param, {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],

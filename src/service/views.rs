@@ -21,6 +21,14 @@ fn job_result(job: &JobRecord) -> Option<Verification> {
     })
 }
 
+/// A finished job's result as its reports render it (no script).
+pub(super) fn job_report(job: &JobRecord) -> Option<Verification> {
+    job_result(job).map(|mut v| {
+        v.script = None;
+        v
+    })
+}
+
 /// A result as `qtjudge grade --format json` gives it (no script).
 fn public_result(mut v: Verification) -> Value {
     v.script = None;

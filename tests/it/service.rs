@@ -202,6 +202,46 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
         markdown.starts_with("| model | tier | reason |"),
         "{markdown}"
     );
+    // One verification's result in a format, as the batch's are.
+    let magistral = batch["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["model"] == "magistral")
+        .unwrap()["links"]["self"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let account = server
+        .get(&format!("{magistral}?format=text"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(account.status(), 200);
+    let account = account.text().await.unwrap();
+    assert!(
+        account.contains("tier 2 (unrequested_changes)") && account.contains("reason:"),
+        "{account}"
+    );
+    let junit = server
+        .get(&format!("{magistral}?format=junit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junit.headers()["content-type"], "application/xml");
+    assert!(junit
+        .text()
+        .await
+        .unwrap()
+        .contains("<testsuites name=\"qtjudge\" tests=\"1\" failures=\"0\""));
+    let unknown = server
+        .get(&format!("{magistral}?format=pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+    let error: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"], "bad_request", "{error}");
     server.stop();
 }
 

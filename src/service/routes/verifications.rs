@@ -7,17 +7,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::submit::{
     admit, check_callback_url, choose_tasks, parse_multipart, request_input, submit,
     VerificationRequest,
 };
+use crate::render::{self, Format};
 use crate::service::api_error::{parse_json, ApiError, ApiPath, ApiQuery, Body};
 use crate::service::limits::{check_fields, requested_wait, sample_text};
+use crate::service::pages::secure_page;
 use crate::service::state::AppState;
 use crate::service::store::{NewJob, Status};
-use crate::service::views::{verification_link, verification_view};
+use crate::service::views::{job_report, verification_link, verification_view};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,15 +102,44 @@ pub(super) async fn create_verification(
     Ok(response)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerificationViewQuery {
+    /// The result as a report in this format, as a batch's are.
+    format: Option<Format>,
+}
+
 pub(super) async fn get_verification(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(query): ApiQuery<VerificationViewQuery>,
+) -> Result<Response, ApiError> {
     let job = state.jobs.store.job(&id).await?.ok_or(ApiError::NotFound {
         what: "verification",
         id,
     })?;
-    Ok(Json(verification_view(&job)))
+    let Some(format) = query.format else {
+        return Ok(Json(verification_view(&job)).into_response());
+    };
+    match job_report(&job) {
+        Some(result) => {
+            let mut response = (
+                [(CONTENT_TYPE, HeaderValue::from_static(format.media_type()))],
+                render::one(&result, format),
+            )
+                .into_response();
+            if format == Format::Html {
+                secure_page(response.headers_mut());
+            }
+            Ok(response)
+        }
+        // Not finished: its status, as 202, like a batch not yet done. One
+        // that ended without a result (not judged) has only its view.
+        None if matches!(job.status, Status::Queued | Status::Running) => {
+            Ok((StatusCode::ACCEPTED, Json(verification_view(&job))).into_response())
+        }
+        None => Ok(Json(verification_view(&job)).into_response()),
+    }
 }
 
 pub(super) async fn get_artifact(
