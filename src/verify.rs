@@ -406,6 +406,7 @@ pub async fn verify_input(
                 // app is judged by (downloading, destroying).
                 b.fail(FailureCode::Harmful, detail);
             }
+            not_qt(&mut b, &bundle);
             b
         }
         Err(why) => {
@@ -526,6 +527,26 @@ pub async fn verify_input(
     v.behaviour = Some(behaviour);
     finish(&mut v, &watch);
     v
+}
+
+/// An app written with another toolkit fails however it is run (tkinter
+/// is missing from the image, or it shows no Qt window): say what it is
+/// instead of the symptom. Harm and tampering still outrank it.
+fn not_qt(behaviour: &mut Behaviour, bundle: &Bundle) {
+    let symptom = match behaviour.failure {
+        Some(FailureCode::Harmful | FailureCode::Tampering) | None => return,
+        Some(symptom) => symptom,
+    };
+    let sources = bundle.python_sources();
+    let Some(toolkit) = harness::other_toolkit(sources.iter().map(String::as_str)) else {
+        return;
+    };
+    // The symptom is the toolkit's doing, not a second failure.
+    behaviour.failure = Some(FailureCode::NotQtApp);
+    behaviour.failure_detail = Some(format!(
+        "not a Qt app: it is written with {toolkit} and imports no Qt binding (PyQt5, PyQt6, \
+         PySide2 or PySide6), and qtjudge drives Qt windows only (its run ended in {symptom})"
+    ));
 }
 
 /// A verification that panicked, as its answer's `error` result.
