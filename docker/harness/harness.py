@@ -1185,11 +1185,22 @@ class Run:
             # As a person waits for the window to settle: models listed by
             # a worker thread after the window showed, say.
             wait_for_app_threads()
-        self.resolve_controls()
+        try:
+            self.resolve_controls()
+        except Failure:
+            # The input is off until a chat exists: start one, as a person would.
+            if index != 0 or not self.start_chat_first():
+                raise
+            self.resolve_controls()
         entry = self.entry
         before = len(EXCEPTIONS.items)
         dialogs_before = len(DIALOGS)
         shown = self.type_and_send(entry, turn, before)
+        if not shown and index == 0 and not EXCEPTIONS.since(before) and self.start_chat_first():
+            # Sending did nothing before a chat was started (a sidebar app).
+            self.resolve_controls()
+            entry = self.entry
+            shown = self.type_and_send(entry, turn, before)
         warned = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
         if not shown and warned and not EXCEPTIONS.since(before):
             # Only a warning came back (no model chosen yet…): settle and
@@ -1216,6 +1227,24 @@ class Run:
             # A frame of the conversation as shown before the reset.
             checkpoint("before_reset")
         return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def start_chat_first(self):
+        """Clicks the window's "New chat" button once (its name dialog
+        answered), for apps whose input or send does nothing until a chat
+        exists; whether one was clicked."""
+        if getattr(self, "chat_started", None) is not None:
+            return False
+        self.chat_started = ""
+        pattern = r"(?i)^\W*(\+\s*)?(new|start)\s+(a\s+)?(chat|conversation|session)\b|^\s*\+\s*$"
+        for button in self.window.findChildren(QtWidgets.QAbstractButton):
+            if button.isVisible() and button.isEnabled() and re.search(pattern, control_label(button, with_name=False)):
+                click(button)
+                pump_until_idle()
+                wait_for_app_threads()
+                self.chat_started = qcall(button, "text") or control_label(button)
+                self.discovered["started_chat"] = self.chat_started
+                return True
+        return False
 
     def type_and_send(self, entry, turn, before):
         """Types the turn's prompt and sends it; whether its reply showed

@@ -282,6 +282,8 @@ fn a_reset_action_added_in_one_statement_is_not_the_button_asked_for() {
         "self.menuBar().addAction(\"Reset Conversation\", self.reset_conversation)",
         "self.addToolBar(\"Chat\").addAction(QIcon(\"new.png\"), \"New chat\", self.reset_conversation)",
         "self.menuBar().addAction(self.tr(\"&Reset\")).triggered.connect(self.reset_conversation)",
+        "self.menuBar().addAction(\"Reset\", self.reset_conversation, \"Ctrl+R\")",
+        "self.menuBar().addAction(\"Reset\", QKeySequence(\"Ctrl+R\"), self.reset_conversation)",
     ] {
         let menu = edit(&[
             (

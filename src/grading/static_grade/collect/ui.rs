@@ -225,10 +225,14 @@ impl Collector<'_, '_> {
             .collect();
         let at = positional.iter().position(|a| self.is_text(*a))?;
         let text = self.text_of(positional[at])?;
+        // The slot is after the text, before or after a shortcut (Qt 5:
+        // text, slot, key; Qt 6: text, key, slot).
         let keyword_handler = positional[at + 1..]
-            .last()
-            .filter(|h| match h.kind() {
-                "identifier" | "attribute" | "lambda" => true,
+            .iter()
+            .rev()
+            .find(|h| match h.kind() {
+                "identifier" | "lambda" => true,
+                "attribute" => self.text(**h).starts_with("self."),
                 // A `partial(self.h, …)`, or `self.h()` (a bug: its result is
                 // connected); not a key sequence or an icon.
                 "call" => {
