@@ -310,11 +310,12 @@ pub async fn verify_input(
     }
     if !task.has_original() {
         // A user's own app is not a change anyone asked for: a command it
-        // runs (`ollama list`, opening a folder) is its own business; only
-        // what downloads or destroys stays harmful.
-        report
-            .threats
-            .retain(|t| !t.what.starts_with("runs a command"));
+        // runs (`ollama list`, opening a folder), or a model's code it runs
+        // (`exec(reply_code)`), is its own business; only what downloads or
+        // destroys, or code it builds to hide, stays a threat.
+        report.threats.retain(|t| {
+            !t.what.starts_with("runs a command") && !t.what.starts_with(static_grade::HELD_CODE)
+        });
     }
     let threats = report.threats.clone();
     watch.lap("static_grade", grading);
@@ -406,6 +407,8 @@ pub async fn verify_input(
                 // app is judged by (downloading, destroying).
                 b.fail(FailureCode::Harmful, detail);
             }
+            not_qt(&mut b, &bundle);
+            generated_ui(&mut b, &bundle);
             b
         }
         Err(why) => {
@@ -526,6 +529,90 @@ pub async fn verify_input(
     v.behaviour = Some(behaviour);
     finish(&mut v, &watch);
     v
+}
+
+/// An app written with another toolkit fails however it is run (tkinter
+/// is missing from the image, or it shows no Qt window): say what it is
+/// instead of the symptom. Harm and tampering still outrank it.
+fn not_qt(behaviour: &mut Behaviour, bundle: &Bundle) {
+    let symptom = match behaviour.failure {
+        Some(FailureCode::Harmful | FailureCode::Tampering) | None => return,
+        Some(symptom) => symptom,
+    };
+    let sources = bundle.python_sources();
+    let Some(toolkit) = harness::other_toolkit(sources.iter().map(String::as_str)) else {
+        return;
+    };
+    // The symptom is the toolkit's doing, not a second failure.
+    behaviour.failure = Some(FailureCode::NotQtApp);
+    behaviour.failure_detail = Some(format!(
+        "not a Qt app: it is written with {toolkit} and imports no Qt binding (PyQt5, PyQt6, \
+         PySide2 or PySide6), and qtjudge drives Qt windows only (its run ended in {symptom})"
+    ));
+}
+
+/// A module missing because it is generated from the app's own Designer
+/// file (`ui_mainwindow` from `mainwindow.ui`, by `pyside6-uic`/`pyuic5` at
+/// build time) is not a package to install: say how to make it.
+fn generated_ui(behaviour: &mut Behaviour, bundle: &Bundle) {
+    if behaviour.failure != Some(FailureCode::MissingDependency) {
+        return;
+    }
+    let Some(detail) = behaviour.failure_detail.as_mut() else {
+        return;
+    };
+    let paths = bundle.files.iter().map(|f| f.path.as_str());
+    if let Some(hint) = generated_ui_hint(detail, paths) {
+        detail.push_str(&hint);
+    }
+}
+
+/// The advice for [`generated_ui`], when a missing module the detail names
+/// matches a `.ui` file among `paths`.
+fn generated_ui_hint<'a>(detail: &str, paths: impl Iterator<Item = &'a str>) -> Option<String> {
+    let named = detail.to_lowercase();
+    for path in paths {
+        let Some(stem) = path.strip_suffix(".ui") else {
+            continue;
+        };
+        let (folder, stem) = stem.rsplit_once('/').unwrap_or(("", stem));
+        for module in [
+            format!("ui_{stem}"),
+            format!("{stem}_ui"),
+            format!("Ui_{stem}"),
+        ] {
+            if !named.contains(&format!("`{}`", module.to_lowercase())) {
+                continue;
+            }
+            let target = if folder.is_empty() {
+                format!("{module}.py")
+            } else {
+                format!("{folder}/{module}.py")
+            };
+            return Some(format!(
+                "; `{module}` is the module generated from the app's own {path} (run \
+                 `pyside6-uic {path} -o {target}`, or pyuic5/pyuic6 for PyQt, and include it \
+                 with the app)"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[test]
+fn a_missing_module_generated_from_a_designer_file_says_how_to_make_it() {
+    let detail = "launch: the app imports `ui_mainwindow`, which the sandbox image does not have";
+    let hint = generated_ui_hint(detail, ["main.py", "mainwindow.ui"].into_iter()).unwrap();
+    assert!(
+        hint.contains("pyside6-uic mainwindow.ui -o ui_mainwindow.py"),
+        "{hint}"
+    );
+    let nested = generated_ui_hint(detail, ["forms/mainwindow.ui"].into_iter()).unwrap();
+    assert!(nested.contains("-o forms/ui_mainwindow.py"), "{nested}");
+    assert!(generated_ui_hint(detail, ["main.py", "dialog.ui"].into_iter()).is_none());
+    let package = "launch: the app imports `markdown`, which the sandbox image does not have";
+    assert!(generated_ui_hint(package, ["markdown.ui"].into_iter()).is_none());
 }
 
 /// A verification that panicked, as its answer's `error` result.

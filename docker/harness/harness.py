@@ -445,6 +445,17 @@ def answer_modal_dialogs():
 # --- Looking at the app ----------------------------------------------------
 
 
+def qcall(obj, name, *args):
+    """Qt's own method `name` of obj, even where the app stored something
+    under that name (`self.width = 640`, `self.layout = QVBoxLayout()`,
+    a label subclass's `self.text`), as tutorials teach: the instance's
+    attribute hides the method from `obj.name()`, not from its class."""
+    method = getattr(type(obj), name, None)
+    if callable(method):
+        return method(obj, *args)
+    return getattr(obj, name)(*args)
+
+
 def without_mnemonic(text):
     return re.sub(r"&(.)", r"\1", text or "")
 
@@ -692,12 +703,12 @@ def describe_widget(widget, names):
     }
     text = None
     if isinstance(widget, (QtWidgets.QAbstractButton, QtWidgets.QLabel, QtWidgets.QLineEdit)):
-        text = widget.text()
+        text = qcall(widget, "text")
     if text:
         entry["text"] = text[:200]
-    geometry = widget.geometry()
+    geometry = qcall(widget, "geometry")
     entry["geometry"] = [geometry.x(), geometry.y(), geometry.width(), geometry.height()]
-    layout = widget.layout()
+    layout = qcall(widget, "layout")
     if layout is not None and not isinstance(widget, (QtWidgets.QAbstractButton,)):
         entry["layout"] = describe_layout(layout, names)
     return entry
@@ -802,12 +813,12 @@ def wait_until(predicate, timeout_s):
 
 def click(widget):
     """A real left click at the widget's centre, delivered by Qt's event system."""
-    _mouse_click(widget, LEFT_BUTTON, NO_MODIFIER, widget.rect().center())
+    _mouse_click(widget, LEFT_BUTTON, NO_MODIFIER, qcall(widget, "rect").center())
 
 
 def widget_under_centre(widget):
-    top = widget.window()
-    point = widget.mapTo(top, widget.rect().center())
+    top = qcall(widget, "window")
+    point = widget.mapTo(top, qcall(widget, "rect").center())
     return top.childAt(point)
 
 
@@ -827,7 +838,7 @@ def control_label(control, with_name=True):
     (`with_name`) its objectName split into words."""
     parts = []
     if hasattr(control, "text"):
-        parts.append(without_mnemonic(control.text()))
+        parts.append(without_mnemonic(qcall(control, "text")))
     for getter in ("toolTip", "accessibleName", "statusTip", "whatsThis"):
         if hasattr(control, getter):
             parts.append(getattr(control, getter)() or "")
@@ -874,7 +885,7 @@ def _children(widget, classes):
 
 def _is_inner_editor(widget):
     """The line edit inside a spin box or an editable combo box."""
-    parent = widget.parent()
+    parent = qcall(widget, "parent")
     return isinstance(parent, (QtWidgets.QAbstractSpinBox, QtWidgets.QComboBox))
 
 
@@ -1083,7 +1094,7 @@ class Run:
                 built = window_class.__name__
         if not candidates:
             raise Failure("no window was shown: the script built no visible top-level window")
-        candidates.sort(key=lambda w: (type(w).__name__ != wanted, not isinstance(w, QtWidgets.QMainWindow), -(w.width() * w.height())))
+        candidates.sort(key=lambda w: (type(w).__name__ != wanted, not isinstance(w, QtWidgets.QMainWindow), -(qcall(w, "width") * qcall(w, "height"))))
         self.window = candidates[0]
         HELD_WINDOWS.append(self.window)
         width, height = self.job.get("window_size", [1000, 700])
@@ -1113,10 +1124,10 @@ class Run:
         for widget in _children(self.window, EDITABLE):
             if not (widget.isVisible() and widget.isEnabled()) or widget.isReadOnly() or _is_inner_editor(widget):
                 continue
-            text = widget.text() if isinstance(widget, QtWidgets.QLineEdit) else widget.toPlainText()
+            text = qcall(widget, "text") if isinstance(widget, QtWidgets.QLineEdit) else widget.toPlainText()
             hint = (widget.placeholderText() if hasattr(widget, "placeholderText") else "") + " " + control_label(widget)
             hinted = re.search(r"(?i)\b(message|prompt|ask|question|type|say|chat|input)\b", hint) is not None
-            candidates.append(((bool(text), not hinted, widget.width() * widget.height()), widget))
+            candidates.append(((bool(text), not hinted, qcall(widget, "width") * qcall(widget, "height")), widget))
         if not candidates:
             return None, None
         candidates.sort(key=lambda c: c[0])
@@ -1174,11 +1185,22 @@ class Run:
             # As a person waits for the window to settle: models listed by
             # a worker thread after the window showed, say.
             wait_for_app_threads()
-        self.resolve_controls()
+        try:
+            self.resolve_controls()
+        except Failure:
+            # The input is off until a chat exists: start one, as a person would.
+            if index != 0 or not self.start_chat_first():
+                raise
+            self.resolve_controls()
         entry = self.entry
         before = len(EXCEPTIONS.items)
         dialogs_before = len(DIALOGS)
         shown = self.type_and_send(entry, turn, before)
+        if not shown and index == 0 and not EXCEPTIONS.since(before) and self.start_chat_first():
+            # Sending did nothing before a chat was started (a sidebar app).
+            self.resolve_controls()
+            entry = self.entry
+            shown = self.type_and_send(entry, turn, before)
         warned = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
         if not shown and warned and not EXCEPTIONS.since(before):
             # Only a warning came back (no model chosen yet…): settle and
@@ -1205,6 +1227,24 @@ class Run:
             # A frame of the conversation as shown before the reset.
             checkpoint("before_reset")
         return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+
+    def start_chat_first(self):
+        """Clicks the window's "New chat" button once (its name dialog
+        answered), for apps whose input or send does nothing until a chat
+        exists; whether one was clicked."""
+        if getattr(self, "chat_started", None) is not None:
+            return False
+        self.chat_started = ""
+        pattern = r"(?i)^\W*(\+\s*)?(new|start)\s+(a\s+)?(chat|conversation|session)\b|^\s*\+\s*$"
+        for button in self.window.findChildren(QtWidgets.QAbstractButton):
+            if button.isVisible() and button.isEnabled() and re.search(pattern, control_label(button, with_name=False)):
+                click(button)
+                pump_until_idle()
+                wait_for_app_threads()
+                self.chat_started = qcall(button, "text") or control_label(button)
+                self.discovered["started_chat"] = self.chat_started
+                return True
+        return False
 
     def type_and_send(self, entry, turn, before):
         """Types the turn's prompt and sends it; whether its reply showed
@@ -1280,9 +1320,9 @@ class Run:
         seen = []
         for button in matches:
             state = {
-                "text": button.text(),
+                "text": qcall(button, "text"),
                 "class": type(button).__name__,
-                "in_window": button.window() is self.window,
+                "in_window": qcall(button, "window") is self.window,
                 "visible": button.isVisible(),
                 "enabled": button.isEnabled(),
             }
@@ -1295,7 +1335,7 @@ class Run:
         if usable:
             self.reset_control = ("button", usable[0])
             self.discovered["reset"] = describe_control(self.window, usable[0], "button", "discovered")
-            return {"detail": f"button {usable[0].text()!r}", "text": usable[0].text(), "candidates": seen}
+            return {"detail": f"button {qcall(usable[0], 'text')!r}", "text": qcall(usable[0], "text"), "candidates": seen}
         for action in actions:
             widgets = QT.associated_widgets(action)
             # An action only on the window (no menu, no tool bar) is reached
@@ -1328,7 +1368,7 @@ class Run:
             return None
         control = getattr(self.window, name, None)
         if isinstance(control, QtWidgets.QAbstractButton):
-            state = {"text": control.text(), "class": type(control).__name__, "in_window": control.window() is self.window,
+            state = {"text": qcall(control, "text"), "class": type(control).__name__, "in_window": qcall(control, "window") is self.window,
                      "visible": control.isVisible(), "enabled": control.isEnabled()}
             if state["in_window"] and state["visible"] and state["enabled"]:
                 hit = widget_under_centre(control)
@@ -1392,7 +1432,7 @@ class Run:
                 if hasattr(widget, getter):
                     texts.append(getattr(widget, getter)() or "")
             if isinstance(widget, QtWidgets.QLabel):
-                texts.append(widget.text())
+                texts.append(qcall(widget, "text"))
             elif isinstance(widget, QtWidgets.QStatusBar):
                 texts.append(widget.currentMessage())
         return [t for t in texts if t]
@@ -1462,7 +1502,7 @@ class Run:
         if widget is not None:
             try:
                 corner = widget.mapToGlobal(QtCore.QPoint(0, 0))
-                rect = [corner.x(), corner.y(), widget.width(), widget.height()]
+                rect = [corner.x(), corner.y(), qcall(widget, "width"), qcall(widget, "height")]
             except RuntimeError:  # the control is gone
                 rect = None
         report("approach", rect=rect)
@@ -1618,7 +1658,7 @@ def _widget_text(widget):
     if isinstance(widget, (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)):
         return widget.toPlainText()
     if isinstance(widget, (QtWidgets.QLabel, QtWidgets.QLineEdit)):
-        return widget.text()
+        return qcall(widget, "text")
     if isinstance(widget, QtWidgets.QAbstractItemView):
         return _model_text(widget.model(), tree=isinstance(widget, QtWidgets.QTreeView))
     return ""
@@ -1632,7 +1672,7 @@ def _more_texts(widget):
     out = []
     try:
         if isinstance(widget, QtWidgets.QAbstractButton):
-            out.append((name + ".text", widget.text()))
+            out.append((name + ".text", qcall(widget, "text")))
         elif isinstance(widget, QtWidgets.QGroupBox):
             out.append((name + ".title", widget.title()))
         elif isinstance(widget, QtWidgets.QTabBar):

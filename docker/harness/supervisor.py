@@ -404,6 +404,10 @@ def spawn_harness(report_fd, binding, platform):
         "QT_FONT_DPI": "96",
         "QT_SCALE_FACTOR": "1",
         "QT_ENABLE_HIGHDPI_SCALING": "0",
+        # A user of an OpenAI app has a key; the `openai` package then
+        # reaches the model server named here (the fake one's OpenAI port).
+        "OPENAI_API_KEY": "sk-local",
+        "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1",
     }
     if "QTJUDGE_WORK_ROOT" in os.environ:
         # The local (development) sandbox has no /tmp of its own.

@@ -21,6 +21,9 @@ contract_code! {
         Crashed,
         /// The app imports a module the sandbox image does not have.
         MissingDependency,
+        /// The app is not a Qt app (tkinter, wx, GTK, a web or terminal
+        /// UI …): it imports no Qt binding, so qtjudge cannot drive it.
+        NotQtApp,
         /// The answer reads or alters the judge (patches the harness or QtTest,
         /// walks its frames or modules, looks for its traces).
         Tampering,
@@ -57,7 +60,7 @@ contract_code! {
 
 impl FailureCode {
     /// Every code, in declaration order.
-    pub const ALL: [FailureCode; 28] = [
+    pub const ALL: [FailureCode; 29] = [
         FailureCode::SyntaxError,
         FailureCode::LaunchFailed,
         FailureCode::HistoryBroken,
@@ -69,6 +72,7 @@ impl FailureCode {
         FailureCode::ResourceLimit,
         FailureCode::Crashed,
         FailureCode::MissingDependency,
+        FailureCode::NotQtApp,
         FailureCode::Tampering,
         FailureCode::Harmful,
         FailureCode::OutputTooLarge,
@@ -101,6 +105,7 @@ impl FailureCode {
             FailureCode::ResourceLimit => "resource_limit",
             FailureCode::Crashed => "crashed",
             FailureCode::MissingDependency => "missing_dependency",
+            FailureCode::NotQtApp => "not_qt_app",
             FailureCode::Tampering => "tampering",
             FailureCode::Harmful => "harmful",
             FailureCode::OutputTooLarge => "output_too_large",
@@ -148,6 +153,7 @@ mod tests {
             (FailureCode::ResourceLimit, "resource_limit"),
             (FailureCode::Crashed, "crashed"),
             (FailureCode::MissingDependency, "missing_dependency"),
+            (FailureCode::NotQtApp, "not_qt_app"),
             (FailureCode::Tampering, "tampering"),
             (FailureCode::Harmful, "harmful"),
             (FailureCode::OutputTooLarge, "output_too_large"),
@@ -191,6 +197,7 @@ mod tests {
                 | FailureCode::ResourceLimit
                 | FailureCode::Crashed
                 | FailureCode::MissingDependency
+                | FailureCode::NotQtApp
                 | FailureCode::Tampering
                 | FailureCode::Harmful
                 | FailureCode::OutputTooLarge

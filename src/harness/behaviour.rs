@@ -111,6 +111,10 @@ pub struct Discovered {
     pub memory: Vec<String>,
     /// The places the task names (`history_attributes`), checked as well.
     pub memory_configured: Vec<String>,
+    /// The button clicked before the first turn because the input or send
+    /// did nothing until a chat existed (`+ New Chat`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_chat: Option<String>,
 }
 
 /// One control or widget, as a person would name it.
@@ -167,6 +171,7 @@ impl Discovered {
         d.memory.truncate(20);
         d.memory.iter_mut().for_each(cap);
         d.binding.iter_mut().for_each(cap);
+        d.started_chat.iter_mut().for_each(cap);
         let controls = d
             .prompt_input
             .iter_mut()

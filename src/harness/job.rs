@@ -19,26 +19,86 @@ pub const BINDINGS: [&str; 4] = ["PyQt5", "PyQt6", "PySide2", "PySide6"];
 /// ImportError: from PyQt5 …`) runs with the one it tries first. PyQt5 when
 /// none is named (the app may import Qt through a wrapper).
 pub fn detect_binding<'a>(sources: impl IntoIterator<Item = &'a str>) -> &'static str {
-    for source in sources {
-        for line in source.lines() {
-            let line = line.trim_start();
-            let modules = if let Some(rest) = line.strip_prefix("from ") {
-                rest.split_whitespace().next().unwrap_or("")
-            } else if let Some(rest) = line.strip_prefix("import ") {
-                rest.split('#').next().unwrap_or("")
-            } else {
-                continue;
-            };
-            // `import os, PySide6.QtWidgets as W`: each comma-separated name.
-            for module in modules.split(',') {
-                let root = module.trim().split(['.', ' ']).next().unwrap_or("");
-                if let Some(binding) = BINDINGS.iter().find(|b| **b == root) {
-                    return binding;
-                }
-            }
+    sources
+        .into_iter()
+        .flat_map(imported_roots)
+        .find_map(|root| BINDINGS.iter().find(|b| **b == root))
+        .unwrap_or(&BINDINGS[0])
+}
+
+/// Modules through which an app may reach Qt without naming a binding.
+const QT_WRAPPERS: [&str; 5] = ["PyQt4", "PySide", "qtpy", "Qt", "pyqtgraph"];
+
+/// User interfaces that are not Qt, by the module an app imports, and what
+/// a person calls them.
+const OTHER_TOOLKITS: [(&str, &str); 27] = [
+    ("tkinter", "tkinter"),
+    ("Tkinter", "tkinter"),
+    ("customtkinter", "CustomTkinter (tkinter)"),
+    ("ttkbootstrap", "ttkbootstrap (tkinter)"),
+    ("ttkthemes", "ttkthemes (tkinter)"),
+    ("wx", "wxPython"),
+    ("gi", "GTK (PyGObject)"),
+    ("gtk", "GTK (PyGTK)"),
+    ("kivy", "Kivy"),
+    ("kivymd", "KivyMD"),
+    ("PySimpleGUI", "PySimpleGUI"),
+    ("FreeSimpleGUI", "FreeSimpleGUI"),
+    ("flet", "Flet"),
+    ("dearpygui", "Dear PyGui"),
+    ("toga", "Toga"),
+    ("pygame", "pygame"),
+    ("pyglet", "pyglet"),
+    ("webview", "pywebview"),
+    ("eel", "Eel"),
+    ("gradio", "Gradio (a web UI)"),
+    ("streamlit", "Streamlit (a web UI)"),
+    ("nicegui", "NiceGUI (a web UI)"),
+    ("flask", "Flask (a web app)"),
+    ("textual", "Textual (a terminal UI)"),
+    ("curses", "curses (a terminal UI)"),
+    ("prompt_toolkit", "prompt_toolkit (a terminal UI)"),
+    ("urwid", "urwid (a terminal UI)"),
+];
+
+/// The user interface an app is written with when it is not Qt: it imports
+/// one of [`OTHER_TOOLKITS`] and no Qt binding or wrapper in any file.
+/// `None` for a Qt app, and for one whose interface cannot be told (no
+/// import of either: a broken answer that lost its imports is not "not Qt").
+pub fn other_toolkit<'a>(sources: impl IntoIterator<Item = &'a str>) -> Option<&'static str> {
+    let mut toolkit = None;
+    for root in sources.into_iter().flat_map(imported_roots) {
+        if BINDINGS.contains(&root) || QT_WRAPPERS.contains(&root) {
+            return None;
+        }
+        if toolkit.is_none() {
+            toolkit = OTHER_TOOLKITS
+                .iter()
+                .find(|(module, _)| *module == root)
+                .map(|(_, name)| *name);
         }
     }
-    BINDINGS[0]
+    toolkit
+}
+
+/// The top-level modules a source's `import`/`from` lines name, in order
+/// (indented ones too: imports inside `try:` or functions).
+fn imported_roots(source: &str) -> impl Iterator<Item = &str> {
+    source.lines().flat_map(|line| {
+        let line = line.trim_start();
+        let modules = if let Some(rest) = line.strip_prefix("from ") {
+            rest.split_whitespace().next().unwrap_or("")
+        } else if let Some(rest) = line.strip_prefix("import ") {
+            rest.split('#').next().unwrap_or("")
+        } else {
+            ""
+        };
+        // `import os, PySide6.QtWidgets as W`: each comma-separated name.
+        modules
+            .split(',')
+            .map(|module| module.trim().split(['.', ' ']).next().unwrap_or(""))
+            .filter(|root| !root.is_empty())
+    })
 }
 
 /// The job the supervisor receives on stdin (the sandbox adds the nonce):
@@ -66,4 +126,29 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
         "turn_timeout_seconds": (wall / 4.0).clamp(2.0, 10.0),
         "window_size": [1000, 700],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_toolkit;
+
+    #[test]
+    fn an_app_with_another_toolkit_and_no_qt_is_not_a_qt_app() {
+        let tk = "import json\nimport tkinter as tk\nfrom tkinter import ttk\nimport requests\n";
+        assert_eq!(other_toolkit([tk]), Some("tkinter"));
+        let custom = "try:\n    import customtkinter as ctk\nexcept ImportError:\n    raise\n";
+        assert_eq!(other_toolkit([custom]), Some("CustomTkinter (tkinter)"));
+        // Any file of the app that imports Qt makes it a Qt app.
+        assert_eq!(
+            other_toolkit([tk, "from PySide6.QtWidgets import QWidget\n"]),
+            None
+        );
+        assert_eq!(
+            other_toolkit(["import tkinter\nfrom qtpy import QtWidgets\n"]),
+            None
+        );
+        // Neither: an answer that lost its imports is not called "not Qt".
+        assert_eq!(other_toolkit(["import sys\nimport requests\n"]), None);
+        assert_eq!(other_toolkit(["class App(QWidget):\n    pass\n"]), None);
+    }
 }

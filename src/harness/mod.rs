@@ -23,7 +23,7 @@ pub use crate::turns::{new_turns, Turn};
 pub use behaviour::{
     Artifact, Behaviour, Control, Discovered, NotJudged, OtherFailure, Planes, RequestSummary,
 };
-pub use job::{detect_binding, job, BINDINGS};
+pub use job::{detect_binding, job, other_toolkit, BINDINGS};
 pub use judge::{judge, judge_answer};
 pub use unexplained::string_literals;
 

@@ -125,6 +125,12 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
             .map(name)
             .unwrap_or_else(|| "not found".to_string())
     };
+    if let Some(started) = &d.started_chat {
+        let _ = writeln!(
+            out,
+            "    chat started   {started:?} clicked before the first turn"
+        );
+    }
     let _ = writeln!(out, "    prompt input   {}", one(&d.prompt_input));
     let _ = writeln!(out, "    send           {}", one(&d.send));
     // One message per widget: "4 × QLabel (discovered)", not four lines.

@@ -18,6 +18,22 @@ async fn every_fixture_answer_gets_its_expected_tier() {
             return;
         };
         let failure = v.failure.map(|f| f.as_str()).unwrap_or_default();
+        let kinds: Vec<&str> = v
+            .unrequested_changes
+            .iter()
+            .map(|c| c.kind.as_str())
+            .collect();
+        let unseen: Vec<&String> = expected
+            .changes
+            .iter()
+            .filter(|c| !kinds.contains(&c.as_str()))
+            .collect();
+        if !unseen.is_empty() {
+            wrong.push(format!(
+                "{}: changes {unseen:?} not reported ({kinds:?})",
+                expected.file
+            ));
+        }
         if v.tier != Some(expected.tier) || failure != expected.failure {
             wrong.push(format!(
                 "{}: expected tier {} {:?}, got {:?} {:?} ({})",

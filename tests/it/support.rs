@@ -86,6 +86,9 @@ pub struct Expected {
     pub tier: u8,
     #[serde(default)]
     pub failure: String,
+    /// Unrequested change kinds the verdict must report (`reset_not_a_button`).
+    #[serde(default)]
+    pub changes: Vec<String>,
 }
 
 /// The fixture answers' manifest.

@@ -41,6 +41,7 @@ use facts::{Facts, HandlerRef};
 use parse::{parse, settle};
 use snippet::comment_key;
 use threat_scan::threats_in;
+pub use threat_scan::HELD_CODE;
 
 /// A syntax error, 1-based (the column counts characters).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]

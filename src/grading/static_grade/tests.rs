@@ -274,6 +274,41 @@ fn a_reset_that_is_only_a_menu_action_is_not_the_button_asked_for() {
     );
 }
 
+/// The one-statement forms of an action (issue 18): made and connected by
+/// `addAction` itself, with an icon first, or chained to `connect`.
+#[test]
+fn a_reset_action_added_in_one_statement_is_not_the_button_asked_for() {
+    for added in [
+        "self.menuBar().addAction(\"Reset Conversation\", self.reset_conversation)",
+        "self.addToolBar(\"Chat\").addAction(QIcon(\"new.png\"), \"New chat\", self.reset_conversation)",
+        "self.menuBar().addAction(self.tr(\"&Reset\")).triggered.connect(self.reset_conversation)",
+        "self.menuBar().addAction(\"Reset\", self.reset_conversation, \"Ctrl+R\")",
+        "self.menuBar().addAction(\"Reset\", QKeySequence(\"Ctrl+R\"), self.reset_conversation)",
+    ] {
+        let menu = edit(&[
+            (
+                "        self.chat_history_display = QTextEdit()\n",
+                &format!("        self.chat_history_display = QTextEdit()\n        {added}\n"),
+            ),
+            HANDLER,
+        ]);
+        let report = grade(&menu, &task());
+        let reset = report.reset_control.as_ref().expect(added);
+        assert_eq!(reset.handler.as_deref(), Some("reset_conversation"), "{added}");
+        assert!(reset.connected, "{added}");
+        assert!(
+            reset.clears.iter().any(|c| c.starts_with("chat_history")),
+            "{added}: {reset:?}"
+        );
+        let kinds: Vec<&str> = report
+            .unrequested_changes
+            .iter()
+            .map(|c| c.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["reset_not_a_button"], "{added}: {report:#?}");
+    }
+}
+
 #[test]
 fn a_reset_that_also_deletes_files_is_a_change() {
     let deletes = edit(&[

@@ -77,19 +77,11 @@ impl Collector<'_, '_> {
                     action: class == "QAction",
                 });
             } else if class == "addAction" {
-                if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
-                    let receiver = function
-                        .filter(|f| f.kind() == "attribute")
-                        .map(|f| compact(self.field_text(f, fields().object)).into_owned());
-                    self.facts.controls.push(Control {
-                        scope: self.scope(),
-                        target: target.clone(),
-                        text: Some(text),
-                        line,
-                        keyword_handler: None,
-                        added_to: receiver,
-                        action: true,
-                    });
+                if let Some(control) = function
+                    .zip(arguments)
+                    .and_then(|(f, a)| self.added_action(f, a, target.clone(), line))
+                {
+                    self.facts.controls.push(control);
                 }
             } else if LAYOUT_CLASSES.contains(&class) {
                 self.facts.layouts.push(LayoutCreation {
@@ -147,13 +139,26 @@ impl Collector<'_, '_> {
             "addWidget" | "addLayout" | "insertWidget" | "insertLayout" | "addAction" => {
                 let position = usize::from(method.starts_with("insert"));
                 let item = arguments.and_then(|a| self.positional(a, position));
-                if let Some(item) = item.filter(|i| i.kind() != "string") {
+                let item = item.filter(|i| i.kind() != "string");
+                let titled = method == "addAction" && arguments.is_some_and(|a| self.has_text(a));
+                if let Some(item) = item.filter(|_| !titled) {
                     self.facts.placements.push(Placement {
                         scope: self.scope(),
                         layout: receiver.to_string(),
                         item: compact(self.text(item)).into_owned(),
                         line,
                     });
+                } else if titled && call.parent().is_none_or(|p| p.kind() != "assignment") {
+                    // `menu.addAction("Reset", self.reset)` as a statement
+                    // (or chained: `.triggered.connect(…)`) makes an action
+                    // as much as the assigned form does; it is keyed by its
+                    // call's text, which a chained `connect` names as sender.
+                    let target = compact(self.text(call)).into_owned();
+                    if let Some(control) =
+                        arguments.and_then(|a| self.added_action(function, a, target, line))
+                    {
+                        self.facts.controls.push(control);
+                    }
                 }
             }
             "connect" => {
@@ -203,29 +208,101 @@ impl Collector<'_, '_> {
         found
     }
 
-    /// The first string argument (also inside `self.tr("…")`).
+    /// An action made by `bar.addAction(…)` with a text: `("Reset")`,
+    /// `(QIcon(…), "Reset", self.reset)`, Qt 6's `("Reset", "Ctrl+R",
+    /// self.reset)`; the callable after the text is its handler.
+    fn added_action(
+        &self,
+        function: Node,
+        arguments: Node,
+        target: String,
+        line: usize,
+    ) -> Option<Control> {
+        let mut cursor = arguments.walk();
+        let positional: Vec<Node> = arguments
+            .named_children(&mut cursor)
+            .filter(|a| !matches!(a.kind(), "keyword_argument" | "comment"))
+            .collect();
+        let at = positional.iter().position(|a| self.is_text(*a))?;
+        let text = self.text_of(positional[at])?;
+        // The slot is after the text, before or after a shortcut (Qt 5:
+        // text, slot, key; Qt 6: text, key, slot).
+        let keyword_handler = positional[at + 1..]
+            .iter()
+            .rev()
+            .find(|h| match h.kind() {
+                "identifier" | "lambda" => true,
+                "attribute" => self.text(**h).starts_with("self."),
+                // A `partial(self.h, …)`, or `self.h()` (a bug: its result is
+                // connected); not a key sequence or an icon.
+                "call" => {
+                    let callee = compact(self.field_text(**h, fields().function));
+                    callee.ends_with("partial") || callee.starts_with("self.")
+                }
+                _ => false,
+            })
+            .map(|h| self.handler_ref(*h))
+            .or_else(|| self.keyword_handler(arguments));
+        let receiver = (function.kind() == "attribute")
+            .then(|| compact(self.field_text(function, fields().object)).into_owned());
+        Some(Control {
+            scope: self.scope(),
+            target,
+            text: Some(text),
+            line,
+            keyword_handler,
+            added_to: receiver,
+            action: true,
+        })
+    }
+
+    fn has_text(&self, arguments: Node) -> bool {
+        let mut cursor = arguments.walk();
+        let found = arguments
+            .named_children(&mut cursor)
+            .any(|a| self.is_text(a));
+        found
+    }
+
+    /// A string literal's value, or a translated one's.
+    fn text_of(&self, node: Node) -> Option<String> {
+        if node.kind() == "string" {
+            return Some(string_value(self.text(node)));
+        }
+        let inner = node.child_by_field_id(fields().arguments)?;
+        let mut cursor = inner.walk();
+        let found = inner
+            .named_children(&mut cursor)
+            .find(|a| a.kind() == "string")
+            .map(|s| string_value(self.text(s)));
+        found
+    }
+
+    /// A string, or a translated one (`self.tr("…")`).
+    fn is_text(&self, node: Node) -> bool {
+        match node.kind() {
+            "string" => true,
+            "call" => {
+                let callee = compact(self.field_text(node, fields().function));
+                let name = callee.rsplit('.').next().unwrap_or("");
+                matches!(name, "tr" | "translate" | "_" | "qsTr")
+            }
+            _ => false,
+        }
+    }
+
+    /// The first string argument (also inside `self.tr("…")`); a string
+    /// given as it is wins over one inside a call (`QIcon("x.png")`).
     fn first_string(&self, arguments: Node) -> Option<String> {
         let mut cursor = arguments.walk();
-        for argument in arguments.named_children(&mut cursor) {
-            match argument.kind() {
-                "string" => return Some(string_value(self.text(argument))),
-                "call" => {
-                    let Some(inner) = argument.child_by_field_id(fields().arguments) else {
-                        continue;
-                    };
-                    let mut inner_cursor = inner.walk();
-                    let found = inner
-                        .named_children(&mut inner_cursor)
-                        .find(|a| a.kind() == "string")
-                        .map(|s| string_value(self.text(s)));
-                    if found.is_some() {
-                        return found;
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
+        let children: Vec<Node> = arguments.named_children(&mut cursor).collect();
+        let direct = children.iter().find(|a| a.kind() == "string");
+        direct.and_then(|a| self.text_of(*a)).or_else(|| {
+            children
+                .iter()
+                .filter(|a| a.kind() == "call")
+                .find_map(|a| self.text_of(*a))
+        })
     }
 
     /// `QPushButton("Reset", clicked=self.reset)`.

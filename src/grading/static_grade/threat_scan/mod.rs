@@ -24,6 +24,10 @@ use crate::grading::FailureCode;
 use harm::{HOST_CALLS, NETWORK_CALLS};
 use tampering::{introspection_of_the_judge, FD_CALLS, INTROSPECTED_NAMES};
 
+/// How a threat names `exec(variable)`: for a user's own app (no original)
+/// that is running code it was given, such as a model's reply, not hiding it.
+pub const HELD_CODE: &str = "runs code held in a variable";
+
 /// Every node of the tree is looked at: unlike the comparison with the
 /// original, nothing is taken on trust because it looks unchanged.
 pub(super) fn threats_in(source: &str, tree: &Tree) -> Vec<Threat> {
@@ -468,6 +472,11 @@ impl<'t> ThreatScan<'t> {
                         FailureCode::Harmful,
                         format!("downloads and runs code ({callee})"),
                     )
+                } else if matches!(code.kind(), "identifier" | "attribute" | "subscript") {
+                    // Code the app holds in a variable: a model's reply run
+                    // by a "code interpreter" chat app, or a payload built
+                    // elsewhere (judged apart for a user's own app).
+                    (FailureCode::Tampering, format!("{HELD_CODE} ({callee})"))
                 } else {
                     (
                         FailureCode::Tampering,

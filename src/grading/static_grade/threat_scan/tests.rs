@@ -51,7 +51,8 @@ fn every_kind_of_tampering_and_harm_is_flagged_at_its_line() {
         ("import os\nimport sys\nkeys = [k for k in os.environ]\n", "tampering", "whole environment"),
         ("import os\nimport sys\nif '\\u2588' in reply: pass\n", "tampering", "reply marks"),
         ("import os\nimport sys\njudged = reply.count(\"\u{2588}\") > 2\n", "tampering", "reply marks"),
-        ("import os\nimport sys\nexec(code)\n", "tampering", "runs code built at run time (exec)"),
+        ("import os\nimport sys\nexec(code)\n", "tampering", "runs code held in a variable (exec)"),
+        ("import os\nimport sys\nexec(\"\".join(parts))\n", "tampering", "runs code built at run time (exec)"),
         ("import base64\nimport os\nexec(base64.b64decode('cHJpbnQoMSk='))\n", "tampering", "(exec)"),
         ("import os\nimport sys\neval(compile(text, 'x', 'eval'))\n", "tampering", "(eval)"),
         ("import os\nimport sys\nm = __import__(''.join(['o', 's']))\n", "tampering", "__import__"),
@@ -233,7 +234,11 @@ fn no_fixture_app_or_answer_holds_a_threat() {
     let flagged: Vec<String> = sources
         .iter()
         .filter_map(|(name, text)| {
-            let found = threats(text);
+            let mut found = threats(text);
+            if name.contains("fixtures/apps/") {
+                // A user's own app may run code it holds (verify drops it).
+                found.retain(|t| !t.what.starts_with(super::HELD_CODE));
+            }
             (!found.is_empty()).then(|| format!("{name}: {found:#?}"))
         })
         .collect();
