@@ -348,7 +348,11 @@ pub fn judge_answer(
         behaviour.fail(FailureCode::Harmful, detail);
     }
     behaviour.unrequested_programs = programs.unrequested_detail();
-    if programs.overflowed {
+    // At the memory limit the kernel cannot allocate the watch's events
+    // and reports an overflow instead: a run that already fails there was
+    // not flooding the watch. Anywhere else an overflow is tampering.
+    let overflow_from_memory = oom && behaviour.failure.is_some();
+    if programs.overflowed && !overflow_from_memory {
         // No honest app opens thousands of programs: flooding the watch is
         // a way to hide a start in it.
         behaviour.fail(FailureCode::Tampering,

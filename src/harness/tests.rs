@@ -523,6 +523,28 @@ fn a_flooded_watch_of_programs_is_tampering() {
     assert_eq!(b.failure, Some(FailureCode::Tampering), "{b:?}");
 }
 
+/// Memory exhausted, the kernel reports the watch's events as an
+/// overflow: a run that fails at the memory limit keeps that failure, and
+/// one that passes all the same is still tampering.
+#[test]
+fn a_watch_overflow_at_the_memory_limit_is_not_tampering_but_never_passes() {
+    let t = turns();
+    let overflowed = json!({"opens": [], "counts": {}, "total": 0, "overflow": true});
+    let mut o = clean_outcome(&t);
+    let result = o.result.as_mut().unwrap();
+    result["executed"] = overflowed.clone();
+    result["resources"] = json!({"oom_kills": 1});
+    result["timed_out"] = json!(true);
+    let b = judge(&o, &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::ResourceLimit), "{b:?}");
+    let mut o = clean_outcome(&t);
+    let result = o.result.as_mut().unwrap();
+    result["executed"] = overflowed;
+    result["resources"] = json!({"oom_kills": 1});
+    let b = judge(&o, &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::Tampering), "{b:?}");
+}
+
 #[test]
 fn a_harmful_app_whose_reset_also_fails_keeps_both_failures() {
     let t = turns();

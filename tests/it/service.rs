@@ -12,6 +12,17 @@ use serde_json::{json, Value};
 use crate::server::{containers_of, Server};
 use crate::support::{docker, fixture};
 
+/// A report of the service: its status, content type and text.
+async fn report(server: &Server, url: &str) -> (u16, String, String) {
+    let response = server.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, kind, response.text().await.unwrap())
+}
+
 /// Checks that no container of a finished verification is left.
 async fn assert_no_container_left(results: &[&Value]) {
     let engine = qtjudge::sandbox::docker::connect_engine()
@@ -161,14 +172,7 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
         assert_eq!(row["tier"].as_u64(), Some(tier), "{row}");
         assert_eq!(row["failure"].as_str().unwrap_or(""), failure, "{row}");
     }
-    let table = server
-        .get(&format!("{location}?format=table"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, _, table) = report(&server, &format!("{location}?format=table")).await;
     assert!(
         table.contains("tier 1 flawless: 1   tier 2 unrequested changes: 1   tier 3 fail: 3"),
         "{table}"
@@ -179,25 +183,10 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
             .any(|l| l.starts_with("magistral") && l.contains("2 unrequested_changes")),
         "{table}"
     );
-    let junit = server
-        .get(&format!("{location}?format=junit"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(junit.headers()["content-type"], "application/xml");
-    assert!(junit
-        .text()
-        .await
-        .unwrap()
-        .contains("<testsuites name=\"qtjudge\" tests=\"5\" failures=\"3\""));
-    let markdown = server
-        .get(&format!("{location}?format=markdown"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, kind, junit) = report(&server, &format!("{location}?format=junit")).await;
+    assert_eq!(kind, "application/xml");
+    assert!(junit.contains("<testsuites name=\"qtjudge\" tests=\"5\" failures=\"3\""));
+    let (_, _, markdown) = report(&server, &format!("{location}?format=markdown")).await;
     assert!(
         markdown.starts_with("| model | tier | reason |"),
         "{markdown}"
@@ -212,28 +201,15 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
         .as_str()
         .unwrap()
         .to_string();
-    let account = server
-        .get(&format!("{magistral}?format=text"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(account.status(), 200);
-    let account = account.text().await.unwrap();
+    let (status, _, account) = report(&server, &format!("{magistral}?format=text")).await;
+    assert_eq!(status, 200);
     assert!(
         account.contains("tier 2 (unrequested_changes)") && account.contains("reason:"),
         "{account}"
     );
-    let junit = server
-        .get(&format!("{magistral}?format=junit"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(junit.headers()["content-type"], "application/xml");
-    assert!(junit
-        .text()
-        .await
-        .unwrap()
-        .contains("<testsuites name=\"qtjudge\" tests=\"1\" failures=\"0\""));
+    let (_, kind, junit) = report(&server, &format!("{magistral}?format=junit")).await;
+    assert_eq!(kind, "application/xml");
+    assert!(junit.contains("<testsuites name=\"qtjudge\" tests=\"1\" failures=\"0\""));
     let unknown = server
         .get(&format!("{magistral}?format=pdf"))
         .send()
