@@ -35,16 +35,24 @@ fn hand_written_openapi() -> Value {
     let id_param =
         json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": format!("seconds to hold the request for the result, capped at {} (also `Prefer: wait=N`)", MAX_WAIT.as_secs())});
-    // A done batch's report: a media type per format (`json` is the array of results).
-    let mut report_content = serde_json::Map::new();
-    for format in Format::ALL {
-        let media_type = format.media_type().split(';').next().unwrap_or_default();
-        report_content.insert(media_type.into(), json!({}));
-    }
-    report_content.insert(
-        "application/json".into(),
-        json!({"schema": {"anyOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "object", "required": ["results", "leaderboard"], "properties": {
-            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}, "leaderboard": {"type": "object"}}}]}}),
+    // A finished report: a media type per format, JSON's with its schema.
+    let reports = |json_schema: Value| {
+        let mut content = serde_json::Map::new();
+        for format in Format::ALL {
+            let media_type = format.media_type().split(';').next().unwrap_or_default();
+            content.insert(media_type.into(), json!({}));
+        }
+        content.insert("application/json".into(), json!({"schema": json_schema}));
+        content
+    };
+    // A batch's (`json` is `{results, leaderboard}`).
+    let report_content = reports(
+        json!({"anyOf": [{"$ref": "#/components/schemas/Batch"}, {"type": "object", "required": ["results", "leaderboard"], "properties": {
+        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}, "leaderboard": {"type": "object"}}}]}),
+    );
+    // One verification's (`json` is its result).
+    let result_content = reports(
+        json!({"anyOf": [{"$ref": "#/components/schemas/Verification"}, {"$ref": "#/components/schemas/Result"}]}),
     );
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
@@ -167,7 +175,7 @@ fn hand_written_openapi() -> Value {
                 "summary": "a verification's status and result", "security": [{"bearer": []}],
                 "parameters": [id_param, {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}, "description": "the result as a report in this format (as `qtjudge verify --format`); 202 with the status while it runs"}],
                 "responses": with(json!({
-                    "200": {"description": "the verification, or its result in the format asked", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}, "text/plain": {}, "text/markdown": {}, "application/xml": {}, "text/html": {}}},
+                    "200": {"description": "the verification, or its result in the format asked", "content": result_content},
                     "202": {"description": "a format was asked and it has not finished: its status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verification"}}}}}),
                     json!({"400": error_response("an unknown `format`"), "404": error_response("unknown id")}))}},
             "/v1/verifications/{id}/artifacts/{name}": {"get": {
