@@ -35,9 +35,10 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         if name == "__pycache__" || name.ends_with(".pyc") {
             continue;
         }
-        // The service's image (docker/service/) is built from the sandbox
-        // image, not part of it: it must not change the sandbox's hash.
-        if dir == root && name == "service" {
+        // The service's and PostgreSQL's images (docker/service/,
+        // docker/postgres/) are built from the sandbox image, not part of
+        // it: they must not change the sandbox's hash.
+        if dir == root && (name == "service" || name == "postgres") {
             continue;
         }
         if path.is_dir() {

@@ -242,7 +242,8 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// The job store: `postgres://user:password@host:port/db` for one
     /// queue shared by any number of replicas, or `sqlite:FOLDER`.
-    /// Default: the embedded SQLite store in --data-dir.
+    /// Default: the embedded SQLite store in --data-dir. Replicas sharing
+    /// one engine need distinct hostnames, or QTJUDGE_REPLICA_NAME each.
     #[arg(long, env = "QTJUDGE_STORE", hide_env_values = true, value_parser = crate::service::store::StoreSpec::parse)]
     pub store: Option<crate::service::store::StoreSpec>,
     /// Seconds a replica's claim on a job lasts without its heartbeat

@@ -58,6 +58,21 @@ pub trait Backend: Send + Sync {
     /// Removes what qtjudge processes that are gone left behind (a crash,
     /// a kill -9); how many were removed.
     fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>>;
+    /// The label this process puts on what it starts, by which replicas
+    /// sharing an engine tell whose it is (`None`: it starts nothing that
+    /// outlives it).
+    fn owner(&self) -> Option<String> {
+        None
+    }
+    /// Removes what the owners named left (processes elsewhere that a
+    /// shared store says are dead); how many were removed.
+    fn reap_owners<'a>(
+        &'a self,
+        owners: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, SandboxError>> {
+        let _ = owners;
+        Box::pin(async { Ok(0) })
+    }
     /// Makes what the answers run in ready without starting anything
     /// (`qtjudge image build`): built when missing, or again when
     /// `rebuild`; its tag. `None` for a backend that runs without one.

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod replica_watch;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -150,6 +151,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         backend.clone(),
     ))));
     let watcher_stop = tokio_util::sync::CancellationToken::new();
+    replica_watch::start(
+        store.clone(),
+        backend.clone(),
+        config.lease_ttl / 3,
+        watcher_stop.clone(),
+    );
     tokio::spawn(engine_watch::watch(
         engine.clone(),
         watcher_stop.clone(),

@@ -1,19 +1,25 @@
 //! Two real `qtjudge serve` replicas on 127.0.0.1 sharing one PostgreSQL
-//! schema and the real Docker sandbox: work submitted to one is read from
-//! the other, and a replica killed with -9 while it runs a job has that
-//! job run again by the other (attempts 2, one result).
+//! schema and the real Docker engine, under replica names of their own (as
+//! on two hosts: neither can see the other's processes): a 60-answer batch
+//! posted to one is read from the other; the first killed with -9 mid-batch
+//! has its job run again by the other (attempts 2, one result each), its
+//! container removed by the other once the store says it is dead, and
+//! every callback delivered once.
 //!
 //! PostgreSQL: `QTJUDGE_TEST_POSTGRES` (default: what `scripts/postgres`
 //! starts). Without it (or Docker) the test fails in CI and skips, loudly,
 //! elsewhere.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
-use crate::replicas_share::gauge;
+use crate::callbacks::{Receiver, SECRET};
+use crate::replicas_share::{gauge, wait_until};
 use crate::server::{containers_of, Server};
-use crate::support::{docker, fixture};
+use crate::support::{docker, fixture, manifest};
 
 const DEFAULT_TEST_URL: &str = "postgres://qtjudge:qtjudge@127.0.0.1:54329/qtjudge_test";
 
@@ -80,13 +86,14 @@ impl Schema {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_share_one_queue_and_a_killed_ones_job_is_run_by_the_other() {
+async fn a_batch_survives_a_replica_killed_mid_run_and_its_containers_are_reaped_by_the_other() {
     let Some(_) = docker().await else { return };
     let Some(schema) = Schema::make().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // Short leases: the dead replica's job is free again within seconds.
+    // Short leases: the dead replica's job is free again within seconds,
+    // and it is dead to the store after two leases.
     let args = [
         "--store",
         schema.url.as_str(),
@@ -94,66 +101,127 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_job_is_run_by_the_other(
         "1",
         "--lease-ttl-secs",
         "3",
+        "--callback-secret",
+        SECRET,
     ];
-    let a = Server::start(&dir.path().join("a"), &args);
-    let b = Server::start(&dir.path().join("b"), &args);
+    let start = |name: &str| {
+        Server::start_with_env(
+            &dir.path().join(name),
+            Some(crate::server::TOKEN),
+            &args,
+            &[("QTJUDGE_REPLICA_NAME", name)],
+        )
+    };
+    let a = start("node-a");
+    let b = start("node-b");
     a.wait_ready().await;
     b.wait_ready().await;
     let health = b.get_json("/healthz").await;
     assert_eq!(health["store"]["reachable"], true, "{health}");
+    let (receiver, hook) = Receiver::start(0, false).await;
 
-    let answers = [
-        ("devstral", "devstral.md", 1),
-        ("magistral", "magistral.md", 2),
-        ("mistral-small", "mistral-small.md", 1),
-        ("display-only", "trap-display-only.md", 3),
-    ];
-    let mut ids = Vec::new();
-    for (model, file, _) in answers {
-        ids.push(a.submit(model, &fixture(file)).await);
+    // Sixty answers: the fixture answers over and over, a model each.
+    let expected = manifest();
+    let answers: Vec<(String, &crate::support::Expected)> = (0..60)
+        .map(|i| {
+            let e = &expected[i % expected.len()];
+            (format!("{}-{i}", e.model), e)
+        })
+        .collect();
+    let batch: Vec<Value> = answers
+        .iter()
+        .map(|(model, e)| json!({"model": model, "output": fixture(&e.file)}))
+        .collect();
+    let response = a
+        .post("/v1/batches")
+        .query(&[("callback_url", hook.as_str())])
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let batch_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two single answers with their own callbacks, one sent to each.
+    let mut singles = Vec::new();
+    for server in [&a, &b] {
+        let response = server
+            .post("/v1/verifications")
+            .json(
+                &json!({"output": fixture("devstral.md"), "model": "single", "callback_url": hook}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        singles.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
-    // What one replica accepted, the other sees at once.
-    for id in &ids {
-        let view = b.view(id).await;
-        assert!(view["status"].is_string(), "{view}");
-    }
+    // What A accepted, B sees at once.
+    let progress = b.get_json(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(progress["total"], 60, "{progress}");
 
-    // Kill A while it runs a job in its container.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Kill A while it runs a job in its container, mid-batch.
+    let deadline = Instant::now() + Duration::from_secs(180);
     let held = loop {
         if let Some(id) = schema.held_by(a.pid()).await {
-            if containers_of(a.pid()).await > 0 {
+            let done = b.get_json(&format!("/v1/batches/{batch_id}")).await["progress"]["done"]
+                .as_u64()
+                .unwrap_or(0);
+            if done >= 4 && containers_of(a.pid()).await > 0 {
                 break id;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "replica A never ran a job; its log:\n{}",
+            "replica A never ran a job mid-batch; its log:\n{}",
             a.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let killed = a.kill_9();
 
-    // B finishes everything, the killed replica's job included.
-    for (id, (model, _, tier)) in ids.iter().zip(answers) {
-        let view = b.finished(id).await;
-        assert_eq!(
-            view["status"],
-            "done",
-            "{model}: {view}\nB's log:\n{}",
-            b.log()
-        );
-        assert_eq!(view["result"]["tier"], tier, "{model}: {view}");
+    // B finishes everything, the killed replica's job included: each job
+    // once, with the verdict its answer gets.
+    let batch_path = format!("/v1/batches/{batch_id}?wait=60");
+    wait_until("the batch done", Duration::from_secs(900), async || {
+        b.get_json(&batch_path).await["status"] == "done"
+    })
+    .await;
+    let view = b.get_json(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(view["status"], "done", "{view}\nB's log:\n{}", b.log());
+    let rows = view["verifications"].as_array().unwrap();
+    assert_eq!(rows.len(), 60, "{view}");
+    let mut rerun = 0;
+    for ((model, e), row) in answers.iter().zip(rows) {
+        assert_eq!(row["model"], *model, "{row}");
+        assert_eq!(row["tier"], e.tier, "{model} ({}): {row}", e.file);
+        let job = b.view(row["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "done", "{job}");
+        let attempts = job["attempts"].as_i64().unwrap();
+        if job["id"] == held {
+            assert_eq!(attempts, 2, "run again after the kill: {job}");
+        }
+        assert!(attempts <= 2, "{job}");
+        rerun += usize::from(attempts == 2);
+    }
+    for id in &singles {
+        let job = b.finished(id).await;
+        assert_eq!(job["result"]["tier"], 1, "{job}");
         if *id == held {
-            assert_eq!(view["attempts"], 2, "run again after the kill: {view}");
-        } else {
-            assert!(view["attempts"].as_i64().unwrap() <= 2, "{view}");
+            assert_eq!(job["attempts"], 2, "run again after the kill: {job}");
         }
     }
-    // One result per job: nothing left running, nothing finished twice
-    // (a second finish would have been refused, and would show here as an
-    // error in B's log).
+    assert!(
+        rerun >= 1 || singles.contains(&held),
+        "the killed job's re-run shows in attempts"
+    );
     let health = b.get_json("/healthz").await;
     assert_eq!(health["queue"]["queued"], 0, "{health}");
     assert_eq!(health["queue"]["running"], 0, "{health}");
@@ -162,16 +230,47 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_job_is_run_by_the_other(
     assert_eq!(gauge(&b, "qtjudge_cluster_queue_depth").await, Some(0.0));
     assert_eq!(gauge(&b, "qtjudge_cluster_running").await, Some(0.0));
 
-    b.stop();
-    // The killed replica's container: removed by whoever reaps dead
-    // owners' containers on this engine (here, the CLI's reap).
-    let _ = std::process::Command::new(env!("CARGO_BIN_EXE_qtjudge"))
-        .arg("reap")
-        .output();
-    assert_eq!(
-        containers_of(killed).await,
-        0,
-        "the killed replica's container"
+    // The killed replica's containers: removed by B, which cannot see A's
+    // processes (another replica name), once the store says A is dead.
+    wait_until(
+        "A's containers reaped by B",
+        Duration::from_secs(60),
+        async || containers_of(killed).await == 0,
+    )
+    .await;
+    assert!(
+        b.log()
+            .contains("replicas that stopped answering the store"),
+        "B's log:\n{}",
+        b.log()
     );
+
+    // Every callback once: the batch's and the two singles', each under
+    // one delivery id.
+    wait_until(
+        "three deliveries taken",
+        Duration::from_secs(120),
+        async || receiver.seen().iter().filter(|s| s.answered == 200).count() >= 3,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = receiver.seen();
+    let mut by_delivery: BTreeMap<String, usize> = BTreeMap::new();
+    let mut subjects = Vec::new();
+    for attempt in &seen {
+        *by_delivery
+            .entry(attempt.header("x-qtjudge-delivery"))
+            .or_default() += 1;
+        subjects.push(attempt.json()["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 3, "each delivery once: {seen:#?}");
+    assert_eq!(by_delivery.len(), 3, "{seen:#?}");
+    subjects.sort();
+    let mut wanted = vec![batch_id.clone()];
+    wanted.extend(singles.iter().cloned());
+    wanted.sort();
+    assert_eq!(subjects, wanted);
+
+    b.stop();
     schema.drop_it().await;
 }

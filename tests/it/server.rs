@@ -224,17 +224,13 @@ pub async fn containers_of(pid: u32) -> usize {
 }
 
 /// The ids of the sandbox containers owned by the qtjudge process `pid` on
-/// this host.
+/// this host (under its hostname or the replica name it was given).
 pub async fn container_ids_of(pid: u32) -> Vec<String> {
     let engine = qtjudge::sandbox::docker::connect_engine()
         .await
         .expect("the engine answers");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
-    // Owner labels are `<host>:<pid>:<start time>`.
-    let owner = format!("{host}:{pid}:");
+    // Owner labels are `<host or replica name>:<pid>:<start time>`.
+    let pid = pid.to_string();
     let mut filters = HashMap::new();
     filters.insert(
         "label".to_string(),
@@ -253,7 +249,7 @@ pub async fn container_ids_of(pid: u32) -> Vec<String> {
             c.labels
                 .as_ref()
                 .and_then(|l| l.get(qtjudge::sandbox::docker::LABEL_OWNER))
-                .is_some_and(|o| o.starts_with(&owner))
+                .is_some_and(|o| o.split(':').nth(1) == Some(pid.as_str()))
         })
         .filter_map(|c| c.id)
         .collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bollard::Docker;
 
-use super::reap::reap_orphans;
+use super::reap::{owner_id, reap_orphans, reap_owned_by};
 use super::{connect_engine, DockerSandbox};
 use crate::sandbox::backend::{Backend, Progress};
 use crate::sandbox::warm_pool::PoolConfig;
@@ -43,7 +43,7 @@ impl DockerBackend {
         Ok(sandbox.with_warm_pool(self.pool))
     }
 
-    async fn reap(&self) -> Result<usize, SandboxError> {
+    async fn engine(&self) -> Result<Docker, SandboxError> {
         let kept = self
             .client
             .lock()
@@ -57,7 +57,7 @@ impl DockerBackend {
                 docker
             }
         };
-        reap_orphans(&docker).await
+        Ok(docker)
     }
 }
 
@@ -83,7 +83,18 @@ impl Backend for DockerBackend {
     }
 
     fn reap_orphans(&self) -> BoxFuture<'_, Result<usize, SandboxError>> {
-        Box::pin(self.reap())
+        Box::pin(async { reap_orphans(&self.engine().await?).await })
+    }
+
+    fn owner(&self) -> Option<String> {
+        Some(owner_id())
+    }
+
+    fn reap_owners<'a>(
+        &'a self,
+        owners: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, SandboxError>> {
+        Box::pin(async move { reap_owned_by(&self.engine().await?, owners).await })
     }
 
     fn image<'a>(

@@ -31,8 +31,8 @@ use reap::owner_id;
 
 pub use backend::DockerBackend;
 pub(super) use cleanup::remove;
-pub use reap::count_labelled;
 pub(super) use reap::owner_alive;
+pub use reap::{count_labelled, REPLICA_NAME_VAR};
 pub use run::Started;
 
 /// Every container qtjudge makes carries this label (the reaper's key).

@@ -14,6 +14,24 @@ use crate::sandbox::SandboxError;
 /// Removes the containers that a crashed qtjudge left behind: those whose
 /// owner process is gone. Returns how many were removed.
 pub(super) async fn reap_orphans(docker: &Docker) -> Result<usize, SandboxError> {
+    reap_where(docker, |owner| !owner_alive(owner)).await
+}
+
+/// Removes the containers of the owners named: qtjudge processes on other
+/// hosts that a shared store says are dead (this host cannot see their
+/// processes). Returns how many were removed.
+pub(super) async fn reap_owned_by(
+    docker: &Docker,
+    owners: &[String],
+) -> Result<usize, SandboxError> {
+    if owners.is_empty() {
+        return Ok(0);
+    }
+    reap_where(docker, |owner| owners.iter().any(|o| o == owner)).await
+}
+
+/// Removes every container of ours whose owner label `dead` accepts.
+async fn reap_where(docker: &Docker, dead: impl Fn(&str) -> bool) -> Result<usize, SandboxError> {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![LABEL.to_string()]);
     let options = ListContainersOptionsBuilder::default()
@@ -32,7 +50,7 @@ pub(super) async fn reap_orphans(docker: &Docker) -> Result<usize, SandboxError>
             .and_then(|l| l.get(LABEL_OWNER))
             .cloned()
             .unwrap_or_default();
-        if owner_alive(&owner) {
+        if !dead(&owner) {
             continue;
         }
         if let Some(id) = container.id {
@@ -67,7 +85,7 @@ pub async fn count_labelled(docker: &Docker, run_id: Option<&str>) -> Result<usi
 /// `<host>:<pid>:<start time>`: the start time tells a restarted process
 /// that reuses a pid (pid 1 in a compose service) from the one that made
 /// the container.
-pub(super) fn owner_id() -> String {
+pub(in crate::sandbox) fn owner_id() -> String {
     let pid = std::process::id();
     format!(
         "{}:{pid}:{}",
@@ -76,11 +94,24 @@ pub(super) fn owner_id() -> String {
     )
 }
 
+/// The node part of owner labels: `QTJUDGE_REPLICA_NAME` when set (two
+/// replicas on one host that share an engine, each reaped by the other
+/// only once the store says it is dead), else the hostname.
 fn hostname() -> String {
+    if let Some(name) = std::env::var(REPLICA_NAME_VAR)
+        .ok()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && !n.contains(':'))
+    {
+        return name;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+/// Names this process's node in the labels of what it starts.
+pub const REPLICA_NAME_VAR: &str = "QTJUDGE_REPLICA_NAME";
 
 /// A process's start time in clock ticks since boot (/proc/PID/stat, field 22).
 fn start_time(pid: u32) -> Option<String> {

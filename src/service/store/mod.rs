@@ -238,6 +238,28 @@ pub trait JobStore: Send + Sync {
         false
     }
 
+    /// Says that the replica whose sandbox containers carry `owner` is
+    /// alive (a shared store; a no-op for one process's own store).
+    fn replica_alive<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<()>> {
+        let _ = owner;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The replicas that stopped saying they are alive and that no one
+    /// else is reaping: this process now has a while to remove their
+    /// containers, then says so with `dead_replicas_reaped`.
+    fn claim_dead_replicas(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A round of reaping dead replicas' containers is over: those silent
+    /// long enough are forgotten, the others reaped again later (a
+    /// container a dead replica had asked for may appear late).
+    fn dead_replicas_reaped<'a>(&'a self, owners: &'a [String]) -> BoxFuture<'a, Result<()>> {
+        let _ = owners;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Records an attempt's outcome.
     fn callback_attempted<'a>(
         &'a self,

@@ -25,6 +25,7 @@ use crate::task::TaskChoice;
 use crate::verify::Verification;
 
 mod listen;
+mod replicas;
 mod schema;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -1064,6 +1065,18 @@ impl JobStore for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn replica_alive<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.say_alive(owner))
+    }
+
+    fn claim_dead_replicas(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(self.claim_dead())
+    }
+
+    fn dead_replicas_reaped<'a>(&'a self, owners: &'a [String]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.forget_dead(owners))
     }
 
     fn callback_attempted<'a>(

@@ -12,6 +12,7 @@ use super::super::{Result, StoreError};
 const MIGRATIONS: &[Migration] = &[
     Migration::new(1, "jobs", include_str!("migrations/0001_jobs.sql")),
     Migration::new(2, "samples", include_str!("migrations/0002_samples.sql")),
+    Migration::new(3, "replicas", include_str!("migrations/0003_replicas.sql")),
 ];
 
 fn latest() -> u32 {

@@ -287,3 +287,57 @@ async fn a_server_out_of_reach_is_refused_at_open_without_its_password() {
         "no password in: {e}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_replica_is_claimed_dead_by_one_replica_at_a_time_and_forgotten_once_reaped() {
+    let Some(schema) = schema().await else { return };
+    let ttl = Duration::from_millis(400);
+    let a = silent(&schema.url, ttl).await;
+    let b = silent(&schema.url, ttl).await;
+    let c = silent(&schema.url, ttl).await;
+    a.say_alive("node-a:1:1").await.unwrap();
+    let a_spoke = std::time::Instant::now();
+    b.say_alive("node-b:2:2").await.unwrap();
+    assert!(b.claim_dead().await.unwrap().is_empty(), "both just spoke");
+    // A falls silent; B keeps speaking.
+    for _ in 0..5 {
+        tokio::time::sleep(ttl / 2).await;
+        b.say_alive("node-b:2:2").await.unwrap();
+    }
+    assert_eq!(
+        b.claim_dead().await.unwrap(),
+        vec!["node-a:1:1".to_string()]
+    );
+    assert!(
+        c.claim_dead().await.unwrap().is_empty(),
+        "claimed by B: no one else reaps it meanwhile"
+    );
+    // B's claim lapses unreaped (B died while reaping): C may take it.
+    tokio::time::sleep(ttl + ttl / 2).await;
+    b.say_alive("node-b:2:2").await.unwrap();
+    let taken = c.claim_dead().await.unwrap();
+    assert_eq!(taken, vec!["node-a:1:1".to_string()]);
+    // B's late word counts for nothing: still C's claim.
+    b.forget_dead(&taken).await.unwrap();
+    assert!(b.claim_dead().await.unwrap().is_empty(), "still C's claim");
+    // Reaped, not yet forgotten: claimed again once C's claim lapses (a
+    // container created late is reaped by a later round).
+    c.forget_dead(&taken).await.unwrap();
+    tokio::time::sleep(ttl + ttl / 2).await;
+    b.say_alive("node-b:2:2").await.unwrap();
+    assert_eq!(b.claim_dead().await.unwrap(), taken, "reaped again");
+    // Silent for twenty leases: forgotten.
+    while a_spoke.elapsed() < ttl * 21 {
+        tokio::time::sleep(ttl).await;
+    }
+    b.say_alive("node-b:2:2").await.unwrap();
+    b.forget_dead(&taken).await.unwrap();
+    tokio::time::sleep(ttl + ttl / 2).await;
+    b.say_alive("node-b:2:2").await.unwrap();
+    assert!(b.claim_dead().await.unwrap().is_empty(), "forgotten");
+    // A replica that speaks again is alive again.
+    a.say_alive("node-a:1:1").await.unwrap();
+    tokio::time::sleep(ttl + ttl / 2).await;
+    b.say_alive("node-b:2:2").await.unwrap();
+    assert!(b.claim_dead().await.unwrap().is_empty());
+}
