@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::server::Server;
+use crate::stores::{Kind, TestStore};
 use crate::support::{docker, fixture};
 
 pub(crate) const SECRET: &str = "s3cret";
@@ -157,11 +158,14 @@ async fn submit_with_callback(server: &Server, url: &str) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finished_verification_is_posted_signed_and_retried_after_server_errors() {
+async fn a_finished_verification_is_posted_signed_and_retried_after_server_errors(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "1", "--callback-secret", SECRET],
     );
@@ -226,13 +230,17 @@ async fn a_finished_verification_is_posted_signed_and_retried_after_server_error
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
     server.stop();
+    store.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_is_posted_once_when_all_its_answers_are_finished() {
+async fn a_batch_is_posted_once_when_all_its_answers_are_finished(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "2", "--callback-secret", SECRET],
     );
@@ -244,18 +252,9 @@ async fn a_batch_is_posted_once_when_all_its_answers_are_finished() {
         "trap-no-code.md",
     ]
     .map(|file| json!({"model": file, "output": fixture(file)}));
-    let response = server
-        .post("/v1/batches")
-        .query(&[("callback_url", url.as_str())])
-        .json(&answers)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = server
+        .accepted("/v1/batches", &json!(answers), Some(&url))
+        .await;
 
     let view = settled(
         &server,
@@ -282,13 +281,16 @@ async fn a_batch_is_posted_once_when_all_its_answers_are_finished() {
         assert!(one["callback"].is_null(), "no per-answer callbacks: {one}");
     }
     server.stop();
+    store.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_callback_url_that_is_not_an_http_url_is_a_422_json_error() {
+async fn a_callback_url_that_is_not_an_http_url_is_a_422_json_error(kind: Kind) {
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     // Checked before anything else: no Docker needed.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "1"]);
+    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "1"]);
     for bad in ["not a url", "/relative/hook", "ftp://127.0.0.1/hook", ""] {
         let response = server
             .post("/v1/verifications")
@@ -324,15 +326,18 @@ async fn a_callback_url_that_is_not_an_http_url_is_a_422_json_error() {
         .unwrap();
     assert_eq!(response.status(), 400, "a wrong type is malformed JSON");
     server.stop();
+    store.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart() {
+async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let args = ["--workers", "1", "--callback-secret", SECRET];
-    let server = Server::start(&data, &args);
+    let server = Server::start_on(&store, &data, &args);
     server.wait_ready().await;
     let (receiver, url) = Receiver::start(0, true).await;
     let id = submit_with_callback(&server, &url).await;
@@ -362,7 +367,7 @@ async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart()
     let before = receiver.seen().len();
     receiver.refusing.store(false, Ordering::SeqCst);
 
-    let server = Server::start(&data, &args);
+    let server = Server::start_on(&store, &data, &args);
     let view = settled(
         &server,
         &format!("/v1/verifications/{id}"),
@@ -390,4 +395,12 @@ async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart()
         "the body is what GET gives"
     );
     server.stop();
+    store.finish().await;
 }
+
+crate::stores::on_both_stores!(
+    a_finished_verification_is_posted_signed_and_retried_after_server_errors,
+    a_batch_is_posted_once_when_all_its_answers_are_finished,
+    a_callback_url_that_is_not_an_http_url_is_a_422_json_error,
+    a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart,
+);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::server::{containers_of, Server, TOKEN};
+use crate::stores::{Kind, TestStore};
 use crate::support::{docker, fixture, repo};
 
 /// The correct answer with a 6 s sleep in its reset handler: it holds a
@@ -67,11 +68,14 @@ async fn run_load(server: &Server, requests: usize, deadline_seconds: u64) -> (i
     (output.status.code().unwrap_or(-1), summary)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes() {
+async fn a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "1", "--max-queue", "5"],
     );
@@ -136,6 +140,7 @@ async fn a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes() {
     let pid = server.pid();
     server.stop();
     assert_eq!(containers_of(pid).await, 0, "no sandbox container is left");
+    store.finish().await;
 }
 
 /// The script's own guard: it refuses anything but loopback (exit 2),
@@ -162,3 +167,5 @@ fn the_load_script_refuses_a_non_loopback_url() {
         );
     }
 }
+
+crate::stores::on_both_stores!(a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes,);

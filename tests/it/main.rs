@@ -27,6 +27,7 @@ mod schemathesis;
 mod server;
 mod service;
 mod store_outage;
+mod stores;
 mod task_check;
 mod tidy;
 mod vertical_slice;

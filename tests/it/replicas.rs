@@ -132,36 +132,12 @@ async fn a_batch_survives_a_replica_killed_mid_run_and_its_containers_are_reaped
         .iter()
         .map(|(model, e)| json!({"model": model, "output": fixture(&e.file)}))
         .collect();
-    let response = a
-        .post("/v1/batches")
-        .query(&[("callback_url", hook.as_str())])
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let batch_id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let batch_id = a.accepted("/v1/batches", &json!(batch), Some(&hook)).await;
     // Two single answers with their own callbacks, one sent to each.
+    let single = json!({"output": fixture("devstral.md"), "model": "single", "callback_url": hook});
     let mut singles = Vec::new();
     for server in [&a, &b] {
-        let response = server
-            .post("/v1/verifications")
-            .json(
-                &json!({"output": fixture("devstral.md"), "model": "single", "callback_url": hook}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        singles.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        singles.push(server.accepted("/v1/verifications", &single, None).await);
     }
     // What A accepted, B sees at once.
     let progress = b.get_json(&format!("/v1/batches/{batch_id}")).await;

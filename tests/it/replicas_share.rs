@@ -96,18 +96,7 @@ async fn a_batch_sent_to_one_replica_is_served_by_the_other_and_called_back_once
         .iter()
         .map(|(model, file, _)| json!({"model": model, "output": fixture(file)}))
         .collect();
-    let response = a
-        .post("/v1/batches")
-        .query(&[("callback_url", hook.as_str())])
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let batch_id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let batch_id = a.accepted("/v1/batches", &json!(batch), Some(&hook)).await;
 
     // Each replica shows the cluster's queue: all four answers, queued or
     // running (a run takes seconds), and at most its own one running.

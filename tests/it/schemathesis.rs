@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::server::{containers_of, Server, TOKEN};
+use crate::stores::{Kind, TestStore};
 use crate::support::{docker, repo};
 
 /// Examples per operation: about 1,500 requests in 10-20 s.
@@ -68,15 +69,18 @@ fn names_callback_url(value: &Value) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document() {
+async fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let Some(schemathesis) = schemathesis() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     // POSTs enqueue real jobs: one worker and a small queue (429s are fine).
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "1", "--max-queue", "20"],
     );
@@ -146,4 +150,9 @@ async fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_do
     let pid = server.pid();
     server.stop();
     assert_eq!(containers_of(pid).await, 0);
+    store.finish().await;
 }
+
+crate::stores::on_both_stores!(
+    schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document,
+);

@@ -29,6 +29,14 @@ impl Server {
     }
 
     /// `token: None` starts an open server (loopback only), as a browser needs.
+    /// As `start`, on `store`.
+    pub fn start_on(store: &crate::stores::TestStore, data_dir: &Path, extra: &[&str]) -> Server {
+        let args = store.args();
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        Server::start(data_dir, &all)
+    }
+
     pub fn start_with(data_dir: &Path, token: Option<&str>, extra: &[&str]) -> Server {
         Server::start_with_env(data_dir, token, extra, &[])
     }
@@ -193,19 +201,26 @@ impl Server {
     }
 
     pub async fn submit(&self, model: &str, output: &str) -> String {
-        let response = self
-            .post("/v1/verifications")
-            .json(&json!({"output": output, "model": model}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            202,
-            "{model}: {}",
-            response.text().await.unwrap()
-        );
-        let body: Value = response.json().await.unwrap();
+        self.accepted(
+            "/v1/verifications",
+            &json!({"output": output, "model": model}),
+            None,
+        )
+        .await
+    }
+
+    /// POSTs `body` to `path` (with `?callback_url=` when given); the id
+    /// of what was accepted (202).
+    pub async fn accepted(&self, path: &str, body: &Value, callback_url: Option<&str>) -> String {
+        let mut request = self.post(path).json(body);
+        if let Some(url) = callback_url {
+            request = request.query(&[("callback_url", url)]);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 202, "POST {path}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
         body["id"].as_str().unwrap().to_string()
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::server::{containers_of, Server};
+use crate::stores::{Kind, TestStore};
 use crate::support::{docker, fixture};
 
 /// A report of the service: its status, content type and text.
@@ -37,11 +38,13 @@ async fn assert_no_container_left(results: &[&Value]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts() {
+async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
+    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "2"]);
     server.wait_ready().await;
     let post = |model: &'static str, file: &'static str| {
         server
@@ -123,13 +126,16 @@ async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts() {
     server.stop();
     assert_no_container_left(&[&good, &trap]).await;
     assert_eq!(containers_of(pid).await, 0);
+    store.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
+async fn a_batch_of_fixture_answers_gives_the_experiments_table(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
+    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "2"]);
     server.wait_ready().await;
     // (file, model, tier, failure) as in fixtures/outputs/.../manifest.toml.
     // gemma3-27b is left out: its QThread sometimes aborts the app (`crashed`)
@@ -219,13 +225,17 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table() {
     let error: serde_json::Value = unknown.json().await.unwrap();
     assert_eq!(error["error"], "bad_request", "{error}");
     server.stop();
+    store.finish().await;
 }
 
 /// Runs without Docker: every check here comes before the engine's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_kind_of_bad_request_gets_its_4xx_json() {
+async fn each_kind_of_bad_request_gets_its_4xx_json(kind: Kind) {
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "1", "--max-body-kb", "64"],
     );
@@ -358,6 +368,7 @@ async fn each_kind_of_bad_request_gets_its_4xx_json() {
     let tasks = server.get_json("/v1/tasks").await;
     assert_eq!(tasks[0]["id"], "reset-conversation");
     server.stop();
+    store.finish().await;
 }
 
 #[test]
@@ -373,11 +384,14 @@ fn a_public_address_without_a_token_is_refused_at_start() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("without a token"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_is_refused_with_429_and_retry_after() {
+async fn a_full_queue_is_refused_with_429_and_retry_after(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::start_on(
+        &store,
         &dir.path().join("data"),
         &["--workers", "1", "--max-queue", "2"],
     );
@@ -423,6 +437,7 @@ async fn a_full_queue_is_refused_with_429_and_retry_after() {
         assert_eq!(server.finished(id).await["result"]["tier"], 1);
     }
     server.stop();
+    store.finish().await;
 }
 
 /// What the restart promises about the killed server's containers: none
@@ -677,12 +692,14 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
     assert_eq!(containers_of(pid).await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_disk() {
+async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_disk(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--workers", "1"]);
+    let server = Server::start_on(&store, &data, &["--workers", "1"]);
     server.wait_ready().await;
     let first = server.submit("devstral", &fixture("devstral.md")).await;
     let queued = server
@@ -703,7 +720,7 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
     let took = server.stop();
     assert!(took < Duration::from_secs(60), "the stop took {took:?}");
 
-    let server = Server::start(&data, &["--workers", "1"]);
+    let server = Server::start_on(&store, &data, &["--workers", "1"]);
     let first_view = server.get_json(&format!("/v1/verifications/{first}")).await;
     assert_eq!(
         first_view["status"], "done",
@@ -712,6 +729,7 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
     server.wait_ready().await;
     assert_eq!(server.finished(&queued).await["result"]["tier"], 1);
     server.stop();
+    store.finish().await;
 }
 
 /// Debian's chromium (scripts/setup installs it), or `None` with a loud
@@ -838,3 +856,11 @@ async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
     }
     server.stop();
 }
+
+crate::stores::on_both_stores!(
+    a_tier_1_and_a_tier_3_answer_get_their_verdicts,
+    a_batch_of_fixture_answers_gives_the_experiments_table,
+    each_kind_of_bad_request_gets_its_4xx_json,
+    a_full_queue_is_refused_with_429_and_retry_after,
+    sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_disk,
+);

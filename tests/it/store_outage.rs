@@ -166,17 +166,7 @@ async fn a_batch_outlives_its_store_going_away_and_nothing_is_lost_or_run_twice(
         .iter()
         .map(|(model, file, _)| json!({"model": model, "output": fixture(file)}))
         .collect();
-    let response = server
-        .post("/v1/batches")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let batch_id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let batch_id = server.accepted("/v1/batches", &json!(batch), None).await;
 
     // Cut while a job runs in its container.
     let deadline = Instant::now() + Duration::from_secs(120);
