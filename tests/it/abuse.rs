@@ -78,15 +78,7 @@ async fn half_open_connections_are_closed_in_time_and_healthz_is_answered_meanwh
     );
     assert_eq!(summary["still_open"], 0, "{summary}");
     assert_eq!(summary["healthz"]["failures"], 0, "{summary}");
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let evicted: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("qtjudge_http_connections_total{outcome=\"evicted_other\"} "))

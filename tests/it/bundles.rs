@@ -15,12 +15,7 @@ use crate::server::Server;
 use crate::support::{docker, repo};
 
 fn qtjudge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtjudge"))
-        .args(args)
-        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("qtjudge runs")
+    crate::support::qtjudge_cli(args, None)
 }
 
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {

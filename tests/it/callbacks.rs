@@ -213,15 +213,7 @@ async fn a_finished_verification_is_posted_signed_and_retried_after_server_error
     assert_eq!(sent["result"]["failure"], "snippet");
     assert_eq!(sent["callback"]["state"], "pending", "as it was when sent");
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         "qtjudge_callbacks_total{outcome=\"delivered\"} 1",
         "qtjudge_callbacks_total{outcome=\"retried\"} 2",

@@ -2,20 +2,12 @@
 //! passed answer (0), a failed one (1), bad usage (2) and a run that could
 //! not be judged (3) apart without reading the output.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{docker, repo};
 
 fn qtjudge(args: &[&str], python: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qtjudge"));
-    command
-        .args(args)
-        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
-        .env("QTJUDGE_LOG", "warn");
-    if let Some(python) = python {
-        command.env("QTJUDGE_PYTHON", python);
-    }
-    command.output().expect("qtjudge runs")
+    crate::support::qtjudge_cli(args, python)
 }
 
 fn answer(name: &str) -> String {

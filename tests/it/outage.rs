@@ -213,15 +213,7 @@ async fn queued_jobs_wait_out_an_engine_outage_and_finish_when_it_is_back() {
     assert!(refused.headers().contains_key("retry-after"));
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "engine_unavailable", "{body}");
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("\nqtjudge_engine_up 0\n"), "{metrics}");
 
     // The interrupted run goes back to the queue; nothing is failed.

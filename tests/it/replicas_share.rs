@@ -18,19 +18,6 @@ use crate::replicas::Schema;
 use crate::server::Server;
 use crate::support::{docker, fixture};
 
-/// A replica's `/metrics` text, one scrape.
-async fn metrics(server: &Server) -> String {
-    server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// A gauge's value in a scrape.
 fn gauge_in(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -40,14 +27,15 @@ fn gauge_in(text: &str, name: &str) -> Option<f64> {
 
 /// A gauge's value in a replica's `/metrics`.
 pub(crate) async fn gauge(server: &Server, name: &str) -> Option<f64> {
-    gauge_in(&metrics(server).await, name)
+    gauge_in(&server.metrics().await, name)
 }
 
 /// The sum over both replicas of a counter's line, by its full name.
 async fn counted(servers: [&Server; 2], line: &str) -> u64 {
     let mut sum = 0;
     for server in servers {
-        sum += metrics(server)
+        sum += server
+            .metrics()
             .await
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{line} ")))
@@ -102,7 +90,7 @@ async fn a_batch_sent_to_one_replica_is_served_by_the_other_and_called_back_once
     // running (a run takes seconds), and at most its own one running.
     for server in [&a, &b] {
         // One scrape: its figures are of one moment.
-        let text = metrics(server).await;
+        let text = server.metrics().await;
         let queued = gauge_in(&text, "qtjudge_cluster_queue_depth").unwrap();
         let running = gauge_in(&text, "qtjudge_cluster_running").unwrap();
         assert_eq!(queued + running, 4.0, "{text}");

@@ -4,19 +4,14 @@
 //! folder (this one's, one written by hand, and one from before samples).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
 use crate::support::{docker, repo};
 
 fn qtjudge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtjudge"))
-        .args(args)
-        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
-        .env("QTJUDGE_LOG", "warn")
-        .output()
-        .expect("qtjudge runs")
+    crate::support::qtjudge_cli(args, None)
 }
 
 fn json_of(out: &Output) -> Value {

@@ -174,6 +174,18 @@ impl Server {
     }
 
     /// The JSON the service answers to an authorised GET of `path`.
+    /// The `/metrics` text, one scrape (no token needed).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.get(path).send().await.unwrap().json().await.unwrap()
     }

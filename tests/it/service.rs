@@ -104,15 +104,7 @@ async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts(kind: Kind) {
     assert_eq!(png.headers()["content-type"], "image/png");
     assert!(png.bytes().await.unwrap().starts_with(b"\x89PNG"));
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .contains("qtjudge_verifications_total{tier=\"1\",label=\"flawless\",failure=\"\"} 1"),
@@ -445,12 +437,14 @@ async fn a_full_queue_is_refused_with_429_and_retry_after(kind: Kind) {
 /// start-up, then every second for its first 30 s).
 const ORPHAN_BOUND: Duration = Duration::from_secs(5);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_restart() {
+async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_restart(kind: Kind) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--workers", "1"]);
+    let server = Server::start_on(&store, &data, &["--workers", "1"]);
     server.wait_ready().await;
     let answers = [
         ("devstral", "devstral.md", 1),
@@ -489,7 +483,7 @@ async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_rest
         "kill -9 leaves the running container behind"
     );
 
-    let server = Server::start(&data, &["--workers", "2"]);
+    let server = Server::start_on(&store, &data, &["--workers", "2"]);
     server.wait_ready().await;
     // The killed server's containers, those the engine was still creating
     // at the kill included (they can appear after the start-up reap), are
@@ -532,6 +526,7 @@ async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_rest
     server.stop();
     assert_no_container_left(&results.iter().collect::<Vec<_>>()).await;
     assert_eq!(containers_of(pid).await, 0);
+    store.finish().await;
 }
 
 /// (id, status, the result's run id, attempts) of each job of a batch,
@@ -669,15 +664,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
         assert_eq!(&now.2, run_id, "{id} was verified again after the restart");
     }
     // And the restarted server verified each unfinished item exactly once.
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let expected = format!(
         "qtjudge_verification_duration_seconds_count {}",
         6 - done_before.len()
@@ -858,6 +845,7 @@ async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
 }
 
 crate::stores::on_both_stores!(
+    a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_restart,
     a_tier_1_and_a_tier_3_answer_get_their_verdicts,
     a_batch_of_fixture_answers_gives_the_experiments_table,
     each_kind_of_bad_request_gets_its_4xx_json,

@@ -15,7 +15,7 @@ pub enum TestStore {
     /// The embedded store in the server's `--data-dir`.
     Sqlite,
     /// A schema of the test server's, dropped by `finish`.
-    Postgres(Schema),
+    Postgres(Box<Schema>),
 }
 
 impl TestStore {
@@ -24,7 +24,9 @@ impl TestStore {
     pub async fn make(kind: Kind) -> Option<TestStore> {
         match kind {
             Kind::Sqlite => Some(TestStore::Sqlite),
-            Kind::Postgres => Schema::make().await.map(TestStore::Postgres),
+            Kind::Postgres => Schema::make()
+                .await
+                .map(|schema| TestStore::Postgres(Box::new(schema))),
         }
     }
 

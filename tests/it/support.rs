@@ -101,3 +101,17 @@ pub fn manifest() -> Vec<Expected> {
     let manifest: Manifest = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     manifest.answer
 }
+
+/// The real `qtjudge` binary run with `args` on the fixture tasks, quiet
+/// logs; `python`, when given, is the local sandbox's interpreter.
+pub fn qtjudge_cli(args: &[&str], python: Option<&str>) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_qtjudge"));
+    command
+        .args(args)
+        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
+        .env("QTJUDGE_LOG", "warn");
+    if let Some(python) = python {
+        command.env("QTJUDGE_PYTHON", python);
+    }
+    command.output().expect("qtjudge runs")
+}

@@ -5,20 +5,12 @@
 //! items.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{docker, repo};
 
 fn qtjudge(args: &[&str], python: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qtjudge"));
-    command
-        .args(args)
-        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
-        .env("QTJUDGE_LOG", "warn");
-    if let Some(python) = python {
-        command.env("QTJUDGE_PYTHON", python);
-    }
-    command.output().expect("qtjudge runs")
+    crate::support::qtjudge_cli(args, python)
 }
 
 fn explain(out: &Output) -> String {
