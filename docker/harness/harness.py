@@ -836,6 +836,20 @@ def _split_name(name):
 def control_label(control, with_name=True):
     """Everything a person (or a screen reader) reads on a control, and
     (`with_name`) its objectName split into words."""
+    return " ".join(label_parts(control, with_name))
+
+
+def names_reset(pattern, control):
+    """Whether the control says it resets: one of its texts (its text,
+    tooltip, accessible name, status tip, "What's This?" help, objectName
+    in words) on its own, so that a pattern may anchor a whole label ("New"
+    alone), or all of them read together as before."""
+    parts = label_parts(control)
+    return any(re.search(pattern, part) for part in parts) or re.search(pattern, " ".join(parts)) is not None
+
+
+def label_parts(control, with_name=True):
+    """`control_label`'s texts, each once."""
     parts = []
     if hasattr(control, "text"):
         parts.append(without_mnemonic(qcall(control, "text")))
@@ -848,7 +862,7 @@ def control_label(control, with_name=True):
     for part in parts:  # a tool button's tooltip is its text by default
         if part and part not in unique:
             unique.append(part)
-    return " ".join(unique)
+    return unique
 
 
 def describe_control(window, control, kind, how, text=None):
@@ -1145,7 +1159,7 @@ class Run:
             if not (button.isVisible() and button.isEnabled()):
                 continue
             label = control_label(button)
-            if reset_pattern and re.search(reset_pattern, label):
+            if reset_pattern and names_reset(reset_pattern, button):
                 continue
             if re.search(pattern, label, re.I):
                 return button, "discovered"
@@ -1310,11 +1324,11 @@ class Run:
         for button in APP.allWidgets():
             if not isinstance(button, QtWidgets.QAbstractButton) or button is submit:
                 continue
-            if re.search(pattern, control_label(button)):
+            if names_reset(pattern, button):
                 matches.append(button)
         # "Clear conversation" before a bare "Clear" (of the input, say).
         matches.sort(key=lambda b: re.search(CONVERSATION_WORDS, control_label(b)) is None)
-        actions = [a for a in self.window.findChildren(QAction) if re.search(pattern, control_label(a))]
+        actions = [a for a in self.window.findChildren(QAction) if names_reset(pattern, a)]
         actions.sort(key=lambda a: re.search(CONVERSATION_WORDS, control_label(a)) is None)
         usable = []
         seen = []
@@ -1404,8 +1418,7 @@ class Run:
             key = QT.key_sequence_text(sequence)
             if not key:
                 continue
-            label = control_label(owner)
-            if re.search(pattern, label):
+            if names_reset(pattern, owner):
                 found.append((owner, sequence, key, ""))
                 continue
             for text in hints:
