@@ -37,6 +37,7 @@ import threading
 import time
 import traceback
 import types
+import weakref
 
 CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
 REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
@@ -120,6 +121,8 @@ ACCEPTING_ROLES = [
     for name in ("AcceptRole", "YesRole", "ApplyRole", "ResetRole", "DestructiveRole")
 ]
 DISPLAY_ROLE = QT.enum(Qt, "ItemDataRole", "DisplayRole")
+ANIMATION_RUNNING = QT.enum(QtCore.QAbstractAnimation, "State", "Running")
+TIMELINE_RUNNING = QT.enum(QtCore.QTimeLine, "State", "Running")
 QAction = QT.QAction
 QShortcut = QT.QShortcut
 
@@ -247,6 +250,11 @@ STARTED_THREADS = []
 # Python threads alive before the app's code ran: the judge's, not the app's.
 HARNESS_THREADS = set()
 _qthread_start = QtCore.QThread.start
+# Animations and time lines the app started (weakly: one the app drops is
+# collected as it would be without the harness).
+STARTED_ANIMATIONS = []
+_animation_start = QtCore.QAbstractAnimation.start
+_timeline_start = QtCore.QTimeLine.start
 
 
 def _recording_start(thread, *args, **kwargs):
@@ -255,6 +263,65 @@ def _recording_start(thread, *args, **kwargs):
     # verdict must not.
     STARTED_THREADS.append(thread)
     return _qthread_start(thread, *args, **kwargs)
+
+
+def _recording_animation_start(animation, *args, **kwargs):
+    _note_animation(animation)
+    return _animation_start(animation, *args, **kwargs)
+
+
+def _recording_timeline_start(timeline, *args, **kwargs):
+    _note_animation(timeline)
+    return _timeline_start(timeline, *args, **kwargs)
+
+
+def _note_animation(animation):
+    try:
+        STARTED_ANIMATIONS.append(weakref.ref(animation))
+    except TypeError:  # a wrapper without weak references: found by findChildren only
+        pass
+    del STARTED_ANIMATIONS[:-200]
+
+
+def running_animations():
+    """The app's animations and time lines running now that will end by
+    themselves (not a spinner looping forever): those it started, and
+    those its windows own."""
+    pool = [r() for r in STARTED_ANIMATIONS]
+    for window in QApplication.topLevelWidgets():
+        try:
+            pool.extend(window.findChildren(QtCore.QAbstractAnimation))
+            pool.extend(window.findChildren(QtCore.QTimeLine))
+        except (RuntimeError, TypeError):
+            pass
+    running = []
+    for animation in pool:
+        if animation is None or any(animation is r for r in running):
+            continue
+        try:
+            if isinstance(animation, QtCore.QTimeLine):
+                if animation.state() == TIMELINE_RUNNING and animation.loopCount() != 0:
+                    running.append(animation)
+            elif animation.state() == ANIMATION_RUNNING and animation.loopCount() != -1 and animation.totalDuration() >= 0:
+                running.append(animation)
+        except RuntimeError:  # deleted when it stopped
+            pass
+    return running
+
+
+def wait_for_animations(timeout_s=4.0):
+    """As a person watches a transition end before reading the window:
+    waits (bounded) until the app's animations that end by themselves have
+    ended, the event loop running, then until what they drew or posted is
+    handled. Waits on them, not on a time: under load a 400 ms fade may
+    need seconds of the machine. Returns the milliseconds waited, and
+    whether any was still running at the bound."""
+    started = _wall()
+    if not running_animations():
+        return 0.0, False
+    ended = wait_until(lambda: not running_animations(), timeout_s)
+    pump_until_idle()
+    return round((_wall() - started) * 1000, 1), not ended
 
 
 def settle(timeout_s=3.0):
@@ -314,6 +381,8 @@ def _is_running(thread):
 def install_patches():
     global _DIALOG_TIMER
     QtCore.QThread.start = _recording_start
+    QtCore.QAbstractAnimation.start = _recording_animation_start
+    QtCore.QTimeLine.start = _recording_timeline_start
     # A modal exec_() runs a nested event loop inside the slot that opened
     # it, so the harness's own code never gets control back: a Qt timer,
     # which fires inside any event loop, answers the dialog instead.
@@ -1501,10 +1570,18 @@ class Run:
         # Queued slots and deleteLater() run (a confirmation dialog opened
         # with exec_() was answered inside the click).
         pump_until_idle()
+        # A reset that animates (the transcript faded out, then cleared when
+        # the fade ends) is over when its animations are: what they run at
+        # their end is the reset's too.
+        animated_ms, still_running = wait_for_animations()
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
-        return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+        evidence = {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+        if animated_ms:
+            evidence["animations_ms"] = animated_ms
+            evidence["animations_still_running"] = still_running
+        return evidence
 
     def approach(self, widget):
         """As a person comes to the reset: the supervisor moves the app's
