@@ -1550,6 +1550,8 @@ class Run:
         self.threads_before_reset = os_thread_count()
         before = len(EXCEPTIONS.items)
         kind, control = self.reset_control
+        # The windows open before the press: a window the reset opens is new.
+        windows_before = visible_windows()
         widgets = []
         if kind == "action":
             # Tool-bar actions have a button to click; menu actions are triggered.
@@ -1581,7 +1583,51 @@ class Run:
         if animated_ms:
             evidence["animations_ms"] = animated_ms
             evidence["animations_still_running"] = still_running
+        followed = self.follow_new_window(windows_before)
+        if followed:
+            evidence["detail"] = f"{how}; {followed}"
+            evidence["followed_window"] = followed
         return evidence
+
+    def follow_new_window(self, windows_before):
+        """A reset that opens a fresh window and closes, hides or deletes the
+        one the harness drives (`self.new = ChatWindow(); self.new.show();
+        self.close()`): the person goes on in the new window, and so does
+        the harness, finding its input, send and transcript again. Only a
+        window shown by the reset (not one already open) is followed, and
+        only when the driven one is gone from the screen. What the reset
+        left is still judged from outside the app: the fake server's
+        recordings and the screen's pixels, whichever window drew them.
+        Returns what happened, or None."""
+        old = self.window
+        alive = _is_alive(old)
+        if alive and old.isVisible():
+            return None
+        was_dialog = isinstance(old, QtWidgets.QDialog)
+        shown = [
+            w for w in visible_windows()
+            if w is not old and not any(w is b for b in windows_before) and (was_dialog or not isinstance(w, QtWidgets.QDialog))
+        ]
+        if not shown:
+            return None
+        old_class = type(old).__name__
+        shown.sort(key=lambda w: (type(w).__name__ != old_class, not isinstance(w, QtWidgets.QMainWindow), -(qcall(w, "width") * qcall(w, "height"))))
+        window = shown[0]
+        # The old window stays held, as the script's own `window` would keep
+        # it (and what it holds, such as the new window) alive.
+        HELD_WINDOWS.append(window)
+        self.window = window
+        _NAMES.clear()
+        width, height = self.job.get("window_size", [1000, 700])
+        window.resize(width, height)
+        window.activateWindow()
+        pump_until_idle()
+        self.entry = None
+        self.send = None
+        what = "closed or hid" if alive else "deleted"
+        note = f"the reset {what} the window and showed a new {type(window).__name__} {window.windowTitle()!r}: the harness went on in it"
+        self.discovered["followed_window"] = note[:200]
+        return note
 
     def approach(self, widget):
         """As a person comes to the reset: the supervisor moves the app's
