@@ -435,6 +435,185 @@ mod tests {
         assert!(!pattern.is_match("Send"));
     }
 
+    /// Labels of reset controls as apps word them (each one part of a
+    /// control: its text, tooltip, accessible name or objectName in words).
+    const RESET_LABELS: &[&str] = &[
+        "Reset",
+        "Clear Chat",
+        "&New Chat",
+        "Start over",
+        "Restart",
+        "Forget",
+        "Wipe chat",
+        "Erase history",
+        "Clear all",
+        "Delete conversation",
+        "Delete all messages",
+        "Remove the conversation",
+        "New",
+        "&New",
+        "+ New",
+        "New…",
+        "Fresh start",
+        "Start fresh",
+        "Empty chat",
+        "🗑",
+        "🗑\u{fe0f}",
+        "🧹 ",
+        "Delete the conversation",
+        "trash Button",
+        "Réinitialiser",
+        "Reinitialiser la conversation",
+        "Effacer l'historique",
+        "Nouvelle conversation",
+        "Borrar",
+        "Nuevo chat",
+        "Nueva conversación",
+        "Neu",
+        "Zurücksetzen",
+        "Verlauf löschen",
+        "Neuer Chat",
+        "Azzera",
+        "Nuova chat",
+        "Limpar",
+        "Nova conversa",
+        "Nieuw gesprek",
+        "Очистить",
+        "Сбросить",
+        "Новый чат",
+        "清空对话",
+        "新对话",
+        "リセット",
+        "새 대화",
+    ];
+
+    /// Labels of the other controls of a chat app: none may count as its
+    /// reset, in any language the pattern knows.
+    const OTHER_LABELS: &[&str] = &[
+        "Send",
+        "Submit",
+        "Stop",
+        "Stop generating",
+        "Save",
+        "Save chat",
+        "Save history",
+        "Copy",
+        "Copy conversation",
+        "Copy last answer",
+        "Export",
+        "Export chat",
+        "Export history",
+        "Send message",
+        "Send (Ctrl+Enter)",
+        "Attach files",
+        "Regenerate",
+        "Retry",
+        "Cancel",
+        "Close",
+        "Quit",
+        "Settings",
+        "Refresh",
+        "Refresh models",
+        "Load models",
+        "Open",
+        "Upload",
+        "Print",
+        "Undo",
+        "Ask",
+        "Go",
+        "Model:",
+        "New window",
+        "New file",
+        "Newline",
+        "Renew",
+        "Delete message",
+        "Delete file",
+        "Remove attachment",
+        "Enviar",
+        "Guardar",
+        "Copiar",
+        "Exportar",
+        "Detener",
+        "Nuevo archivo",
+        "Senden",
+        "Speichern",
+        "Kopieren",
+        "Exportieren",
+        "Stopp",
+        "Neue Datei",
+        "Envoyer",
+        "Enregistrer",
+        "Copier",
+        "Exporter",
+        "Arrêter",
+        "Invia",
+        "Annulla",
+        "Salva",
+        "Отправить",
+        "Сохранить",
+        "发送",
+        "保存",
+        "送信",
+        "보내기",
+    ];
+
+    /// Both shipped patterns find every reset wording and nothing else, as
+    /// the host's static grader reads them (Rust's `regex`) and as the
+    /// harness does (Python's `re`, run here by the host's python3).
+    #[test]
+    fn the_reset_patterns_find_every_reset_wording_and_no_other_control() {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let tasks = [
+            Task::load(&repo.join("fixtures/tasks"), "reset-conversation").unwrap(),
+            Task::load(&repo.join("fixtures/tasks"), FALLBACK_TASK).unwrap(),
+        ];
+        for task in &tasks {
+            let source = &task.reset_control.text_pattern;
+            let pattern = regex::Regex::new(source).unwrap();
+            for label in RESET_LABELS {
+                let label = label.replace('&', "");
+                assert!(
+                    pattern.is_match(&label),
+                    "{}: {label:?} is a reset",
+                    task.id
+                );
+            }
+            for label in OTHER_LABELS {
+                assert!(
+                    !pattern.is_match(label),
+                    "{}: {label:?} is not a reset",
+                    task.id
+                );
+            }
+            let script = "import json, re, sys\n\
+                 pattern, resets, others = json.load(sys.stdin)\n\
+                 missed = [l for l in resets if not re.search(pattern, l.replace('&', ''))]\n\
+                 wrong = [l for l in others if re.search(pattern, l)]\n\
+                 print(json.dumps([missed, wrong]))\n";
+            let mut child = std::process::Command::new("python3")
+                .args(["-c", script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3 (the harness's language) is on the host");
+            let input = serde_json::json!([source, RESET_LABELS, OTHER_LABELS]).to_string();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+            let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(
+                verdict,
+                serde_json::json!([[], []]),
+                "{}: Python's re differs (missed resets, other controls matched)",
+                task.id
+            );
+        }
+    }
+
     #[test]
     fn the_experiments_answers_choose_its_task_and_other_apps_the_generic_one() {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

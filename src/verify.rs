@@ -733,3 +733,102 @@ pub fn save_artifacts(v: &mut Verification, dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{BoxFuture, SandboxError, SandboxOutcome};
+    use serde_json::json;
+
+    /// A sandbox whose every run ends as a run of an app that cannot start
+    /// ends: the script raised while it started (tkinter is not in the
+    /// image), and with `harm` it also deleted a file of the user's.
+    struct FailsToLaunch {
+        harm: bool,
+    }
+
+    impl Sandbox for FailsToLaunch {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn run(&self, _: SandboxRequest) -> BoxFuture<'_, Result<SandboxOutcome, SandboxError>> {
+            let mut reports = Vec::new();
+            for (name, ok, detail) in [
+                ("compile", true, "ok"),
+                ("launch", false, "the script raised ModuleNotFoundError while starting: No module named 'tkinter'"),
+            ] {
+                reports.push(json!({"type": "step_start", "name": name, "at_ms": reports.len() as f64}));
+                reports.push(json!({"type": "step", "name": name, "ok": ok, "ms": 1.0, "detail": detail,
+                                    "evidence": if ok { json!({}) } else { json!({"missing_modules": ["tkinter"]}) }}));
+            }
+            reports.push(json!({"type": "done"}));
+            // Seen by the supervisor after the run: a file of the user's gone.
+            let deleted = if self.harm {
+                json!(["Documents/notes.txt"])
+            } else {
+                json!([])
+            };
+            let result = json!({
+                "harness_ready": true, "timed_out": false, "exit": {"code": 0, "signal": null},
+                "reports": reports, "requests": [], "resources": {}, "stdout": "", "stderr": "",
+                "screen": {"platform": "vnc", "error": null, "frames_dropped": 0}, "frames": [],
+                "canaries_missing": deleted,
+            });
+            Box::pin(async move {
+                Ok(SandboxOutcome {
+                    result: Some(result),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    const TKINTER_APP: &str = "import tkinter as tk\nimport requests\n\nroot = tk.Tk()\nroot.title('chat')\n\nif __name__ == '__main__':\n    root.mainloop()\n";
+    const QT_APP: &str = "import sys\nfrom PyQt5.QtWidgets import QApplication, QWidget\n\nif __name__ == '__main__':\n    app = QApplication(sys.argv)\n    w = QWidget()\n    w.show()\n    sys.exit(app.exec_())\n";
+
+    async fn verified(source: &str, harm: bool) -> Verification {
+        let task = crate::task::Task::load(
+            std::path::Path::new("/nonexistent"),
+            crate::task::FALLBACK_TASK,
+        )
+        .unwrap();
+        let prepared = PreparedTask::new(task, None);
+        let bundle = Bundle::script("app.py", source);
+        verify_input(
+            Input::Bundle(&bundle),
+            "m",
+            &prepared,
+            &FailsToLaunch { harm },
+        )
+        .await
+    }
+
+    /// An app written with another toolkit fails as what it is, whatever
+    /// symptom its run ended in; a Qt app that fails the same way keeps
+    /// its symptom, and harm still outranks the toolkit.
+    #[tokio::test]
+    async fn an_app_of_another_toolkit_fails_as_not_a_qt_app() {
+        let tk = verified(TKINTER_APP, false).await;
+        assert_eq!(tk.tier, Some(3), "{tk:?}");
+        let behaviour = tk.behaviour.as_ref().unwrap();
+        assert_eq!(behaviour.failure, Some(FailureCode::NotQtApp));
+        let detail = behaviour.failure_detail.as_deref().unwrap();
+        assert!(
+            detail.contains("tkinter") && detail.contains("imports no Qt binding"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("missing_dependency"),
+            "the symptom is named: {detail}"
+        );
+        assert_eq!(tk.failure, Some(FailureCode::NotQtApp), "{tk:?}");
+
+        let qt = verified(QT_APP, false).await;
+        let failure = qt.behaviour.as_ref().unwrap().failure;
+        assert_eq!(failure, Some(FailureCode::MissingDependency), "{qt:?}");
+
+        let harmful = verified(TKINTER_APP, true).await;
+        let failure = harmful.behaviour.as_ref().unwrap().failure;
+        assert_eq!(failure, Some(FailureCode::Harmful), "{harmful:?}");
+    }
+}

@@ -37,6 +37,7 @@ import threading
 import time
 import traceback
 import types
+import weakref
 
 CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
 REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
@@ -120,6 +121,8 @@ ACCEPTING_ROLES = [
     for name in ("AcceptRole", "YesRole", "ApplyRole", "ResetRole", "DestructiveRole")
 ]
 DISPLAY_ROLE = QT.enum(Qt, "ItemDataRole", "DisplayRole")
+ANIMATION_RUNNING = QT.enum(QtCore.QAbstractAnimation, "State", "Running")
+TIMELINE_RUNNING = QT.enum(QtCore.QTimeLine, "State", "Running")
 QAction = QT.QAction
 QShortcut = QT.QShortcut
 
@@ -247,6 +250,11 @@ STARTED_THREADS = []
 # Python threads alive before the app's code ran: the judge's, not the app's.
 HARNESS_THREADS = set()
 _qthread_start = QtCore.QThread.start
+# Animations and time lines the app started (weakly: one the app drops is
+# collected as it would be without the harness).
+STARTED_ANIMATIONS = []
+_animation_start = QtCore.QAbstractAnimation.start
+_timeline_start = QtCore.QTimeLine.start
 
 
 def _recording_start(thread, *args, **kwargs):
@@ -255,6 +263,65 @@ def _recording_start(thread, *args, **kwargs):
     # verdict must not.
     STARTED_THREADS.append(thread)
     return _qthread_start(thread, *args, **kwargs)
+
+
+def _recording_animation_start(animation, *args, **kwargs):
+    _note_animation(animation)
+    return _animation_start(animation, *args, **kwargs)
+
+
+def _recording_timeline_start(timeline, *args, **kwargs):
+    _note_animation(timeline)
+    return _timeline_start(timeline, *args, **kwargs)
+
+
+def _note_animation(animation):
+    try:
+        STARTED_ANIMATIONS.append(weakref.ref(animation))
+    except TypeError:  # a wrapper without weak references: found by findChildren only
+        pass
+    del STARTED_ANIMATIONS[:-200]
+
+
+def running_animations():
+    """The app's animations and time lines running now that will end by
+    themselves (not a spinner looping forever): those it started, and
+    those its windows own."""
+    pool = [r() for r in STARTED_ANIMATIONS]
+    for window in QApplication.topLevelWidgets():
+        try:
+            pool.extend(window.findChildren(QtCore.QAbstractAnimation))
+            pool.extend(window.findChildren(QtCore.QTimeLine))
+        except (RuntimeError, TypeError):
+            pass
+    running = []
+    for animation in pool:
+        if animation is None or any(animation is r for r in running):
+            continue
+        try:
+            if isinstance(animation, QtCore.QTimeLine):
+                if animation.state() == TIMELINE_RUNNING and animation.loopCount() != 0:
+                    running.append(animation)
+            elif animation.state() == ANIMATION_RUNNING and animation.loopCount() != -1 and animation.totalDuration() >= 0:
+                running.append(animation)
+        except RuntimeError:  # deleted when it stopped
+            pass
+    return running
+
+
+def wait_for_animations(timeout_s=4.0):
+    """As a person watches a transition end before reading the window:
+    waits (bounded) until the app's animations that end by themselves have
+    ended, the event loop running, then until what they drew or posted is
+    handled. Waits on them, not on a time: under load a 400 ms fade may
+    need seconds of the machine. Returns the milliseconds waited, and
+    whether any was still running at the bound."""
+    started = _wall()
+    if not running_animations():
+        return 0.0, False
+    ended = wait_until(lambda: not running_animations(), timeout_s)
+    pump_until_idle()
+    return round((_wall() - started) * 1000, 1), not ended
 
 
 def settle(timeout_s=3.0):
@@ -314,6 +381,8 @@ def _is_running(thread):
 def install_patches():
     global _DIALOG_TIMER
     QtCore.QThread.start = _recording_start
+    QtCore.QAbstractAnimation.start = _recording_animation_start
+    QtCore.QTimeLine.start = _recording_timeline_start
     # A modal exec_() runs a nested event loop inside the slot that opened
     # it, so the harness's own code never gets control back: a Qt timer,
     # which fires inside any event loop, answers the dialog instead.
@@ -836,6 +905,20 @@ def _split_name(name):
 def control_label(control, with_name=True):
     """Everything a person (or a screen reader) reads on a control, and
     (`with_name`) its objectName split into words."""
+    return " ".join(label_parts(control, with_name))
+
+
+def names_reset(pattern, control):
+    """Whether the control says it resets: one of its texts (its text,
+    tooltip, accessible name, status tip, "What's This?" help, objectName
+    in words) on its own, so that a pattern may anchor a whole label ("New"
+    alone), or all of them read together as before."""
+    parts = label_parts(control)
+    return any(re.search(pattern, part) for part in parts) or re.search(pattern, " ".join(parts)) is not None
+
+
+def label_parts(control, with_name=True):
+    """`control_label`'s texts, each once."""
     parts = []
     if hasattr(control, "text"):
         parts.append(without_mnemonic(qcall(control, "text")))
@@ -848,7 +931,7 @@ def control_label(control, with_name=True):
     for part in parts:  # a tool button's tooltip is its text by default
         if part and part not in unique:
             unique.append(part)
-    return " ".join(unique)
+    return unique
 
 
 def describe_control(window, control, kind, how, text=None):
@@ -1145,7 +1228,7 @@ class Run:
             if not (button.isVisible() and button.isEnabled()):
                 continue
             label = control_label(button)
-            if reset_pattern and re.search(reset_pattern, label):
+            if reset_pattern and names_reset(reset_pattern, button):
                 continue
             if re.search(pattern, label, re.I):
                 return button, "discovered"
@@ -1310,11 +1393,11 @@ class Run:
         for button in APP.allWidgets():
             if not isinstance(button, QtWidgets.QAbstractButton) or button is submit:
                 continue
-            if re.search(pattern, control_label(button)):
+            if names_reset(pattern, button):
                 matches.append(button)
         # "Clear conversation" before a bare "Clear" (of the input, say).
         matches.sort(key=lambda b: re.search(CONVERSATION_WORDS, control_label(b)) is None)
-        actions = [a for a in self.window.findChildren(QAction) if re.search(pattern, control_label(a))]
+        actions = [a for a in self.window.findChildren(QAction) if names_reset(pattern, a)]
         actions.sort(key=lambda a: re.search(CONVERSATION_WORDS, control_label(a)) is None)
         usable = []
         seen = []
@@ -1404,8 +1487,7 @@ class Run:
             key = QT.key_sequence_text(sequence)
             if not key:
                 continue
-            label = control_label(owner)
-            if re.search(pattern, label):
+            if names_reset(pattern, owner):
                 found.append((owner, sequence, key, ""))
                 continue
             for text in hints:
@@ -1468,6 +1550,8 @@ class Run:
         self.threads_before_reset = os_thread_count()
         before = len(EXCEPTIONS.items)
         kind, control = self.reset_control
+        # The windows open before the press: a window the reset opens is new.
+        windows_before = visible_windows()
         widgets = []
         if kind == "action":
             # Tool-bar actions have a button to click; menu actions are triggered.
@@ -1488,10 +1572,62 @@ class Run:
         # Queued slots and deleteLater() run (a confirmation dialog opened
         # with exec_() was answered inside the click).
         pump_until_idle()
+        # A reset that animates (the transcript faded out, then cleared when
+        # the fade ends) is over when its animations are: what they run at
+        # their end is the reset's too.
+        animated_ms, still_running = wait_for_animations()
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
-        return {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+        evidence = {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+        if animated_ms:
+            evidence["animations_ms"] = animated_ms
+            evidence["animations_still_running"] = still_running
+        followed = self.follow_new_window(windows_before)
+        if followed:
+            evidence["detail"] = f"{how}; {followed}"
+            evidence["followed_window"] = followed
+        return evidence
+
+    def follow_new_window(self, windows_before):
+        """A reset that opens a fresh window and closes, hides or deletes the
+        one the harness drives (`self.new = ChatWindow(); self.new.show();
+        self.close()`): the person goes on in the new window, and so does
+        the harness, finding its input, send and transcript again. Only a
+        window shown by the reset (not one already open) is followed, and
+        only when the driven one is gone from the screen. What the reset
+        left is still judged from outside the app: the fake server's
+        recordings and the screen's pixels, whichever window drew them.
+        Returns what happened, or None."""
+        old = self.window
+        alive = _is_alive(old)
+        if alive and old.isVisible():
+            return None
+        was_dialog = isinstance(old, QtWidgets.QDialog)
+        shown = [
+            w for w in visible_windows()
+            if w is not old and not any(w is b for b in windows_before) and (was_dialog or not isinstance(w, QtWidgets.QDialog))
+        ]
+        if not shown:
+            return None
+        old_class = type(old).__name__
+        shown.sort(key=lambda w: (type(w).__name__ != old_class, not isinstance(w, QtWidgets.QMainWindow), -(qcall(w, "width") * qcall(w, "height"))))
+        window = shown[0]
+        # The old window stays held, as the script's own `window` would keep
+        # it (and what it holds, such as the new window) alive.
+        HELD_WINDOWS.append(window)
+        self.window = window
+        _NAMES.clear()
+        width, height = self.job.get("window_size", [1000, 700])
+        window.resize(width, height)
+        window.activateWindow()
+        pump_until_idle()
+        self.entry = None
+        self.send = None
+        what = "closed or hid" if alive else "deleted"
+        note = f"the reset {what} the window and showed a new {type(window).__name__} {window.windowTitle()!r}: the harness went on in it"
+        self.discovered["followed_window"] = note[:200]
+        return note
 
     def approach(self, widget):
         """As a person comes to the reset: the supervisor moves the app's

@@ -115,6 +115,10 @@ pub struct Discovered {
     /// did nothing until a chat existed (`+ New Chat`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_chat: Option<String>,
+    /// The reset closed (or hid, or deleted) the window being driven and
+    /// showed a new one, which the harness went on in: what it said of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub followed_window: Option<String>,
 }
 
 /// One control or widget, as a person would name it.
@@ -172,6 +176,7 @@ impl Discovered {
         d.memory.iter_mut().for_each(cap);
         d.binding.iter_mut().for_each(cap);
         d.started_chat.iter_mut().for_each(cap);
+        d.followed_window.iter_mut().for_each(cap);
         let controls = d
             .prompt_input
             .iter_mut()

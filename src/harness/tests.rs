@@ -776,3 +776,31 @@ fn old_turns_kept_in_memory_fail_a_refactoring_but_not_an_app_of_unknown_shape()
     let b = crate::harness::judge_answer(&kept, &t, 30, &[], false).unwrap();
     assert!(b.passed, "{b:?}");
 }
+
+/// A reset that showed a new window and closed the driven one: the harness
+/// says it went on in the new window (a hint, capped), and the verdict
+/// still comes from the recordings and the frames alone: the same report
+/// with history in turn 3's request fails.
+#[test]
+fn a_followed_window_is_reported_and_judged_from_outside_all_the_same() {
+    let t = turns();
+    let note = format!(
+        "the reset closed the window and showed a new ChatWindow {}",
+        "x".repeat(300)
+    );
+    let with_note = |requests: Vec<Value>| {
+        let mut reports = full_steps(true, true);
+        let done = reports.pop().unwrap();
+        reports.push(json!({"type": "discovered", "followed_window": note}));
+        reports.push(done);
+        judge(&outcome(reports, requests), &t, 30).unwrap()
+    };
+    let passed = with_note(conversation(&t, false));
+    assert!(passed.passed, "{passed:?}");
+    let followed = passed.discovered.unwrap().followed_window.unwrap();
+    assert!(followed.starts_with("the reset closed the window"));
+    assert_eq!(followed.chars().count(), 121, "capped: {followed}");
+    let carried = with_note(conversation(&t, true));
+    assert!(!carried.passed);
+    assert_eq!(carried.failure, Some(FailureCode::HistoryNotCleared));
+}

@@ -131,6 +131,9 @@ fn discovered_text(out: &mut String, d: &crate::harness::Discovered) {
             "    chat started   {started:?} clicked before the first turn"
         );
     }
+    if let Some(followed) = &d.followed_window {
+        let _ = writeln!(out, "    window         {followed}");
+    }
     let _ = writeln!(out, "    prompt input   {}", one(&d.prompt_input));
     let _ = writeln!(out, "    send           {}", one(&d.send));
     // One message per widget: "4 × QLabel (discovered)", not four lines.

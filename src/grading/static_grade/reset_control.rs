@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 
 use super::facts::{Connection, HandlerRef};
+use super::text::unescaped;
 use super::{Change, Grading, ResetControl};
 
 impl Grading<'_> {
     pub(super) fn reset_control(&self, changes: &mut Vec<Change>) -> Option<ResetControl> {
         let pattern = self.index.reset_pattern.as_ref()?;
-        let matches = |text: &str| pattern.is_match(&text.replace('&', ""));
+        let matches = |text: &str| pattern.is_match(&unescaped(text).replace('&', ""));
         let originals: HashSet<(&str, Option<&str>)> = self
             .original
             .controls
@@ -88,7 +89,7 @@ impl Grading<'_> {
                     .strip_prefix("self.")
                     .unwrap_or(&control.target)
                     .to_string(),
-                text: text.replace('&', ""),
+                text: unescaped(text).replace('&', ""),
                 line: control.line,
                 handler,
                 connected,

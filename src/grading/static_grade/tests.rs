@@ -543,6 +543,48 @@ fn a_tooltip_can_carry_the_matching_text() {
     assert_eq!(reset.text, "Clear the chat");
 }
 
+/// An icon-only button says what it does in its accessible name, its
+/// objectName (read as words, as the harness reads it) or a keyword of its
+/// constructor; the handler it is connected to is the reset's.
+#[test]
+fn an_icon_button_is_named_by_accessible_name_object_name_or_keywords() {
+    let icon = |extra: &str| {
+        correct().replace(
+            "QPushButton(\"&Reset Conversation\")\n",
+            &format!("QPushButton(\"\\U0001F5D1\"{extra}\n"),
+        )
+    };
+    let named = |script: String| grade(&script, &task()).reset_control;
+    let accessible = icon(")\n        self.reset_button.setAccessibleName(\"Clear conversation\")");
+    assert_eq!(named(accessible).unwrap().text, "Clear conversation");
+    let object = icon(")\n        self.reset_button.setObjectName(\"clearChatButton\")");
+    let reset = named(object).unwrap();
+    assert_eq!(reset.text, "clear Chat Button");
+    assert_eq!(reset.handler.as_deref(), Some("reset_conversation"));
+    let keyword = icon(", toolTip=self.tr(\"Reset the chat\"))");
+    assert_eq!(named(keyword).unwrap().text, "Reset the chat");
+    // A name that says nothing of a reset is no reset (the tiny task's
+    // pattern has no icons).
+    let silent = icon(")\n        self.reset_button.setObjectName(\"iconButton\")");
+    assert!(named(silent).is_none());
+    // A bin written as Python's escape is the 🗑 the harness matches, with
+    // a pattern that knows it.
+    let mut binned = task();
+    binned.reset_control.text_pattern = "(?i)\\breset\\b|🗑".into();
+    let bin = icon(")");
+    let reset = grade(&bin, &binned).reset_control.unwrap();
+    assert_eq!(reset.text, "🗑");
+    assert_eq!(
+        super::text::unescaped(r"a\x41\u00e9\q\U0001F5D1\u12"),
+        "aAé\\q🗑\\u12"
+    );
+    assert_eq!(
+        super::collect::name_words("clear_chat-btn"),
+        "clear chat btn"
+    );
+    assert_eq!(super::collect::name_words("btnNewChat"), "btn New Chat");
+}
+
 #[test]
 fn a_syntax_error_is_located() {
     let script = correct().replace(

@@ -17,6 +17,8 @@ use tree_sitter::{Node, Tree};
 
 use reuse::StatementSpan;
 pub(super) use reuse::{FunctionSpan, Reuse};
+#[cfg(test)]
+pub(in crate::grading::static_grade) use ui::name_words;
 
 use super::facts::{ClassFacts, Facts, FunctionFacts, Scope, Statement};
 use super::grammar::{fields, is_docstring, is_ellipsis_statement, kinds, line_of};

@@ -40,13 +40,47 @@ const DIALOG_CLASSES: [&str; 8] = [
 
 const SIGNALS: [&str; 5] = ["clicked", "triggered", "pressed", "released", "toggled"];
 
-const LABEL_SETTERS: [&str; 5] = [
+const LABEL_SETTERS: [&str; 6] = [
     "setText",
     "setToolTip",
     "setStatusTip",
     "setWhatsThis",
     "setIconText",
+    "setAccessibleName",
 ];
+
+/// The same labels given as a constructor's keywords (`QPushButton("🗑",
+/// toolTip="Clear the chat")`); `objectName` is read as words.
+const LABEL_KEYWORDS: [&str; 6] = [
+    "text",
+    "toolTip",
+    "statusTip",
+    "whatsThis",
+    "accessibleName",
+    "objectName",
+];
+
+/// An objectName as the words it is made of, as the harness reads it:
+/// `clearChatButton`, `clear_chat_btn` -> `clear Chat Button`, `clear chat btn`.
+pub(in crate::grading::static_grade) fn name_words(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if matches!(c, '_' | '-' | '.') {
+            if !out.ends_with(' ') {
+                out.push(' ');
+            }
+            previous_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && previous_lower {
+            out.push(' ');
+        }
+        previous_lower = c.is_lowercase();
+        out.push(c);
+    }
+    out
+}
 
 impl Collector<'_, '_> {
     pub(super) fn assignment(&mut self, node: Node) {
@@ -67,6 +101,11 @@ impl Collector<'_, '_> {
             if BUTTON_CLASSES.contains(&class) {
                 let text = arguments.and_then(|a| self.first_string(a));
                 let keyword_handler = arguments.and_then(|a| self.keyword_handler(a));
+                if let Some(arguments) = arguments {
+                    for label in self.keyword_labels(arguments) {
+                        self.facts.labels.push((target.clone(), label));
+                    }
+                }
                 self.facts.controls.push(Control {
                     scope: self.scope(),
                     target: target.clone(),
@@ -183,6 +222,12 @@ impl Collector<'_, '_> {
         if LABEL_SETTERS.contains(&method) {
             if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
                 self.facts.labels.push((receiver.to_string(), text));
+            }
+        } else if method == "setObjectName" {
+            if let Some(text) = arguments.and_then(|a| self.first_string(a)) {
+                self.facts
+                    .labels
+                    .push((receiver.to_string(), name_words(&text)));
             }
         }
         if receiver == "self" {
@@ -303,6 +348,29 @@ impl Collector<'_, '_> {
                 .filter(|a| a.kind() == "call")
                 .find_map(|a| self.text_of(*a))
         })
+    }
+
+    /// The labels a constructor's keywords give (`toolTip="Clear"`).
+    fn keyword_labels(&self, arguments: Node) -> Vec<String> {
+        let mut cursor = arguments.walk();
+        let found = arguments
+            .named_children(&mut cursor)
+            .filter(|a| a.kind() == "keyword_argument")
+            .filter_map(|a| {
+                let name = self.field_text(a, fields().name);
+                if !LABEL_KEYWORDS.contains(&name) {
+                    return None;
+                }
+                let value = a.child_by_field_id(fields().value)?;
+                let text = self.text_of(value).filter(|_| self.is_text(value))?;
+                Some(if name == "objectName" {
+                    name_words(&text)
+                } else {
+                    text
+                })
+            })
+            .collect();
+        found
     }
 
     /// `QPushButton("Reset", clicked=self.reset)`.
