@@ -530,8 +530,30 @@ async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_rest
 }
 
 /// (id, status, the result's run id, attempts) of each job of a batch,
-/// read from the store of a server that is not running.
-fn stored_jobs(data: &Path, batch: &str) -> Vec<(String, String, Option<String>, i64)> {
+/// read from the store (SQLite's file: of a server that is not running).
+async fn stored_jobs(
+    store: &TestStore,
+    data: &Path,
+    batch: &str,
+) -> Vec<(String, String, Option<String>, i64)> {
+    if let TestStore::Postgres(schema) = store {
+        let rows = schema
+            .client
+            .query(
+                &format!(
+                    "SELECT id, status, result::json->>'run_id' AS run_id, attempts
+                     FROM {}.jobs WHERE batch_id = $1 ORDER BY seq",
+                    schema.name
+                ),
+                &[&batch],
+            )
+            .await
+            .unwrap();
+        return rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+    }
     let db = rusqlite::Connection::open(data.join("qtjudge.db")).unwrap();
     let mut statement = db
         .prepare(
@@ -549,12 +571,16 @@ fn stored_jobs(data: &Path, batch: &str) -> Vec<(String, String, Option<String>,
     rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a_restart() {
+async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a_restart(
+    kind: Kind,
+) {
     let Some(_) = docker().await else { return };
+    let Some(store) = TestStore::make(kind).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--workers", "2"]);
+    let server = Server::start_on(&store, &data, &["--workers", "2"]);
     server.wait_ready().await;
     // (file, model, tier): Docker runs and one snippet, as in the manifest.
     let answers = [
@@ -597,7 +623,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
         containers_of(killed).await > 0,
         "kill -9 leaves the running containers behind"
     );
-    let before = stored_jobs(&data, &batch_id);
+    let before = stored_jobs(&store, &data, &batch_id).await;
     eprintln!("killed during the batch, its jobs then: {before:?}");
     assert_eq!(before.len(), answers.len(), "every item was accepted");
     assert!(
@@ -611,7 +637,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
         .collect();
     assert!(!done_before.is_empty(), "{before:?}");
 
-    let server = Server::start(&data, &["--workers", "2"]);
+    let server = Server::start_on(&store, &data, &["--workers", "2"]);
     server.wait_ready().await;
     // The start-up reap, or the periodic one for a container whose
     // creation the killed server had asked for and the engine finished
@@ -647,7 +673,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
         assert_eq!(mine.len(), 1, "{model} is in the batch once: {batch}");
         assert_eq!(mine[0]["tier"].as_u64(), Some(tier), "{model}: {batch}");
     }
-    let after = stored_jobs(&data, &batch_id);
+    let after = stored_jobs(&store, &data, &batch_id).await;
     let ids: std::collections::HashSet<&String> = after.iter().map(|(id, ..)| id).collect();
     assert_eq!(ids.len(), 6, "six distinct jobs: {after:?}");
     for (id, status, run_id, attempts) in &after {
@@ -677,6 +703,7 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
     let pid = server.pid();
     server.stop();
     assert_eq!(containers_of(pid).await, 0);
+    store.finish().await;
 }
 
 async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_disk(kind: Kind) {
@@ -845,6 +872,7 @@ async fn the_pages_render_in_headless_chromium_with_their_screenshots() {
 }
 
 crate::stores::on_both_stores!(
+    a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a_restart,
     a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_restart,
     a_tier_1_and_a_tier_3_answer_get_their_verdicts,
     a_batch_of_fixture_answers_gives_the_experiments_table,
