@@ -1122,6 +1122,16 @@ class Run:
         HELD_WINDOWS.append(self.window)
         width, height = self.job.get("window_size", [1000, 700])
         self.window.resize(width, height)
+        # A window the app showed small and centred (a QDialog) ends up
+        # partly off the screen once resized: a person's click could not
+        # reach a control there, so it is put where it fits, as a person
+        # would drag it.
+        try:
+            screen = QtGui.QGuiApplication.primaryScreen().geometry()
+            if not screen.contains(self.window.frameGeometry()):
+                self.window.move(screen.topLeft())
+        except (AttributeError, RuntimeError):  # no screen
+            pass
         self.window.activateWindow()
         # The resize's layout requests handled: the geometry is final.
         pump_until_idle()
