@@ -69,6 +69,10 @@ pub struct Channel {
     /// Where the harness read the old turns in the window's widgets again
     /// after the reset (after turn 3, the idle step, turn 4): a hint.
     pub screen_text_hits: Vec<String>,
+    /// Why the reset (or a message box it opened) was clicked inside the
+    /// app's process rather than by the supervisor's click on the screen,
+    /// when the harness says so: a hint that only takes a pass away.
+    pub reset_in_process: Option<String>,
 }
 
 impl Channel {
@@ -130,6 +134,7 @@ impl Channel {
                     }
                     if name == "click_reset" {
                         channel.reset_done_ms = report["at_ms"].as_f64();
+                        channel.reset_in_process = in_process_click(&step.evidence);
                     }
                     if !step.ok && report["harness_error"].as_bool() == Some(true) {
                         channel.harness_error = Some((step.name.clone(), step.detail.clone()));
@@ -215,6 +220,17 @@ impl Channel {
                         channel.dialogs = capped(&report["dialogs"], 50);
                     }
                 }
+                // A message box the reset opened, for the supervisor to
+                // click (as many as the app opens, only while it resets).
+                "dialog" => {
+                    if open != Some("click_reset") {
+                        channel.tamper(format!(
+                            "a `dialog` report came where the harness sends none (during {})",
+                            open.unwrap_or("no step")
+                        ));
+                        break;
+                    }
+                }
                 "done" => channel.done = true,
                 other => {
                     let other: String = other.chars().take(40).collect();
@@ -236,6 +252,32 @@ impl Channel {
     pub fn ok(&self, name: &str) -> bool {
         self.steps.iter().any(|s| s.name == name && s.ok)
     }
+}
+
+/// Why `click_reset`'s evidence says the reset was clicked in the app's
+/// process: the supervisor's click did not reach the control, or a message
+/// box it opened was answered there (its click did not close it in time).
+/// Shortcuts and menu actions (`keys`, `trigger`) have no control on the
+/// screen to click and are not held against an answer.
+fn in_process_click(evidence: &Value) -> Option<String> {
+    let mut why = Vec::new();
+    if evidence["delivered"].as_str() == Some("in_process") {
+        why.push("a person's click on the screen did not reach the reset control (covered, off the screen, or its events dropped)".to_string());
+    }
+    let boxes = evidence["dialogs_answered_in_process"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if boxes > 0 {
+        why.push(format!(
+            "{boxes} message box(es) the reset opened did not close at a person's click on its accepting button"
+        ));
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "{}: the judge clicked in the app's process instead, and a pass cannot rest on that",
+            why.join("; ")
+        )
+    })
 }
 
 fn capped(items: &Value, count: usize) -> Vec<Value> {
@@ -262,7 +304,10 @@ mod tests {
                     reports.push(json!({"type": "turn", "index": 1}));
                     reports.push(json!({"type": "checkpoint", "name": "before_reset"}));
                 }
-                "click_reset" => reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]})),
+                "click_reset" => {
+                    reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]}));
+                    reports.push(json!({"type": "dialog", "rect": [5, 6, 7, 8]}));
+                }
                 "check_cleared" => {
                     reports.push(json!({"type": "checkpoint", "name": "after_reset"}));
                     reports.push(json!({"type": "planes", "memory": true, "screen": true}));
@@ -379,6 +424,11 @@ mod tests {
             ),
             ("turn_2", json!({"type": "approach", "rect": null})),
             ("click_reset", json!({"type": "approach", "rect": null})),
+            ("turn_3", json!({"type": "dialog", "rect": [1, 2, 3, 4]})),
+            (
+                "check_cleared",
+                json!({"type": "dialog", "rect": [1, 2, 3, 4]}),
+            ),
         ] {
             let mut reports = honest();
             let end = reports
@@ -392,5 +442,35 @@ mod tests {
                 "{forged} in {step} went unseen"
             );
         }
+    }
+
+    #[test]
+    fn a_reset_clicked_in_process_is_noted_and_keys_are_not() {
+        let with = |evidence: Value| {
+            let mut reports = honest();
+            let at = reports
+                .iter()
+                .position(|r| r["type"] == "step" && r["name"] == "click_reset")
+                .unwrap();
+            reports[at]["evidence"] = evidence;
+            Channel::read(&reports, 0)
+        };
+        assert_eq!(with(json!({"delivered": "screen"})).reset_in_process, None);
+        assert_eq!(with(json!({"delivered": "keys"})).reset_in_process, None);
+        assert_eq!(with(json!({"delivered": "trigger"})).reset_in_process, None);
+        assert_eq!(with(Value::Null).reset_in_process, None);
+        let clicked_here = with(json!({"delivered": "in_process"}));
+        assert!(clicked_here
+            .reset_in_process
+            .unwrap()
+            .contains("did not reach"));
+        let box_here =
+            with(json!({"delivered": "screen", "dialogs_answered_in_process": ["Sure?"]}));
+        assert!(box_here.reset_in_process.unwrap().contains("message box"));
+        // Several boxes in one reset are the app's to open.
+        let mut reports = honest();
+        let at = reports.iter().position(|r| r["type"] == "dialog").unwrap();
+        reports.insert(at, json!({"type": "dialog", "rect": null}));
+        assert_eq!(Channel::read(&reports, 0).tampering, None);
     }
 }

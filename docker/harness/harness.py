@@ -99,23 +99,8 @@ CONTROL_MODIFIER = QT.enum(Qt, "KeyboardModifier", "ControlModifier")
 KEY_RETURN = QT.enum(Qt, "Key", "Key_Return")
 ALL_EVENTS = QT.enum(QtCore.QEventLoop, "ProcessEventsFlag", "AllEvents")
 DEFERRED_DELETE = QT.enum(QtCore.QEvent, "Type", "DeferredDelete")
+MOUSE_RELEASE = QT.enum(QtCore.QEvent, "Type", "MouseButtonRelease")
 WRITE_ONLY = QT.enum(QtCore.QIODevice, "OpenModeFlag", "WriteOnly")
-BOX_YES = QT.enum(QtWidgets.QMessageBox, "StandardButton", "Yes")
-BOX_OK = QT.enum(QtWidgets.QMessageBox, "StandardButton", "Ok")
-BOX_NO = QT.enum(QtWidgets.QMessageBox, "StandardButton", "No")
-# Every standard button, in Qt's bit order; the affirmative ones in the order
-# a confirming person would pick them when a box offers several.
-STANDARD_BUTTONS = [
-    (name, QT.enum(QtWidgets.QMessageBox, "StandardButton", name))
-    for name in (
-        "Ok", "Save", "SaveAll", "Open", "Yes", "YesToAll", "No", "NoToAll", "Abort", "Retry",
-        "Ignore", "Close", "Cancel", "Discard", "Help", "Apply", "Reset", "RestoreDefaults",
-    )
-]
-AFFIRMATIVE_BUTTONS = [
-    QT.enum(QtWidgets.QMessageBox, "StandardButton", name)
-    for name in ("Yes", "Ok", "YesToAll", "Save", "SaveAll", "Apply", "Reset", "Discard", "Open", "Retry", "Ignore")
-]
 ACCEPTING_ROLES = [
     QT.enum(QtWidgets.QMessageBox, "ButtonRole", name)
     for name in ("AcceptRole", "YesRole", "ApplyRole", "ResetRole", "DestructiveRole")
@@ -396,25 +381,11 @@ def install_patches():
         setattr(QtGui.QGuiApplication, name, _exec_instead)
     QtWidgets.QApplication = _SingleApplication("QApplication", (QApplication,), {})
 
-    box = QtWidgets.QMessageBox
-
-    def answer_box(kind):
-        def answer(*args, **kwargs):
-            texts = [a for a in args if isinstance(a, str)]
-            DIALOGS.append({"step": EXCEPTIONS.step, "kind": f"QMessageBox.{kind}", "text": " | ".join(texts)[:300]})
-            if kind == "about":
-                return None
-            # (parent, title, text, buttons, defaultButton): the person says
-            # yes with whichever affirmative button the call offers.
-            rest = [a for a in args[3:] if not isinstance(a, str)]
-            buttons = kwargs.get("buttons", rest[0] if rest else None)
-            default = kwargs.get("defaultButton", rest[1] if len(rest) > 1 else None)
-            return affirmative_button(buttons, default, question=kind == "question")
-
-        return staticmethod(answer)
-
-    for kind in ("information", "warning", "critical", "question", "about"):
-        setattr(box, kind, answer_box(kind))
+    # QMessageBox is left as Qt made it: its static helpers (question,
+    # warning…) run a real modal box, answered by the timer above (or, for
+    # the reset's boxes, by the supervisor's click). Patched helpers showed
+    # the judge to any app that looked (their `__module__`, `__qualname__`,
+    # a box answered at once).
 
     def no_files(*_args, **_kwargs):
         DIALOGS.append({"step": EXCEPTIONS.step, "kind": "QFileDialog", "text": ""})
@@ -450,30 +421,6 @@ def _flag_value(value):
             return 0
 
 
-def affirmative_button(buttons, default=None, question=False):
-    """The standard button a person confirming the action would press,
-    among those the static QMessageBox call offers: its default button if
-    that one says yes, else the first of Yes, Ok, Save, Apply… it shows;
-    with none of them, its default or first button (all it can answer)."""
-    if buttons is None:
-        offered = [BOX_YES, BOX_NO] if question else [BOX_OK]
-    else:
-        mask = _flag_value(buttons)
-        offered = [b for _name, b in STANDARD_BUTTONS if mask & _flag_value(b)]
-        if not offered:  # NoButton: Qt shows an Ok
-            offered = [BOX_OK]
-    offered_values = {_flag_value(b) for b in offered}
-    if default is not None and _flag_value(default) in offered_values:
-        if _flag_value(default) in {_flag_value(b) for b in AFFIRMATIVE_BUTTONS}:
-            return default
-    for button in AFFIRMATIVE_BUTTONS:
-        if _flag_value(button) in offered_values:
-            return button
-    if default is not None and _flag_value(default) in offered_values:
-        return default
-    return offered[0]
-
-
 def _accepting_button(modal):
     """The button of a message box (standard or added with addButton) that
     says yes: its default button if its role does, else the first by role
@@ -492,14 +439,71 @@ def _accepting_button(modal):
     return ranked[0][2] if ranked else None
 
 
+class _RealClicks:
+    """While the reset is clicked: message boxes are answered by the
+    supervisor's click on the screen (real pointer events, from outside
+    this process), not here. Each box is reported once with its accepting
+    button's place on the screen; one still open DIALOG_FALLBACK_S after it
+    was reported (off the screen, covered, or no screen at all) is answered
+    in-process, and that is noted: the host gives no pass resting on it."""
+
+    def __init__(self):
+        self.active = False
+        # (box, when reported): each box once.
+        self.reported = []
+        self.answered_here = []
+
+
+REAL_CLICKS = _RealClicks()
+# Whether the supervisor reads (and clicks) a screen: Qt's `vnc` platform
+# (`vnc:size=…:port=…`); offscreen, nothing can be clicked from outside.
+ON_SCREEN = str(CONFIG.get("platform", "")).startswith("vnc")
+# Wall seconds (times(2)) a reported box may wait for the supervisor's click:
+# it moves the app's clock, the pointer and clicks in about 0.3 s, but on a
+# host whose cores are all busy a few seconds were seen (a determinism run
+# answered a box in-process at 4 s): only a box nobody clicks waits it out.
+DIALOG_FALLBACK_S = 10.0
+
+
+def _global_rect(widget):
+    """[x, y, width, height] of `widget` on the screen, or None."""
+    try:
+        corner = widget.mapToGlobal(QtCore.QPoint(0, 0))
+        return [corner.x(), corner.y(), qcall(widget, "width"), qcall(widget, "height")]
+    except (RuntimeError, TypeError):  # gone
+        return None
+
+
+def _note_dialog(modal):
+    DIALOGS.append({"step": EXCEPTIONS.step, "kind": type(modal).__name__, "text": getattr(modal, "text", lambda: "")()[:300] if isinstance(modal, QtWidgets.QMessageBox) else modal.windowTitle()[:300]})
+
+
 def answer_modal_dialogs():
     """Accepts any modal dialog the app opened with exec_() (it would block)."""
     modal = QApplication.activeModalWidget()
     if modal is None:
         return
-    DIALOGS.append({"step": EXCEPTIONS.step, "kind": type(modal).__name__, "text": getattr(modal, "text", lambda: "")()[:300] if isinstance(modal, QtWidgets.QMessageBox) else modal.windowTitle()[:300]})
+    button = _accepting_button(modal) if isinstance(modal, QtWidgets.QMessageBox) else None
+    if REAL_CLICKS.active and button is not None and ON_SCREEN:
+        # The wrapper is held, so the binding hands back this same object
+        # for the box while it lives (an id() of a dropped wrapper is not).
+        reported = next((at for box, at in REAL_CLICKS.reported if box is modal), None)
+        if reported is None:
+            if not modal.isVisible():
+                return  # not shown yet: the next round
+            _note_dialog(modal)
+            REAL_CLICKS.reported.append((modal, _wall()))
+            # The supervisor waits a person's while (its clock moved), then
+            # clicks this; nothing is answered on this line.
+            report("dialog", rect=_global_rect(button))
+            return
+        if _wall() - reported < DIALOG_FALLBACK_S:
+            return
+        REAL_CLICKS.answered_here.append(DIALOGS[-1]["text"] if DIALOGS else "")
+        button.click()
+        return
+    _note_dialog(modal)
     if isinstance(modal, QtWidgets.QMessageBox):
-        button = _accepting_button(modal)
         if button is not None:
             # click() is what a person does: clickedButton() is this button
             # and exec() returns its standard value.
@@ -509,6 +513,27 @@ def answer_modal_dialogs():
         modal.accept()
     else:
         modal.close()
+
+
+class _ClickWatch(QtCore.QObject):
+    """Sees (an application event filter, called before the app's own
+    filters) whether a left-button release from the screen reached the
+    reset control or a widget inside it: a hint of whether the supervisor's
+    click got there."""
+
+    def __init__(self, control):
+        super().__init__()
+        self.control = control
+        self.released = False
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        try:
+            if event.type() == MOUSE_RELEASE and event.spontaneous() and isinstance(obj, QtWidgets.QWidget):
+                if obj is self.control or self.control.isAncestorOf(obj):
+                    self.released = True
+        except (RuntimeError, AttributeError, TypeError):
+            pass
+        return False
 
 
 # --- Looking at the app ----------------------------------------------------
@@ -1182,6 +1207,16 @@ class Run:
         HELD_WINDOWS.append(self.window)
         width, height = self.job.get("window_size", [1000, 700])
         self.window.resize(width, height)
+        # A window the app showed small and centred (a QDialog) ends up
+        # partly off the screen once resized: a person's click could not
+        # reach a control there, so it is put where it fits, as a person
+        # would drag it.
+        try:
+            screen = QtGui.QGuiApplication.primaryScreen().geometry()
+            if not screen.contains(self.window.frameGeometry()):
+                self.window.move(screen.topLeft())
+        except (AttributeError, RuntimeError):  # no screen
+            pass
         self.window.activateWindow()
         # The resize's layout requests handled: the geometry is final.
         pump_until_idle()
@@ -1556,21 +1591,19 @@ class Run:
         if kind == "action":
             # Tool-bar actions have a button to click; menu actions are triggered.
             widgets = [w for w in QT.associated_widgets(control) if isinstance(w, QtWidgets.QToolButton) and w.isVisible()]
-        self.approach(control if kind == "button" else (widgets[0] if widgets else None))
-        if kind == "button":
-            click(control)
-            how = "mouse click at the button's centre"
-        elif kind == "keys":
-            how = self.press_shortcut(*control)
-        else:
-            if widgets:
-                click(widgets[0])
-                how = "mouse click on the tool-bar button"
-            else:
-                control.trigger()
-                how = "menu action triggered"
-        # Queued slots and deleteLater() run (a confirmation dialog opened
-        # with exec_() was answered inside the click).
+        target = control if kind == "button" else (widgets[0] if widgets else None)
+        # Message boxes the reset opens are answered by the supervisor's
+        # click from here on (see _RealClicks).
+        REAL_CLICKS.active = True
+        try:
+            how, delivered = self.press_reset(kind, control, target)
+            # Queued slots and deleteLater() run, and a box the reset opened
+            # without blocking (open(), show()) is answered before going on.
+            pump_until_idle()
+            wait_until(lambda: not isinstance(QApplication.activeModalWidget(), QtWidgets.QMessageBox), DIALOG_FALLBACK_S + 1.0)
+        finally:
+            REAL_CLICKS.active = False
+            REAL_CLICKS.reported.clear()
         pump_until_idle()
         # A reset that animates (the transcript faded out, then cleared when
         # the fade ends) is over when its animations are: what they run at
@@ -1579,7 +1612,12 @@ class Run:
         raised = EXCEPTIONS.since(before)
         if raised:
             raise Failure(f"{raised[0]['type']} raised by the reset handler: {raised[0]['message']}", exceptions=raised)
-        evidence = {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"]}
+        evidence = {"detail": how, "dialogs": [d for d in DIALOGS if d["step"] == "click_reset"], "delivered": delivered}
+        if REAL_CLICKS.answered_here:
+            # A hint the host holds against the answer (it cannot tell an
+            # app that keeps its box from a person's click from one that
+            # cannot be clicked).
+            evidence["dialogs_answered_in_process"] = REAL_CLICKS.answered_here[:5]
         if animated_ms:
             evidence["animations_ms"] = animated_ms
             evidence["animations_still_running"] = still_running
@@ -1629,20 +1667,53 @@ class Run:
         self.discovered["followed_window"] = note[:200]
         return note
 
+    def press_reset(self, kind, control, target):
+        """Presses the reset; (how, delivered): `screen` when the
+        supervisor's click (the screen's pointer) reached the control,
+        `in_process` when the harness had to click it here, `keys` or
+        `trigger` for a shortcut or a menu action (the paths without a
+        control on the screen)."""
+        if target is None:
+            self.approach(None)
+            if kind == "keys":
+                return self.press_shortcut(*control), "keys"
+            control.trigger()
+            return "menu action triggered", "trigger"
+        watch = _ClickWatch(target)
+        APP.installEventFilter(watch)
+        try:
+            # The supervisor moves the pointer onto the control and clicks
+            # it there (press, a person's hold, release), from outside this
+            # process; the slot runs as the release is handled.
+            self.approach(target)
+            wait_until(lambda: watch.released, 3.0)
+        finally:
+            APP.removeEventFilter(watch)
+        what = "button" if kind == "button" else "tool-bar button"
+        if watch.released:
+            return f"a person's click on the {what} (the screen's pointer, from outside the app)", "screen"
+        # The fallback, decided: the click is still made here so that the
+        # run goes on and its evidence explains itself, but the host gives
+        # no pass resting on it (`delivered: in_process` is no_reset_control):
+        # an app that lets only an in-process click through (it drops the
+        # screen's events, covers the control, moves it off the screen) is
+        # exactly the judge-detecting answer real clicks are there to catch,
+        # and a person could not click its control either.
+        click(target)
+        return f"the {what} clicked in the app's process: the screen's click did not reach it", "in_process"
+
     def approach(self, widget):
         """As a person comes to the reset: the supervisor moves the app's
         clock on a few seconds and the screen's pointer onto the control
-        (real pointer events, from outside this process), then the events
-        the moves caused are handled before the press."""
-        rect = None
-        if widget is not None:
-            try:
-                corner = widget.mapToGlobal(QtCore.QPoint(0, 0))
-                rect = [corner.x(), corner.y(), qcall(widget, "width"), qcall(widget, "height")]
-            except RuntimeError:  # the control is gone
-                rect = None
+        (real pointer events, from outside this process), then presses and
+        releases the button there; the events the moves caused are handled
+        meanwhile. Without a control on the screen (a shortcut, a menu
+        action), only the clock moves."""
+        rect = _global_rect(widget) if widget is not None else None
         report("approach", rect=rect)
-        wait_for_supervisor(3.0)
+        # The supervisor answers once its click is read (about 0.4 s; more
+        # on a busy host): the harness goes on only after it.
+        wait_for_supervisor(10.0)
         pump_until_idle()
 
     def shown_anywhere(self):

@@ -95,6 +95,17 @@ REPLY_SECONDS = (1.0, 3.5)
 POINTER_STEPS = 6
 POINTER_STEP_S = 0.012
 POINTER_REST_S = (0.05, 0.11)
+# A person's click: the left button held this long (wall clock: the app's
+# screen server stamps the press and the release as it reads them), then
+# released where it was pressed.
+CLICK_HOLD_S = (0.06, 0.14)
+# A message box the reset opens is read before it is answered: the app's
+# clock moves on this much (no wall clock spent) between the box showing
+# and the click on its accepting button; the pointer travels there in a
+# few moves. At most this many boxes a run are clicked.
+DIALOG_READ_SECONDS = (0.7, 1.8)
+DIALOG_POINTER_STEPS = 4
+MAX_DIALOG_CLICKS = 3
 # The frame after the reset is taken once the window has settled (two
 # frames alike, read this far apart), or at the latest after this long:
 # a reset that fades the transcript out is judged on what it leaves.
@@ -807,6 +818,7 @@ class Frames:
         self._stopped = False
         self._approached = False
         self._pointer_at = None
+        self._dialogs = 0
         self.turns = []
         self._next_turn = 0
         # Waits until the fake server answers no request (set by main()).
@@ -857,9 +869,12 @@ class Frames:
         """Before the reset is pressed, once: the app's clock moves on a few
         seconds (a person reads the reply, then reaches for the control),
         and the pointer travels onto the control and a little within it,
-        with a short rest, as real pointer events over the screen. `rect`
-        is where the harness says the control is (x, y, width, height on
-        the screen): a lie only misdirects the pointer."""
+        with a short rest, as real pointer events over the screen; then the
+        left button is pressed there, held a person's moment and released
+        (the click: spontaneous events through the app's window, as a
+        person's). `rect` is where the harness says the control is (x, y,
+        width, height on the screen): a lie only misdirects the pointer and
+        the click; no rect (a shortcut, a menu action) moves only the clock."""
         if self._approached:
             return {}
         self._approached = True
@@ -887,9 +902,51 @@ class Frames:
             time.sleep(POINTER_STEP_S)
         time.sleep(a_while(POINTER_REST_S))
         self._pointer_at = (target_x, target_y)
-        # The server has read every move before the harness presses.
+        # The server has read every move before the press.
         ok &= screen.sync(timeout=1.0)
-        return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)]}
+        # The press, from here: the harness only said where the control is.
+        clicked = ok and self.click(screen, target_x, target_y)
+        return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
+
+    def click(self, screen, x, y):
+        """A person's left click at (x, y): the button pressed, held a
+        moment, released there; True once the server has read both."""
+        ok = screen.pointer(x, y, buttons=1)
+        # Read before the hold starts, so the app stamps the press now.
+        ok &= screen.sync(timeout=1.0)
+        time.sleep(a_while(CLICK_HOLD_S))
+        ok &= screen.pointer(x, y, buttons=0)
+        ok &= screen.sync(timeout=1.0)
+        return bool(ok)
+
+    def dialog(self, rect):
+        """A message box the reset opened, its accepting button at `rect`
+        (the harness's word: a lie only misdirects the click): read for a
+        person's while of the app's clock, then the pointer travels to the
+        button and clicks it. Nothing is answered to the harness, which is
+        inside the box's event loop until the click closes it."""
+        if self._dialogs >= MAX_DIALOG_CLICKS:
+            return {"clicked": False, "why": "too many dialogs"}
+        self._dialogs += 1
+        moved = move_clock(a_while(DIALOG_READ_SECONDS))
+        screen = self.screen
+        if screen is None or self._stopped or not _is_rect(rect):
+            return {"clock_moved": moved, "clicked": False}
+        x, y, width, height = (int(v) for v in rect)
+        target_x = x + width / 2 + (random.random() - 0.5) * min(width / 3, 10)
+        target_y = y + height / 2 + (random.random() - 0.5) * min(height / 3, 4)
+        start_x, start_y = self._pointer_at or (screen.width * 0.5, screen.height * 0.55)
+        ok = True
+        for step in range(1, DIALOG_POINTER_STEPS + 1):
+            eased = 1 - (1 - step / DIALOG_POINTER_STEPS) ** 2
+            wobble = 0 if step == DIALOG_POINTER_STEPS else (random.random() - 0.5) * 4
+            ok &= screen.pointer(start_x + (target_x - start_x) * eased + wobble, start_y + (target_y - start_y) * eased + wobble)
+            time.sleep(POINTER_STEP_S)
+        time.sleep(a_while(POINTER_REST_S))
+        self._pointer_at = (target_x, target_y)
+        ok &= screen.sync(timeout=1.0)
+        clicked = ok and self.click(screen, target_x, target_y)
+        return {"clock_moved": moved, "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
 
     def after_reply(self, turn_index):
         """Called by the fake server when it answered turn `turn_index`."""
@@ -1089,6 +1146,9 @@ class ReportReader:
         elif kind == "approach":
             item["approach"] = frames.approach(item.get("rect"))
             frames.answer(item["approach"])
+        elif kind == "dialog":
+            # No answer line: the harness is inside the box's event loop.
+            item["dialog"] = frames.dialog(item.get("rect"))
         elif kind == "turn":
             turn = frames.next_turn(item.get("index"))
             frames.answer({"turn": turn} if turn else {"ok": False})

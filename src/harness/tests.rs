@@ -804,3 +804,44 @@ fn a_followed_window_is_reported_and_judged_from_outside_all_the_same() {
     assert!(!carried.passed);
     assert_eq!(carried.failure, Some(FailureCode::HistoryNotCleared));
 }
+
+#[test]
+fn a_reset_clicked_in_the_apps_process_is_no_pass() {
+    // Everything else clean: the supervisor's click did not reach the
+    // control (or a box the reset opened), so the harness clicked there.
+    let t = turns();
+    for evidence in [
+        json!({"delivered": "in_process"}),
+        json!({"delivered": "screen", "dialogs_answered_in_process": ["Clear the chat?"]}),
+    ] {
+        let mut reports = full_steps(true, true);
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step" && r["name"] == "click_reset")
+            .unwrap();
+        reports[at]["evidence"] = evidence.clone();
+        let b = judge(&outcome(reports, conversation(&t, false)), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(FailureCode::NoResetControl), "{evidence}");
+        assert!(!b.passed);
+    }
+    // A person's click, a shortcut or a menu action: the clean run passes.
+    for delivered in ["screen", "keys", "trigger"] {
+        let mut reports = full_steps(true, true);
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step" && r["name"] == "click_reset")
+            .unwrap();
+        reports[at]["evidence"] = json!({ "delivered": delivered });
+        let b = judge(&outcome(reports, conversation(&t, false)), &t, 30).unwrap();
+        assert!(b.passed, "{delivered}: {b:?}");
+    }
+    // History left behind outranks it: that is what the run shows.
+    let mut reports = full_steps(true, true);
+    let at = reports
+        .iter()
+        .position(|r| r["type"] == "step" && r["name"] == "click_reset")
+        .unwrap();
+    reports[at]["evidence"] = json!({"delivered": "in_process"});
+    let b = judge(&outcome(reports, conversation(&t, true)), &t, 30).unwrap();
+    assert_eq!(b.failure, Some(FailureCode::HistoryNotCleared));
+}
