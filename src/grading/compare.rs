@@ -331,7 +331,7 @@ fn line<'a>(
     } else {
         Method::Newcombe
     };
-    let delta = |success: fn(&Answer<'_>) -> bool| {
+    let measure = |success: fn(&Answer<'_>) -> bool| {
         let paired: Vec<(bool, bool)> = pairs
             .iter()
             .map(|(x, y)| (success(x), success(y)))
@@ -350,8 +350,8 @@ fn line<'a>(
         n_b: b.len(),
         paired: pairs.len(),
         method,
-        pass: delta(|x: &Answer<'_>| x.passed()),
-        tier1: delta(|x: &Answer<'_>| x.flawless()),
+        pass: measure(|x: &Answer<'_>| x.passed()),
+        tier1: measure(|x: &Answer<'_>| x.flawless()),
     }
 }
 
