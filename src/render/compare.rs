@@ -160,7 +160,10 @@ fn cells(l: &Line, with_task: bool) -> Vec<String> {
     cells
 }
 
-fn tables(c: &Comparison) -> Vec<(&'static str, Vec<String>, Vec<Vec<String>>)> {
+/// A table: its title, its heads and its lines.
+type Table = (&'static str, Vec<String>, Vec<Vec<String>>);
+
+fn tables(c: &Comparison) -> Vec<Table> {
     let mut tables = vec![(
         "per model",
         heads(false),
