@@ -3,7 +3,8 @@
 /// The work was done (for `verify`: tier 1 or 2).
 pub const OK: i32 = 0;
 /// Judged and failed: `verify` gave tier 3; `grade`: `--fail-under`
-/// not met.
+/// not met; `compare`: a model's pass rate dropped past
+/// `--fail-on-regression`.
 pub const FAILED: i32 = 1;
 /// Bad usage, or the environment (Docker, image, files) is not usable.
 pub const USAGE_OR_ENVIRONMENT: i32 = 2;
@@ -55,11 +56,20 @@ pub fn of_task_check(report: &crate::gold::CheckReport) -> i32 {
     }
 }
 
+/// `compare`'s code: 1 when any model regressed past the bar.
+pub fn of_compare(regressions: usize) -> i32 {
+    if regressions > 0 {
+        FAILED
+    } else {
+        OK
+    }
+}
+
 /// What `--help` says of them.
 pub const HELP: &str =
     "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
-1 judged and failed (tier 3; `grade`: --fail-under not met; `task check`: an item missed its expected verdict in a run), \
-2 usage or environment error (Docker unreachable, unknown task, unreadable file), \
+1 judged and failed (tier 3; `grade`: --fail-under not met; `task check`: an item missed its expected verdict in a run; `compare`: a model's pass rate dropped by more than --fail-on-regression), \
+2 usage or environment error (Docker unreachable, unknown task, unreadable file or run folder), \
 3 could not judge (engine or harness fault; `grade`: at least one answer; `task check`: some runs, none missed).";
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The command line: `verify`, `grade`, `report`, `task`, `image`, `reap`,
+//! The command line: `verify`, `grade`, `report`, `compare`, `task`, `image`, `reap`,
 //! `serve`.
 //! This file holds clap's types and the dispatch; each command's body is
 //! a file of its own, beside what only it needs (answer discovery, run
@@ -14,6 +14,7 @@ use crate::render::{self, Format};
 use crate::sandbox::{BackendKind, Sandbox, SandboxConfig};
 
 mod answers;
+mod compare;
 pub mod exit_codes;
 mod grade;
 mod image;
@@ -48,6 +49,10 @@ pub enum Command {
     Grade(GradeArgs),
     /// Re-render a grade run's results in another format, without re-running.
     Report(ReportArgs),
+    /// Compare two grade runs: the verdicts that changed, the answers only
+    /// one run has, and each model's pass and tier-1 rates with the change
+    /// and its 95% interval.
+    Compare(CompareArgs),
     /// A task's own checks: its gold validated (`task check`), the tasks listed.
     Task {
         #[command(subcommand)]
@@ -316,6 +321,30 @@ pub struct ReportArgs {
     pub pass_at: Vec<u32>,
 }
 
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The run before: a folder `qtjudge grade` wrote (`--run-dir`).
+    pub run_a: PathBuf,
+    /// The run after, compared with it.
+    pub run_b: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: render::CompareFormat,
+    /// Exit 1 when any model's pass rate dropped by more than this share
+    /// (0.05: five points) from RUN_A to RUN_B.
+    #[arg(long, value_parser = share)]
+    pub fail_on_regression: Option<f64>,
+}
+
+/// A share from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "{text:?} is not a share from 0 to 1 (0.05 for five points)"
+        )),
+    }
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -339,6 +368,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             print!("{}", render::report(&results, args.format, &pass_at));
             Ok(exit_codes::OK)
         }
+        Command::Compare(args) => compare::compare_command(args),
         Command::Task { action } => match action {
             TaskAction::Check(args) => task_check::check_command(args).await,
             TaskAction::List { tasks_dir } => task_check::list_command(tasks_dir),

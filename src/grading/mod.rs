@@ -30,6 +30,7 @@ macro_rules! contract_code {
     };
 }
 
+pub mod compare;
 pub mod extract;
 pub mod failure;
 pub mod layout_diff;

@@ -6,6 +6,7 @@
 //! (`grading::leaderboard`, laid out by `board`).
 
 mod board;
+mod compare;
 pub mod html;
 mod json;
 mod junit;
@@ -13,6 +14,8 @@ mod markdown;
 mod text;
 
 use serde::{Deserialize, Serialize};
+
+pub use compare::{compare, comparison, CompareFormat};
 
 use crate::grading::leaderboard::{Leaderboard, Outcome};
 use crate::grading::verdict::Label;

@@ -5,7 +5,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::render::Format;
+use crate::render::{CompareFormat, Format};
 use crate::service::callbacks;
 use crate::service::limits::MAX_WAIT;
 use crate::verify::Verification;
@@ -53,6 +53,16 @@ fn hand_written_openapi() -> Value {
     // One verification's (`json` is its result).
     let result_content = reports(
         json!({"anyOf": [{"$ref": "#/components/schemas/Verification"}, {"$ref": "#/components/schemas/Result"}]}),
+    );
+    // A comparison's (`json`: `{a, b, comparison}`).
+    let mut compare_content = serde_json::Map::new();
+    for format in CompareFormat::ALL {
+        let media_type = format.media_type().split(';').next().unwrap_or_default();
+        compare_content.insert(media_type.into(), json!({}));
+    }
+    compare_content.insert(
+        "application/json".into(),
+        json!({"schema": {"$ref": "#/components/schemas/Comparison"}}),
     );
     let common_errors = json!({
         "400": error_response("malformed JSON or wrong types"),
@@ -121,6 +131,9 @@ fn hand_written_openapi() -> Value {
                     "archive_name": {"type": "string", "description": "the archive's file name; its kind is sniffed when absent"},
                     "entry": {"type": "string", "description": "the app's file run as `__main__`; default: the one with a `__main__` guard"},
                     "metadata": {"type": "object"}}},
+                "Comparison": {"type": "object", "required": ["a", "b", "comparison"], "properties": {
+                    "a": {"type": "string"}, "b": {"type": "string"},
+                    "comparison": {"type": "object", "description": "{resamples, seed, unchanged, changed: [{key, old, new, direction, reason}], only_in_a, only_in_b, models, by_task}; a line per model (and model × task) with n_a, n_b, paired, method (`paired_bootstrap`, `newcombe` or `none`), pass and tier1: {a, b, delta, low, high, only_a, only_b, mcnemar_p} (README: Comparing runs)"}}},
                 "Accepted": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
                     "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
@@ -210,6 +223,12 @@ fn hand_written_openapi() -> Value {
                     "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: `{results, leaderboard}`)", "content": report_content},
                     "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
                 }), json!({"404": error_response("unknown id")}))}},
+            "/v1/batches/{id}/compare/{other}": {"get": {
+                "summary": "batch `id` (A) against batch `other` (B) over their finished answers, matched by (model, task, sample): verdicts changed, answers only in one, and per model (and model × task) the pass and tier-1 rates with the change B − A and its 95% interval (as `qtjudge compare`)", "security": [{"bearer": []}],
+                "parameters": [id_param, {"name": "other", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": CompareFormat::ALL.iter().map(|f| f.name()).collect::<Vec<_>>()}, "description": "default `json`"}],
+                "responses": with(json!({"200": {"description": "the comparison in `format`", "content": compare_content}}),
+                    json!({"400": error_response("an unknown `format`"), "404": error_response("either batch is unknown")}))}},
             "/v1/tasks": {"get": {
                 "summary": "the tasks answers can be verified against", "security": [{"bearer": []}],
                 "responses": with(json!({"200": {"description": "tasks", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}), json!({}))}},

@@ -9,6 +9,7 @@ mod abuse;
 mod apps;
 mod bundles;
 mod callbacks;
+mod compare;
 mod compose;
 mod determinism;
 mod exit_codes;

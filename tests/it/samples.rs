@@ -25,7 +25,7 @@ fn json_of(out: &Output) -> Value {
 }
 
 /// A result as `grade` keeps it in its run folder.
-fn write_result(dir: &Path, file: &str, fields: Value) {
+pub(crate) fn write_result(dir: &Path, file: &str, fields: Value) {
     let mut v = json!({
         "model": "", "task": "reset-conversation", "tier": null, "label": "error",
         "failure": null, "reason": "", "history_cleared": null,
@@ -39,7 +39,7 @@ fn write_result(dir: &Path, file: &str, fields: Value) {
     std::fs::write(dir.join(file), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
 
-fn tier(t: u8) -> Value {
+pub(crate) fn tier(t: u8) -> Value {
     match t {
         1 => json!({"tier": 1, "label": "flawless"}),
         2 => json!({"tier": 2, "label": "unrequested_changes"}),
@@ -47,7 +47,7 @@ fn tier(t: u8) -> Value {
     }
 }
 
-fn merged(a: Value, b: Value) -> Value {
+pub(crate) fn merged(a: Value, b: Value) -> Value {
     let mut a = a;
     for (key, value) in b.as_object().unwrap() {
         a[key] = value.clone();

@@ -1,6 +1,7 @@
 //! `POST /v1/batches` (many answers: a JSON array or JSON Lines) and
 //! `GET /v1/batches/{id}`: its progress, or once done its report in a
-//! format of `render::Format`.
+//! format of `render::Format`; `GET /v1/batches/{id}/compare/{other}`:
+//! two batches compared.
 
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -283,6 +284,45 @@ pub(super) async fn get_batch(
             .into_response()),
         None => Ok(Json(batch_view_with(&batch, &pass_at)).into_response()),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CompareQuery {
+    format: Option<render::CompareFormat>,
+}
+
+/// `GET /v1/batches/{id}/compare/{other}`: batch `id` (A) against batch
+/// `other` (B), as `qtjudge compare` compares two run folders; over the
+/// answers finished so far. JSON unless `?format=` says otherwise.
+pub(super) async fn compare_batches(
+    State(state): State<AppState>,
+    ApiPath((a, b)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<CompareQuery>,
+) -> Result<Response, ApiError> {
+    let mut runs = Vec::with_capacity(2);
+    for id in [a.clone(), b.clone()] {
+        let batch = state
+            .jobs
+            .store
+            .batch_with(&id, store::BatchDetail::Full)
+            .await?
+            .ok_or(ApiError::NotFound { what: "batch", id })?;
+        runs.push(batch_results(&batch));
+    }
+    let format = query.format.unwrap_or(render::CompareFormat::Json);
+    let comparison = render::comparison(&runs[0], &runs[1]);
+    let rendered = render::compare(
+        &comparison,
+        &format!("batch {a}"),
+        &format!("batch {b}"),
+        format,
+    );
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static(format.media_type()))],
+        rendered,
+    )
+        .into_response())
 }
 
 /// `?pass_at=1,5,10`: whole numbers from 1, comma-separated (default 1).

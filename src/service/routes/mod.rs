@@ -27,7 +27,7 @@ mod submit;
 mod tests;
 mod verifications;
 
-use batches::{create_batch, get_batch};
+use batches::{compare_batches, create_batch, get_batch};
 use verifications::{create_verification, get_artifact, get_verification};
 
 /// The whole HTTP surface, testable without a socket.
@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             post(create_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
         .route("/batches/{id}", get(get_batch))
+        .route("/batches/{id}/compare/{other}", get(compare_batches))
         .route("/tasks", get(list_tasks));
     let pages = Router::new()
         .route("/", get(index_page))

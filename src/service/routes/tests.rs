@@ -749,7 +749,10 @@ async fn every_documented_route_exists() {
     assert!(paths.len() >= 9);
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
-            let uri = path.replace("{id}", "unknown").replace("{name}", "x.png");
+            let uri = path
+                .replace("{id}", "unknown")
+                .replace("{other}", "unknown")
+                .replace("{name}", "x.png");
             let (status, _, body) = call(&f.state, &method.to_uppercase(), &uri, "{}", &[]).await;
             assert_ne!(
                 body["error"], "no_such_route",
