@@ -19,6 +19,7 @@ mod hostile;
 mod lib_volume;
 mod load;
 mod outage;
+mod python_client;
 mod remote_grade;
 mod replicas;
 mod replicas_share;
