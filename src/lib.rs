@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod client;
+pub mod generate;
 pub mod gold;
 pub mod grading;
 pub mod harness;

@@ -183,6 +183,7 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut answers = Vec::new();
+        let mut not_generated = 0;
         for (i, line) in text
             .lines()
             .enumerate()
@@ -190,9 +191,22 @@ fn answers_of_file(path: &Path) -> Result<Vec<Answer>> {
         {
             let value: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+            // `generate` records an answer it could not get (`error`, no
+            // `output`): nothing of the model's to judge.
+            if value["output"].is_null() && value["error"].is_string() {
+                not_generated += 1;
+                continue;
+            }
             answers.push(
                 answer_of_line(&value, format!("line-{}", i + 1))
                     .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+            );
+        }
+        if not_generated > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                lines = not_generated,
+                "left out: lines recording an answer that could not be generated (`error`, no `output`); rerun `qtjudge generate` with this --out to ask for them again"
             );
         }
         return Ok(answers);
@@ -255,6 +269,7 @@ mod tests {
                 r#"{"model": "b", "task": "generic-reset", "sample": 3, "output": "z"}"#,
                 r#"{"model": "b", "task": "generic-reset", "id": "s-9", "output": "w"}"#,
                 r#"{"output": "v"}"#,
+                r#"{"model": "c", "task": "generic-reset", "sample": 1, "error": "gave up after 5 attempts"}"#,
             ]
             .join("\n"),
         )

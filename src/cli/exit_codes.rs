@@ -70,7 +70,8 @@ pub const HELP: &str =
     "Exit codes: 0 judged and passed (tier 1 or 2; `grade`: done and any --fail-under met), \
 1 judged and failed (tier 3; `grade`: --fail-under not met; `task check`: an item missed its expected verdict in a run; `compare`: a model's pass rate dropped by more than --fail-on-regression), \
 2 usage or environment error (Docker unreachable, unknown task, unreadable file or run folder), \
-3 could not judge (engine or harness fault; `grade`: at least one answer; `task check`: some runs, none missed).";
+3 could not judge (engine or harness fault; `grade`: at least one answer; `task check`: some runs, none missed; \
+`generate` and `showdown`: a model server gave no answer for some samples, after its retries).";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! The command line: `verify`, `grade`, `report`, `compare`, `task`, `image`, `reap`,
-//! `serve`.
+//! The command line: `verify`, `grade`, `report`, `compare`, `generate`,
+//! `showdown`, `task`, `image`, `reap`, `serve`.
 //! This file holds clap's types and the dispatch; each command's body is
 //! a file of its own, beside what only it needs (answer discovery, run
 //! folders, task choice), and `exit_codes` maps outcomes to codes.
@@ -16,17 +16,21 @@ use crate::sandbox::{BackendKind, Sandbox, SandboxConfig};
 mod answers;
 mod compare;
 pub mod exit_codes;
+mod generate;
 mod grade;
 mod image;
 mod run_dir;
 mod serve;
+mod showdown;
 mod task_check;
 mod task_picker;
 mod task_render;
 mod verify;
 
 pub use answers::{collect_answers, load_input, Answer, Loaded};
+pub use generate::{GenerateArgs, ModelArgs};
 pub use run_dir::{load_run, sanitize};
+pub use showdown::ShowdownArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +57,13 @@ pub enum Command {
     /// one run has, and each model's pass and tier-1 rates with the change
     /// and its 95% interval.
     Compare(CompareArgs),
+    /// Ask models on a model server (Ollama or OpenAI-compatible) for
+    /// answers to a task, appended to a JSONL file `grade` reads; a rerun
+    /// asks only for the answers the file lacks.
+    Generate(GenerateArgs),
+    /// Generate into the run folder, then grade it: the experiment in one
+    /// go, ending with the leaderboard.
+    Showdown(ShowdownArgs),
     /// A task's own checks: its gold validated (`task check`), the tasks listed.
     Task {
         #[command(subcommand)]
@@ -369,6 +380,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(exit_codes::OK)
         }
         Command::Compare(args) => compare::compare_command(args),
+        Command::Generate(args) => generate::generate_command(args).await,
+        Command::Showdown(args) => showdown::showdown_command(args).await,
         Command::Task { action } => match action {
             TaskAction::Check(args) => task_check::check_command(args).await,
             TaskAction::List { tasks_dir } => task_check::list_command(tasks_dir),

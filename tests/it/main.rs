@@ -15,6 +15,7 @@ mod determinism;
 mod exit_codes;
 mod fixtures_graded;
 mod fuzz;
+mod generate;
 mod hostile;
 mod lib_volume;
 mod load;
