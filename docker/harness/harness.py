@@ -80,14 +80,17 @@ prepare_dirs()
 
 
 
-def _load_binding():
-    spec = importlib.util.spec_from_file_location("qtjudge_qt_binding", os.path.join(os.path.dirname(os.path.abspath(__file__)), "qt_binding.py"))
+def _load_own(name):
+    """One of the judge's modules beside this file, under a private name:
+    the app's folder is first on sys.path and may have its own `name`."""
+    spec = importlib.util.spec_from_file_location("qtjudge_" + name, os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-qt_binding = _load_binding()
+qt_binding = _load_own("qt_binding")
+machine_load = _load_own("machine_load")
 QT = qt_binding.load(CONFIG.get("binding", "PyQt5"))
 QtCore, QtGui, QtWidgets, QTest, Qt = QT.QtCore, QT.QtGui, QT.QtWidgets, QT.QTest, QT.Qt
 QApplication = QtWidgets.QApplication
@@ -893,14 +896,18 @@ def _send_deferred_deletes():
 
 
 def wait_until(predicate, timeout_s):
-    """Pumps events until `predicate()` holds; True if it did in time."""
+    """Pumps events until `predicate()` holds; True if it did in time. The
+    time grows by what a busy machine's stall took meanwhile (at most as
+    much again): a reply that came late because other runs held the cores
+    is not a hang (machine_load.py)."""
     end = _wall() + timeout_s
+    busy = machine_load.Allowance(timeout_s)
     while True:
         APP.processEvents(ALL_EVENTS, 20)
         answer_modal_dialogs()
         if predicate():
             return True
-        if _wall() >= end:
+        if _wall() >= busy.deadline(end):
             return False
         time.sleep(0.005)
 

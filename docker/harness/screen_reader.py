@@ -24,8 +24,12 @@ import threading
 import time
 import zlib
 
+import machine_load
+
 # The screen a job asks for; the app's window is resized to fill it.
 DEFAULT_SIZE = (1000, 700)
+# The most a busy machine's stall may lengthen one sync (machine_load.py).
+SYNC_BUSY_CAP_S = 4.0
 # Largest screen accepted from the server (the host caps it again).
 MAX_PIXELS = 4096 * 4096
 # ServerCutText larger than this ends the connection (the clipboard is the
@@ -156,9 +160,11 @@ class Screen:
         except OSError:
             return None
         end = time.monotonic() + timeout
+        # The app answers from its event loop: on a busy machine, late.
+        busy = machine_load.Allowance(SYNC_BUSY_CAP_S)
         with self._changed:
             while self._answered < wanted and not self.error:
-                remaining = end - time.monotonic()
+                remaining = busy.deadline(end) - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._changed.wait(remaining)

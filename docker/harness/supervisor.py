@@ -40,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import exec_watch  # noqa: E402
 import fake_ollama  # noqa: E402
+import machine_load  # noqa: E402
 import screen_reader  # noqa: E402
 CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
 # Weight 15 against the supervisor's 1024 in the container's cgroup: even
@@ -184,6 +185,9 @@ def main():
     frames.turns = turns
     job["turns"] = [{"index": i} for i in range(len(turns))]
     deadline = job_received + float(job.get("deadline_seconds", 25))
+    # A busy machine's stall moves the deadline on (at most by the cap):
+    # the answer is judged on what it does, not on the load beside it.
+    busy = machine_load.Allowance(float(job.get("busy_allowance_seconds", 0)))
     wanted = job.get("binding") if job.get("binding") in BINDINGS else BINDINGS[0]
     result["supervisor"]["binding"] = wanted
     if wanted != binding:
@@ -217,7 +221,7 @@ def main():
         except OSError:
             pass
         moments["job_handed"] = time.monotonic()
-        timed_out = not wait_child(child, reports, deadline)
+        timed_out = not wait_child(child, reports, deadline, busy)
     else:
         home_before = None
         canaries_before = None
@@ -276,6 +280,8 @@ def main():
             "stderr_bytes": outputs["stderr"].total,
             "resources": {} if "QTJUDGE_WORK_ROOT" in os.environ else cgroup_counters(),
             "elapsed_ms": round((time.monotonic() - job_received) * 1000),
+            # How far a busy machine moved the deadline on, and by what measure.
+            "busy_allowance": {"ms": round(busy.applied * 1000), "source": busy.source},
         }
     )
     # Every moment, and every report's, as ms after the job arrived.
@@ -902,10 +908,13 @@ class Frames:
             time.sleep(POINTER_STEP_S)
         time.sleep(a_while(POINTER_REST_S))
         self._pointer_at = (target_x, target_y)
-        # The server has read every move before the press.
-        ok &= screen.sync(timeout=1.0)
+        # The server has read every move before the press. A sync that
+        # comes late (a busy machine) does not hold the click back: the
+        # moves were sent, in order, ahead of it.
+        synced = screen.sync(timeout=1.0)
         # The press, from here: the harness only said where the control is.
         clicked = ok and self.click(screen, target_x, target_y)
+        ok &= synced
         return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
 
     def click(self, screen, x, y):
@@ -994,17 +1003,23 @@ class Frames:
 PIDS_PEAK = [0]
 
 
-def wait_child(child, reports, deadline):
-    """Waits for the harness to finish; False when the deadline passed."""
+def wait_child(child, reports, deadline, busy):
+    """Waits for the harness to finish; False when the deadline, moved on
+    by the machine's stall (`busy`), passed. A run with half its pids limit
+    in use gets no such allowance: the load is its own (a fork bomb), and
+    it is judged by that limit at the plain deadline."""
     while True:
-        remaining = deadline - time.monotonic()
-        PIDS_PEAK[0] = max(PIDS_PEAK[0], pids_in_use().get("current", 0))
+        pids = pids_in_use()
+        PIDS_PEAK[0] = max(PIDS_PEAK[0], pids.get("current", 0))
+        runaway = pids.get("max", 0) > 0 and 2 * pids.get("current", 0) >= pids["max"]
+        remaining = (deadline if runaway else busy.deadline(deadline)) - time.monotonic()
         if remaining <= 0:
+            busy.applied = 0.0 if runaway else busy.granted()
             return False
         if reports.done.wait(timeout=min(remaining, 0.05)):
             # Give the harness a moment to exit on its own after "done"
             # (it exits right after saying it).
-            wait_exit(child, min(deadline - time.monotonic(), 2.0))
+            wait_exit(child, min(busy.deadline(deadline) - time.monotonic(), 2.0))
             return True
         if child.poll() is not None:
             return True

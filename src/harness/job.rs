@@ -1,10 +1,13 @@
 //! The job the supervisor receives on stdin, with the Qt binding read from
 //! the app's imports.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use super::Turn;
 use crate::bundle::Bundle;
+use crate::sandbox::machine_load::busy_cap;
 use crate::sandbox::INNER_DEADLINE_MARGIN_SECONDS;
 use crate::task::Task;
 
@@ -123,6 +126,8 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
         },
         "reset_pattern": task.reset_control.text_pattern,
         "deadline_seconds": (wall - INNER_DEADLINE_MARGIN_SECONDS).max(1.0),
+        // What a busy machine may add to it (sandbox/machine_load.rs).
+        "busy_allowance_seconds": busy_cap(Duration::from_secs(task.limits.wall_seconds)).as_secs_f64(),
         "turn_timeout_seconds": (wall / 4.0).clamp(2.0, 10.0),
         "window_size": [1000, 700],
     })

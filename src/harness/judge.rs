@@ -193,10 +193,21 @@ pub fn judge_answer(
         } else {
             FailureCode::Timeout
         };
+        // The load beside the run moved the deadline on: say by how much,
+        // so a slow verdict on a busy machine explains itself.
+        let busy_ms = result["busy_allowance"]["ms"].as_u64().unwrap_or(0);
+        let busy = if busy_ms >= 100 {
+            format!(
+                " and {:.1} s more for a busy machine",
+                busy_ms as f64 / 1000.0
+            )
+        } else {
+            String::new()
+        };
         behaviour.fail(
             failure,
             format!(
-                "{limit_note}no result within the {wall_seconds} s limit: it hung in step `{at}`"
+                "{limit_note}no result within the {wall_seconds} s limit{busy}: it hung in step `{at}`"
             ),
         );
     } else if !channel.done {

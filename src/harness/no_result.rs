@@ -27,6 +27,14 @@ pub(super) fn judge_without_result(
         (false, true) => Some("at least half its pids limit in use"),
         (false, false) => None,
     };
+    // The wall clock as the host kept it: a busy machine lengthened it.
+    let wall = match outcome.busy_allowance_ms {
+        ms if ms >= 100 => format!(
+            "{wall_seconds} s wall limit and {:.1} s more for a busy machine",
+            ms as f64 / 1000.0
+        ),
+        _ => format!("{wall_seconds} s wall limit"),
+    };
     let (failure, detail) = if let Some(why) = &outcome.output_too_large {
         // The answer filled the result past what the host reads: its
         // doing, so judged here rather than left to the engine's faults.
@@ -35,16 +43,14 @@ pub(super) fn judge_without_result(
         (
             FailureCode::ResourceLimit,
             format!(
-                "the sandbox gave no result within the {wall_seconds} s wall limit and was \
-                 killed; the engine found {limit}"
+                "the sandbox gave no result within the {wall} and was killed; the engine \
+                 found {limit}"
             ),
         )
     } else if outcome.host_timeout {
         (
             FailureCode::Timeout,
-            format!(
-                "the sandbox gave no result within the {wall_seconds} s wall limit and was killed"
-            ),
+            format!("the sandbox gave no result within the {wall} and was killed"),
         )
     } else if outcome.oom_killed {
         (

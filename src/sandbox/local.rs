@@ -130,9 +130,21 @@ impl LocalSandbox {
             bytes
         });
         let wall = Duration::from_secs(request.limits.wall_seconds);
-        let status = child
-            .wait_timeout(wall)
-            .map_err(|e| SandboxError::RunFailed(format!("waiting for the harness: {e}")))?;
+        // As the Docker backend: the kill waits for a busy machine's stall.
+        let stall = super::machine_load::Stall::start();
+        let cap = super::machine_load::busy_cap(wall);
+        let run_start = Instant::now();
+        let mut wait_for = wall;
+        let status = loop {
+            let status = child
+                .wait_timeout(wait_for)
+                .map_err(|e| SandboxError::RunFailed(format!("waiting for the harness: {e}")))?;
+            let moved = wall + stall.granted(cap);
+            match status {
+                None if moved > run_start.elapsed() => wait_for = moved - run_start.elapsed(),
+                status => break status,
+            }
+        };
         let host_timeout = status.is_none();
         if host_timeout {
             let _ = child.kill();
@@ -144,6 +156,11 @@ impl LocalSandbox {
         let stderr = err_reader.join().unwrap_or_default();
         let mut outcome = SandboxOutcome {
             host_timeout,
+            busy_allowance_ms: if host_timeout {
+                stall.granted(cap).as_millis() as u64
+            } else {
+                0
+            },
             exit_code: status.and_then(|s| s.code()).map(i64::from),
             supervisor_stderr: String::from_utf8_lossy(&stderr).into_owned(),
             ..Default::default()

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod docker;
 pub mod lib_volume;
 pub mod local;
+pub mod machine_load;
 pub mod warm_pool;
 
 pub use backend::{backend, open, Backend, BackendKind, SandboxConfig};
@@ -56,6 +57,9 @@ pub struct SandboxOutcome {
     pub container_label: String,
     /// The host's wall clock ran out and the run was killed.
     pub host_timeout: bool,
+    /// What a busy machine added to the host's wall clock before it
+    /// killed a run that gave no result (`machine_load`), in ms.
+    pub busy_allowance_ms: u64,
     /// The engine reports the container was killed for memory.
     pub oom_killed: bool,
     /// Read from the engine when no result came: the container had at

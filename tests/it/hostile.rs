@@ -32,10 +32,10 @@ struct Attack {
 }
 
 /// The operator may tighten limits; a short wall keeps the suite fast.
-const WALL_SECONDS: u64 = 12;
+pub(crate) const WALL_SECONDS: u64 = 12;
 /// Over the wall limit: the result's judgement and store, on a busy host (a
 /// warm container's start-up is before the job is claimed).
-const WALL_MARGIN: u64 = 8;
+pub(crate) const WALL_MARGIN: u64 = 8;
 /// A benign answer after every this many attacks.
 const BENIGN_EVERY: usize = 8;
 /// Bytes the run may add to the places it writes (the engine's data root;
@@ -173,9 +173,10 @@ async fn every_attack_through_the_service_gets_its_verdict_and_leaves_nothing() 
                 attack.file, attack.tier, attack.failure, result["reason"], view["error"]
             ));
         }
-        if *seconds > (WALL_SECONDS + WALL_MARGIN) as f64 {
+        // A busy machine may add up to the wall clock again (machine_load).
+        if *seconds > (2 * WALL_SECONDS + WALL_MARGIN) as f64 {
             wrong.push(format!(
-                "{}: took {seconds:.1} s for a {WALL_SECONDS} s limit",
+                "{}: took {seconds:.1} s for a {WALL_SECONDS} s limit (+ up to {WALL_SECONDS} s for a busy machine)",
                 attack.file
             ));
         }
@@ -280,136 +281,8 @@ async fn every_attack_through_the_service_gets_its_verdict_and_leaves_nothing() 
     );
 }
 
-/// Fork bombs sent to run while both cores are busy with other
-/// verifications (four workers: bombs beside each other and beside benign
-/// answers). Each must be stopped at its pids limit (`resource_limit`,
-/// tier 3) within its wall clock, however starved: the supervisor notes the
-/// pids counters on its stderr the moment its deadline comes, and the host
-/// reads the engine's counters when no result came (before these, 1 bomb
-/// of 4 came back as `timeout` in two CI runs).
-const BOMBS: usize = 4;
-/// Benign answers after each bomb, and after the last, to keep the cores busy.
-const BENIGN_AFTER_BOMB: usize = 2;
-const BENIGN_TAIL: usize = 16;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fork_bombs_under_load_are_stopped_at_their_pids_limit() {
-    let Some(_) = docker().await else {
-        return;
-    };
-    let _turn = BOTH_CORES.lock().await;
-    let temp = tempfile::tempdir().unwrap();
-    let tasks = temp.path().join("tasks");
-    tightened_task(&tasks);
-    let server = Server::start(
-        &temp.path().join("data"),
-        &["--workers", "4", "--tasks-dir", tasks.to_str().unwrap()],
-    );
-    server.wait_ready().await;
-    // The original's run (for the layout comparison) before the load.
-    let warm_up = server.submit("warm-up", &fixture("correct.py")).await;
-    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
-
-    let bomb = std::fs::read_to_string(repo().join("fixtures/hostile/fork-bomb.py")).unwrap();
-    let benign = fixture("correct.py");
-    let mut sent: Vec<(bool, String)> = Vec::new();
-    for n in 0..BOMBS {
-        sent.push((true, server.submit(&format!("fork bomb {n}"), &bomb).await));
-        for _ in 0..BENIGN_AFTER_BOMB {
-            sent.push((false, server.submit("benign", &benign).await));
-        }
-    }
-    for _ in 0..BENIGN_TAIL {
-        sent.push((false, server.submit("benign", &benign).await));
-    }
-    let cpu_before = cpu_ticks();
-    let mut views = Vec::new();
-    for (is_bomb, id) in &sent {
-        views.push((*is_bomb, server.finished(id).await));
-    }
-    let (busy, total) = cpu_ticks();
-    let busy_share = (busy - cpu_before.0) as f64 / (total - cpu_before.1).max(1) as f64;
-
-    let span = |view: &Value| {
-        let at = |key: &str| view[key].as_str().map(epoch_ms).unwrap_or(0);
-        (at("started_at"), at("finished_at"))
-    };
-    let mut wrong = Vec::new();
-    let mut lines = Vec::new();
-    let mut stopped_at_limit = 0;
-    for (is_bomb, view) in &views {
-        let result = &view["result"];
-        let got = (result["tier"].as_u64(), result["failure"].as_str());
-        if !is_bomb {
-            if got.0 != Some(1) {
-                wrong.push(format!("a benign answer got {got:?}: {}", result["reason"]));
-            }
-            continue;
-        }
-        let (start, end) = span(view);
-        // Other verifications that ran while this bomb ran.
-        let beside = views
-            .iter()
-            .filter(|(_, other)| other["id"] != view["id"])
-            .filter(|(_, other)| {
-                let (s, e) = span(other);
-                s < end && e > start
-            })
-            .count();
-        lines.push(format!(
-            "{:.1} s, {beside} verification(s) beside it: {} {}",
-            (end - start) as f64 / 1000.0,
-            result["failure"],
-            result["reason"]
-        ));
-        if got.1 == Some("resource_limit") {
-            stopped_at_limit += 1;
-        }
-        if got != (Some(3), Some("resource_limit")) {
-            wrong.push(format!(
-                "a fork bomb got {got:?} instead of resource_limit: {} ({})",
-                result["reason"], view["error"]
-            ));
-        }
-        if beside == 0 {
-            wrong.push(format!("a fork bomb ran alone: {view}"));
-        }
-    }
-    eprintln!(
-        "fork bombs under load (machine busy {:.0}% of the time), {stopped_at_limit} of {BOMBS} stopped at the pids limit:\n{}",
-        busy_share * 100.0,
-        lines.join("\n")
-    );
-    assert!(
-        wrong.is_empty(),
-        "{}\nthe service's log:\n{}",
-        wrong.join("\n"),
-        server.log()
-    );
-    let pid = server.pid();
-    server.stop();
-    assert_eq!(containers_of(pid).await, 0, "a container was left behind");
-}
-
-/// (busy, total) jiffies of all CPUs since boot, from /proc/stat.
-fn cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("cpu "))
-        .expect("the cpu line of /proc/stat")
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let total: u64 = fields.iter().sum();
-    // idle and iowait
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
 /// A copy of the fixture task with the wall clock tightened, in `tasks`.
-fn tightened_task(tasks: &Path) {
+pub(crate) fn tightened_task(tasks: &Path) {
     let from = repo().join("fixtures/tasks/reset-conversation");
     let to = tasks.join("reset-conversation");
     std::fs::create_dir_all(&to).unwrap();
@@ -604,7 +477,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Milliseconds since the epoch of the service's `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn epoch_ms(text: &str) -> i64 {
+pub(crate) fn epoch_ms(text: &str) -> i64 {
     let field = |range: std::ops::Range<usize>| -> i64 {
         text.get(range)
             .and_then(|f| f.parse().ok())

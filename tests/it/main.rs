@@ -33,5 +33,6 @@ mod store_outage;
 mod stores;
 mod task_check;
 mod tidy;
+mod under_load;
 mod vertical_slice;
 mod warm_pool;

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::cleanup::{remember_leftover, RemoveOnDrop};
 use super::hardening::container_config;
 use super::{engine_error, DockerSandbox};
+use crate::sandbox::machine_load;
 use crate::sandbox::warm_pool::Warm;
 use crate::sandbox::{
     new_nonce, read_result, NoResult, SandboxError, SandboxOutcome, SandboxRequest,
@@ -298,7 +299,12 @@ impl DockerSandbox {
         let nonce = new_nonce();
         let line = job_line(&request.job, &nonce);
         let wall = Duration::from_secs(request.limits.wall_seconds);
-        let deadline = tokio::time::Instant::now() + wall;
+        let run_start = tokio::time::Instant::now();
+        let deadline = run_start + wall;
+        // The supervisor moves its deadline on by a busy machine's stall;
+        // the host's kill waits for as much (machine_load.rs).
+        let stall = machine_load::Stall::start();
+        let cap = machine_load::busy_cap(wall);
 
         // The candidate may never read stdin: writing is bounded by the wall clock too.
         let write = async {
@@ -346,7 +352,20 @@ impl DockerSandbox {
                 }
             }
         };
-        let host_timeout = tokio::time::timeout_at(deadline, read).await.is_err();
+        let host_timeout = {
+            tokio::pin!(read);
+            let mut until = deadline;
+            loop {
+                if tokio::time::timeout_at(until, &mut read).await.is_ok() {
+                    break false;
+                }
+                let moved = run_start + wall + stall.granted(cap);
+                if moved <= tokio::time::Instant::now() {
+                    break true;
+                }
+                until = moved;
+            }
+        };
         let read_end = Instant::now();
         if let Some(ready) = ready_at {
             watch.record("sandbox.until_ready", written, ready);
@@ -366,6 +385,11 @@ impl DockerSandbox {
 
         let mut outcome = SandboxOutcome {
             host_timeout,
+            busy_allowance_ms: if host_timeout {
+                stall.granted(cap).as_millis() as u64
+            } else {
+                0
+            },
             container_label: label,
             supervisor_stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             ..Default::default()
