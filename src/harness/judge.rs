@@ -276,9 +276,14 @@ fn judge_run(
                 &result["requests"],
                 &behaviour.requests,
             );
+            // An expectation that did not hold outranks what stopped the
+            // run later (a timeout in a later turn); a step that failed at
+            // a limit or in a crash keeps that code.
             if let Some((code, why)) = judged.failure {
-                behaviour.fail(FailureCode::ExpectationFailed, format!("`{code}`: {why}"));
-                behaviour.task_failure = Some(code);
+                if !(judged.step_failed && behaviour.failure.is_some()) {
+                    behaviour.fail(FailureCode::ExpectationFailed, format!("`{code}`: {why}"));
+                    behaviour.task_failure = Some(code);
+                }
             }
             scenario_met = judged.met;
         }

@@ -16,6 +16,9 @@ use crate::scenario::{at_path, fill, json_contains, json_equals, step_names, Sce
 /// step was reached.
 pub(super) struct ScenarioJudgement {
     pub(super) failure: Option<(String, String)>,
+    /// The failure is a step that failed (not an expectation that did not
+    /// hold): a limit or a crash the run already names explains it better.
+    pub(super) step_failed: bool,
     /// Every step reported done and every expectation met.
     pub(super) met: bool,
 }
@@ -45,6 +48,7 @@ pub(super) fn judge_expectations(
             // Never reached: an earlier step stopped the run (judged there).
             return ScenarioJudgement {
                 failure: None,
+                step_failed: false,
                 met: false,
             };
         };
@@ -59,6 +63,7 @@ pub(super) fn judge_expectations(
                     step.failure_code().to_string(),
                     format!("{reason}{name}: {}", reported.detail),
                 )),
+                step_failed: true,
                 met: false,
             };
         }
@@ -69,6 +74,7 @@ pub(super) fn judge_expectations(
                     step.failure_code().to_string(),
                     format!("{name}: a person's click on the screen did not reach the control (covered, off the screen, or its events dropped)"),
                 )),
+                step_failed: false,
                 met: false,
             };
         }
@@ -81,6 +87,7 @@ pub(super) fn judge_expectations(
                             expectation.failure.clone(),
                             format!("{filled} (the app did not run to the end of the scenario)"),
                         )),
+                        step_failed: false,
                         met: false,
                     };
                 }
@@ -90,6 +97,7 @@ pub(super) fn judge_expectations(
             if let Some(why) = unmet(expectation, index, &recorded, summaries) {
                 return ScenarioJudgement {
                     failure: Some((expectation.failure.clone(), why)),
+                    step_failed: false,
                     met: false,
                 };
             }
@@ -97,6 +105,7 @@ pub(super) fn judge_expectations(
     }
     ScenarioJudgement {
         failure: None,
+        step_failed: false,
         met: channel.done,
     }
 }
@@ -300,5 +309,80 @@ mod tests {
         // A scenario's report read as the reset's: out of order.
         let channel = Channel::read(&reports(&scenario, None), 0);
         assert!(channel.tampering.is_some());
+    }
+}
+
+#[cfg(test)]
+mod click_and_job {
+    use serde_json::json;
+
+    use super::judge_expectations;
+    use crate::report_channel::Channel;
+    use crate::scenario::{step_names, ScenarioStep};
+
+    fn click_scenario() -> Vec<ScenarioStep> {
+        vec![ScenarioStep {
+            step: "click".into(),
+            control: "(?i)stop".into(),
+            kinds: Vec::new(),
+            value: None,
+            seconds: None,
+            failure: "no_stop_button".into(),
+            reason: String::new(),
+            expect: Vec::new(),
+        }]
+    }
+
+    fn clicked(delivered: &str) -> super::ScenarioJudgement {
+        let scenario = click_scenario();
+        let mut reports = Vec::new();
+        for name in step_names(&scenario) {
+            reports.push(json!({"type": "step_start", "name": name}));
+            let mut evidence = json!({});
+            if name == "click_1" {
+                reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]}));
+                evidence = json!({"delivered": delivered});
+            }
+            reports.push(json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok", "evidence": evidence}));
+        }
+        reports.push(json!({"type": "done"}));
+        let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
+        assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
+        judge_expectations(&scenario, &channel, &json!([]), &[])
+    }
+
+    /// As the reset's: a click that reached the control only inside the
+    /// app's process is no pass.
+    #[test]
+    fn a_click_passes_only_through_the_screen() {
+        assert!(clicked("screen").met);
+        let judged = clicked("in_process");
+        let (code, why) = judged.failure.unwrap();
+        assert_eq!(code, "no_stop_button");
+        assert!(why.contains("did not reach the control"), "{why}");
+    }
+
+    /// The reset's job is what it was (no scenario); a scenario's job
+    /// carries only what the harness drives, not the expectations.
+    #[test]
+    fn the_job_carries_a_scenario_only_for_a_task_written_as_data() {
+        let tasks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tasks");
+        let bundle = crate::bundle::Bundle::script("a.py", "print(1)\n");
+        let reset = crate::task::Task::load(&tasks, "reset-conversation").unwrap();
+        let turns = crate::harness::turns_for(&reset);
+        assert_eq!(turns.len(), crate::turns::TURN_COUNT);
+        assert!(crate::harness::job(&reset, &bundle, &turns)
+            .get("scenario")
+            .is_none());
+        let task = crate::task::Task::load(&tasks, "temperature-control").unwrap();
+        let turns = crate::harness::turns_for(&task);
+        assert_eq!(turns.len(), 3);
+        let job = crate::harness::job(&task, &bundle, &turns);
+        let steps = job["scenario"].as_array().unwrap();
+        assert_eq!(steps.len(), task.scenario.len());
+        assert!(steps
+            .iter()
+            .all(|s| s.get("expect").is_none() && s.get("failure").is_none()));
+        assert_eq!(steps[1]["value"], json!(0.2));
     }
 }
