@@ -57,16 +57,20 @@ impl Verdict {
     /// Checks a verdict as written in a task's files: tier 1 to 3, a
     /// known failure code for tier 3 and none otherwise (a misspelt code
     /// would otherwise make the item fail every run for the wrong reason).
-    fn checked(tier: u8, failure: &str) -> Result<Verdict, String> {
+    /// `task_codes`: the codes the task's scenario names (issue 21).
+    fn checked(tier: u8, failure: &str, task_codes: &[String]) -> Result<Verdict, String> {
         match tier {
             1 | 2 if failure.is_empty() => {}
             1 | 2 => return Err(format!("tier {tier} has no failure code, not `{failure}`")),
             3 if FailureCode::ALL.iter().any(|c| c.as_str() == failure) => {}
+            3 if task_codes.iter().any(|c| c == failure) => {}
             3 => {
+                let mut known: Vec<&str> = FailureCode::ALL.map(FailureCode::as_str).to_vec();
+                known.extend(task_codes.iter().map(String::as_str));
                 return Err(format!(
                     "`{failure}` is not a failure code (one of: {})",
-                    FailureCode::ALL.map(FailureCode::as_str).join(", ")
-                ))
+                    known.join(", ")
+                ));
             }
             _ => return Err(format!("tier {tier} is not 1, 2 or 3")),
         }
@@ -171,10 +175,13 @@ impl Gold {
         }
         let toml_path = dir.join("task.toml");
         let spec = read_spec(&toml_path)?;
+        let task_codes = task.scenario_codes();
         let original =
-            Verdict::checked(3, &spec.original_failure).map_err(|message| GoldError::Invalid {
-                path: toml_path.clone(),
-                message: format!("[gold] original_failure: {message}"),
+            Verdict::checked(3, &spec.original_failure, &task_codes).map_err(|message| {
+                GoldError::Invalid {
+                    path: toml_path.clone(),
+                    message: format!("[gold] original_failure: {message}"),
+                }
             })?;
         let mut items = vec![GoldItem {
             kind: ItemKind::Original,
@@ -204,7 +211,7 @@ impl Gold {
             .as_deref()
             .map(|answers| dir.join(answers).join("manifest.toml"));
         if let Some(manifest) = &answers_manifest {
-            items.extend(answers_of(manifest)?);
+            items.extend(answers_of(manifest, &task_codes)?);
         }
         Ok(Gold {
             task: task.id.clone(),
@@ -271,7 +278,7 @@ fn references_in(dir: &Path) -> Result<Vec<PathBuf>, GoldError> {
 }
 
 /// The fixture answers of a manifest, each file checked to exist.
-fn answers_of(manifest: &Path) -> Result<Vec<GoldItem>, GoldError> {
+fn answers_of(manifest: &Path, task_codes: &[String]) -> Result<Vec<GoldItem>, GoldError> {
     let text = std::fs::read_to_string(manifest).map_err(|source| GoldError::Read {
         path: manifest.to_path_buf(),
         source,
@@ -286,7 +293,7 @@ fn answers_of(manifest: &Path) -> Result<Vec<GoldItem>, GoldError> {
         .answer
         .into_iter()
         .map(|a| {
-            let expected = Verdict::checked(a.tier, &a.failure)
+            let expected = Verdict::checked(a.tier, &a.failure, task_codes)
                 .map_err(|m| invalid(format!("answer `{}`: {m}", a.file)))?;
             let path = folder.join(&a.file);
             if !path.exists() {
@@ -322,10 +329,12 @@ impl RunGot {
             (Label::Error, _) | (_, None) => None,
             (_, Some(tier)) => Some(Verdict {
                 tier,
-                failure: v
-                    .failure
-                    .map(|f| f.as_str().to_string())
-                    .unwrap_or_default(),
+                // A task written as data is checked on its own codes.
+                failure: v.task_failure.clone().unwrap_or_else(|| {
+                    v.failure
+                        .map(|f| f.as_str().to_string())
+                        .unwrap_or_default()
+                }),
             }),
         };
         RunGot {
@@ -507,17 +516,23 @@ mod tests {
 
     #[test]
     fn verdicts_in_a_tasks_files_are_checked() {
-        assert!(Verdict::checked(3, "no_reset_control").is_ok());
-        assert!(Verdict::checked(1, "").is_ok());
-        let typo = Verdict::checked(3, "no_reset_button").unwrap_err();
+        assert!(Verdict::checked(3, "no_reset_control", &[]).is_ok());
+        assert!(Verdict::checked(1, "", &[]).is_ok());
+        let typo = Verdict::checked(3, "no_reset_button", &[]).unwrap_err();
         assert!(typo.contains("not a failure code"), "{typo}");
-        assert!(Verdict::checked(3, "").is_err());
-        assert!(Verdict::checked(2, "timeout").is_err());
-        assert!(Verdict::checked(4, "").is_err());
+        assert!(Verdict::checked(3, "", &[]).is_err());
+        assert!(Verdict::checked(2, "timeout", &[]).is_err());
+        assert!(Verdict::checked(4, "", &[]).is_err());
         assert_eq!(
-            Verdict::checked(3, "timeout").unwrap().to_string(),
+            Verdict::checked(3, "timeout", &[]).unwrap().to_string(),
             "tier 3 timeout"
         );
+        // A task written as data names codes of its own (issue 21).
+        let own = ["wrong_temperature".to_string()];
+        assert!(Verdict::checked(3, "wrong_temperature", &own).is_ok());
+        let typo = Verdict::checked(3, "wrong_temprature", &own).unwrap_err();
+        assert!(typo.contains("wrong_temperature"), "{typo}");
+        assert!(Verdict::checked(3, "wrong_temperature", &[]).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod image;
 pub mod render;
 pub mod report_channel;
 pub mod sandbox;
+pub mod scenario;
 pub mod service;
 pub mod task;
 pub mod timings;

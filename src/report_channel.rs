@@ -79,6 +79,12 @@ impl Channel {
     /// Reads `reports` (the supervisor's list, each stamped `at_ms`) and the
     /// count of lines the supervisor could not read.
     pub fn read(reports: &[Value], dropped: u64) -> Channel {
+        Channel::read_steps(reports, dropped, &STEPS)
+    }
+
+    /// [`Channel::read`] for a run whose steps are `steps`, in order (a
+    /// task's scenario: `scenario::step_names`).
+    pub fn read_steps<S: AsRef<str>>(reports: &[Value], dropped: u64, steps: &[S]) -> Channel {
         let mut channel = Channel::default();
         if dropped > 0 {
             channel.tamper(format!(
@@ -98,7 +104,7 @@ impl Channel {
                 ));
                 break;
             }
-            let current = STEPS.get(next_step).copied();
+            let current = steps.get(next_step).map(AsRef::as_ref);
             let open = channel.started_step.as_deref();
             match kind {
                 "step_start" => {
@@ -169,7 +175,8 @@ impl Channel {
                 "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" => {
                     let allowed = match kind {
                         "planes" => open == Some("check_cleared"),
-                        "approach" => open == Some("click_reset"),
+                        // The reset's click, or a scenario's `click_N`.
+                        "approach" => open.is_some_and(|s| s.starts_with("click_")),
                         "widget_tree" => open == Some("find_window"),
                         "idle" => open == Some("idle"),
                         "turn" => open.is_some_and(|s| s.starts_with("turn_")),

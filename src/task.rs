@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::ScenarioStep;
+
 /// Errors loading a task folder.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -35,6 +37,14 @@ pub struct Task {
     pub reset_control: ResetControlSpec,
     #[serde(default)]
     pub limits: Limits,
+    /// A task written as data (issue 21): the steps the harness takes and
+    /// what must then be observed. Empty: the reset flow.
+    #[serde(default)]
+    pub scenario: Vec<ScenarioStep>,
+    /// What static grading counts as the requested change, beyond the
+    /// reset control (defaults: nothing more, as for the reset).
+    #[serde(default, rename = "static")]
+    pub static_grading: StaticSpec,
     /// The original script's source, loaded from `original`.
     #[serde(skip_deserializing, default)]
     pub original_source: String,
@@ -67,6 +77,22 @@ pub struct ResetControlSpec {
     /// action (`QAction`, `addAction`) is a change beyond the request.
     #[serde(default)]
     pub button: bool,
+}
+
+/// The `[static]` table: what else than the reset control the task's
+/// requested change is made of, for the static grader.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticSpec {
+    /// A regex (Rust's) on statements and names: in the methods the change
+    /// may extend or change, a statement that matches is the requested
+    /// change; so are new methods and layouts whose names match. Empty:
+    /// only the reset control's names.
+    pub requested: String,
+    /// Original methods whose statements the requested change may rewrite
+    /// (as many as it adds matching `requested`), not only extend; a
+    /// submit handler named here may change too.
+    pub may_change: Vec<String>,
 }
 
 /// Resource limits of one verification; the operator may only tighten them.
@@ -108,6 +134,11 @@ impl Task {
     /// Whether the task has an original script to compare answers with.
     pub fn has_original(&self) -> bool {
         !self.original.is_empty()
+    }
+
+    /// The failure codes of the task's own scenario (none for the reset).
+    pub fn scenario_codes(&self) -> Vec<String> {
+        crate::scenario::failure_codes(&self.scenario)
     }
 
     /// Loads `<tasks_dir>/<id>/task.toml` and the original script beside
@@ -160,6 +191,15 @@ impl Task {
                 path,
                 message: format!("reset_control.text_pattern: {e}"),
             });
+        }
+        if let Err(e) = regex::Regex::new(&task.static_grading.requested) {
+            return Err(TaskError::Invalid {
+                path,
+                message: format!("static.requested: {e}"),
+            });
+        }
+        if let Err(message) = crate::scenario::validate(&task.scenario) {
+            return Err(TaskError::Invalid { path, message });
         }
         if !task.has_original() {
             return Ok(task);
@@ -320,6 +360,9 @@ pub fn choose(tasks: &[Task], candidate: &str) -> TaskChoice {
                 resemblance(&original_names(&t.original_source), candidate),
             )
         })
+        // A tie (two tasks on one original) goes to the task listed first:
+        // `max_by` keeps the last of equals.
+        .rev()
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((task, score)) = best.filter(|(_, score)| *score >= RESEMBLANCE_THRESHOLD) {
         if let Some(why) = structurally_other(&task.original_source, candidate) {

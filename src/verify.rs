@@ -40,6 +40,10 @@ pub struct Verification {
     pub tier: Option<u8>,
     pub label: Label,
     pub failure: Option<FailureCode>,
+    /// With `failure` `expectation_failed` (a task written as data): the
+    /// task's own code for what did not hold (`wrong_temperature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_failure: Option<String>,
     pub reason: String,
     pub history_cleared: Option<Planes>,
     pub unrequested_changes: Vec<UnrequestedChange>,
@@ -90,6 +94,7 @@ impl Verification {
             tier: None,
             label: Label::Error,
             failure: None,
+            task_failure: None,
             reason: String::new(),
             history_cleared: None,
             unrequested_changes: Vec::new(),
@@ -182,7 +187,7 @@ impl PreparedTask {
                 {
                     return Ok(tree);
                 }
-                let turns = harness::new_turns();
+                let turns = harness::turns_for(&self.task);
                 let original = Bundle::script("original.py", &self.task.original_source);
                 let job = harness::job(&self.task, &original, &turns);
                 let outcome = sandbox
@@ -192,7 +197,13 @@ impl PreparedTask {
                         limits: self.task.limits,
                     })
                     .await?;
-                let tree = harness::judge(&outcome, &turns, self.task.limits.wall_seconds)
+                let wall = self.task.limits.wall_seconds;
+                let judged = if self.task.scenario.is_empty() {
+                    harness::judge(&outcome, &turns, wall)
+                } else {
+                    harness::judge_scenario(&outcome, &turns, wall, &[], &self.task.scenario)
+                };
+                let tree = judged
                     .map(|b| b.widget_tree)
                     .unwrap_or(Value::Null);
                 if tree.is_null() {
@@ -362,7 +373,7 @@ pub async fn verify_input(
     }
     v.static_report = Some(report);
 
-    let turns = harness::new_turns();
+    let turns = harness::turns_for(task);
     let job = harness::job(task, &bundle, &turns);
     let run_id = v.run_id.clone();
     let running = Instant::now();
@@ -385,14 +396,24 @@ pub async fn verify_input(
     let judging = Instant::now();
     let literals = harness::string_literals(&extracted.script);
     let judged = outcome.map_err(|e| e.to_string()).and_then(|o| {
-        harness::judge_answer(
-            &o,
-            &turns,
-            task.limits.wall_seconds,
-            &literals,
-            task.has_original(),
-        )
-        .map_err(|e| e.to_string())
+        let judged = if task.scenario.is_empty() {
+            harness::judge_answer(
+                &o,
+                &turns,
+                task.limits.wall_seconds,
+                &literals,
+                task.has_original(),
+            )
+        } else {
+            harness::judge_scenario(
+                &o,
+                &turns,
+                task.limits.wall_seconds,
+                &literals,
+                &task.scenario,
+            )
+        };
+        judged.map_err(|e| e.to_string())
     });
     watch.lap("judge", judging);
     let behaviour = match judged {
@@ -515,6 +536,25 @@ pub async fn verify_input(
     );
     if v.tier == Some(1) && !task.has_original() {
         v.reason = "reset clears memory, screen and next request (no original: other changes are not judged)".into();
+    }
+    if v.failure == Some(FailureCode::ExpectationFailed) {
+        v.task_failure = behaviour.task_failure.clone();
+    }
+    if !task.scenario.is_empty() {
+        // A task written as data: its scenario, not a reset, was judged.
+        match v.tier {
+            Some(1) => {
+                v.reason =
+                    "every step and expectation of the task's scenario held; nothing else changed"
+                        .into()
+            }
+            Some(2) => {
+                v.reason = v
+                    .reason
+                    .replacen("reset works", "the task's scenario held", 1)
+            }
+            _ => {}
+        }
     }
     if v.tier == Some(3) && !behaviour.other_failures.is_empty() {
         // The reason names the first; `behaviour.other_failures` has the rest.

@@ -1050,6 +1050,22 @@ def _safe_relative(path):
     return "/".join(parts)
 
 
+# The controls a scenario's `set` step drives (src/scenario.rs, SET_KINDS).
+SET_KINDS = ("QSpinBox", "QDoubleSpinBox", "QSlider", "QComboBox", "QCheckBox", "QLineEdit")
+
+
+def value_pattern(value):
+    """A number as a label shows it: 0.2 as `0.2`, `0.20`, `.2` or `0,2`."""
+    text = repr(float(value))
+    if "e" in text or "n" in text:
+        return re.compile(re.escape(str(value)))
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0")
+    whole_part = "0?" if whole == "0" else re.escape(whole)
+    fraction_part = r"[.,]" + fraction + "0*" if fraction else r"(?:[.,]0*)?"
+    return re.compile(r"(?<![\d.,])" + whole_part + fraction_part + r"(?!\d)")
+
+
 class Run:
     def __init__(self, job):
         self.job = job
@@ -1304,7 +1320,9 @@ class Run:
         modifier = CONTROL_MODIFIER if control == "Ctrl+Return" else NO_MODIFIER
         _key_click(self.entry, KEY_RETURN, modifier)
 
-    def turn(self, index):
+    def turn(self, index, plain=False):
+        """Types turn `index` and waits for its reply. `plain` (a scenario's
+        turn): none of the reset's readings around it."""
         turn = self.turns[index] = ask_turn(index)
         if index == 0:
             # As a person waits for the window to settle: models listed by
@@ -1345,9 +1363,9 @@ class Run:
             said = [d for d in DIALOGS[dialogs_before:] if d.get("text")]
             dialog = f"; the app answered with a dialog: {said[-1]['text']!r}" if said else ""
             raise Failure(f"the reply to turn {index + 1} was not displayed within {self.turn_timeout:g} s (sent with {how.get('kind')} {how.get('text')!r}){dialog}", screen=[{"widget": n, "text": t[-300:]} for n, t in texts])
-        if index >= 2:
+        if index >= 2 and not plain:
             self.screen_text_hint(f"after turn {index + 1}")
-        if index == 1:
+        if index == 1 and not plain:
             self.note_conversation()
             # A frame of the conversation as shown before the reset.
             checkpoint("before_reset")
@@ -1834,6 +1852,10 @@ class Run:
         return {"detail": "the app's clock moved forward" if jumped else "left alone (its clock could not be moved)", "clock_moved": bool(moved and jumped)}
 
     def run(self):
+        if self.job.get("scenario"):
+            # A task written as data: its own steps, not the reset's.
+            self.run_scenario()
+            return
         steps = [
             ("compile", self.compile_script),
             ("launch", self.launch),
@@ -1856,6 +1878,227 @@ class Run:
         report("discovered", **self.discovered)
         report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
         report("done")
+
+    # --- Tasks written as data (issue 21): a scenario's steps -----------------
+
+    def run_scenario(self):
+        """The task's own steps instead of the reset's: compile, launch and
+        find the window, then each `turn`, `set`, `click` and `idle` in
+        order (named as the host names them: `turn_N`, `set_N`, `click_N`,
+        `idle`). What must hold after them is judged on the host, from the
+        fake server's recordings: nothing here can make a pass."""
+        steps = [("compile", self.compile_script), ("launch", self.launch), ("find_window", self.find_window)]
+        counts = {}
+        for item in self.job.get("scenario") or []:
+            kind = item.get("step") if isinstance(item, dict) else None
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "turn":
+                steps.append((f"turn_{counts[kind]}", functools.partial(self.turn, counts[kind] - 1, plain=True)))
+            elif kind in ("set", "click"):
+                steps.append((f"{kind}_{counts[kind]}", functools.partial(self.scenario_control, item)))
+            elif kind == "idle":
+                steps.append(("idle", functools.partial(self.scenario_idle, item)))
+        for name, action in steps:
+            if not self.step(name, action):
+                break
+        if self.window is not None:
+            checkpoint("final")
+        report("discovered", **self.discovered)
+        report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
+        report("done")
+
+    def scenario_control(self, item):
+        """`set` or `click`: the control found by the step's pattern (its
+        texts, or its label's), set to the value or clicked."""
+        kind = item["step"]
+        pattern = item.get("control") or ""
+        if kind == "set":
+            wanted = tuple(getattr(QtWidgets, name) for name in (item.get("kinds") or SET_KINDS) if hasattr(QtWidgets, name))
+        else:
+            wanted = (QtWidgets.QAbstractButton,)
+        control, seen = self.find_scenario_control(pattern, wanted)
+        if control is None:
+            if seen:
+                raise Failure(f"a control matches {pattern!r} but a user cannot use it (" + "; ".join(seen[:4]) + ")", pattern=pattern)
+            names = ", ".join(c.__name__ for c in wanted)
+            raise Failure(f"no {names} whose text, tooltip, name or label matches {pattern!r}", pattern=pattern)
+        described = describe_control(self.window, control, kind, "discovered")
+        self.discovered.setdefault("scenario", []).append(described)
+        before = len(EXCEPTIONS.items)
+        if kind == "set":
+            how = self.set_value(control, item.get("value"))
+            delivered = None
+        else:
+            how, delivered = self.scenario_click(control)
+        pump_until_idle()
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised by the app when the {type(control).__name__} was {'set' if kind == 'set' else 'clicked'}: {raised[0]['message']}", exceptions=raised)
+        evidence = {"detail": how, "control": described}
+        if delivered is not None:
+            evidence["delivered"] = delivered
+        return evidence
+
+    def find_scenario_control(self, pattern, wanted):
+        """The first visible, enabled control of the wanted classes in the
+        window whose texts or label match; else (None, why the matching
+        ones cannot be used)."""
+        seen = []
+        for widget in self.window.findChildren(QtWidgets.QWidget):
+            if not isinstance(widget, wanted) or _is_inner_editor(widget):
+                continue
+            parts = label_parts(widget) + self.labels_of(widget)
+            if not any(re.search(pattern, part) for part in parts):
+                continue
+            if not (widget.isVisible() and widget.isEnabled()):
+                seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is hidden or disabled")
+                continue
+            return widget, seen
+        return None, seen
+
+    def labels_of(self, widget):
+        """What labels the control for a person: a QLabel whose buddy it is,
+        its QFormLayout row's label, or the QLabel (or a row of them) just
+        before it in its layout."""
+        texts = []
+        for label in self.window.findChildren(QtWidgets.QLabel):
+            if label.buddy() is widget:
+                texts.append(without_mnemonic(qcall(label, "text")))
+        for layout in self.window.findChildren(QtWidgets.QLayout):
+            index = layout.indexOf(widget)
+            if index < 0:
+                continue
+            if isinstance(layout, QtWidgets.QFormLayout):
+                label = layout.labelForField(widget)
+                if isinstance(label, QtWidgets.QLabel):
+                    texts.append(without_mnemonic(qcall(label, "text")))
+            if index > 0:
+                previous = layout.itemAt(index - 1)
+                found = previous.widget() if previous is not None else None
+                if isinstance(found, QtWidgets.QLabel):
+                    texts.append(without_mnemonic(qcall(found, "text")))
+                elif previous is not None and previous.layout() is not None:
+                    inner = previous.layout()
+                    for i in range(inner.count()):
+                        item = inner.itemAt(i).widget()
+                        if isinstance(item, QtWidgets.QLabel):
+                            texts.append(without_mnemonic(qcall(item, "text")))
+        return [t for t in texts if t]
+
+    def set_value(self, control, value):
+        """Sets the control as a person would: types into a spin box or a
+        line edit (then Return), picks a combo box's item, ticks a check
+        box, moves a slider until a label beside it shows the value."""
+        if isinstance(control, QtWidgets.QAbstractButton) and control.isCheckable():
+            if bool(control.isChecked()) != bool(value):
+                click(control)
+            return f"{type(control).__name__} {'checked' if value else 'unchecked'}"
+        if isinstance(control, QtWidgets.QComboBox):
+            items = [control.itemText(i) for i in range(control.count())]
+            wanted = str(value).strip()
+            index = next((i for i, t in enumerate(items) if t.strip() == wanted), None)
+            if index is None:
+                index = next((i for i, t in enumerate(items) if wanted.lower() in t.lower()), None)
+            if index is None:
+                raise Failure(f"the combo box has no item {wanted!r} (it has {items[:10]!r})")
+            control.setCurrentIndex(index)
+            try:
+                control.activated.emit(index)  # a person's pick emits it; setCurrentIndex does not
+            except (TypeError, AttributeError):
+                pass
+            return f"combo box set to {items[index]!r}"
+        if isinstance(control, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
+            number = float(value) if isinstance(control, QtWidgets.QDoubleSpinBox) else int(round(float(value)))
+            editor = control.findChild(QtWidgets.QLineEdit)
+            typed = False
+            if editor is not None:
+                control.setFocus()
+                editor.selectAll()
+                _key_clicks(editor, control.textFromValue(number))
+                _key_click(editor, KEY_RETURN, NO_MODIFIER)
+                pump_until_idle()
+                typed = abs(float(control.value()) - number) <= 1e-9 * max(1.0, abs(number))
+            if not typed:
+                control.setValue(number)
+            return f"{type(control).__name__} {'typed' if typed else 'set'} to {number!r} (it shows {control.text()!r})"
+        if isinstance(control, QtWidgets.QAbstractSlider):
+            return self.move_slider(control, float(value))
+        if isinstance(control, QtWidgets.QLineEdit):
+            control.setFocus()
+            control.selectAll()
+            _key_clicks(control, str(value))
+            _key_click(control, KEY_RETURN, NO_MODIFIER)
+            return f"line edit typed {str(value)!r}"
+        raise Failure(f"a {type(control).__name__} cannot be set")
+
+    def move_slider(self, slider, value):
+        """A slider holds whole steps: the value times 1, 10, 100 or 1000.
+        The step a label beside it reads as the value is the one (a person
+        watches the label); without such a label, the finest that fits."""
+        low, high = slider.minimum(), slider.maximum()
+        candidates = []
+        for scale in (1, 10, 100, 1000):
+            position = round(value * scale)
+            if low <= position <= high and abs(position / scale - value) < 1e-9:
+                candidates.append((scale, position))
+        if not candidates:
+            raise Failure(f"the slider's range {low}..{high} holds no step for {value!r} (as whole steps of 1, 1/10, 1/100 or 1/1000)")
+        shows = value_pattern(value)
+
+        def label_count():
+            return sum(len(shows.findall(text)) for _, text in visible_texts(self.window))
+
+        for scale, position in candidates:
+            slider.setValue(low if position != low else high)
+            pump_until_idle()
+            before = label_count()
+            slider.setValue(position)
+            pump_until_idle()
+            if label_count() > before:
+                return f"slider moved to {position} (1/{scale} steps: a label shows {value!r})"
+        scale, position = candidates[-1]
+        slider.setValue(position)
+        pump_until_idle()
+        return f"slider moved to {position} (no label shows the value: taken as 1/{scale} steps)"
+
+    def scenario_click(self, control):
+        """A person's click through the screen, as the reset's: the
+        supervisor moves the pointer there and clicks; (how, delivered)."""
+        watch = _ClickWatch(control)
+        APP.installEventFilter(watch)
+        try:
+            self.approach(control)
+            wait_until(lambda: watch.released, 3.0)
+        finally:
+            APP.removeEventFilter(watch)
+        if watch.released:
+            return "a person's click (the screen's pointer, from outside the app)", "screen"
+        click(control)
+        return "clicked in the app's process: the screen's click did not reach it", "in_process"
+
+    def scenario_idle(self, item):
+        """Leaves the app alone while the supervisor moves its clock on the
+        step's seconds (timers of that much app time come due)."""
+        before = len(EXCEPTIONS.items)
+        seconds = float(item.get("seconds") or 30)
+        started = _monotonic()
+        report("idle", name="idle", seconds=seconds)
+        moved = wait_for_supervisor(5.0) is not None
+        jumped = False
+        for _ in range(300):
+            APP.processEvents(ALL_EVENTS, 5)
+            answer_modal_dialogs()
+            time.sleep(0.005)
+            if _monotonic() - started > seconds * 0.6:
+                jumped = True
+                break
+        wait_for_app_threads()
+        pump_until_idle()
+        settle()
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised while the app was left alone: {raised[0]['message']}", exceptions=raised)
+        return {"detail": f"left alone for {seconds:g} s of its clock" if jumped else "left alone (its clock could not be moved)", "clock_moved": bool(moved and jumped)}
 
 
 def _why_unusable(state):

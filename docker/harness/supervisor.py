@@ -594,6 +594,15 @@ def move_clock(seconds):
         return True
 
 
+def idle_seconds(asked):
+    """How far the idle step moves the app's clock: the reset's
+    IDLE_JUMP_SECONDS, or what a task's scenario asks (a number of seconds
+    up to an hour; anything else is the default)."""
+    if isinstance(asked, (int, float)) and not isinstance(asked, bool) and 0 < asked <= 3600:
+        return float(asked)
+    return IDLE_JUMP_SECONDS
+
+
 def a_while(bounds):
     """A random span within `bounds` (s): no two runs alike."""
     low, high = bounds
@@ -1156,7 +1165,7 @@ class ReportReader:
         elif kind == "idle":
             if not self._idle_done:
                 self._idle_done = True
-                item["clock_moved"] = move_clock(IDLE_JUMP_SECONDS)
+                item["clock_moved"] = move_clock(idle_seconds(item.get("seconds")))
             frames.answer()
         elif kind == "approach":
             item["approach"] = frames.approach(item.get("rect"))

@@ -55,12 +55,16 @@ contract_code! {
         NoEntryPoint,
         AmbiguousEntryPoint,
         UnreadableInput,
+        /// A step or an expectation of the task's scenario (issue 21: a
+        /// task written as data) did not hold: `Verification::task_failure`
+        /// names the task's own code.
+        ExpectationFailed,
     }
 }
 
 impl FailureCode {
     /// Every code, in declaration order.
-    pub const ALL: [FailureCode; 29] = [
+    pub const ALL: [FailureCode; 30] = [
         FailureCode::SyntaxError,
         FailureCode::LaunchFailed,
         FailureCode::HistoryBroken,
@@ -90,6 +94,7 @@ impl FailureCode {
         FailureCode::NoEntryPoint,
         FailureCode::AmbiguousEntryPoint,
         FailureCode::UnreadableInput,
+        FailureCode::ExpectationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +128,7 @@ impl FailureCode {
             FailureCode::NoEntryPoint => "no_entry_point",
             FailureCode::AmbiguousEntryPoint => "ambiguous_entry_point",
             FailureCode::UnreadableInput => "unreadable_input",
+            FailureCode::ExpectationFailed => "expectation_failed",
         }
     }
 }
@@ -171,6 +177,7 @@ mod tests {
             (FailureCode::NoEntryPoint, "no_entry_point"),
             (FailureCode::AmbiguousEntryPoint, "ambiguous_entry_point"),
             (FailureCode::UnreadableInput, "unreadable_input"),
+            (FailureCode::ExpectationFailed, "expectation_failed"),
         ];
         assert_eq!(listed.len(), FailureCode::ALL.len());
         for ((code, text), all) in listed.iter().zip(FailureCode::ALL) {
@@ -214,7 +221,8 @@ mod tests {
                 | FailureCode::EntryNotFound
                 | FailureCode::NoEntryPoint
                 | FailureCode::AmbiguousEntryPoint
-                | FailureCode::UnreadableInput => true,
+                | FailureCode::UnreadableInput
+                | FailureCode::ExpectationFailed => true,
             };
             assert!(listed_here);
         }

@@ -91,6 +91,10 @@ pub struct Behaviour {
     /// discovered). Reported by the harness, so descriptive only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Discovered>,
+    /// With `failure` `expectation_failed`: the task's own code for the
+    /// step or expectation of its scenario that did not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_failure: Option<String>,
 }
 
 /// The parts of the app the harness drove and read.

@@ -111,7 +111,7 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
     let wall = task.limits.wall_seconds as f64;
     // The entry first, then the app's other Python files.
     let sources: Vec<String> = bundle.python_sources();
-    json!({
+    let mut job = json!({
         "files": bundle.files,
         "entry": bundle.entry,
         "binding": detect_binding(sources.iter().map(String::as_str)),
@@ -130,7 +130,36 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
         "busy_allowance_seconds": busy_cap(Duration::from_secs(task.limits.wall_seconds)).as_secs_f64(),
         "turn_timeout_seconds": (wall / 4.0).clamp(2.0, 10.0),
         "window_size": [1000, 700],
-    })
+    });
+    if !task.scenario.is_empty() {
+        // A task written as data: the harness runs its steps instead of
+        // the reset's. Only what it drives goes in (the expectations and
+        // codes are judged on the host, and the candidate need not see them).
+        job["scenario"] = task
+            .scenario
+            .iter()
+            .map(|s| {
+                json!({
+                    "step": s.step,
+                    "control": s.control,
+                    "kinds": s.kinds,
+                    "value": s.value,
+                    "seconds": s.seconds,
+                })
+            })
+            .collect();
+    }
+    job
+}
+
+/// The turns a run of `task` types: four for the reset, as many as its
+/// scenario's `turn` steps for a task written as data.
+pub fn turns_for(task: &Task) -> Vec<Turn> {
+    let mut turns = super::new_turns();
+    if !task.scenario.is_empty() {
+        turns.truncate(crate::scenario::turn_count(&task.scenario));
+    }
+    turns
 }
 
 #[cfg(test)]

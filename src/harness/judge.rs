@@ -11,6 +11,7 @@ use super::{Behaviour, Discovered, NotJudged, Planes, Step, Turn};
 use crate::grading::FailureCode;
 use crate::report_channel::Channel;
 use crate::sandbox::SandboxOutcome;
+use crate::scenario::{step_names, ScenarioStep};
 
 /// Judges a sandbox outcome against the turns the host chose.
 ///
@@ -42,11 +43,47 @@ pub fn judge_answer(
     literals: &[String],
     memory_scan_fails: bool,
 ) -> Result<Behaviour, NotJudged> {
+    judge_run(
+        outcome,
+        turns,
+        wall_seconds,
+        literals,
+        memory_scan_fails,
+        None,
+    )
+}
+
+/// Judges a run of a task written as data (its `[[scenario]]`): the
+/// failed step, limits, harm and tampering as for the reset, then the
+/// scenario's expectations on the fake server's recordings
+/// (`harness::scenario`) instead of the reset's planes.
+pub fn judge_scenario(
+    outcome: &SandboxOutcome,
+    turns: &[Turn],
+    wall_seconds: u64,
+    literals: &[String],
+    scenario: &[ScenarioStep],
+) -> Result<Behaviour, NotJudged> {
+    judge_run(outcome, turns, wall_seconds, literals, true, Some(scenario))
+}
+
+fn judge_run(
+    outcome: &SandboxOutcome,
+    turns: &[Turn],
+    wall_seconds: u64,
+    literals: &[String],
+    memory_scan_fails: bool,
+    scenario: Option<&[ScenarioStep]>,
+) -> Result<Behaviour, NotJudged> {
     let Some(result) = &outcome.result else {
         return judge_without_result(outcome, wall_seconds);
     };
     let reports = result["reports"].as_array().cloned().unwrap_or_default();
-    let channel = Channel::read(&reports, result["reports_dropped"].as_u64().unwrap_or(0));
+    let dropped = result["reports_dropped"].as_u64().unwrap_or(0);
+    let channel = match scenario {
+        None => Channel::read(&reports, dropped),
+        Some(scenario) => Channel::read_steps(&reports, dropped, &step_names(scenario)),
+    };
     let requests = summarise_requests(&result["requests"], turns, literals);
     let mut behaviour = Behaviour {
         passed: false,
@@ -72,6 +109,7 @@ pub fn judge_answer(
             .discovered
             .as_ref()
             .and_then(Discovered::from_report),
+        task_failure: None,
     };
     if result["harness_ready"].as_bool() != Some(true) {
         return Err(NotJudged(format!(
@@ -133,6 +171,9 @@ pub fn judge_answer(
             _ if channel.harness_error.is_some() => FailureCode::Crashed,
             "compile" => FailureCode::SyntaxError,
             "launch" | "find_window" => FailureCode::LaunchFailed,
+            // A scenario's step: its own code, given with the scenario's
+            // judgement below.
+            _ if scenario.is_some() => FailureCode::ExpectationFailed,
             "turn_1" | "turn_2" => FailureCode::HistoryBroken,
             "find_reset" => FailureCode::NoResetControl,
             "click_reset" => FailureCode::ResetRaised,
@@ -185,7 +226,9 @@ pub fn judge_answer(
             }
             (false, true) => (failure, format!("{}: {}", step.name, step.detail)),
         };
-        behaviour.fail(failure, detail);
+        if failure != FailureCode::ExpectationFailed {
+            behaviour.fail(failure, detail);
+        }
     } else if timed_out {
         let at = channel.started_step.as_deref().unwrap_or("start-up");
         let failure = if hit_limit {
@@ -232,102 +275,28 @@ pub fn judge_answer(
         );
     }
 
-    // Baseline first: a reset cannot be judged in an app that keeps no history.
-    if let Some(problem) = baseline_problem(&behaviour.requests, &channel) {
-        if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
-        {
-            behaviour.fail(FailureCode::HistoryBroken, problem);
-        }
-    }
-
-    // The reset's moment: when the harness started clicking (stamped by the
-    // supervisor as the report came), or the first request of a turn after
-    // the reset, whichever is earlier. A forged or missing report can only
-    // make more requests and frames judged, never fewer.
-    let first_after_reset = behaviour
-        .requests
-        .iter()
-        .filter(|r| r.turn.is_some_and(|t| t >= 2))
-        .map(|r| r.at_ms.unwrap_or(f64::INFINITY))
-        .fold(f64::INFINITY, f64::min);
-    let reset_at = channel
-        .reset_started_ms
-        .unwrap_or(f64::INFINITY)
-        .min(first_after_reset);
-    let reset_reached = reset_at.is_finite();
-
-    let after_baseline = behaviour.failure.is_none()
-        || behaviour
-            .failure
-            .is_some_and(|f| matches!(f, FailureCode::BrokenAfterReset | FailureCode::ResetRaised));
-    if reset_reached && after_baseline {
-        let dropped = result["requests_dropped"].as_u64().unwrap_or(0);
-        let request_plane = next_request_plane(&behaviour.requests, reset_at, dropped);
-        // Frames are judged as "after" from the end of the click on: one
-        // asked for while the reset's repaint was still queued shows the
-        // screen before it (Qt composes the screen in a posted event).
-        let frames_after = channel
-            .reset_done_ms
-            .unwrap_or(f64::INFINITY)
-            .min(first_after_reset);
-        let (screen_check, frames) = read_frames(result, reset_at, frames_after, turns);
-        let screen_plane = screen_check
-            .unreadable
-            .is_none()
-            .then_some(screen_check.old_after.is_empty());
-        let (memory_hint, first_screen_hint) = channel.planes.unwrap_or((true, true));
-        let memory_hint = memory_hint || !memory_scan_fails;
-        // The widgets read again later (a transcript put back after the
-        // next reply): a hint too, it only adds a failure.
-        let screen_hint = first_screen_hint && channel.screen_text_hits.is_empty();
-        let planes = Planes {
-            // What the app sends is its memory; the harness's scan can only
-            // add a failure.
-            memory: request_plane.cleared.map(|c| c && memory_hint),
-            screen: screen_plane.map(|c| c && screen_hint),
-            next_request: request_plane.cleared,
-        };
-        behaviour.artifacts = frames;
-        behaviour.history_cleared = Some(planes);
-        let mut uncleared = Vec::new();
-        if let Some(why) = &request_plane.old_turn_in {
-            uncleared.push(format!("next request ({why})"));
-        }
-        if !screen_check.old_after.is_empty() {
-            uncleared.push(format!(
-                "screen (pixels read outside the app: {})",
-                screen_check.old_after.join(", ")
-            ));
-        }
-        if !memory_hint {
-            uncleared.push("memory (the harness found the old turns in the app's objects)".into());
-        }
-        if !first_screen_hint && screen_check.old_after.is_empty() {
-            uncleared
-                .push("screen (the harness read the old turns in the window's widgets)".into());
-        }
-        if !channel.screen_text_hits.is_empty() && screen_check.old_after.is_empty() {
-            uncleared.push(format!(
-                "screen (the harness read the old turns in the window's widgets again, {})",
-                channel.screen_text_hits.join(", ")
-            ));
-        }
-        let unreadable = screen_check.unreadable.clone();
-        behaviour.screen_check = Some(screen_check);
-        if !uncleared.is_empty() {
-            behaviour.fail(
-                FailureCode::HistoryNotCleared,
-                format!(
-                    "after the reset, earlier turns were still in: {}",
-                    uncleared.join("; ")
-                ),
+    // What the run shows after its steps: the reset's planes, or the
+    // task's scenario judged on the recordings.
+    let mut scenario_met = false;
+    match scenario {
+        None => reset_planes(&mut behaviour, result, &channel, turns, memory_scan_fails),
+        Some(scenario) => {
+            let judged = super::scenario::judge_expectations(
+                scenario,
+                &channel,
+                &result["requests"],
+                &behaviour.requests,
             );
-        } else if behaviour.failure.is_none() {
-            if let Some(missing) = request_plane.missing_turn {
-                behaviour.fail(FailureCode::BrokenAfterReset, missing);
-            } else if let Some(why) = unreadable {
-                behaviour.fail(FailureCode::ScreenUnreadable, why);
+            // An expectation that did not hold outranks what stopped the
+            // run later (a timeout in a later turn); a step that failed at
+            // a limit or in a crash keeps that code.
+            if let Some((code, why)) = judged.failure {
+                if !(judged.step_failed && behaviour.failure.is_some()) {
+                    behaviour.fail(FailureCode::ExpectationFailed, format!("`{code}`: {why}"));
+                    behaviour.task_failure = Some(code);
+                }
             }
+            scenario_met = judged.met;
         }
     }
     // The reset is pressed by the supervisor's click on the screen (and the
@@ -400,10 +369,13 @@ pub fn judge_answer(
         );
     }
     behaviour.passed = behaviour.failure.is_none()
-        && behaviour
-            .history_cleared
-            .map(|p| p.all_cleared())
-            .unwrap_or(false);
+        && match scenario {
+            None => behaviour
+                .history_cleared
+                .map(|p| p.all_cleared())
+                .unwrap_or(false),
+            Some(_) => scenario_met,
+        };
     if behaviour.failure.is_none() && !behaviour.passed {
         // Every way to a pass ends in planes all cleared; anything short of
         // that with no failure named is a run that stopped without saying.
@@ -418,6 +390,9 @@ pub fn judge_answer(
                 "the run ended without the evidence a pass needs (it stopped after step `{last}`)"
             ),
         );
+    }
+    if behaviour.failure != Some(FailureCode::ExpectationFailed) {
+        behaviour.task_failure = None;
     }
     Ok(behaviour)
 }
@@ -542,4 +517,114 @@ fn home_harm(changes: &Value) -> Option<String> {
          (more entries than the sandbox's supervisor reads)"
             .to_string()
     })
+}
+
+/// The reset's judgement after its steps: the baseline (turn 2 carries
+/// turn 1), then the planes after the reset (what the app sent, what the
+/// screen showed), from the recordings and the frames.
+fn reset_planes(
+    behaviour: &mut Behaviour,
+    result: &Value,
+    channel: &Channel,
+    turns: &[Turn],
+    memory_scan_fails: bool,
+) {
+    // Baseline first: a reset cannot be judged in an app that keeps no history.
+    if let Some(problem) = baseline_problem(&behaviour.requests, channel) {
+        if behaviour.failure.is_none() || behaviour.failure.map(is_after_baseline).unwrap_or(false)
+        {
+            behaviour.fail(FailureCode::HistoryBroken, problem);
+        }
+    }
+
+    // The reset's moment: when the harness started clicking (stamped by the
+    // supervisor as the report came), or the first request of a turn after
+    // the reset, whichever is earlier. A forged or missing report can only
+    // make more requests and frames judged, never fewer.
+    let first_after_reset = behaviour
+        .requests
+        .iter()
+        .filter(|r| r.turn.is_some_and(|t| t >= 2))
+        .map(|r| r.at_ms.unwrap_or(f64::INFINITY))
+        .fold(f64::INFINITY, f64::min);
+    let reset_at = channel
+        .reset_started_ms
+        .unwrap_or(f64::INFINITY)
+        .min(first_after_reset);
+    let reset_reached = reset_at.is_finite();
+
+    let after_baseline = behaviour.failure.is_none()
+        || behaviour
+            .failure
+            .is_some_and(|f| matches!(f, FailureCode::BrokenAfterReset | FailureCode::ResetRaised));
+    if reset_reached && after_baseline {
+        let dropped = result["requests_dropped"].as_u64().unwrap_or(0);
+        let request_plane = next_request_plane(&behaviour.requests, reset_at, dropped);
+        // Frames are judged as "after" from the end of the click on: one
+        // asked for while the reset's repaint was still queued shows the
+        // screen before it (Qt composes the screen in a posted event).
+        let frames_after = channel
+            .reset_done_ms
+            .unwrap_or(f64::INFINITY)
+            .min(first_after_reset);
+        let (screen_check, frames) = read_frames(result, reset_at, frames_after, turns);
+        let screen_plane = screen_check
+            .unreadable
+            .is_none()
+            .then_some(screen_check.old_after.is_empty());
+        let (memory_hint, first_screen_hint) = channel.planes.unwrap_or((true, true));
+        let memory_hint = memory_hint || !memory_scan_fails;
+        // The widgets read again later (a transcript put back after the
+        // next reply): a hint too, it only adds a failure.
+        let screen_hint = first_screen_hint && channel.screen_text_hits.is_empty();
+        let planes = Planes {
+            // What the app sends is its memory; the harness's scan can only
+            // add a failure.
+            memory: request_plane.cleared.map(|c| c && memory_hint),
+            screen: screen_plane.map(|c| c && screen_hint),
+            next_request: request_plane.cleared,
+        };
+        behaviour.artifacts = frames;
+        behaviour.history_cleared = Some(planes);
+        let mut uncleared = Vec::new();
+        if let Some(why) = &request_plane.old_turn_in {
+            uncleared.push(format!("next request ({why})"));
+        }
+        if !screen_check.old_after.is_empty() {
+            uncleared.push(format!(
+                "screen (pixels read outside the app: {})",
+                screen_check.old_after.join(", ")
+            ));
+        }
+        if !memory_hint {
+            uncleared.push("memory (the harness found the old turns in the app's objects)".into());
+        }
+        if !first_screen_hint && screen_check.old_after.is_empty() {
+            uncleared
+                .push("screen (the harness read the old turns in the window's widgets)".into());
+        }
+        if !channel.screen_text_hits.is_empty() && screen_check.old_after.is_empty() {
+            uncleared.push(format!(
+                "screen (the harness read the old turns in the window's widgets again, {})",
+                channel.screen_text_hits.join(", ")
+            ));
+        }
+        let unreadable = screen_check.unreadable.clone();
+        behaviour.screen_check = Some(screen_check);
+        if !uncleared.is_empty() {
+            behaviour.fail(
+                FailureCode::HistoryNotCleared,
+                format!(
+                    "after the reset, earlier turns were still in: {}",
+                    uncleared.join("; ")
+                ),
+            );
+        } else if behaviour.failure.is_none() {
+            if let Some(missing) = request_plane.missing_turn {
+                behaviour.fail(FailureCode::BrokenAfterReset, missing);
+            } else if let Some(why) = unreadable {
+                behaviour.fail(FailureCode::ScreenUnreadable, why);
+            }
+        }
+    }
 }

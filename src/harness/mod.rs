@@ -15,6 +15,7 @@ mod judge;
 mod no_result;
 mod request_text;
 mod requests;
+mod scenario;
 mod unexplained;
 mod user_files;
 
@@ -23,8 +24,8 @@ pub use crate::turns::{new_turns, Turn};
 pub use behaviour::{
     Artifact, Behaviour, Control, Discovered, NotJudged, OtherFailure, Planes, RequestSummary,
 };
-pub use job::{detect_binding, job, other_toolkit, BINDINGS};
-pub use judge::{judge, judge_answer};
+pub use job::{detect_binding, job, other_toolkit, turns_for, BINDINGS};
+pub use judge::{judge, judge_answer, judge_scenario};
 pub use unexplained::string_literals;
 
 // The tests read every part's private helpers by name (`use super::*`).

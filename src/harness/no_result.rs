@@ -84,6 +84,7 @@ pub(super) fn judge_without_result(
         duration_ms: outcome.wall_ms,
         programs: Vec::new(),
         unrequested_programs: None,
+        task_failure: None,
         discovered: None,
     })
 }

@@ -26,6 +26,7 @@ mod replicas;
 mod replicas_share;
 mod runtime;
 mod samples;
+mod scenario;
 mod schemathesis;
 mod server;
 mod service;

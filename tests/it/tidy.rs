@@ -363,3 +363,44 @@ fn no_source_file_is_long() {
         "split these into a room of one concern a file: {long:#?}"
     );
 }
+
+/// README's scenario reference (issue 21) lists every step and
+/// expectation of the language, in the code's order, each step with the
+/// failure code it gets by default, and the controls `set` drives.
+#[test]
+fn the_readme_scenario_table_is_the_languages() {
+    use qtjudge::scenario::{DEFAULT_STEP_FAILURES, EXPECTATIONS, SET_KINDS, STEPS};
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- scenario:begin")
+        .expect("README.md has the scenario:begin marker");
+    let end = readme
+        .find("<!-- scenario:end -->")
+        .expect("README.md has the scenario:end marker");
+    let table = &readme[start..end];
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    let named: Vec<&str> = rows.iter().map(|r| r[1].trim_matches('`')).collect();
+    let expected: Vec<&str> = STEPS.iter().chain(EXPECTATIONS.iter()).copied().collect();
+    assert_eq!(
+        named, expected,
+        "README.md's scenario tables must list src/scenario.rs's STEPS, then its EXPECTATIONS"
+    );
+    for (step, code) in DEFAULT_STEP_FAILURES {
+        let row = rows.iter().find(|r| r[1] == format!("`{step}`")).unwrap();
+        assert_eq!(
+            row[row.len() - 2],
+            format!("`{code}`"),
+            "README.md: step `{step}` fails with `{code}` by default"
+        );
+    }
+    for kind in SET_KINDS {
+        assert!(
+            table.contains(&format!("`{kind}`")),
+            "README.md's `set` row names {kind}"
+        );
+    }
+}

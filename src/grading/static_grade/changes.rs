@@ -57,7 +57,9 @@ impl Grading<'_> {
             .map(|l| l.scope.key(&l.target))
             .collect();
         for layout in &self.candidate.layouts {
-            if known.contains(&layout.scope.key(&layout.target)) {
+            if known.contains(&layout.scope.key(&layout.target))
+                || self.index.is_requested(&layout.target)
+            {
                 continue;
             }
             let place = layout.scope.qualname();
@@ -187,13 +189,32 @@ impl Grading<'_> {
             if same {
                 continue;
             }
-            let may_extend = self.index.may_extend.contains(&original.name)
-                && !self.index.submit_handlers.contains(&original.name);
+            // A task's `[static] may_change` (none for the reset): methods
+            // the requested change may rewrite, a submit handler too.
+            let may_change = self.index.may_change.contains(&original.name);
+            let may_extend = may_change
+                || (self.index.may_extend.contains(&original.name)
+                    && !self.index.submit_handlers.contains(&original.name));
             let (removed, added) = align(&original.statements, &candidate.statements);
+            let requested_added = added
+                .iter()
+                .filter(|s| may_extend && self.index.is_requested(&s.normalised))
+                .count();
             let unrelated: Vec<&Statement> = added
                 .into_iter()
-                .filter(|s| !(may_extend && reset_names.iter().any(|n| s.mentions(n))))
+                .filter(|s| {
+                    !(may_extend
+                        && (reset_names.iter().any(|n| s.mentions(n))
+                            || self.index.is_requested(&s.normalised)))
+                })
                 .collect();
+            // A statement the requested change rewrote (the request given
+            // the temperature) is one removed and one added that matches.
+            let removed = if may_change && removed.len() <= requested_added {
+                Vec::new()
+            } else {
+                removed
+            };
             if removed.is_empty() && unrelated.is_empty() {
                 continue;
             }
@@ -243,7 +264,10 @@ impl Grading<'_> {
                 self.handler_touches_files(function, changes);
                 continue;
             }
-            if in_new_class || self.original.function(&function.qualname).is_some() {
+            if in_new_class
+                || self.original.function(&function.qualname).is_some()
+                || self.index.is_requested(&function.name)
+            {
                 continue;
             }
             let what = if function.class.is_some() {

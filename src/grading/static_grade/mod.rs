@@ -164,6 +164,12 @@ pub struct OriginalIndex {
     reset_button: bool,
     /// Methods that may gain statements touching the reset control.
     may_extend: HashSet<String>,
+    /// Methods whose statements the requested change may rewrite
+    /// (`[static] may_change`; none for the reset).
+    may_change: HashSet<String>,
+    /// What the requested change is made of beyond the reset control
+    /// (`[static] requested`; none for the reset).
+    requested: Option<Regex>,
     /// Handlers of the submit control: they must not change at all.
     submit_handlers: HashSet<String>,
     /// The original's own comments, never placeholders.
@@ -211,11 +217,23 @@ impl OriginalIndex {
             tree,
             facts,
             may_extend,
+            may_change: task.static_grading.may_change.iter().cloned().collect(),
+            requested: Some(task.static_grading.requested.as_str())
+                .filter(|r| !r.is_empty())
+                .and_then(|r| Regex::new(r).ok()),
             submit_handlers,
             comments,
             history_attributes: task.app.history_attributes.clone(),
             has_original: task.has_original(),
         }
+    }
+}
+
+impl OriginalIndex {
+    /// Whether `text` (a statement, a name) is part of the task's requested
+    /// change by its `[static] requested` pattern (never, for the reset).
+    fn is_requested(&self, text: &str) -> bool {
+        self.requested.as_ref().is_some_and(|r| r.is_match(text))
     }
 }
 

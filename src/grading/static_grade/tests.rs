@@ -70,6 +70,8 @@ fn task() -> Task {
             attribute: String::new(),
             button: true,
         },
+        scenario: Vec::new(),
+        static_grading: Default::default(),
         limits: Limits {
             wall_seconds: 30,
             memory_mb: 512,

@@ -1,0 +1,532 @@
+//! Tasks written as data (issue 21): a task's `[[scenario]]`, the ordered
+//! steps the harness drives (`turn`, `set`, `click`, `idle`) and the
+//! expectations the host judges on the fake server's recordings after
+//! them. A task without a scenario runs the reset flow, unchanged.
+//!
+//! The language is read and checked here; the harness interprets it in
+//! the sandbox (`docker/harness/harness.py`, `run_scenario`), and the host
+//! judges its expectations (`harness::scenario`) from evidence outside the
+//! candidate's process only.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The steps a scenario may take, in the README's table order.
+pub const STEPS: [&str; 4] = ["turn", "set", "click", "idle"];
+
+/// The expectations a step may carry, in the README's table order.
+pub const EXPECTATIONS: [&str; 5] = ["present", "equals", "contains", "absent", "alive"];
+
+/// The codes a failed step gets when the task names none, by step kind.
+pub const DEFAULT_STEP_FAILURES: [(&str, &str); 4] = [
+    ("turn", "turn_failed"),
+    ("set", "control_not_found"),
+    ("click", "control_not_found"),
+    ("idle", "idle_failed"),
+];
+
+/// The controls a `set` step may drive, as Qt names their classes.
+pub const SET_KINDS: [&str; 6] = [
+    "QSpinBox",
+    "QDoubleSpinBox",
+    "QSlider",
+    "QComboBox",
+    "QCheckBox",
+    "QLineEdit",
+];
+
+/// At most this many `turn` steps (the turns `turns::new_turns` draws).
+pub const MAX_TURNS: usize = crate::turns::TURN_COUNT;
+
+/// The longest a scenario's `idle` may move the app's clock, in seconds.
+pub const MAX_IDLE_SECONDS: f64 = 3600.0;
+
+/// One step of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioStep {
+    /// `turn`, `set`, `click` or `idle`.
+    pub step: String,
+    /// `set`, `click`: a regex (Rust's and Python's) on the control's text,
+    /// tooltip, accessible name, objectName in words, or its label's text.
+    #[serde(default)]
+    pub control: String,
+    /// `set`: the Qt classes the control may be (default: all of [`SET_KINDS`]).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// `set`: the value (a number, a bool for a check box, a string for a
+    /// combo box's item or a line edit).
+    #[serde(default)]
+    pub value: Option<Value>,
+    /// `idle`: seconds of the app's clock (default 30).
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// The code when the step cannot be done (default by kind:
+    /// [`DEFAULT_STEP_FAILURES`]).
+    #[serde(default)]
+    pub failure: String,
+    /// What the report says then, before the harness's detail.
+    #[serde(default)]
+    pub reason: String,
+    /// What must hold of the requests of this step (a `turn`'s).
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+/// What must be observed after a step, and the code and reason when not.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// A dotted path into each request's JSON body (`options.temperature`),
+    /// or several: the first one present is judged.
+    #[serde(default)]
+    pub json_path: JsonPaths,
+    /// The path is in every request of the turn.
+    #[serde(default)]
+    pub present: bool,
+    #[serde(default)]
+    pub equals: Option<Value>,
+    #[serde(default)]
+    pub contains: Option<Value>,
+    #[serde(default)]
+    pub absent: bool,
+    /// The app is still running after the step.
+    #[serde(default)]
+    pub alive: bool,
+    /// The code the verification gets when this does not hold.
+    pub failure: String,
+    /// The report's words: `{path}`, `{expected}`, `{found}`, `{request}`
+    /// and `{turn}` are filled in.
+    pub reason: String,
+}
+
+/// One JSON path or several alternatives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum JsonPaths {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl JsonPaths {
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            JsonPaths::None => Vec::new(),
+            JsonPaths::One(p) => vec![p.as_str()],
+            JsonPaths::Many(ps) => ps.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl Expectation {
+    /// Which of [`EXPECTATIONS`] this is (exactly one is given).
+    pub fn kind(&self) -> Result<&'static str, String> {
+        let given: Vec<&'static str> = [
+            ("present", self.present),
+            ("equals", self.equals.is_some()),
+            ("contains", self.contains.is_some()),
+            ("absent", self.absent),
+            ("alive", self.alive),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name)
+        .collect();
+        match given.as_slice() {
+            [one] => Ok(one),
+            [] => Err(format!(
+                "an expectation needs one of {}",
+                EXPECTATIONS.join(", ")
+            )),
+            many => Err(format!(
+                "an expectation is one of {}, not several ({})",
+                EXPECTATIONS.join(", "),
+                many.join(", ")
+            )),
+        }
+    }
+}
+
+impl ScenarioStep {
+    /// The code this step gets when it cannot be done.
+    pub fn failure_code(&self) -> &str {
+        if !self.failure.is_empty() {
+            return &self.failure;
+        }
+        DEFAULT_STEP_FAILURES
+            .iter()
+            .find(|(kind, _)| *kind == self.step)
+            .map_or("crashed", |(_, code)| code)
+    }
+}
+
+/// The harness's step names for a scenario, in order: `compile`, `launch`,
+/// `find_window`, then `turn_N`, `set_N`, `click_N` (counted per kind) and
+/// `idle`. `harness.py`'s `run_scenario` names them the same way.
+pub fn step_names(scenario: &[ScenarioStep]) -> Vec<String> {
+    let mut names: Vec<String> = ["compile", "launch", "find_window"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for step in scenario {
+        let count = counts.entry(step.step.as_str()).or_default();
+        *count += 1;
+        names.push(match step.step.as_str() {
+            "idle" => "idle".to_string(),
+            kind => format!("{kind}_{count}"),
+        });
+    }
+    names
+}
+
+/// How many turns a scenario types.
+pub fn turn_count(scenario: &[ScenarioStep]) -> usize {
+    scenario.iter().filter(|s| s.step == "turn").count()
+}
+
+/// Every failure code a scenario can give (its steps' and expectations').
+pub fn failure_codes(scenario: &[ScenarioStep]) -> Vec<String> {
+    let mut codes: Vec<String> = Vec::new();
+    for step in scenario {
+        let step_code = step.failure_code().to_string();
+        for code in std::iter::once(step_code).chain(step.expect.iter().map(|e| e.failure.clone()))
+        {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+    }
+    codes
+}
+
+/// Whether a task's own failure code is well formed: snake_case words.
+fn is_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 60
+        && code.starts_with(|c: char| c.is_ascii_lowercase())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Checks a scenario as written: known steps and expectations, what each
+/// needs, patterns that compile, the limits of this slice (at most
+/// [`MAX_TURNS`] turns, one `click`, one `idle`). Each message says what
+/// to change.
+pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
+    let mut clicks = 0;
+    let mut idles = 0;
+    for (i, step) in scenario.iter().enumerate() {
+        let at = format!("scenario step {} (`{}`)", i + 1, step.step);
+        if !STEPS.contains(&step.step.as_str()) {
+            return Err(format!(
+                "{at}: unknown step; a step is one of {}",
+                STEPS.join(", ")
+            ));
+        }
+        if !step.failure.is_empty() && !is_code(&step.failure) {
+            return Err(format!(
+                "{at}: failure `{}` is not a snake_case code",
+                step.failure
+            ));
+        }
+        match step.step.as_str() {
+            "set" | "click" => {
+                if step.control.is_empty() {
+                    return Err(format!("{at}: needs `control`, a pattern that finds it"));
+                }
+                regex::Regex::new(&step.control)
+                    .map_err(|e| format!("{at}: control pattern: {e}"))?;
+            }
+            _ if !step.control.is_empty() => {
+                return Err(format!("{at}: only `set` and `click` take `control`"))
+            }
+            _ => {}
+        }
+        match step.step.as_str() {
+            "set" if step.value.is_none() => {
+                return Err(format!("{at}: needs `value`"));
+            }
+            "set" => {
+                if let Some(kind) = step.kinds.iter().find(|k| !SET_KINDS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "{at}: `{kind}` is not a control `set` drives (one of {})",
+                        SET_KINDS.join(", ")
+                    ));
+                }
+            }
+            _ if step.value.is_some() || !step.kinds.is_empty() => {
+                return Err(format!("{at}: only `set` takes `value` and `kinds`"));
+            }
+            _ => {}
+        }
+        match step.step.as_str() {
+            "click" => clicks += 1,
+            "idle" => {
+                idles += 1;
+                if let Some(s) = step.seconds {
+                    if !(s > 0.0 && s <= MAX_IDLE_SECONDS) {
+                        return Err(format!(
+                            "{at}: seconds must be above 0 and at most {MAX_IDLE_SECONDS}"
+                        ));
+                    }
+                }
+            }
+            _ if step.seconds.is_some() => {
+                return Err(format!("{at}: only `idle` takes `seconds`"));
+            }
+            _ => {}
+        }
+        for (j, expectation) in step.expect.iter().enumerate() {
+            let at = format!("{at}, expectation {}", j + 1);
+            let kind = expectation.kind().map_err(|e| format!("{at}: {e}"))?;
+            if !is_code(&expectation.failure) {
+                return Err(format!(
+                    "{at}: failure `{}` is not a snake_case code",
+                    expectation.failure
+                ));
+            }
+            if expectation.reason.trim().is_empty() {
+                return Err(format!("{at}: needs a `reason`"));
+            }
+            let paths = expectation.json_path.paths();
+            match kind {
+                "alive" if !paths.is_empty() => {
+                    return Err(format!("{at}: `alive` takes no json_path"))
+                }
+                "alive" => {}
+                _ if step.step != "turn" => {
+                    return Err(format!(
+                    "{at}: expectations on requests belong to a `turn` step (the requests it sent)"
+                ))
+                }
+                _ if paths.is_empty() || paths.iter().any(|p| p.is_empty()) => {
+                    return Err(format!("{at}: needs a `json_path`"))
+                }
+                _ => {}
+            }
+        }
+    }
+    if turn_count(scenario) > MAX_TURNS {
+        return Err(format!("a scenario types at most {MAX_TURNS} turns"));
+    }
+    if clicks > 1 || idles > 1 {
+        return Err(
+            "a scenario has at most one `click` and one `idle` step (the supervisor's pointer and clock move once a run)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The value at a dotted path of a JSON body (`options.temperature`,
+/// `messages.0.role`), if there is one.
+pub fn at_path<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(body, |value, key| match value {
+        Value::Object(map) => map.get(key),
+        Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+/// Whether `found` equals `expected`: numbers compared as numbers (within
+/// a millionth, so 0.2 typed and 0.2 computed from a slider's 20 agree).
+pub fn json_equals(found: &Value, expected: &Value) -> bool {
+    match (found.as_f64(), expected.as_f64()) {
+        (Some(a), Some(b)) if found.is_number() && expected.is_number() => {
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+        }
+        _ => found == expected,
+    }
+}
+
+/// Whether `found` contains `expected`: a substring of a string, an item
+/// of an array (by [`json_equals`]), a key of an object.
+pub fn json_contains(found: &Value, expected: &Value) -> bool {
+    match (found, expected) {
+        (Value::String(s), Value::String(e)) => s.contains(e.as_str()),
+        (Value::Array(items), e) => items.iter().any(|i| json_equals(i, e)),
+        (Value::Object(map), Value::String(e)) => map.contains_key(e.as_str()),
+        _ => false,
+    }
+}
+
+/// `reason` with its placeholders filled in.
+pub fn fill(reason: &str, fields: &[(&str, String)]) -> String {
+    let mut text = reason.to_string();
+    for (name, value) in fields {
+        text = text.replace(&format!("{{{name}}}"), value);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str) -> Vec<ScenarioStep> {
+        #[derive(Deserialize)]
+        struct File {
+            scenario: Vec<ScenarioStep>,
+        }
+        toml::from_str::<File>(text).unwrap().scenario
+    }
+
+    const TEMPERATURE: &str = r#"
+[[scenario]]
+step = "turn"
+[[scenario]]
+step = "set"
+control = '(?i)temp'
+value = 0.2
+failure = "no_temperature_control"
+[[scenario]]
+step = "turn"
+[[scenario.expect]]
+json_path = "options.temperature"
+equals = 0.2
+failure = "temperature_not_sent"
+reason = "the request after setting {expected} had {path} {found}"
+"#;
+
+    #[test]
+    fn a_scenario_reads_and_names_its_steps_as_the_harness_does() {
+        let scenario = parse(TEMPERATURE);
+        validate(&scenario).unwrap();
+        assert_eq!(
+            step_names(&scenario),
+            [
+                "compile",
+                "launch",
+                "find_window",
+                "turn_1",
+                "set_1",
+                "turn_2"
+            ]
+        );
+        assert_eq!(turn_count(&scenario), 2);
+        assert_eq!(
+            failure_codes(&scenario),
+            [
+                "turn_failed",
+                "no_temperature_control",
+                "temperature_not_sent"
+            ]
+        );
+        assert_eq!(scenario[1].value, Some(json!(0.2)));
+    }
+
+    #[test]
+    fn a_scenario_that_cannot_run_is_refused_with_what_to_change() {
+        let cases = [
+            ("[[scenario]]\nstep = \"jump\"", "unknown step"),
+            ("[[scenario]]\nstep = \"set\"\nvalue = 1", "needs `control`"),
+            ("[[scenario]]\nstep = \"set\"\ncontrol = 'x'", "needs `value`"),
+            ("[[scenario]]\nstep = \"set\"\ncontrol = '('\nvalue = 1", "control pattern"),
+            ("[[scenario]]\nstep = \"set\"\ncontrol = 'x'\nvalue = 1\nkinds = [\"QDial\"]", "QDial"),
+            ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\njson_path = \"a\"\nfailure = \"x\"\nreason = \"r\"", "needs one of"),
+            ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\njson_path = \"a\"\nabsent = true\nalive = true\nfailure = \"x\"\nreason = \"r\"", "not several"),
+            ("[[scenario]]\nstep = \"idle\"\n[[scenario.expect]]\njson_path = \"a\"\nabsent = true\nfailure = \"x\"\nreason = \"r\"", "belong to a `turn`"),
+            ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\nabsent = true\nfailure = \"Bad Code\"\nreason = \"r\"", "snake_case"),
+            ("[[scenario]]\nstep = \"idle\"\nseconds = 0", "seconds"),
+            ("[[scenario]]\nstep = \"idle\"\n[[scenario]]\nstep = \"idle\"", "at most one"),
+        ];
+        for (text, says) in cases {
+            let error = match toml::from_str::<toml::Value>(text) {
+                Ok(_) => {
+                    #[derive(Deserialize)]
+                    struct File {
+                        scenario: Vec<ScenarioStep>,
+                    }
+                    match toml::from_str::<File>(text) {
+                        Ok(file) => validate(&file.scenario).unwrap_err(),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        let many_turns = "[[scenario]]\nstep = \"turn\"\n".repeat(MAX_TURNS + 1);
+        assert!(validate(&parse(&many_turns))
+            .unwrap_err()
+            .contains("at most"));
+    }
+
+    #[test]
+    fn paths_values_and_reasons() {
+        let body = json!({"options": {"temperature": 0.2}, "messages": [{"role": "system"}], "temperature": 0.8});
+        assert_eq!(at_path(&body, "options.temperature"), Some(&json!(0.2)));
+        assert_eq!(at_path(&body, "messages.0.role"), Some(&json!("system")));
+        assert_eq!(at_path(&body, "options.top_p"), None);
+        assert_eq!(at_path(&body, "temperature.x"), None);
+        assert!(json_equals(&json!(0.2), &json!(0.2)));
+        assert!(json_equals(&json!(20.0 / 100.0), &json!(0.2)));
+        assert!(!json_equals(&json!(0.8), &json!(0.2)));
+        assert!(!json_equals(&json!("0.2"), &json!(0.2)));
+        assert!(json_contains(&json!("you are kind"), &json!("kind")));
+        assert!(json_contains(&json!([1, 0.2]), &json!(0.2)));
+        assert!(!json_contains(&json!(0.2), &json!(0.2)));
+        assert_eq!(
+            fill(
+                "had {path} {found}, not {expected}",
+                &[
+                    ("path", "options.temperature".into()),
+                    ("found", "0.8".into()),
+                    ("expected", "0.2".into())
+                ]
+            ),
+            "had options.temperature 0.8, not 0.2"
+        );
+    }
+}
+
+/// The shipped task written as data: its scenario reads, and its static
+/// grading (`[static]`) takes each fixture answer's change as asked or not.
+#[cfg(test)]
+mod temperature_task {
+    use std::path::Path;
+
+    use crate::grading::{extract, static_grade};
+    use crate::task::Task;
+
+    fn changes(task: &Task, answer: &str) -> Vec<String> {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/outputs/temperature-control");
+        let text = std::fs::read_to_string(dir.join(answer)).unwrap();
+        let script = extract::extract(&text, Some(&task.original_source))
+            .unwrap()
+            .script;
+        let report = static_grade::grade(&script, task);
+        assert!(!report.is_snippet(), "{answer}: {report:?}");
+        report
+            .unrequested_changes
+            .iter()
+            .chain(&report.suspicious)
+            .map(|c| c.kind.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_requested_change_is_not_an_unrequested_one() {
+        let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tasks");
+        let task = Task::load(&tasks, "temperature-control").unwrap();
+        assert_eq!(super::turn_count(&task.scenario), 3);
+        for answer in ["spinbox.md", "slider.md", "stale-value.md", "top-level.md"] {
+            assert_eq!(changes(&task, answer), Vec::<String>::new(), "{answer}");
+        }
+        let restructured = changes(&task, "restructured.md");
+        assert!(
+            restructured.contains(&"new_layout".to_string()),
+            "{restructured:?}"
+        );
+        // The reset task's grading is unchanged: the same answer there
+        // changes `submit`, its submit handler, which may not change.
+        let reset = Task::load(&tasks, "reset-conversation").unwrap();
+        assert!(changes(&reset, "spinbox.md").contains(&"method_changed".to_string()));
+    }
+}
