@@ -43,19 +43,19 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
         }
         todo.push(answer);
     }
-    match &args.server {
+    match &args.grading.server {
         Some(url) => done.extend(grade_remotely(&args, url, todo).await?),
         None => done.extend(grade_here(&args, todo).await?),
     }
     done.sort_by(Verification::report_order);
-    let pass_at: Vec<usize> = args.pass_at.iter().map(|&k| k as usize).collect();
-    let rendered = render::report(&done, args.format, &pass_at);
-    match &args.out {
+    let pass_at: Vec<usize> = args.grading.pass_at.iter().map(|&k| k as usize).collect();
+    let rendered = render::report(&done, args.grading.format, &pass_at);
+    match &args.grading.out {
         Some(path) => std::fs::write(path, rendered)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{rendered}"),
     }
-    let code = exit_codes::of_grade(&done, args.fail_under);
+    let code = exit_codes::of_grade(&done, args.grading.fail_under);
     let not_judged = done.iter().filter(|v| v.label == Label::Error).count();
     if code == exit_codes::NOT_JUDGED {
         eprintln!(
@@ -65,7 +65,7 @@ pub(super) async fn grade_command(args: GradeArgs) -> Result<i32> {
         eprintln!(
             "qtjudge: tier-1 rate {:.2} is below --fail-under {:.2}",
             Counts::of(&done).tier1_rate(),
-            args.fail_under.unwrap_or_default()
+            args.grading.fail_under.unwrap_or_default()
         );
     }
     Ok(code)
@@ -80,7 +80,8 @@ async fn grade_here(args: &GradeArgs, todo: Vec<Answer>) -> Result<Vec<Verificat
     for task in named {
         picker.check(task)?;
     }
-    let sandbox = make_sandbox(&args.common, args.warm.unwrap_or(args.jobs)).await?;
+    let sandbox =
+        make_sandbox(&args.common, args.grading.warm.unwrap_or(args.grading.jobs)).await?;
     let done = grade_with(args, todo, picker, sandbox.clone()).await;
     sandbox.shutdown().await;
     Ok(done)
@@ -120,7 +121,7 @@ async fn grade_with(
             v
         }
     }))
-    .buffer_unordered(args.jobs.max(1));
+    .buffer_unordered(args.grading.jobs.max(1));
     let mut done = Vec::new();
     while let Some(v) = stream.next().await {
         done.push(v);
@@ -159,7 +160,7 @@ async fn grade_remotely(
     url: &str,
     todo: Vec<Answer>,
 ) -> Result<Vec<Verification>> {
-    let service = crate::client::Service::new(url, args.token.clone())?;
+    let service = crate::client::Service::new(url, args.grading.token.clone())?;
     if todo.is_empty() {
         return Ok(Vec::new());
     }
@@ -176,7 +177,7 @@ async fn grade_remotely(
         .grade(
             task,
             todo,
-            args.batch_size,
+            args.grading.batch_size,
             |finished, _| bar.set_position(finished as u64),
             |mut v, answer| {
                 keep_result(&args.run_dir, &answer.stem(), &mut v);

@@ -204,6 +204,20 @@ pub struct GradeArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub grading: Grading,
+    /// Folder keeping each answer's result and screenshots.
+    #[arg(long, default_value = "qtjudge-run")]
+    pub run_dir: PathBuf,
+    /// Skip answers already graded in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// How answers are judged and reported: `grade`'s flags, which `showdown`
+/// takes too for the grading after its generation.
+#[derive(Args, Debug)]
+pub struct Grading {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Write the report here instead of stdout.
@@ -215,12 +229,6 @@ pub struct GradeArgs {
     /// Exit 1 when the share of tier-1 answers is below this (0..1).
     #[arg(long)]
     pub fail_under: Option<f64>,
-    /// Folder keeping each answer's result and screenshots.
-    #[arg(long, default_value = "qtjudge-run")]
-    pub run_dir: PathBuf,
-    /// Skip answers already graded in --run-dir.
-    #[arg(long)]
-    pub resume: bool,
     /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
     #[arg(long)]
     pub warm: Option<usize>,

@@ -10,8 +10,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::generate::{generate_into, ModelArgs};
-use super::{exit_codes, Common, GradeArgs};
-use crate::render::Format;
+use super::{exit_codes, Common, GradeArgs, Grading};
 use crate::task::{self, Task};
 
 /// The answers file inside the run folder.
@@ -23,41 +22,12 @@ pub struct ShowdownArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub common: Common,
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
-    /// Write the report here instead of stdout.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Answers verified at once (each in its own container).
-    #[arg(long, default_value_t = super::default_jobs())]
-    pub jobs: usize,
-    /// Exit 1 when the share of tier-1 answers is below this (0..1).
-    #[arg(long)]
-    pub fail_under: Option<f64>,
+    #[command(flatten)]
+    pub grading: Grading,
     /// Folder keeping the answers (`answers.jsonl`), each one's result and
     /// screenshots.
     #[arg(long, default_value = "qtjudge-run")]
     pub run_dir: PathBuf,
-    /// Containers kept started ahead with the harness warm (default: --jobs; 0 turns the pool off).
-    #[arg(long)]
-    pub warm: Option<usize>,
-    /// Grade by a running `qtjudge serve` at this URL instead of here.
-    #[arg(long, env = "QTJUDGE_SERVER")]
-    pub server: Option<String>,
-    /// The service's bearer token (with --server).
-    #[arg(
-        long,
-        env = "QTJUDGE_TOKEN",
-        hide_env_values = true,
-        requires = "server"
-    )]
-    pub token: Option<String>,
-    /// The k of each pass@k the leaderboard shows, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub pass_at: Vec<u32>,
-    /// Answers per batch request (with --server).
-    #[arg(long, default_value_t = crate::client::DEFAULT_BATCH_SIZE, requires = "server")]
-    pub batch_size: usize,
 }
 
 pub(super) async fn showdown_command(args: ShowdownArgs) -> Result<i32> {
@@ -78,18 +48,10 @@ pub(super) async fn showdown_command(args: ShowdownArgs) -> Result<i32> {
     let grade = GradeArgs {
         paths: vec![answers],
         common: args.common,
-        format: args.format,
-        out: args.out,
-        jobs: args.jobs,
-        fail_under: args.fail_under,
+        grading: args.grading,
         run_dir: args.run_dir,
         // Results already in the run folder are those of these answers.
         resume: true,
-        warm: args.warm,
-        server: args.server,
-        token: args.token,
-        pass_at: args.pass_at,
-        batch_size: args.batch_size,
     };
     let code = super::grade::grade_command(grade).await?;
     if !generated.failed.is_empty() && code == exit_codes::OK {

@@ -3,6 +3,7 @@
 //! Load may delay a verdict (a busy machine's CPU stall lengthens the wall
 //! clock, capped: `sandbox::machine_load`), never make one.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -31,16 +32,7 @@ async fn fork_bombs_under_load_are_stopped_at_their_pids_limit() {
     };
     let _turn = BOTH_CORES.lock().await;
     let temp = tempfile::tempdir().unwrap();
-    let tasks = temp.path().join("tasks");
-    tightened_task(&tasks);
-    let server = Server::start(
-        &temp.path().join("data"),
-        &["--workers", "4", "--tasks-dir", tasks.to_str().unwrap()],
-    );
-    server.wait_ready().await;
-    // The original's run (for the layout comparison) before the load.
-    let warm_up = server.submit("warm-up", &fixture("correct.py")).await;
-    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+    let server = warmed_up_server(temp.path(), 4).await;
 
     let bomb = std::fs::read_to_string(repo().join("fixtures/hostile/fork-bomb.py")).unwrap();
     let benign = fixture("correct.py");
@@ -136,15 +128,7 @@ async fn a_busy_machine_delays_verdicts_but_never_makes_them() {
     };
     let _turn = BOTH_CORES.lock().await;
     let temp = tempfile::tempdir().unwrap();
-    let tasks = temp.path().join("tasks");
-    tightened_task(&tasks);
-    let server = Server::start(
-        &temp.path().join("data"),
-        &["--workers", "2", "--tasks-dir", tasks.to_str().unwrap()],
-    );
-    server.wait_ready().await;
-    let warm_up = server.submit("warm-up", &fixture("correct.py")).await;
-    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+    let server = warmed_up_server(temp.path(), 2).await;
 
     let hogs = Hogs::start(3);
     let spin = std::fs::read_to_string(repo().join("fixtures/hostile/loop-init.py")).unwrap();
@@ -197,6 +181,27 @@ async fn a_busy_machine_delays_verdicts_but_never_makes_them() {
     let pid = server.pid();
     server.stop();
     assert_eq!(containers_of(pid).await, 0, "a container was left behind");
+}
+
+/// A service on the tightened task with `workers` workers, the original's
+/// run (for the layout comparison) done before any load.
+async fn warmed_up_server(temp: &Path, workers: usize) -> Server {
+    let tasks = temp.join("tasks");
+    tightened_task(&tasks);
+    let workers = workers.to_string();
+    let server = Server::start(
+        &temp.join("data"),
+        &[
+            "--workers",
+            &workers,
+            "--tasks-dir",
+            tasks.to_str().unwrap(),
+        ],
+    );
+    server.wait_ready().await;
+    let warm_up = server.submit("warm-up", &fixture("correct.py")).await;
+    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+    server
 }
 
 /// Threads of this process that keep cores busy until stopped.
