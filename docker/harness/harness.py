@@ -490,17 +490,19 @@ def answer_modal_dialogs():
     if REAL_CLICKS.active and button is not None and ON_SCREEN:
         # The wrapper is held, so the binding hands back this same object
         # for the box while it lives (an id() of a dropped wrapper is not).
-        reported = next((at for box, at in REAL_CLICKS.reported if box is modal), None)
+        reported = next(((at, busy) for box, at, busy in REAL_CLICKS.reported if box is modal), None)
         if reported is None:
             if not modal.isVisible():
                 return  # not shown yet: the next round
             _note_dialog(modal)
-            REAL_CLICKS.reported.append((modal, _wall()))
+            # The wait grows by a busy machine's stall (machine_load.py).
+            REAL_CLICKS.reported.append((modal, _wall(), machine_load.Allowance(DIALOG_FALLBACK_S)))
             # The supervisor waits a person's while (its clock moved), then
             # clicks this; nothing is answered on this line.
             report("dialog", rect=_global_rect(button))
             return
-        if _wall() - reported < DIALOG_FALLBACK_S:
+        at, busy = reported
+        if _wall() - at < busy.deadline(DIALOG_FALLBACK_S):
             return
         REAL_CLICKS.answered_here.append(DIALOGS[-1]["text"] if DIALOGS else "")
         button.click()
@@ -893,6 +895,44 @@ def _send_deferred_deletes():
         QtCore.QCoreApplication.sendPostedEvents(None, DEFERRED_DELETE)
     except TypeError:  # PyQt6 takes the event type as a plain int
         QtCore.QCoreApplication.sendPostedEvents(None, int(DEFERRED_DELETE.value))
+
+
+def too_small_for_a_person(button):
+    """Why a person could not read or hit `button` on the screen (None when
+    they can): a speck of a few pixels, or a box less than half as wide as
+    its label's text (or icon) or much less tall, so the label cannot be
+    read. Icon buttons and short labels in small boxes are fine."""
+    width, height = qcall(button, "width"), qcall(button, "height")
+    if width * height < 64:
+        return f"{width}x{height} px on the screen"
+    text = without_mnemonic(qcall(button, "text") or "").strip()
+    metrics = button.fontMetrics()
+    if text:
+        advance = getattr(metrics, "horizontalAdvance", None) or metrics.width
+        need_width = max(advance(line) for line in text.splitlines())
+        need_height = metrics.height()
+    else:
+        icon = button.iconSize()
+        need_width, need_height = icon.width(), icon.height()
+    if width < 0.5 * need_width or height < 0.6 * need_height:
+        return f"{width}x{height} px on the screen for a label that needs {need_width}x{need_height}"
+    return None
+
+
+def why_a_person_cannot_use(control):
+    """Why a person could not change `control` with the mouse or keyboard
+    (None when they can): it lets the mouse through (it or its editor), or
+    an editor that is read-only or never takes the keyboard focus."""
+    transparent = QT.enum(Qt, "WidgetAttribute", "WA_TransparentForMouseEvents")
+    for widget in [control] + list(control.findChildren(QtWidgets.QLineEdit)):
+        if widget.testAttribute(transparent):
+            return "it lets the mouse through (WA_TransparentForMouseEvents)"
+    if isinstance(control, (QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit)):
+        if control.isReadOnly():
+            return "it is read-only"
+        if control.focusPolicy() == QT.enum(Qt, "FocusPolicy", "NoFocus"):
+            return "it never takes the keyboard focus (Qt.NoFocus)"
+    return None
 
 
 def wait_until(predicate, timeout_s):
@@ -1472,7 +1512,10 @@ class Run:
             if state["in_window"] and state["visible"] and state["enabled"]:
                 hit = widget_under_centre(button)
                 state["under_click_point"] = hit is button or (hit is not None and button.isAncestorOf(hit))
-                if state["under_click_point"]:
+                small = too_small_for_a_person(button)
+                if small:
+                    state["too_small"] = small
+                if state["under_click_point"] and not small:
                     usable.append(button)
             seen.append(state)
         if usable:
@@ -1988,7 +2031,13 @@ class Run:
     def set_value(self, control, value):
         """Sets the control as a person would: types into a spin box or a
         line edit (then Return), picks a combo box's item, ticks a check
-        box, moves a slider until a label beside it shows the value."""
+        box, moves a slider until a label beside it shows the value. A
+        control a person could not change (read-only, never focused, the
+        mouse let through) fails the step: the harness could still set it
+        from inside the app, and a pass must not rest on that."""
+        unusable = why_a_person_cannot_use(control)
+        if unusable:
+            raise Failure(f"the {type(control).__name__} found cannot be changed by a person: {unusable}")
         if isinstance(control, QtWidgets.QAbstractButton) and control.isCheckable():
             if bool(control.isChecked()) != bool(value):
                 click(control)
@@ -2019,8 +2068,8 @@ class Run:
                 pump_until_idle()
                 typed = abs(float(control.value()) - number) <= 1e-9 * max(1.0, abs(number))
             if not typed:
-                control.setValue(number)
-            return f"{type(control).__name__} {'typed' if typed else 'set'} to {number!r} (it shows {control.text()!r})"
+                raise Failure(f"typing {control.textFromValue(number)!r} and Return into the {type(control).__name__} left it at {control.value()!r}: a person could not set it")
+            return f"{type(control).__name__} typed to {number!r} (it shows {control.text()!r})"
         if isinstance(control, QtWidgets.QAbstractSlider):
             return self.move_slider(control, float(value))
         if isinstance(control, QtWidgets.QLineEdit):
@@ -2108,6 +2157,8 @@ def _why_unusable(state):
         return f"{state['text']!r} is hidden"
     if not state["enabled"]:
         return f"{state['text']!r} is disabled"
+    if state.get("too_small"):
+        return f"{state['text']!r} is too small to read or hit ({state['too_small']})"
     return f"{state['text']!r} is covered by another widget"
 
 

@@ -924,7 +924,27 @@ class Frames:
         # The press, from here: the harness only said where the control is.
         clicked = ok and self.click(screen, target_x, target_y)
         ok &= synced
+        if clicked:
+            # A person's hand moves on after the click (to read, to type
+            # again): the pointer leaves the control, so what the app does
+            # when it is left (undo the reset on leaveEvent, say) is part
+            # of the reset the judge sees.
+            self.move_off(screen, x, y, width, height)
         return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
+
+    def move_off(self, screen, x, y, width, height):
+        """The pointer, from the control at (x, y, width, height), travels
+        well clear of it (up and to the side, inside the screen) in a few
+        steps, and rests there."""
+        start_x, start_y = self._pointer_at
+        away_x = min(max(8.0, x - 40.0 if x > screen.width / 2 else x + width + 40.0), screen.width - 8.0)
+        away_y = min(max(8.0, y - 80.0), screen.height - 8.0)
+        for step in range(1, 5):
+            share = step / 4
+            screen.pointer(start_x + (away_x - start_x) * share, start_y + (away_y - start_y) * share)
+            time.sleep(POINTER_STEP_S)
+        self._pointer_at = (away_x, away_y)
+        screen.sync(timeout=1.0)
 
     def click(self, screen, x, y):
         """A person's left click at (x, y): the button pressed, held a

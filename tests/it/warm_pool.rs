@@ -69,14 +69,16 @@ async fn a_stale_warm_container_is_never_handed_out() {
     let Some(cold) = docker().await else { return };
     let config = PoolConfig {
         size: 1,
-        max_age: Duration::from_secs(2),
+        // Counted from the container's start: long enough for its harness
+        // to warm up on a loaded machine (else it is stale on arrival).
+        max_age: Duration::from_secs(8),
         idle_after: Duration::from_secs(60),
     };
     let sandbox = (*cold).clone().with_warm_pool(config);
     let answer = fixture("correct.py");
     qtjudge::verify::verify(&answer, "fills-the-pool", &prepared(), &sandbox).await;
     let stale = wait_for_warm(&sandbox, 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     let v = qtjudge::verify::verify(&answer, "after-expiry", &prepared(), &sandbox).await;
     assert_eq!(v.label, Label::Flawless, "{v:#?}");
     assert!(
