@@ -12,6 +12,7 @@
 mod choose;
 mod diff;
 mod fences;
+mod join;
 mod reasoning;
 mod unfenced;
 

@@ -231,3 +231,145 @@ fn large_answers_are_extracted() {
     let got = extract(&raw, Some(ORIGINAL)).unwrap();
     assert_eq!(got.source, ScriptSource::FencedBlock);
 }
+
+// The original split in two parts: the imports and `App`, then `main`.
+const PART_1: &str = "import sys\n\n\nclass App:\n    def init_ui(self):\n        self.x = 1\n\n    def submit(self):\n        pass\n\n    def reset(self):\n        self.history = []\n";
+const PART_2: &str = "\n\ndef main():\n    App()\n";
+
+#[test]
+fn a_script_given_in_consecutive_parts_is_joined() {
+    let raw = format!(
+        "The script is long, so I'll give it in two parts.\n\n{}\nPart 2:\n\n{}Run it:\n{}",
+        fenced("python", PART_1),
+        fenced("python", PART_2),
+        fenced("bash", "python app.py\n"),
+    );
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert_eq!(got.source, ScriptSource::FencedBlock);
+    assert_eq!(got.block_index, Some(1));
+    assert_eq!(got.script, format!("{PART_1}{PART_2}"));
+    assert!(
+        got.notes
+            .iter()
+            .any(|n| n
+                .starts_with("blocks 1-2 joined: together they hold every original definition")),
+        "{:?}",
+        got.notes
+    );
+}
+
+#[test]
+fn parts_that_together_still_miss_a_definition_stay_a_snippet() {
+    // `submit` is in neither block: no join, the block with most is taken.
+    let part_1 = "import sys\n\n\nclass App:\n    def init_ui(self):\n        self.x = 1\n";
+    let raw = format!("{}{}", fenced("python", part_1), fenced("python", PART_2));
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert_eq!(got.script, part_1);
+    assert!(!got.notes.iter().any(|n| n.contains("joined")));
+}
+
+#[test]
+fn a_recap_repeating_a_method_is_never_joined() {
+    // Block 2 covers the missing `main`, but repeats `App.submit` (a recap
+    // of a changed method): blocks of one script define nothing twice.
+    let part_1 = "import sys\n\n\nclass App:\n    def init_ui(self):\n        self.x = 1\n\n    def submit(self):\n        pass\n";
+    let recap =
+        "class App:\n    def submit(self):\n        self.sent = True\n\n\ndef main():\n    App()\n";
+    let raw = format!("{}{}", fenced("python", part_1), fenced("python", recap));
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert!(
+        !got.notes.iter().any(|n| n.contains("joined")),
+        "{:?}",
+        got.notes
+    );
+    // An orphan method snippet (no class line) repeating one is refused too.
+    let orphan = "    def submit(self):\n        self.sent = True\n\ndef main():\n    App()\n";
+    let raw = format!("{}{}", fenced("python", part_1), fenced("python", orphan));
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert!(
+        !got.notes.iter().any(|n| n.contains("joined")),
+        "{:?}",
+        got.notes
+    );
+}
+
+#[test]
+fn parts_must_be_consecutive_python_blocks() {
+    let raw = format!(
+        "{}{}{}",
+        fenced("python", PART_1),
+        fenced("bash", "pip install PyQt5\n"),
+        fenced("python", PART_2)
+    );
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert_eq!(got.script, PART_1);
+    assert!(!got.notes.iter().any(|n| n.contains("joined")));
+}
+
+/// `FULL` with one more method: ties with `FULL` on the original's
+/// definitions and is longer.
+const FULL_WITH_CONFIRM: &str = "import sys\n\n\nclass App:\n    def init_ui(self):\n        self.x = 1\n\n    def submit(self):\n        pass\n\n    def reset(self):\n        if self.confirm():\n            self.history = []\n\n    def confirm(self):\n        return True\n\n\ndef main():\n    App()\n";
+
+#[test]
+fn an_optional_variant_after_the_answer_is_not_chosen() {
+    for intro in [
+        "---\n\n**Optional:** if you want a confirmation dialog, here is the same script with one:\n\n",
+        "Alternatively, a version that asks first:\n",
+        "If you'd like a confirmation too, use this variant:\n",
+        "Bonus \u{2014} with a confirmation:\n",
+    ] {
+        let raw = format!(
+            "Here is the script:\n\n{}\nThe button clears everything.\n\n{intro}{}",
+            fenced("python", FULL),
+            fenced("python", FULL_WITH_CONFIRM)
+        );
+        let got = extract(&raw, Some(ORIGINAL)).unwrap();
+        assert_eq!(got.block_index, Some(1), "{intro}");
+        assert_eq!(got.script, FULL);
+        assert!(
+            got.notes
+                .iter()
+                .any(|n| n.starts_with("block 2 (python, 20 lines) dropped: introduced as")),
+            "{:?}",
+            got.notes
+        );
+    }
+}
+
+#[test]
+fn an_original_then_the_refactored_script_picks_the_refactored() {
+    let raw = format!(
+        "Here is your original script:\n\n{}\nAnd here is the refactored script:\n\n{}",
+        fenced("python", ORIGINAL),
+        fenced("python", FULL)
+    );
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert_eq!(got.block_index, Some(2));
+    assert_eq!(got.script, FULL);
+    // Even introduced with a listed word, an echo of the original is not
+    // the answer: the later block stays.
+    let raw = format!(
+        "Your original:\n\n{}\nThe refactored script, with an extra button:\n\n{}",
+        fenced("python", ORIGINAL),
+        fenced("python", FULL)
+    );
+    let got = extract(&raw, Some(ORIGINAL)).unwrap();
+    assert_eq!(got.block_index, Some(2));
+}
+
+#[test]
+fn the_two_honest_answers_that_showed_the_problems() {
+    let original = include_str!("../../../fixtures/tasks/reset-conversation/original.py");
+    let parts = include_str!("../../../fixtures/outputs/reset-conversation/t1-phi4-two-parts.md");
+    let got = extract(parts, Some(original)).unwrap();
+    assert_eq!(got.block_index, Some(1));
+    assert!(
+        got.script.contains("class ConversationLogger")
+            && got.script.contains("def reset_conversation")
+    );
+    let optional = include_str!(
+        "../../../fixtures/outputs/reset-conversation/t1-mistral-with-optional-alt.md"
+    );
+    let got = extract(optional, Some(original)).unwrap();
+    assert_eq!(got.block_index, Some(1), "{:?}", got.notes);
+}
