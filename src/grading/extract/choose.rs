@@ -6,7 +6,6 @@ use std::collections::HashSet;
 
 use super::diff::looks_like_diff;
 use super::fences::Block;
-use super::join::{is_echo, join_texts, joined_run, optional_intro, Part};
 use super::unfenced::classify_lines;
 use super::{Extracted, ScriptSource};
 
@@ -139,7 +138,7 @@ pub fn definition_names(script: &str) -> HashSet<&str> {
 }
 
 /// `name` for a line `[+][ \t]*[async[ \t]+](def|class)[ \t]+name…`.
-pub(super) fn defined_name(line: &str) -> Option<&str> {
+fn defined_name(line: &str) -> Option<&str> {
     let blank = |c: char| c == ' ' || c == '\t';
     let rest = line
         .strip_prefix('+')
@@ -194,38 +193,13 @@ pub(super) fn choose_block(
             covered,
         });
     }
-    if !wanted.is_empty() && candidates.iter().all(|c| c.covered < wanted.len()) {
-        if let Some(joined) = join_parts(&candidates, &wanted, notes) {
-            return Some(joined);
-        }
-    }
-    let mut best = candidates
+    let best = candidates
         .iter()
         .max_by_key(|c| (c.covered, c.block.text.len(), c.block.index))?;
-    // A longer variant the answer itself calls optional is not its answer:
-    // the earlier block holding as many definitions is.
-    while let Some(word) = optional_intro(&best.block.before) {
-        let Some(earlier) = candidates.iter().rev().find(|c| {
-            c.block.index < best.block.index
-                && c.covered == best.covered
-                && !original.is_some_and(|o| is_echo(&c.block.text, o))
-        }) else {
-            break;
-        };
-        notes.push(format!(
-            "{} dropped: introduced as \"{word}\", and block {} before it holds as many of the original's definitions",
-            best.block.describe(),
-            earlier.block.index
-        ));
-        best = earlier;
-    }
-    let chosen = best.block.index;
-    for other in candidates.iter().filter(|c| {
-        c.block.index != chosen
-            && !(c.block.index > chosen
-                && c.covered == best.covered
-                && optional_intro(&c.block.before).is_some())
-    }) {
+    for other in candidates
+        .iter()
+        .filter(|c| c.block.index != best.block.index)
+    {
         let why = if !wanted.is_empty() && other.covered < best.covered {
             format!(
                 "has {} of the original's {} definitions, block {} has {}",
@@ -247,41 +221,6 @@ pub(super) fn choose_block(
             ScriptSource::FencedBlock
         },
         block_index: Some(best.block.index),
-        notes: Vec::new(),
-    })
-}
-
-/// The consecutive Python blocks that together hold every definition, joined
-/// (the answer gave its script in parts), with notes on the others.
-fn join_parts(
-    candidates: &[Candidate],
-    wanted: &HashSet<&str>,
-    notes: &mut Vec<String>,
-) -> Option<Extracted> {
-    let parts: Vec<Part> = candidates
-        .iter()
-        .map(|c| Part {
-            block: c.block,
-            python: !c.is_diff,
-        })
-        .collect();
-    let (first, last) = joined_run(&parts, wanted)?;
-    let (from, to) = (candidates[first].block.index, candidates[last].block.index);
-    notes.push(format!(
-        "blocks {from}-{to} joined: together they hold every original definition, none of them in two"
-    ));
-    for other in candidates[..first].iter().chain(&candidates[last + 1..]) {
-        notes.push(format!(
-            "{} dropped: has {} of the original's {} definitions, blocks {from}-{to} together hold all",
-            other.block.describe(),
-            other.covered,
-            wanted.len()
-        ));
-    }
-    Some(Extracted {
-        script: join_texts(candidates[first..=last].iter().map(|c| c.block)),
-        source: ScriptSource::FencedBlock,
-        block_index: Some(from),
         notes: Vec::new(),
     })
 }

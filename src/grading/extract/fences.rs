@@ -53,9 +53,6 @@ pub(super) struct Block {
     pub(super) lang: String,
     pub(super) text: String,
     pub(super) lines: usize,
-    /// The prose between the previous block (or the answer's start) and
-    /// this one: how the answer introduces it.
-    pub(super) before: String,
 }
 
 impl Block {
@@ -85,7 +82,6 @@ pub(super) fn split_fences(text: &str) -> FenceScan {
         notes: Vec::new(),
     };
     let mut open: Option<(Fence, Block)> = None;
-    let mut prose = String::new();
     for line in crate::grading::lines::split(text) {
         match open.take() {
             Some((fence, block)) if fence.closes(line) => scan.blocks.push(block),
@@ -108,15 +104,12 @@ pub(super) fn split_fences(text: &str) -> FenceScan {
                         lang: fence.lang.clone(),
                         text: String::new(),
                         lines: 0,
-                        before: std::mem::take(&mut prose),
                     };
                     open = Some((fence, block));
                 }
                 None => {
                     scan.outside.push_str(line);
                     scan.outside.push('\n');
-                    prose.push_str(line);
-                    prose.push('\n');
                 }
             },
         }

@@ -12,7 +12,6 @@
 mod choose;
 mod diff;
 mod fences;
-mod join;
 mod reasoning;
 mod unfenced;
 
