@@ -259,6 +259,10 @@ struct BatchPage<'a> {
     board_rows: Vec<Cells>,
     task_rows: Vec<Cells>,
     board_notes: Vec<&'static str>,
+    /// Whether the answers span several tasks: then each row names its own.
+    show_task: bool,
+    /// `pass_at=1,5` for the report links when other k than 1 were asked.
+    pass_query: String,
     /// Sorted by model, as `grade` sorts them.
     jobs: Vec<JobRow<'a>>,
 }
@@ -276,6 +280,15 @@ pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
     });
     let results: Vec<&Verification> = jobs.iter().filter_map(|j| j.result).collect();
     let leaderboard = crate::render::leaderboard(results.iter().copied(), &batch.pass_at);
+    // As the leaderboard's `by_task`: a task column only when there are
+    // several (an app's task is empty until it runs).
+    let mut tasks: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.task)
+        .filter(|t| !t.is_empty())
+        .collect();
+    tasks.sort_unstable();
+    tasks.dedup();
     let title = if batch.id.is_empty() {
         "results".to_string()
     } else {
@@ -303,6 +316,13 @@ pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
         board_notes: std::iter::once(board::NOTE)
             .chain(board::undefined_note(&leaderboard))
             .collect(),
+        show_task: tasks.len() > 1,
+        pass_query: if batch.pass_at == [1] {
+            String::new()
+        } else {
+            let ks: Vec<String> = batch.pass_at.iter().map(usize::to_string).collect();
+            format!("pass_at={}", ks.join(","))
+        },
         jobs: jobs.into_iter().map(JobRow::of).collect(),
     }
     .render()

@@ -1,6 +1,6 @@
 //! The limits of a request: its head (URI and headers, answered 414 and
 //! 431 before routing), its wait, the size of a body, an answer and the
-//! fields that travel with it.
+//! fields that travel with it, the pass@k a leaderboard may be asked for.
 
 use std::time::Duration;
 
@@ -147,6 +147,29 @@ pub(super) fn sample_text(sample: &Option<Value>, which: &str) -> Result<Option<
         });
     }
     Ok(Some(text))
+}
+
+/// `?pass_at=1,5,10` (a batch's JSON and its page): whole numbers from 1
+/// to 10000, at most 16 of them, comma-separated (default 1).
+pub(super) fn parse_pass_at(text: Option<&str>) -> Result<Vec<usize>, ApiError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(vec![1]);
+    };
+    let ks: Vec<usize> = text
+        .split(',')
+        .map(|k| k.trim().parse::<usize>().ok().filter(|k| (1..=10_000).contains(k)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`pass_at` is {text:?}: give the k of each pass@k as whole numbers from 1 to 10000, comma-separated (`1,5,10`)"
+            ))
+        })?;
+    if ks.len() > 16 {
+        return Err(ApiError::BadRequest(
+            "`pass_at` names more than 16 values of k".into(),
+        ));
+    }
+    Ok(ks)
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ fn hand_written_openapi() -> Value {
     let id_param =
         json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let wait_param = json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": format!("seconds to hold the request for the result, capped at {} (also `Prefer: wait=N`)", MAX_WAIT.as_secs())});
+    let pass_at_param = json!({"name": "pass_at", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"},
+        "description": "the k of each pass@k of the leaderboard, comma-separated, from 1 to 10000, at most 16 (default `1`)"});
     // A finished report: a media type per format, JSON's with its schema.
     let reports = |json_schema: Value| {
         let mut content = serde_json::Map::new();
@@ -134,6 +136,16 @@ fn hand_written_openapi() -> Value {
                 "Comparison": {"type": "object", "required": ["a", "b", "comparison"], "properties": {
                     "a": {"type": "string"}, "b": {"type": "string"},
                     "comparison": {"type": "object", "description": "{resamples, seed, unchanged, changed: [{key, old, new, direction, reason}], only_in_a, only_in_b, models, by_task}; a line per model (and model × task) with n_a, n_b, paired, method (`paired_bootstrap`, `newcombe` or `none`), pass and tier1: {a, b, delta, low, high, only_a, only_b, mcnemar_p} (README: Comparing runs)"}}},
+                "ComparisonPending": {"type": "object", "required": ["status", "running", "a", "b", "message"],
+                    "description": "a comparison asked for while either batch is not finished",
+                    "properties": {
+                    "status": {"type": "string", "enum": ["queued", "running"]},
+                    "running": {"type": "array", "items": {"type": "string"}, "description": "the ids of the batches not finished yet"},
+                    "a": {"$ref": "#/components/schemas/BatchProgress"}, "b": {"$ref": "#/components/schemas/BatchProgress"},
+                    "message": {"type": "string"}}},
+                "BatchProgress": {"type": "object", "required": ["id", "status", "total", "finished"], "properties": {
+                    "id": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "total": {"type": "integer", "minimum": 0}, "finished": {"type": "integer", "minimum": 0, "description": "answers done or ended in error"}}},
                 "Accepted": {"type": "object", "properties": {
                     "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
                     "links": {"type": "object", "properties": {"self": {"type": "string"}}}}},
@@ -217,17 +229,20 @@ fn hand_written_openapi() -> Value {
                 "summary": "a batch's progress and, when done, its table", "security": [{"bearer": []}],
                 "parameters": [id_param, wait_param,
                     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": Format::accepted_names()}},
-                    {"name": "pass_at", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"},
-                     "description": "the k of each pass@k of the leaderboard, comma-separated, from 1 (default `1`)"}],
+                    pass_at_param],
                 "responses": with(json!({
                     "200": {"description": "the batch (JSON), or its report in `format` once done (`json`: `{results, leaderboard}`)", "content": report_content},
                     "202": {"description": "`format` asked for but the batch is not done: its progress", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
                 }), json!({"404": error_response("unknown id")}))}},
             "/v1/batches/{id}/compare/{other}": {"get": {
-                "summary": "batch `id` (A) against batch `other` (B) over their finished answers, matched by (model, task, sample): verdicts changed, answers only in one, and per model (and model × task) the pass and tier-1 rates with the change B − A and its 95% interval (as `qtjudge compare`)", "security": [{"bearer": []}],
+                "summary": "batch `id` (A) against batch `other` (B) once both are finished, answers matched by (model, task, sample): verdicts changed, answers only in one, and per model (and model × task) the pass and tier-1 rates with the change B − A and its 95% interval (as `qtjudge compare`); 202 while either runs", "security": [{"bearer": []}],
                 "parameters": [id_param, {"name": "other", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": CompareFormat::ALL.iter().map(|f| f.name()).collect::<Vec<_>>()}, "description": "default `json`"}],
-                "responses": with(json!({"200": {"description": "the comparison in `format`", "content": compare_content}}),
+                "responses": with(json!({
+                    "200": {"description": "the comparison in `format`", "content": compare_content},
+                    "202": {"description": "either batch is not finished: which, and how many of its answers are; ask again after Retry-After",
+                        "headers": {"Retry-After": {"required": true, "schema": {"type": "integer", "minimum": 1}, "description": "seconds until it is worth asking again"}},
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ComparisonPending"}}}}}),
                     json!({"400": error_response("an unknown `format`"), "404": error_response("either batch is unknown")}))}},
             "/v1/tasks": {"get": {
                 "summary": "the tasks answers can be verified against", "security": [{"bearer": []}],
@@ -237,9 +252,9 @@ fn hand_written_openapi() -> Value {
             "/verifications/{id}": {"get": {"summary": "HTML: one verification: steps, changes, missing pieces, screenshots, script",
                 "parameters": [id_param],
                 "responses": {"200": {"description": "page", "content": {"text/html": {}}}, "404": error_response("unknown id")}}},
-            "/batches/{id}": {"get": {"summary": "HTML: a batch as the experiment's table, with counts and a chart per tier",
-                "parameters": [id_param],
-                "responses": {"200": {"description": "page", "content": {"text/html": {}}}, "404": error_response("unknown id")}}},
+            "/batches/{id}": {"get": {"summary": "HTML: a batch as the experiment's table (a task column when its answers span several tasks), with counts, its leaderboard and a chart per tier",
+                "parameters": [id_param, pass_at_param],
+                "responses": {"200": {"description": "page", "content": {"text/html": {}}}, "400": error_response("a malformed `pass_at`"), "404": error_response("unknown id")}}},
             "/healthz": {"get": {"summary": "engine reachable, image ready, store reachable, queue depth (always 200)",
                 "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",

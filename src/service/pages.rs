@@ -1,5 +1,6 @@
 //! The pages a person opens (server-rendered HTML, no script build): the
-//! recent verifications and batches, one verification, one batch; and the
+//! recent verifications and batches, one verification, one batch (its
+//! leaderboard with the pass@k of `?pass_at=`); and the
 //! headers every page carries. The store's records are handed to the
 //! render room (`render::html`), which holds the templates.
 
@@ -8,9 +9,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use crate::render::html::{self, BatchLine, IMAGE_FAILED, IMAGE_LOADED};
-use crate::service::api_error::{ApiError, ApiPath};
+use crate::service::api_error::{ApiError, ApiPath, ApiQuery};
+use crate::service::limits::parse_pass_at;
 use crate::service::state::AppState;
 use crate::service::store::{BatchDetail, BatchRecord, JobRecord, Status};
 use crate::service::views::{batch_status, batch_tasks, rfc3339};
@@ -82,8 +85,9 @@ fn job_page(job: &JobRecord) -> html::Job<'_> {
     }
 }
 
-/// A batch as its page shows it.
-fn batch_page_of(batch: &BatchRecord) -> html::Batch<'_> {
+/// A batch as its page shows it, its leaderboard with pass@k for each k
+/// of `pass_at`.
+fn batch_page_of<'a>(batch: &'a BatchRecord, pass_at: &[usize]) -> html::Batch<'a> {
     let status = batch_status(batch);
     html::Batch {
         id: &batch.id,
@@ -92,7 +96,7 @@ fn batch_page_of(batch: &BatchRecord) -> html::Batch<'_> {
         done: status == Status::Done,
         created: Some(rfc3339(batch.created_at)),
         jobs: batch.jobs.iter().map(job_page).collect(),
-        pass_at: vec![1],
+        pass_at: pass_at.to_vec(),
     }
 }
 
@@ -127,17 +131,27 @@ pub(super) async fn verification_page(
     page(html::verification_page(&job_page(&job)))
 }
 
+/// A batch page's query: the pass@k of its leaderboard, as the batch's
+/// JSON takes them. Other parameters are let through (a page's link may
+/// carry a browser's or a tracker's).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct BatchPageQuery {
+    pass_at: Option<String>,
+}
+
 pub(super) async fn batch_page(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BatchPageQuery>,
 ) -> Result<Response, ApiError> {
+    let pass_at = parse_pass_at(query.pass_at.as_deref())?;
     let batch = state
         .jobs
         .store
         .batch_with(&id, BatchDetail::Summary)
         .await?
         .ok_or(ApiError::NotFound { what: "batch", id })?;
-    page(html::batch_page(&batch_page_of(&batch)))
+    page(html::batch_page(&batch_page_of(&batch, &pass_at)))
 }
 
 #[cfg(test)]
@@ -157,7 +171,7 @@ mod tests {
 
     /// A batch's page as its route renders it.
     fn batch_html(batch: &BatchRecord) -> String {
-        html::batch_page(&batch_page_of(batch)).unwrap()
+        html::batch_page(&batch_page_of(batch, &[1])).unwrap()
     }
 
     /// A finished job as a worker would store it.
@@ -239,5 +253,40 @@ mod tests {
         assert!(html.contains("<table id=\"leaderboard\">"), "{html}");
         // The finished answer's model on the leaderboard: 0 of 1 passed.
         assert!(html.contains("<tr><td>a-model</td><td>1</td>"), "{html}");
+    }
+
+    #[test]
+    fn a_batch_page_of_several_tasks_names_each_answers_task_and_its_pass_at() {
+        let mut other = finished_job("a-model");
+        other.id = "job-2".into();
+        other.task = "temperature-control".into();
+        let batch = BatchRecord {
+            id: "batch-1".into(),
+            task: format!("{DEFAULT_TASK}, temperature-control"),
+            created_at: 0,
+            jobs: vec![finished_job("a-model"), other],
+            callback: None,
+        };
+        let html = html::batch_page(&batch_page_of(&batch, &[1, 5])).unwrap();
+        assert!(
+            html.contains("<tr><th>model</th><th>task</th><th>tier</th>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td><code>temperature-control</code></td><td><span class=\"tier t3\""),
+            "{html}"
+        );
+        assert!(html.contains("<th>pass@1</th><th>pass@5</th>"), "{html}");
+        assert!(
+            html.contains("?format=markdown&amp;pass_at=1,5\""),
+            "{html}"
+        );
+        // One task: no task column, and the default pass@1 links bare.
+        let html = batch_html(&BatchRecord {
+            jobs: vec![finished_job("a-model")],
+            ..batch
+        });
+        assert!(html.contains("<tr><th>model</th><th>tier</th>"), "{html}");
+        assert!(html.contains("?format=markdown\""), "{html}");
     }
 }

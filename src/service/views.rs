@@ -105,6 +105,17 @@ pub(super) fn batch_tasks(batch: &BatchRecord) -> String {
     }
 }
 
+/// How far a batch got: `{id, status, total, finished}` (a comparison
+/// asked for before both batches are finished says it of each).
+pub(super) fn batch_progress(batch: &BatchRecord) -> Value {
+    json!({
+        "id": batch.id,
+        "status": batch_status(batch),
+        "total": batch.jobs.len(),
+        "finished": batch.jobs.iter().filter(|j| j.status.is_finished()).count(),
+    })
+}
+
 pub(super) fn batch_view(batch: &BatchRecord) -> Value {
     batch_view_with(batch, &[1])
 }

@@ -3,7 +3,8 @@
 //! `--fail-on-regression` exiting 1 on the drop and 0 without, an
 //! unreadable folder a usage error), and `GET /v1/batches/{id}/compare/{other}`
 //! through a real `qtjudge serve` on two batches of answers graded
-//! statically.
+//! statically; while either batch runs, 202 with its progress and
+//! Retry-After instead of a comparison of half a batch.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -123,6 +124,14 @@ fn compare_names_the_one_changed_answer_and_gates_on_regressions() {
 
 /// Submits a batch of `(sample, output)` answers of model `m` and waits for it.
 async fn batch(server: &Server, answers: &[(&str, &str)]) -> String {
+    let id = submit_batch(server, answers).await;
+    let view = server.get_json(&format!("/v1/batches/{id}?wait=240")).await;
+    assert_eq!(view["status"], "done", "{view}");
+    id
+}
+
+/// Submits a batch of `(sample, output)` answers of model `m`.
+async fn submit_batch(server: &Server, answers: &[(&str, &str)]) -> String {
     let body: Vec<Value> = answers
         .iter()
         .map(|(sample, output)| json!({"model": "m", "sample": sample, "output": output}))
@@ -134,13 +143,10 @@ async fn batch(server: &Server, answers: &[(&str, &str)]) -> String {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
+    response.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_string();
-    let view = server.get_json(&format!("/v1/batches/{id}?wait=240")).await;
-    assert_eq!(view["status"], "done", "{view}");
-    id
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,5 +215,88 @@ async fn the_compare_route_names_the_changed_answer_of_two_batches() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_route_answers_202_with_progress_while_either_batch_runs() {
+    let Some(_) = docker().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
+    server.wait_ready().await;
+    let snippet = fixture("trap-diff-only.md");
+    let done = batch(&server, &[("1", &snippet)]).await;
+    // An answer that hangs until the 30 s limit keeps the other batch running.
+    let hang = fixture("trap-init-loop.md");
+    let running = submit_batch(&server, &[("1", &snippet), ("2", &hang)]).await;
+
+    for (a, b, format) in [
+        (&done, &running, ""),
+        (&running, &done, ""),
+        (&done, &running, "?format=markdown"),
+    ] {
+        let response = server
+            .get(&format!("/v1/batches/{a}/compare/{b}{format}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "not a comparison of half a batch");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["running"], json!([running]), "{body}");
+        assert!(
+            body["status"] == "running" || body["status"] == "queued",
+            "{body}"
+        );
+        let (this, that) = if a == &running {
+            (&body["a"], &body["b"])
+        } else {
+            (&body["b"], &body["a"])
+        };
+        assert_eq!(this["id"], json!(running), "{body}");
+        assert_eq!(this["total"], 2, "{body}");
+        assert!(this["finished"].as_u64().unwrap() < 2, "{body}");
+        assert_ne!(this["status"], "done", "{body}");
+        assert_eq!(
+            (
+                &that["id"],
+                &that["status"],
+                &that["total"],
+                &that["finished"]
+            ),
+            (&json!(done), &json!("done"), &json!(1), &json!(1)),
+            "{body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("batch {running} (")) && message.contains("of 2 answers"),
+            "{message}"
+        );
+    }
+    // Finished: the comparison itself.
+    let view = server
+        .get_json(&format!("/v1/batches/{running}?wait=240"))
+        .await;
+    assert_eq!(view["status"], "done", "{view}");
+    let response = server
+        .get(&format!("/v1/batches/{done}/compare/{running}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("retry-after").is_none());
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["comparison"]["unchanged"], 1, "{report}");
+    assert_eq!(
+        report["comparison"]["only_in_b"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
     server.stop();
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod abuse;
 mod apps;
+mod batch_page;
 mod bundles;
 mod callbacks;
 mod compare;

@@ -1,6 +1,7 @@
 """The client against a real ``qtjudge serve``: real answers verified in the
 real sandbox, a batch and its leaderboard, and the API's refusals as the
-client's exceptions."""
+client's exceptions (a dead engine's 503 and a full queue's 429 retried a
+bounded number of times, after the service's ``Retry-After``, then raised)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from qtjudge_client import (
     Job,
     NotFound,
     QtjudgeError,
+    QueueFull,
     Unauthorized,
     UnknownTask,
     VerificationId,
@@ -131,6 +133,11 @@ def test_a_batch_and_its_leaderboard(client: Client, manifest: dict[str, Expecte
     assert board.model("gpt-oss").pass_rate.value == 1.0
     assert board.model("gpt-oss").tier1_rate.value == 0.0
 
+    # A finished batch against itself: every answer unchanged.
+    same = client.compare(batch_id, batch_id, timeout=30)
+    assert (same["a"], same["b"]) == (f"batch {batch_id}", f"batch {batch_id}"), same
+    assert same["comparison"]["unchanged"] == 5 and same["comparison"]["changed"] == [], same
+
 
 def test_a_wrong_token_is_unauthorized(service: Service) -> None:
     for token in ("not-the-token", None):
@@ -232,3 +239,60 @@ def test_an_engine_outage_is_retried_then_raised(tmp_path: Path, caplog: pytest.
             assert not caplog.records
     finally:
         dead.stop()
+
+
+def test_a_full_queue_is_retried_after_its_retry_after_then_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One worker, room for two waiting answers, and answers that hang until
+    # the task's 30 s limit: once the worker holds one and two wait, the
+    # queue stays full for about 30 s.
+    full = start_service(tmp_path, ["--workers", "1", "--max-queue", "2"])
+    hang = answer("trap-init-loop.md")
+    try:
+        with Client(full.url, token=full.token, retries=0) as filler:
+            batch_id = filler.submit_batch(
+                [{"model": "hang", "output": hang}, {"model": "hang", "output": hang}], task="reset-conversation"
+            )
+            deadline = time.monotonic() + 60
+            while filler.batch(batch_id).progress.running < 1:
+                assert time.monotonic() < deadline, full.log_text()
+                time.sleep(0.1)
+            filler.submit(hang, model="hang", task="reset-conversation")
+            with pytest.raises(QueueFull) as first:
+                filler.submit(hang, model="hang", task="reset-conversation")
+        retry_after = first.value.retry_after
+        assert (first.value.status, first.value.code) == (429, "queue_full"), first.value
+        # A fresh service knows no verification time yet: it asks for a few seconds.
+        assert retry_after is not None and 1 <= retry_after <= 10, retry_after
+
+        caplog.set_level(logging.WARNING, logger="qtjudge_client")
+        with Client(full.url, token=full.token, retries=2, max_backoff=30) as qtjudge:
+            started = time.monotonic()
+            with pytest.raises(QueueFull) as refused:
+                qtjudge.submit(hang, model="late", task="reset-conversation")
+            waited = time.monotonic() - started
+        assert isinstance(refused.value, QtjudgeError)
+        assert (refused.value.status, refused.value.code) == (429, "queue_full")
+        assert refused.value.retry_after == retry_after and "queue is full" in refused.value.message
+        retries = [r.getMessage() for r in caplog.records if "queue_full" in r.getMessage()]
+        assert len(retries) == 2, retries
+        assert all(f"in {retry_after:.1f} s" in m for m in retries), retries
+        # Its Retry-After honoured: two waits of it before the third refusal.
+        assert 2 * retry_after - 0.1 <= waited < 2 * retry_after + 10, waited
+
+        async def once_more() -> float:
+            async with AsyncClient(full.url, token=full.token, retries=1, max_backoff=30) as qtjudge:
+                started = time.monotonic()
+                with pytest.raises(QueueFull):
+                    await qtjudge.submit(hang, model="late", task="reset-conversation")
+                return time.monotonic() - started
+
+        assert retry_after - 0.1 <= asyncio.run(once_more()) < retry_after + 10
+
+        # The batch filling it still runs: its comparison is not ready.
+        with Client(full.url, token=full.token) as qtjudge:
+            with pytest.raises(WaitTimeout):
+                qtjudge.compare(batch_id, batch_id, timeout=0.5, poll=0.1)
+    finally:
+        full.stop()

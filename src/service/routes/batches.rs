@@ -1,10 +1,10 @@
 //! `POST /v1/batches` (many answers: a JSON array or JSON Lines) and
 //! `GET /v1/batches/{id}`: its progress, or once done its report in a
 //! format of `render::Format`; `GET /v1/batches/{id}/compare/{other}`:
-//! two batches compared.
+//! two finished batches compared (202 while either runs).
 
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,11 +16,11 @@ use super::submit::{
 };
 use crate::render::{self, Format};
 use crate::service::api_error::{ApiError, ApiPath, ApiQuery, Body};
-use crate::service::limits::{check_fields, requested_wait, sample_text};
+use crate::service::limits::{check_fields, parse_pass_at, requested_wait, sample_text};
 use crate::service::pages::secure_page;
 use crate::service::state::AppState;
-use crate::service::store::{self, NewBatch, NewJob, Status};
-use crate::service::views::{batch_results, batch_status, batch_view_with};
+use crate::service::store::{self, BatchRecord, NewBatch, NewJob, Status};
+use crate::service::views::{batch_progress, batch_results, batch_status, batch_view_with};
 
 /// One answer of a batch: a raw answer in `output`, or an app in
 /// `archive_base64` (+ `archive_name`, `entry`), as `POST /v1/verifications` takes them;
@@ -293,14 +293,16 @@ pub(super) struct CompareQuery {
 }
 
 /// `GET /v1/batches/{id}/compare/{other}`: batch `id` (A) against batch
-/// `other` (B), as `qtjudge compare` compares two run folders; over the
-/// answers finished so far. JSON unless `?format=` says otherwise.
+/// `other` (B), as `qtjudge compare` compares two run folders, once both
+/// are finished. JSON unless `?format=` says otherwise. While either runs:
+/// 202 with how far each got and a Retry-After (a comparison of half a
+/// batch would read as a regression).
 pub(super) async fn compare_batches(
     State(state): State<AppState>,
     ApiPath((a, b)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<CompareQuery>,
 ) -> Result<Response, ApiError> {
-    let mut runs = Vec::with_capacity(2);
+    let mut batches = Vec::with_capacity(2);
     for id in [a.clone(), b.clone()] {
         let batch = state
             .jobs
@@ -308,8 +310,12 @@ pub(super) async fn compare_batches(
             .batch_with(&id, store::BatchDetail::Full)
             .await?
             .ok_or(ApiError::NotFound { what: "batch", id })?;
-        runs.push(batch_results(&batch));
+        batches.push(batch);
     }
+    if batches.iter().any(|b| batch_status(b) != Status::Done) {
+        return Ok(comparison_pending(&state, &batches[0], &batches[1]));
+    }
+    let runs: Vec<_> = batches.iter().map(batch_results).collect();
     let format = query.format.unwrap_or(render::CompareFormat::Json);
     let comparison = render::comparison(&runs[0], &runs[1]);
     let rendered = render::compare(
@@ -325,24 +331,50 @@ pub(super) async fn compare_batches(
         .into_response())
 }
 
-/// `?pass_at=1,5,10`: whole numbers from 1, comma-separated (default 1).
-fn parse_pass_at(text: Option<&str>) -> Result<Vec<usize>, ApiError> {
-    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-        return Ok(vec![1]);
-    };
-    let ks: Vec<usize> = text
-        .split(',')
-        .map(|k| k.trim().parse::<usize>().ok().filter(|k| (1..=10_000).contains(k)))
-        .collect::<Option<_>>()
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "`pass_at` is {text:?}: give the k of each pass@k as whole numbers from 1 to 10000, comma-separated (`1,5,10`)"
-            ))
-        })?;
-    if ks.len() > 16 {
-        return Err(ApiError::BadRequest(
-            "`pass_at` names more than 16 values of k".into(),
-        ));
-    }
-    Ok(ks)
+/// The 202 of a comparison asked for too early: which batch is still
+/// running, how many of its answers are finished, and when to look again
+/// (about one verification's time: each one finished changes the answer).
+fn comparison_pending(state: &AppState, a: &BatchRecord, b: &BatchRecord) -> Response {
+    let mut running: Vec<&BatchRecord> = [a, b]
+        .into_iter()
+        .filter(|batch| batch_status(batch) != Status::Done)
+        .collect();
+    // A batch compared with itself is named once.
+    running.dedup_by(|x, y| x.id == y.id);
+    let retry_after = state
+        .jobs
+        .metrics
+        .mean_seconds()
+        .unwrap_or(2.0)
+        .ceil()
+        .clamp(1.0, 60.0) as u64;
+    let waiting: Vec<String> = running
+        .iter()
+        .map(|batch| {
+            let progress = batch_progress(batch);
+            format!(
+                "batch {} ({} of {} answers finished)",
+                batch.id, progress["finished"], progress["total"]
+            )
+        })
+        .collect();
+    let body = json!({
+        "status": if running.iter().any(|b| batch_status(b) == Status::Running) {
+            Status::Running
+        } else {
+            Status::Queued
+        },
+        "running": running.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        "a": batch_progress(a),
+        "b": batch_progress(b),
+        "message": format!(
+            "{} still running; the comparison is made once both batches are finished: retry in {retry_after} s",
+            waiting.join(" and ")
+        ),
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }

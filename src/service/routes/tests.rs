@@ -667,6 +667,54 @@ async fn a_batch_reports_progress_and_names_models_once() {
     );
 }
 
+/// A comparison of a batch not finished is 202 with its progress and a
+/// Retry-After, whatever the format asked; a batch page takes `?pass_at=`.
+#[tokio::test]
+async fn a_comparison_waits_for_both_batches_and_a_page_takes_pass_at() {
+    let f = fixture(None, 10);
+    let (status, _, body) = post(
+        &f.state,
+        "/v1/batches",
+        "[{\"model\": \"a\", \"output\": \"x\"}]",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().unwrap();
+    for format in ["", "?format=text"] {
+        let uri = format!("/v1/batches/{id}/compare/{id}{format}");
+        let (status, headers, body) = call(&f.state, "GET", &uri, "", &[]).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            headers[RETRY_AFTER], "2",
+            "a verification's time, 2 s unknown"
+        );
+        assert_eq!(body["status"], "queued", "{body}");
+        assert_eq!(body["running"], json!([id]), "{body}");
+        let progress = json!({"id": id, "status": "queued", "total": 1, "finished": 0});
+        assert_eq!((&body["a"], &body["b"]), (&progress, &progress), "{body}");
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 of 1 answers finished"));
+    }
+    let uri = format!("/batches/{id}?pass_at=1,5");
+    let (status, _, page) = call(&f.state, "GET", &uri, "", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.as_str()
+            .unwrap()
+            .contains("<th>pass@1</th><th>pass@5</th>"),
+        "{page}"
+    );
+    let uri = format!("/batches/{id}?pass_at=1,,5");
+    assert_error(
+        &call(&f.state, "GET", &uri, "", &[]).await,
+        400,
+        "bad_request",
+    );
+}
+
 /// An answer's own task, its `sample` (or `id`) and `metadata` are kept
 /// with its job; a key given twice is refused.
 #[tokio::test]

@@ -398,11 +398,24 @@ class Client(_Shared):
         pass@k for each k of ``pass_at``."""
         return self._wait_batch(batch_id, timeout, poll, pass_at).leaderboard
 
-    def compare(self, batch_a: str, batch_b: str) -> dict[str, Any]:
-        """Batch A against batch B (``{a, b, comparison}``), as ``qtjudge compare``."""
-        data = self._json("GET", f"/v1/batches/{batch_a}/compare/{batch_b}")
-        assert isinstance(data, dict)
-        return data
+    def compare(
+        self, batch_a: str, batch_b: str, *, timeout: float | None = DEFAULT_WAIT, poll: float = 1.0
+    ) -> dict[str, Any]:
+        """Batch A against batch B (``{a, b, comparison}``), as ``qtjudge compare``,
+        once both are finished: while either runs the service answers 202
+        and this asks again after its ``Retry-After``; :class:`WaitTimeout`
+        after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            response = self._request("GET", f"/v1/batches/{batch_a}/compare/{batch_b}")
+            data = self._decode(response)
+            if response.status_code != 202:
+                assert isinstance(data, dict)
+                return data
+            remaining = self._remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise self._timed_out("the comparison of batches", f"{batch_a} and {batch_b}", timeout)
+            time.sleep(_pause(response, poll, remaining))
 
 
 class AsyncClient(_Shared):
@@ -595,10 +608,20 @@ class AsyncClient(_Shared):
     ) -> Leaderboard:
         return (await self._wait_batch(batch_id, timeout, poll, pass_at)).leaderboard
 
-    async def compare(self, batch_a: str, batch_b: str) -> dict[str, Any]:
-        data = await self._json("GET", f"/v1/batches/{batch_a}/compare/{batch_b}")
-        assert isinstance(data, dict)
-        return data
+    async def compare(
+        self, batch_a: str, batch_b: str, *, timeout: float | None = DEFAULT_WAIT, poll: float = 1.0
+    ) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            response = await self._request("GET", f"/v1/batches/{batch_a}/compare/{batch_b}")
+            data = self._decode(response)
+            if response.status_code != 202:
+                assert isinstance(data, dict)
+                return data
+            remaining = self._remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise self._timed_out("the comparison of batches", f"{batch_a} and {batch_b}", timeout)
+            await asyncio.sleep(_pause(response, poll, remaining))
 
 
 def _pause(response: httpx.Response, poll: float, remaining: float | None) -> float:
