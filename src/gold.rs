@@ -249,7 +249,7 @@ fn read_spec(path: &Path) -> Result<GoldSpec, GoldError> {
 }
 
 /// The reference solutions of a folder, sorted (hidden files left out).
-fn references_in(dir: &Path) -> Result<Vec<PathBuf>, GoldError> {
+pub(crate) fn references_in(dir: &Path) -> Result<Vec<PathBuf>, GoldError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod scenario;
 pub mod service;
 pub mod task;
+pub mod task_scaffold;
 pub mod timings;
 pub mod turns;
 pub mod verify;

@@ -239,6 +239,11 @@ impl Task {
     }
 }
 
+/// Whether `id` names a task built into the binary.
+pub fn is_builtin(id: &str) -> bool {
+    BUILTIN.iter().any(|(builtin, _)| *builtin == id)
+}
+
 /// The task used when none was given and no task's original resembles
 /// the answer.
 pub const FALLBACK_TASK: &str = "generic-reset";
@@ -691,12 +696,21 @@ mod tests {
             };
             assert_eq!(choice.task, expected, "{path}: {choice:?}");
         }
+        // The system-prompt task's answers are to an app of its own.
+        for (path, text) in read("fixtures/outputs/system-prompt") {
+            let choice = choose(&tasks, &text);
+            assert_eq!(choice.task, "system-prompt", "{path}: {choice:?}");
+        }
         for (path, text) in read("fixtures/apps") {
             let choice = choose(&tasks, &text);
             assert_eq!(choice.task, FALLBACK_TASK, "{path}: {choice:?}");
             assert_eq!(choice.how, "default");
+            // The reason names the closest task with an original (chat
+            // apps share names such as `messages` with TinyChat's).
             assert!(
-                choice.reason.contains("reset-conversation"),
+                ["reset-conversation", "system-prompt"]
+                    .iter()
+                    .any(|id| choice.reason.contains(&format!("`{id}`"))),
                 "{}",
                 choice.reason
             );

@@ -1,5 +1,5 @@
 //! The command line: `verify`, `grade`, `report`, `compare`, `generate`,
-//! `showdown`, `task`, `image`, `reap`, `serve`.
+//! `showdown`, `tasks`, `task`, `image`, `reap`, `serve`.
 //! This file holds clap's types and the dispatch; each command's body is
 //! a file of its own, beside what only it needs (answer discovery, run
 //! folders, task choice), and `exit_codes` maps outcomes to codes.
@@ -23,8 +23,10 @@ mod run_dir;
 mod serve;
 mod showdown;
 mod task_check;
+mod task_new;
 mod task_picker;
 mod task_render;
+mod tasks;
 mod verify;
 
 pub use answers::{collect_answers, load_input, Answer, Loaded};
@@ -64,7 +66,17 @@ pub enum Command {
     /// Generate into the run folder, then grade it: the experiment in one
     /// go, ending with the leaderboard.
     Showdown(ShowdownArgs),
-    /// A task's own checks: its gold validated (`task check`), the tasks listed.
+    /// List the tasks found: each one's title, prompt, original, and its
+    /// fixture answers by expected tier.
+    Tasks {
+        /// Where the tasks live.
+        #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
+    },
+    /// A task's own checks: its gold validated (`task check`), the tasks
+    /// listed, a new task scaffolded (`task new`).
     Task {
         #[command(subcommand)]
         action: TaskAction,
@@ -101,6 +113,19 @@ pub enum TaskAction {
     Check(TaskCheckArgs),
     /// List the tasks with their references and fixture answers.
     List {
+        /// Where the tasks live.
+        #[arg(long, env = "QTJUDGE_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+    },
+    /// Scaffold a task folder in the tasks dir: a commented task.toml with
+    /// a scenario skeleton, the original app copied, reference/ and
+    /// answers/manifest.toml. Refuses a name that exists.
+    New {
+        /// The task's name: lowercase letters, digits and hyphens (its folder).
+        name: String,
+        /// The app the models are asked to change, copied as original.py.
+        #[arg(long, value_name = "ORIGINAL.py")]
+        from: Option<PathBuf>,
         /// Where the tasks live.
         #[arg(long, env = "QTJUDGE_TASKS_DIR")]
         tasks_dir: Option<PathBuf>,
@@ -390,9 +415,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Compare(args) => compare::compare_command(args),
         Command::Generate(args) => generate::generate_command(args).await,
         Command::Showdown(args) => showdown::showdown_command(args).await,
+        Command::Tasks { tasks_dir, format } => tasks::tasks_command(tasks_dir, format),
         Command::Task { action } => match action {
             TaskAction::Check(args) => task_check::check_command(args).await,
             TaskAction::List { tasks_dir } => task_check::list_command(tasks_dir),
+            TaskAction::New {
+                name,
+                from,
+                tasks_dir,
+            } => task_new::new_command(&name, from, tasks_dir),
         },
         Command::Image { action } => image::image_command(action).await,
         Command::Reap => {

@@ -19,6 +19,17 @@ use crate::verify::{self, PreparedTask};
 
 pub(super) async fn check_command(args: TaskCheckArgs) -> Result<i32> {
     let (tasks_dir, id) = resolve(&args.task, args.tasks_dir.clone());
+    let folder = tasks_dir.join(&id);
+    if folder.join("task.toml").is_file() {
+        // A task being written (`task new`): everything it lacks at once.
+        let lacks = crate::task_scaffold::missing(&folder);
+        if !lacks.is_empty() {
+            bail!(
+                "task `{id}` is not ready to check; it lacks:\n  - {}",
+                lacks.join("\n  - ")
+            );
+        }
+    }
     let task = Task::load(&tasks_dir, &id)?;
     let gold = Gold::load(&tasks_dir.join(&id), &task)?;
     let items: Vec<GoldItem> = gold

@@ -34,6 +34,7 @@ mod service;
 mod store_outage;
 mod stores;
 mod task_check;
+mod task_cli;
 mod tidy;
 mod under_load;
 mod vertical_slice;

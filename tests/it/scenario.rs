@@ -1,5 +1,6 @@
-//! Issue 21's first task written as data: `temperature-control`'s gold,
-//! through the real binary and the real sandbox. Its original fails with
+//! Issue 21's tasks written as data: `temperature-control`'s gold and
+//! `system-prompt`'s (on an app of its own), through the real binary and
+//! the real sandbox. Each original fails with
 //! the task's own code, its reference gets tier 1, and every fixture
 //! answer its manifest's verdict (tier 1 in two styles, tier 2, tier 3 by
 //! the scenario's codes and a snippet), with the reason a person reads.
@@ -76,5 +77,99 @@ async fn the_temperature_task_passes_its_check_and_says_why_answers_fail() {
     assert!(
         original.starts_with("`no_temperature_control`: no control for the temperature"),
         "{original}"
+    );
+}
+
+/// The second task written as data, on an app of its own (TinyChat, not
+/// the experiment's): a system prompt field whose text must go first, with
+/// role `system`, in every request, once, and stay after Clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_prompt_task_passes_its_check_and_says_why_answers_fail() {
+    let Some(_) = docker().await else {
+        return;
+    };
+    let out = crate::support::qtjudge_cli(
+        &[
+            "task",
+            "check",
+            "system-prompt",
+            "--runs",
+            "1",
+            "--format",
+            "json",
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): exit {:?}\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let items = report["items"].as_array().unwrap();
+    let missed: Vec<String> = items
+        .iter()
+        .filter(|i| i["status"] != "pass")
+        .map(|i| i.to_string())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "items that missed:\n{}",
+        missed.join("\n")
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let manifest =
+        std::fs::read_to_string(repo().join("fixtures/outputs/system-prompt/manifest.toml"))
+            .unwrap();
+    let answers = manifest.matches("[[answer]]").count();
+    assert!(answers >= 6, "{answers} answers");
+    assert_eq!(items.len(), 2 + answers);
+    let expected = |name: &str| -> String {
+        let item = items.iter().find(|i| i["name"] == name).unwrap();
+        format!(
+            "{} {}",
+            item["expected"]["tier"], item["expected"]["failure"]
+        )
+    };
+    assert_eq!(expected("line-edit"), "1 \"\"");
+    assert_eq!(expected("form-row"), "1 \"\"");
+    assert_eq!(expected("restructured"), "2 \"\"");
+    let reason = |name: &str| -> String {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .and_then(|i| i["runs"][0]["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let original = reason("original");
+    assert!(
+        original.starts_with("`no_system_prompt_field`: no field for the system prompt"),
+        "{original}"
+    );
+    let as_user = reason("as-user");
+    assert!(
+        as_user.starts_with("`system_prompt_wrong_role`: the system prompt went first in turn 1's request but with role \"user\""),
+        "{as_user}"
+    );
+    let not_wired = reason("not-wired");
+    assert!(
+        not_wired
+            .starts_with("`system_prompt_not_sent`: the first message of turn 1's request was"),
+        "{not_wired}"
+    );
+    let repeated = reason("repeated");
+    assert!(
+        repeated.contains("turn 2's request carried more than one system message: its second message had role \"system\""),
+        "{repeated}"
+    );
+    let lost = reason("lost-after-clear");
+    assert!(
+        lost.starts_with("`system_prompt_lost_after_clear`: after Clear, the first message of turn 3's request was"),
+        "{lost}"
     );
 }
