@@ -135,10 +135,7 @@ impl ModelServer {
 
     /// One request and its answer.
     async fn once(&self, model: &str, content: &str, options: &Options) -> Result<Reply, Failure> {
-        let body = match self.api {
-            Api::Ollama => ollama::request(model, content, options, self.stream),
-            Api::Openai => openai::request(model, content, options, self.stream),
-        };
+        let body = self.api.request(model, content, options, self.stream);
         let mut request = self.http.post(&self.url).json(&body).timeout(self.timeout);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
@@ -160,10 +157,7 @@ impl ModelServer {
         } else {
             let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
             too_big(bytes.len())?;
-            match self.api {
-                Api::Ollama => ollama::whole(&bytes),
-                Api::Openai => openai::whole(&bytes),
-            }
+            self.api.whole(&bytes)
         };
         parsed.map_err(|e| self.stream_failure(e))
     }
@@ -261,27 +255,27 @@ fn too_big(bytes: usize) -> Result<(), Failure> {
 }
 
 /// The streamed answer's reader for the API.
-enum Stream {
+pub(super) enum Stream {
     Ollama(ollama::Ndjson),
     Openai(openai::Sse),
 }
 
 impl Stream {
-    fn new(api: Api) -> Stream {
+    pub(super) fn new(api: Api) -> Stream {
         match api {
             Api::Ollama => Stream::Ollama(Default::default()),
             Api::Openai => Stream::Openai(Default::default()),
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+    pub(super) fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
         match self {
             Stream::Ollama(s) => s.push(bytes),
             Stream::Openai(s) => s.push(bytes),
         }
     }
 
-    fn finish(self) -> Result<Reply, StreamError> {
+    pub(super) fn finish(self) -> Result<Reply, StreamError> {
         match self {
             Stream::Ollama(s) => s.finish(),
             Stream::Openai(s) => s.finish(),

@@ -11,6 +11,8 @@ pub mod backoff;
 pub mod client;
 pub mod ollama;
 pub mod openai;
+#[cfg(test)]
+mod stream_tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +40,22 @@ impl Api {
         match self {
             Api::Ollama => "ollama",
             Api::Openai => "openai",
+        }
+    }
+
+    /// The body of one chat request, in this API's words.
+    pub fn request(self, model: &str, content: &str, options: &Options, stream: bool) -> Value {
+        match self {
+            Api::Ollama => ollama::request(model, content, options, stream),
+            Api::Openai => openai::request(model, content, options, stream),
+        }
+    }
+
+    /// The answer of a request that was not streamed.
+    pub fn whole(self, body: &[u8]) -> Result<Reply, StreamError> {
+        match self {
+            Api::Ollama => ollama::whole(body),
+            Api::Openai => openai::whole(body),
         }
     }
 }
