@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::server::{Server, TOKEN};
-use crate::support::{docker, repo};
+use crate::server::{service_ready, Server, TOKEN};
+use crate::stores::Kind;
+use crate::support::repo;
 
 /// Runs `scripts/load --json --mode MODE ARGS…` against the server;
 /// (exit code, the summary on its last line).
@@ -148,23 +149,17 @@ async fn a_second_service_on_the_same_data_dir_refuses_to_start_naming_the_first
         "the error names the other service and what to do: {stderr}"
     );
     // The first one was not disturbed.
-    let health = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.health().await;
     assert_eq!(health.status(), 200);
     server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_zips_that_unpack_big_stays_small_in_memory_and_in_the_store() {
-    let Some(_) = docker().await else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let Some((server, _, dir)) = service_ready(Kind::Sqlite, &["--workers", "1"]).await else {
+        return;
+    };
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--workers", "1"]);
-    server.wait_ready().await;
     let (code, summary) = attack(
         &server,
         "archive-batch",

@@ -11,8 +11,9 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::server::Server;
-use crate::support::{docker, repo};
+use crate::server::{service_ready, Server};
+use crate::stores::Kind;
+use crate::support::{docker, json_of, repo};
 
 fn qtjudge(args: &[&str]) -> Output {
     crate::support::qtjudge_cli(args, None)
@@ -53,16 +54,6 @@ fn package_zip(extra: &[(&str, &[u8])]) -> Vec<u8> {
         .collect();
     entries.extend_from_slice(extra);
     zip_of(&entries)
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn stderr(out: &Output) -> String {
@@ -288,12 +279,9 @@ fn multipart(filename: &str, data: &[u8], fields: &[(&str, &str)]) -> (String, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_takes_apps_as_multipart_and_base64_and_refuses_bad_ones() {
-    if docker().await.is_none() {
+    let Some((server, _, _dir)) = service_ready(Kind::Sqlite, &["--workers", "1"]).await else {
         return;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&data.path().join("data"), &["--workers", "1"]);
-    server.wait_ready().await;
+    };
 
     // Refused before anything is queued, each with its code.
     let bad = [
@@ -394,14 +382,11 @@ async fn the_service_takes_apps_as_multipart_and_base64_and_refuses_bad_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_app_queued_before_kill_9_runs_after_the_restart() {
-    if docker().await.is_none() {
-        return;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("data");
     // One worker, two uploads: the second is still queued (or running) at the kill.
-    let server = Server::start(&store, &["--workers", "1"]);
-    server.wait_ready().await;
+    let Some((server, _, dir)) = service_ready(Kind::Sqlite, &["--workers", "1"]).await else {
+        return;
+    };
+    let data = dir.path().join("data");
     let zip = base64::engine::general_purpose::STANDARD.encode(package_zip(&[]));
     let mut ids = Vec::new();
     for model in ["first", "survivor"] {
@@ -420,7 +405,7 @@ async fn an_uploaded_app_queued_before_kill_9_runs_after_the_restart() {
     let view: Value = server.view(&id).await;
     assert_ne!(view["status"], "done", "finished before the kill: {view}");
     server.kill_9();
-    let server = Server::start(&store, &["--workers", "1"]);
+    let server = Server::start(&data, &["--workers", "1"]);
     server.wait_ready().await;
     let view = server.finished(&id).await;
     assert_eq!(view["result"]["tier"], 1, "{view:#}");
@@ -448,12 +433,9 @@ fn app_verdict(file: &str) -> (u64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_without_a_task_grades_each_answer_against_the_task_it_resembles() {
-    if docker().await.is_none() {
+    let Some((server, _, _dir)) = service_ready(Kind::Sqlite, &["--workers", "2"]).await else {
         return;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&data.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
+    };
     let answers = repo().join("fixtures/outputs/reset-conversation");
     let experiment = crate::support::manifest()
         .into_iter()

@@ -14,9 +14,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::server::Server;
-use crate::stores::{Kind, TestStore};
-use crate::support::{docker, fixture};
+use crate::server::{service_ready, service_started, Server};
+use crate::stores::Kind;
+use crate::support::fixture;
 
 pub(crate) const SECRET: &str = "s3cret";
 const SNIPPET: &str = "granite4-small.md";
@@ -159,17 +159,11 @@ async fn submit_with_callback(server: &Server, url: &str) -> String {
 }
 
 async fn a_finished_verification_is_posted_signed_and_retried_after_server_errors(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) =
+        service_ready(kind, &["--workers", "1", "--callback-secret", SECRET]).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "1", "--callback-secret", SECRET],
-    );
-    server.wait_ready().await;
     let (receiver, url) = Receiver::start(2, false).await;
     let id = submit_with_callback(&server, &url).await;
     let queued: Value = server.view(&id).await;
@@ -226,17 +220,11 @@ async fn a_finished_verification_is_posted_signed_and_retried_after_server_error
 }
 
 async fn a_batch_is_posted_once_when_all_its_answers_are_finished(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) =
+        service_ready(kind, &["--workers", "2", "--callback-secret", SECRET]).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "2", "--callback-secret", SECRET],
-    );
-    server.wait_ready().await;
     let (receiver, url) = Receiver::start(0, false).await;
     let answers = [
         "granite4-small.md",
@@ -277,12 +265,10 @@ async fn a_batch_is_posted_once_when_all_its_answers_are_finished(kind: Kind) {
 }
 
 async fn a_callback_url_that_is_not_an_http_url_is_a_422_json_error(kind: Kind) {
-    let Some(store) = TestStore::make(kind).await else {
+    // Checked before anything else: no Docker needed.
+    let Some((server, store, _dir)) = service_started(kind, &["--workers", "1"]).await else {
         return;
     };
-    // Checked before anything else: no Docker needed.
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "1"]);
     for bad in ["not a url", "/relative/hook", "ftp://127.0.0.1/hook", ""] {
         let response = server
             .post("/v1/verifications")
@@ -322,15 +308,11 @@ async fn a_callback_url_that_is_not_an_http_url_is_a_422_json_error(kind: Kind) 
 }
 
 async fn a_pending_callback_survives_kill_9_and_is_delivered_after_the_restart(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let args = ["--workers", "1", "--callback-secret", SECRET];
+    let Some((server, store, dir)) = service_ready(kind, &args).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = ["--workers", "1", "--callback-secret", SECRET];
-    let server = Server::start_on(&store, &data, &args);
-    server.wait_ready().await;
     let (receiver, url) = Receiver::start(0, true).await;
     let id = submit_with_callback(&server, &url).await;
     let deadline = Instant::now() + Duration::from_secs(120);

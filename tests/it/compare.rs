@@ -7,21 +7,17 @@
 //! Retry-After instead of a comparison of half a batch.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
 use crate::samples::{merged, tier, write_result};
-use crate::server::Server;
-use crate::support::{docker, fixture, repo};
+use crate::server::{service_ready, Server};
+use crate::stores::Kind;
+use crate::support::fixture;
 
 fn qtjudge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtjudge"))
-        .args(args)
-        .env("QTJUDGE_TASKS_DIR", repo().join("fixtures/tasks"))
-        .env("QTJUDGE_LOG", "warn")
-        .output()
-        .expect("qtjudge runs")
+    crate::support::qtjudge_cli(args, None)
 }
 
 /// Two models × five samples; `changed` gives model a's sample 3 tier 3.
@@ -151,10 +147,9 @@ async fn submit_batch(server: &Server, answers: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compare_route_names_the_changed_answer_of_two_batches() {
-    let Some(_) = docker().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
+    let Some((server, _, _dir)) = service_ready(Kind::Sqlite, &["--workers", "2"]).await else {
+        return;
+    };
     // Snippets and a refusal: graded statically, no container run.
     let snippet = fixture("trap-diff-only.md");
     let refusal = "Sorry, I cannot help with that.";
@@ -220,10 +215,9 @@ async fn the_compare_route_names_the_changed_answer_of_two_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compare_route_answers_202_with_progress_while_either_batch_runs() {
-    let Some(_) = docker().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
+    let Some((server, _, _dir)) = service_ready(Kind::Sqlite, &["--workers", "2"]).await else {
+        return;
+    };
     let snippet = fixture("trap-diff-only.md");
     let done = batch(&server, &[("1", &snippet)]).await;
     // An answer that hangs until the 30 s limit keeps the other batch running.

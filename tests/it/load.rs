@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::server::{containers_of, Server, TOKEN};
-use crate::stores::{Kind, TestStore};
-use crate::support::{docker, fixture, repo};
+use crate::server::{containers_of, service_ready, Server, TOKEN};
+use crate::stores::Kind;
+use crate::support::{fixture, repo};
 
 /// The correct answer with a 6 s sleep in its reset handler: it holds a
 /// worker long enough for a burst to meet a full queue (tier 2: the
@@ -69,17 +69,11 @@ async fn run_load(server: &Server, requests: usize, deadline_seconds: u64) -> (i
 }
 
 async fn a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) =
+        service_ready(kind, &["--workers", "1", "--max-queue", "5"]).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "1", "--max-queue", "5"],
-    );
-    server.wait_ready().await;
 
     // First burst: the only worker is busy, so exactly the queue's room is
     // accepted and the rest must be refused with 429 + Retry-After.
@@ -120,15 +114,7 @@ async fn a_burst_of_posts_gets_202_or_429_and_every_accepted_job_finishes(kind: 
     let slow = server.finished(&slow).await;
     assert_eq!(slow["status"], "done", "{slow}");
     assert!(slow["result"]["tier"].as_u64().is_some(), "{slow}");
-    let health: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.open_json("/healthz").await;
     assert_eq!(
         (
             health["queue"]["queued"].as_u64(),

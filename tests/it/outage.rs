@@ -19,7 +19,7 @@ use qtjudge::verify::PreparedTask;
 
 use crate::load::{slow_answer, wait_for_status};
 use crate::server::{container_ids_of, containers_of, Server, TOKEN};
-use crate::support::{docker, fixture, task};
+use crate::support::{docker, drop_connections, fixture, task};
 
 /// Forwards every connection on `path` to the real engine's socket, until
 /// switched off.
@@ -75,12 +75,7 @@ impl EngineProxy {
     /// attached container's stream included) is dropped, new ones are
     /// still accepted.
     fn cut(&self) {
-        let mut tasks = self.tasks.lock().unwrap();
-        let accept = tasks.remove(0);
-        for task in tasks.drain(..) {
-            task.abort();
-        }
-        tasks.push(accept);
+        drop_connections(&self.tasks);
     }
 
     /// Closes the listener and drops every live connection (an attached
@@ -101,12 +96,7 @@ impl Drop for EngineProxy {
 }
 
 async fn health(server: &Server) -> (u16, Value) {
-    let response = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.health().await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -133,24 +123,30 @@ async fn view(server: &Server, id: &str) -> Value {
     server.view(id).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_jobs_wait_out_an_engine_outage_and_finish_when_it_is_back() {
-    let Some(_) = docker().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = EngineProxy::new(&dir.path().join("engine.sock"));
+/// A one-worker service in `dir` whose engine is reached through a proxy
+/// the test can cut, ready, and a first verdict given: the original's
+/// widget tree is known before any outage (the layout comparison needs it).
+async fn warmed_up_behind_a_proxy(dir: &Path) -> (EngineProxy, Server) {
+    let proxy = EngineProxy::new(&dir.join("engine.sock"));
     proxy.on();
     let docker_host = proxy.docker_host();
     let server = Server::start_with_env(
-        &dir.path().join("data"),
+        &dir.join("data"),
         Some(TOKEN),
         &["--workers", "1"],
         &[("DOCKER_HOST", docker_host.as_str())],
     );
     server.wait_ready().await;
-    // A first verdict, so that the original's widget tree is known before
-    // the outage (the layout comparison needs it).
     let warm_up = server.submit("devstral", &fixture("devstral.md")).await;
     assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+    (proxy, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_wait_out_an_engine_outage_and_finish_when_it_is_back() {
+    let Some(_) = docker().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, server) = warmed_up_behind_a_proxy(dir.path()).await;
 
     // A first, idle outage while a warm container waits: its attach stream
     // dies with the connection, so it must not serve the next answer.
@@ -319,19 +315,7 @@ async fn no_pass_is_given_when_the_layout_comparison_could_not_run() {
 async fn a_job_cut_off_by_an_engine_blip_is_run_again_not_failed() {
     let Some(_) = docker().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let proxy = EngineProxy::new(&dir.path().join("engine.sock"));
-    proxy.on();
-    let docker_host = proxy.docker_host();
-    let server = Server::start_with_env(
-        &dir.path().join("data"),
-        Some(TOKEN),
-        &["--workers", "1"],
-        &[("DOCKER_HOST", docker_host.as_str())],
-    );
-    server.wait_ready().await;
-    // The original's widget tree first, as in the outage test above.
-    let warm_up = server.submit("devstral", &fixture("devstral.md")).await;
-    assert_eq!(server.finished(&warm_up).await["result"]["tier"], 1);
+    let (proxy, server) = warmed_up_behind_a_proxy(dir.path()).await;
 
     // The handler's pause is a `sleep` process, so the test can see from
     // outside that the job is inside its reset handler: a fixed wait after

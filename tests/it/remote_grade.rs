@@ -5,8 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::server::{Server, TOKEN};
-use crate::support::{docker, repo};
+use crate::server::{service_ready, TOKEN};
+use crate::stores::Kind;
+use crate::support::repo;
 
 fn grade(args: &[&str], token: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_qtjudge"));
@@ -23,12 +24,9 @@ fn grade(args: &[&str], token: Option<&str>) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grade_with_server_gives_the_local_output_and_keeps_the_screenshots() {
-    if docker().await.is_none() {
+    let Some((server, _, dir)) = service_ready(Kind::Sqlite, &["--workers", "2"]).await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
+    };
 
     // One answer of each tier, and a model named twice (kept apart as samples 1 and 2).
     let answers = repo().join("fixtures/outputs/reset-conversation");
@@ -139,12 +137,9 @@ async fn grade_with_server_gives_the_local_output_and_keeps_the_screenshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grade_with_server_and_a_wrong_token_says_what_to_do() {
-    if docker().await.is_none() {
+    let Some((server, _, dir)) = service_ready(Kind::Sqlite, &[]).await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
-    server.wait_ready().await;
+    };
     let answer = repo().join("fixtures/outputs/reset-conversation/devstral.md");
     let out = grade(
         &[
@@ -185,12 +180,9 @@ async fn grade_with_server_and_a_wrong_token_says_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grade_with_server_sends_a_folder_app_and_an_archive() {
-    if docker().await.is_none() {
+    let Some((server, _, dir)) = service_ready(Kind::Sqlite, &["--workers", "2"]).await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
+    };
     let apps = repo().join("fixtures/apps");
     let manifest: toml::Value =
         toml::from_str(&std::fs::read_to_string(apps.join("manifest.toml")).unwrap()).unwrap();

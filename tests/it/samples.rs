@@ -8,20 +8,10 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 
-use crate::support::{docker, repo};
+use crate::support::{docker, json_of, repo};
 
 fn qtjudge(args: &[&str]) -> Output {
     crate::support::qtjudge_cli(args, None)
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// A result as `grade` keeps it in its run folder.

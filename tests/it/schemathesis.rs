@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::server::{containers_of, Server, TOKEN};
-use crate::stores::{Kind, TestStore};
-use crate::support::{docker, repo};
+use crate::server::{containers_of, service_ready, TOKEN};
+use crate::stores::Kind;
+use crate::support::repo;
 
 /// Examples per operation: about 1,500 requests in 10-20 s.
 const MAX_EXAMPLES: &str = "100";
@@ -70,30 +70,15 @@ fn names_callback_url(value: &Value) -> bool {
 }
 
 async fn schemathesis_finds_no_server_error_and_no_departure_from_the_openapi_document(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
-        return;
-    };
     let Some(schemathesis) = schemathesis() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     // POSTs enqueue real jobs: one worker and a small queue (429s are fine).
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "1", "--max-queue", "20"],
-    );
-    server.wait_ready().await;
-    let mut document: Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let args = ["--workers", "1", "--max-queue", "20"];
+    let Some((server, store, dir)) = service_ready(kind, &args).await else {
+        return;
+    };
+    let mut document = server.open_json("/openapi.json").await;
     without_callbacks(&mut document);
     assert!(
         !names_callback_url(&document),

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::{json, Value};
 
-use crate::support::repo;
+use crate::stores::{Kind, TestStore};
+use crate::support::{docker, repo};
 
 pub const TOKEN: &str = "service-test-token";
 
@@ -173,11 +174,31 @@ impl Server {
         pid
     }
 
-    /// The JSON the service answers to an authorised GET of `path`.
+    /// A GET of `path` without a token (`/healthz`, `/metrics` and
+    /// `/openapi.json` need none).
+    pub fn open_get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    /// `/healthz`'s answer.
+    pub async fn health(&self) -> reqwest::Response {
+        self.open_get("/healthz").send().await.unwrap()
+    }
+
+    /// The JSON the service answers to a GET of `path` without a token.
+    pub async fn open_json(&self, path: &str) -> Value {
+        self.open_get(path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The `/metrics` text, one scrape (no token needed).
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
+        self.open_get("/metrics")
             .send()
             .await
             .unwrap()
@@ -186,6 +207,7 @@ impl Server {
             .unwrap()
     }
 
+    /// The JSON the service answers to an authorised GET of `path`.
     pub async fn get_json(&self, path: &str) -> Value {
         self.get(path).send().await.unwrap().json().await.unwrap()
     }
@@ -235,6 +257,31 @@ impl Server {
         let body: Value = serde_json::from_str(&text).unwrap();
         body["id"].as_str().unwrap().to_string()
     }
+}
+
+/// One test's service: the server, its store, and the temporary folder
+/// its data is in (`<dir>/data`, where a restart starts it again). Keep
+/// the folder bound (`_dir`, never `_`) while the server runs: dropping it
+/// deletes the data.
+pub type Service = (Server, TestStore, tempfile::TempDir);
+
+/// A service that verifies: the Docker sandbox and `kind`'s store (each
+/// `None`, a skip, when missing), a server with `extra` on a fresh folder,
+/// and its sandbox ready.
+pub async fn service_ready(kind: Kind, extra: &[&str]) -> Option<Service> {
+    docker().await?;
+    let service = service_started(kind, extra).await?;
+    service.0.wait_ready().await;
+    Some(service)
+}
+
+/// As `service_ready`, for checks that come before the engine's: no
+/// Docker asked for, the server not waited for.
+pub async fn service_started(kind: Kind, extra: &[&str]) -> Option<Service> {
+    let store = TestStore::make(kind).await?;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&store, &dir.path().join("data"), extra);
+    Some((server, store, dir))
 }
 
 impl Drop for Server {

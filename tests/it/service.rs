@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::server::{containers_of, Server};
+use crate::server::{containers_of, service_ready, service_started, Server};
 use crate::stores::{Kind, TestStore};
 use crate::support::{docker, fixture};
 
@@ -39,13 +39,9 @@ async fn assert_no_container_left(results: &[&Value]) {
 }
 
 async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) = service_ready(kind, &["--workers", "2"]).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
     let post = |model: &'static str, file: &'static str| {
         server
             .post("/v1/verifications?wait=180")
@@ -122,13 +118,9 @@ async fn a_tier_1_and_a_tier_3_answer_get_their_verdicts(kind: Kind) {
 }
 
 async fn a_batch_of_fixture_answers_gives_the_experiments_table(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) = service_ready(kind, &["--workers", "2"]).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(&store, &dir.path().join("data"), &["--workers", "2"]);
-    server.wait_ready().await;
     // (file, model, tier, failure) as in fixtures/outputs/.../manifest.toml.
     // gemma3-27b is left out: its QThread sometimes aborts the app (`crashed`)
     // before `history_broken` is seen, which is the grader's business, not the service's.
@@ -222,15 +214,11 @@ async fn a_batch_of_fixture_answers_gives_the_experiments_table(kind: Kind) {
 
 /// Runs without Docker: every check here comes before the engine's.
 async fn each_kind_of_bad_request_gets_its_4xx_json(kind: Kind) {
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) =
+        service_started(kind, &["--workers", "1", "--max-body-kb", "64"]).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "1", "--max-body-kb", "64"],
-    );
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
         (
             "malformed JSON",
@@ -377,17 +365,11 @@ fn a_public_address_without_a_token_is_refused_at_start() {
 }
 
 async fn a_full_queue_is_refused_with_429_and_retry_after(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, _dir)) =
+        service_ready(kind, &["--workers", "1", "--max-queue", "2"]).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(
-        &store,
-        &dir.path().join("data"),
-        &["--workers", "1", "--max-queue", "2"],
-    );
-    server.wait_ready().await;
     let answer = fixture("devstral.md");
     let mut accepted = Vec::new();
     let mut refused = None;
@@ -438,14 +420,10 @@ async fn a_full_queue_is_refused_with_429_and_retry_after(kind: Kind) {
 const ORPHAN_BOUND: Duration = Duration::from_secs(5);
 
 async fn a_server_killed_with_jobs_queued_and_running_finishes_them_after_a_restart(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, dir)) = service_ready(kind, &["--workers", "1"]).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_on(&store, &data, &["--workers", "1"]);
-    server.wait_ready().await;
     let answers = [
         ("devstral", "devstral.md", 1),
         ("display-only", "trap-display-only.md", 3),
@@ -574,14 +552,10 @@ async fn stored_jobs(
 async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a_restart(
     kind: Kind,
 ) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, dir)) = service_ready(kind, &["--workers", "2"]).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_on(&store, &data, &["--workers", "2"]);
-    server.wait_ready().await;
     // (file, model, tier): Docker runs and one snippet, as in the manifest.
     let answers = [
         ("devstral.md", "devstral", 1),
@@ -707,14 +681,10 @@ async fn a_server_killed_during_a_batch_finishes_every_item_exactly_once_after_a
 }
 
 async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_disk(kind: Kind) {
-    let Some(_) = docker().await else { return };
-    let Some(store) = TestStore::make(kind).await else {
+    let Some((server, store, dir)) = service_ready(kind, &["--workers", "1"]).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_on(&store, &data, &["--workers", "1"]);
-    server.wait_ready().await;
     let first = server.submit("devstral", &fixture("devstral.md")).await;
     let queued = server
         .submit("qwen3-coder", &fixture("qwen3-coder.md"))

@@ -25,7 +25,7 @@ use tokio::task::AbortHandle;
 use crate::replicas::Schema;
 use crate::replicas_share::{gauge, wait_until};
 use crate::server::{containers_of, Server};
-use crate::support::{docker, fixture, manifest, Expected};
+use crate::support::{docker, drop_connections, fixture, manifest, Expected};
 
 /// Forwards connections on a loopback port to PostgreSQL while on; while
 /// off, closes each at once and has dropped the live ones.
@@ -69,12 +69,7 @@ impl StoreProxy {
 
     fn off(&self) {
         self.up.store(false, Ordering::SeqCst);
-        let mut tasks = self.tasks.lock().unwrap();
-        let accept = tasks.remove(0);
-        for task in tasks.drain(..) {
-            task.abort();
-        }
-        tasks.push(accept);
+        drop_connections(&self.tasks);
     }
 
     fn on(&self) {
@@ -104,12 +99,7 @@ fn through_proxy(url: &str, port: u16) -> (String, String) {
 }
 
 async fn health(server: &Server) -> Value {
-    let response = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.health().await;
     assert_eq!(response.status(), 200, "/healthz always answers 200");
     response.json().await.unwrap()
 }

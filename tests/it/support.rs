@@ -115,3 +115,25 @@ pub fn qtjudge_cli(args: &[&str], python: Option<&str>) -> std::process::Output 
     }
     command.output().expect("qtjudge runs")
 }
+
+/// Drops every connection a test proxy relays, and keeps it listening:
+/// `tasks` are its accept loop (first) and one task a connection.
+pub fn drop_connections(tasks: &std::sync::Mutex<Vec<tokio::task::AbortHandle>>) {
+    let mut tasks = tasks.lock().unwrap();
+    let accept = tasks.remove(0);
+    for task in tasks.drain(..) {
+        task.abort();
+    }
+    tasks.push(accept);
+}
+
+/// A command's stdout as JSON (a failure shows stdout and stderr).
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
