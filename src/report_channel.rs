@@ -73,6 +73,10 @@ pub struct Channel {
     /// app's process rather than by the supervisor's click on the screen,
     /// when the harness says so: a hint that only takes a pass away.
     pub reset_in_process: Option<String>,
+    /// The first turn whose prompt was typed or sent inside the app's
+    /// process (the supervisor's keys or click did not reach it), and why,
+    /// when the harness says so: a hint that only takes a pass away.
+    pub input_in_process: Option<(String, String)>,
 }
 
 impl Channel {
@@ -142,6 +146,10 @@ impl Channel {
                         channel.reset_done_ms = report["at_ms"].as_f64();
                         channel.reset_in_process = in_process_click(&step.evidence);
                     }
+                    if name.starts_with("turn_") && channel.input_in_process.is_none() {
+                        channel.input_in_process =
+                            in_process_input(&step.evidence).map(|why| (name.to_string(), why));
+                    }
                     if !step.ok && report["harness_error"].as_bool() == Some(true) {
                         channel.harness_error = Some((step.name.clone(), step.detail.clone()));
                     }
@@ -172,14 +180,16 @@ impl Channel {
                         channel.screen_text_hits.push(place);
                     }
                 }
-                "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" => {
+                "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" | "type"
+                | "press" => {
                     let allowed = match kind {
                         "planes" => open == Some("check_cleared"),
                         // The reset's click, or a scenario's `click_N`.
                         "approach" => open.is_some_and(|s| s.starts_with("click_")),
                         "widget_tree" => open == Some("find_window"),
                         "idle" => open == Some("idle"),
-                        "turn" => open.is_some_and(|s| s.starts_with("turn_")),
+                        // A turn is asked for, typed and sent within its step.
+                        "turn" | "type" | "press" => open.is_some_and(|s| s.starts_with("turn_")),
                         // before_reset in turn 2, after_reset in check_cleared,
                         // after_idle in idle, final once the steps are over.
                         _ => matches!(
@@ -285,6 +295,40 @@ fn in_process_click(evidence: &Value) -> Option<String> {
             why.join("; ")
         )
     })
+}
+
+/// Why a turn's evidence says its prompt was typed or sent in the app's
+/// process. A prompt the screen's keyboard cannot type (a task's own text
+/// outside Latin-1) is not held against the answer.
+fn in_process_input(evidence: &Value) -> Option<String> {
+    if evidence["input"].as_str() != Some("in_process") {
+        return None;
+    }
+    let reasons: Vec<&Value> = evidence["input_in_process"]
+        .as_array()
+        .map(|items| items.iter().collect())
+        .unwrap_or_default();
+    let held: Vec<&&Value> = reasons
+        .iter()
+        .filter(|r| r["untypable"].as_bool() != Some(true))
+        .collect();
+    if !reasons.is_empty() && held.is_empty() {
+        return None;
+    }
+    let said: Vec<String> = held
+        .iter()
+        .take(4)
+        .filter_map(|r| r["why"].as_str())
+        .map(|why| why.chars().take(200).collect())
+        .collect();
+    let why = if said.is_empty() {
+        "the supervisor's input did not reach the app".to_string()
+    } else {
+        said.join("; ")
+    };
+    Some(format!(
+        "{why}: the judge typed or sent the prompt in the app's process instead, and a pass cannot rest on that"
+    ))
 }
 
 fn capped(items: &Value, count: usize) -> Vec<Value> {
@@ -449,6 +493,56 @@ mod tests {
                 "{forged} in {step} went unseen"
             );
         }
+    }
+
+    #[test]
+    fn a_prompt_typed_in_process_is_noted_unless_the_screen_cannot_type_it() {
+        let with = |evidence: Value| {
+            let mut reports = honest();
+            let at = reports
+                .iter()
+                .position(|r| r["type"] == "step" && r["name"] == "turn_3")
+                .unwrap();
+            reports[at]["evidence"] = evidence;
+            Channel::read(&reports, 0)
+        };
+        assert_eq!(with(json!({"input": "screen"})).input_in_process, None);
+        assert_eq!(with(Value::Null).input_in_process, None);
+        let (step, why) = with(json!({"input": "in_process", "input_in_process": [
+            {"why": "the keys typed on the screen did not reach the prompt input", "untypable": false}
+        ]}))
+        .input_in_process
+        .unwrap();
+        assert_eq!(step, "turn_3");
+        assert!(why.contains("did not reach the prompt input"), "{why}");
+        // Reasons without words, or none at all, still count.
+        for reasons in [json!([{"untypable": false}]), json!([]), json!("junk")] {
+            let noted = with(json!({"input": "in_process", "input_in_process": reasons}));
+            assert!(noted.input_in_process.is_some(), "{reasons}");
+        }
+        // The task's own text the keyboard cannot type is no fault of the answer.
+        let untypable = with(json!({"input": "in_process", "input_in_process": [
+            {"why": "the prompt has characters the screen's keyboard cannot type", "untypable": true}
+        ]}));
+        assert_eq!(untypable.input_in_process, None);
+        // `type` and `press` reports belong to a turn's step only.
+        let mut reports = honest();
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step_start" && r["name"] == "turn_1")
+            .unwrap();
+        reports.insert(at + 1, json!({"type": "press", "key": "Return"}));
+        reports.insert(
+            at + 1,
+            json!({"type": "type", "rect": [1, 2, 3, 4], "clear": false}),
+        );
+        assert_eq!(Channel::read(&reports, 0).tampering, None);
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step_start" && r["name"] == "find_reset")
+            .unwrap();
+        reports.insert(at + 1, json!({"type": "type", "rect": [1, 2, 3, 4]}));
+        assert!(Channel::read(&reports, 0).tampering.is_some());
     }
 
     #[test]

@@ -200,19 +200,19 @@ pub fn new_turns() -> Vec<Turn> {
             let reply_marker = random_token(12);
             let (prompt, reply) = match i {
                 0 => (
-                    format!("Hello! My name is {name}. Please remember the code words {a} and {b}: {prompt_marker}."),
+                    format!("I am {name}. Keep {a} and {b}: {prompt_marker}."),
                     format!("Nice to meet you, {name}. I will remember {a}, {b} and {c}: {reply_marker}."),
                 ),
                 1 => (
-                    format!("Which code words did I give you? Here are two more, {a} and {b}: {prompt_marker}."),
+                    format!("Which words? Add {a} and {b}: {prompt_marker}."),
                     format!("You gave me code words earlier. Noted {a}, {b} and {c} as well: {reply_marker}."),
                 ),
                 2 => (
-                    format!("Let us start over. What is two plus two? Say {a} and {b}: {prompt_marker}."),
+                    format!("Two plus two? Say {a}, {b}: {prompt_marker}."),
                     format!("Two plus two is four. {a}, {b}, {c}: {reply_marker}."),
                 ),
                 _ => (
-                    format!("And what is three plus three? Say {a} and {b}: {prompt_marker}."),
+                    format!("Three plus three? Say {a}, {b}: {prompt_marker}."),
                     format!("Three plus three is six. {a}, {b}, {c}: {reply_marker}."),
                 ),
             };

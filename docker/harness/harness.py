@@ -101,8 +101,11 @@ NO_MODIFIER = QT.enum(Qt, "KeyboardModifier", "NoModifier")
 CONTROL_MODIFIER = QT.enum(Qt, "KeyboardModifier", "ControlModifier")
 KEY_RETURN = QT.enum(Qt, "Key", "Key_Return")
 ALL_EVENTS = QT.enum(QtCore.QEventLoop, "ProcessEventsFlag", "AllEvents")
+WAIT_FOR_MORE_EVENTS = QT.enum(QtCore.QEventLoop, "ProcessEventsFlag", "WaitForMoreEvents")
+SOCKET_READ = QT.enum(QtCore.QSocketNotifier, "Type", "Read")
 DEFERRED_DELETE = QT.enum(QtCore.QEvent, "Type", "DeferredDelete")
 MOUSE_RELEASE = QT.enum(QtCore.QEvent, "Type", "MouseButtonRelease")
+KEY_PRESS = QT.enum(QtCore.QEvent, "Type", "KeyPress")
 WRITE_ONLY = QT.enum(QtCore.QIODevice, "OpenModeFlag", "WriteOnly")
 ACCEPTING_ROLES = [
     QT.enum(QtWidgets.QMessageBox, "ButtonRole", name)
@@ -383,6 +386,15 @@ def install_patches():
         setattr(QtCore.QCoreApplication, name, _exec_instead)
         setattr(QtGui.QGuiApplication, name, _exec_instead)
     QtWidgets.QApplication = _SingleApplication("QApplication", (QApplication,), {})
+    # The platform a desktop app sees on Linux: `vnc` (or `offscreen`)
+    # would name the judge to any app that asked.
+    QtGui.QGuiApplication.platformName = staticmethod(lambda: "xcb")
+    # A modifier key's text is empty on a desktop; Qt's `vnc` server gives NUL.
+    key_text = QtGui.QKeyEvent.text
+    QtGui.QKeyEvent.text = lambda event: "" if key_text(event) == "\x00" else key_text(event)
+    # A desktop monitor says who made it; the `vnc` screen says nothing.
+    for name, value in (("name", "DP-1"), ("manufacturer", "Dell Inc."), ("model", "DELL P2422H"), ("serialNumber", "7QXK2M3")):
+        setattr(QtGui.QScreen, name, lambda _screen, value=value: value)
 
     # QMessageBox is left as Qt made it: its static helpers (question,
     # warning…) run a real modal box, answered by the timer above (or, for
@@ -522,23 +534,37 @@ def answer_modal_dialogs():
 
 class _ClickWatch(QtCore.QObject):
     """Sees (an application event filter, called before the app's own
-    filters) whether a left-button release from the screen reached the
-    reset control or a widget inside it: a hint of whether the supervisor's
-    click got there."""
+    filters) whether a mouse release (or, for `KEY_PRESS`, a key) from the
+    screen reached `control` or a widget inside it: a hint of whether the
+    supervisor's click or key got there."""
 
-    def __init__(self, control):
+    def __init__(self, control, event_type=MOUSE_RELEASE):
         super().__init__()
         self.control = control
+        self.event_type = event_type
         self.released = False
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
         try:
-            if event.type() == MOUSE_RELEASE and event.spontaneous() and isinstance(obj, QtWidgets.QWidget):
+            if event.type() == self.event_type and event.spontaneous() and isinstance(obj, QtWidgets.QWidget):
                 if obj is self.control or self.control.isAncestorOf(obj):
                     self.released = True
         except (RuntimeError, AttributeError, TypeError):
             pass
         return False
+
+
+def reached(target, action, timeout_s, event_type=MOUSE_RELEASE):
+    """Runs `action` (the supervisor acting on the screen) and waits up to
+    `timeout_s` for its event to reach `target`: whether it did (a hint)."""
+    watch = _ClickWatch(target, event_type)
+    APP.installEventFilter(watch)
+    try:
+        action()
+        wait_until(lambda: watch.released, timeout_s)
+    finally:
+        APP.removeEventFilter(watch)
+    return watch.released
 
 
 # --- Looking at the app ----------------------------------------------------
@@ -842,25 +868,48 @@ def checkpoint(name, timeout_s=5.0):
 
 
 def wait_for_supervisor(timeout_s):
-    """True once the supervisor's answer line came, pumping events meanwhile."""
+    """The supervisor's answer (a dict) once its line came, or None; the
+    event loop runs meanwhile and wakes at once for the screen server's
+    messages (a typed key is read, stamped and answered without a poll's
+    delay) as for the answer on stdin. The deadline is on the wall clock
+    (times(2)), not the app's clock, which the supervisor moves."""
     import select
 
-    # Counted rounds of at least 5 ms, not the clock: the idle step moves it.
-    for _ in range(max(1, int(timeout_s / 0.005))):
-        if select.select([sys.stdin.buffer], [], [], 0.005)[0]:
-            try:
-                answer = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
-            except ValueError:
-                return None
-            return answer if isinstance(answer, dict) and answer.get("ok") else None
-        APP.processEvents(ALL_EVENTS, 5)
-    return None
+    came = []
+    notifier = QtCore.QSocketNotifier(sys.stdin.fileno(), SOCKET_READ)
+    notifier.activated.connect(lambda *_: came.append(True))
+    # Wakes the loop now and then to look at the deadline.
+    waker = QtCore.QTimer()
+    waker.start(20)
+    end = _wall() + timeout_s
+    try:
+        while not came and _wall() < end:
+            APP.processEvents(ALL_EVENTS | WAIT_FOR_MORE_EVENTS)
+    finally:
+        notifier.setEnabled(False)
+        waker.stop()
+    if not select.select([sys.stdin.buffer], [], [], 0)[0]:
+        return None
+    try:
+        answer = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and answer.get("ok") else None
+
+
+def ask_supervisor(kind, timeout_s, **fields):
+    """Asks the supervisor to act on the screen (type, press) and waits,
+    pumping events, for its answer: a dict, or None."""
+    report(kind, **fields)
+    return wait_for_supervisor(timeout_s)
 
 
 def ask_turn(index):
     """The turn to type next: the supervisor gives each one only now."""
     report("turn", index=index)
-    answer = wait_for_supervisor(5.0)
+    # The supervisor answers once it is done with what was asked before (a
+    # frame, on a busy machine seconds): a generous wait.
+    answer = wait_for_supervisor(15.0)
     turn = (answer or {}).get("turn")
     if not isinstance(turn, dict) or not all(isinstance(turn.get(k), str) for k in ("prompt", "prompt_marker", "reply_marker")):
         raise Failure(f"the judge's supervisor did not give turn {index + 1} (the harness's channel to it was disturbed)")
@@ -1116,6 +1165,8 @@ class Run:
         self.module = None
         self.entry = None
         self.send = None
+        # Why this turn's prompt was typed or sent in the app's process.
+        self.input_here = []
         self.reset_control = None
         self.memory_before = []
         self.discovered = {"binding": QT.version(), "prompt_input": None, "send": None, "display": [], "reset": None, "memory": []}
@@ -1352,18 +1403,56 @@ class Run:
                 self.send = ("key", key)
                 self.discovered["send"] = {"kind": "key", "class": type(self.entry).__name__, "attribute": None, "object_name": None, "text": key, "how": "discovered"}
 
-    def press_send(self):
+    def type_prompt(self, entry, turn):
+        """The supervisor types the turn's prompt into `entry` over the
+        screen, as a person: a click into it, then real keys (from outside
+        this process, at a person's pace on the app's clock). Where its keys
+        do not reach the input, the harness types here so that the run goes
+        on and explains itself, and notes it: the host gives no pass resting
+        on a prompt typed in the app's process."""
+        if ON_SCREEN:
+            text = _widget_text(entry)
+            answer = ask_supervisor("type", 30.0, rect=_global_rect(entry), clear=bool(text))
+            pump_until_idle()
+            if turn["prompt_marker"] in _widget_text(entry):
+                return
+            answer = answer or {}
+            self.note_input_here(answer.get("why") or "the keys typed on the screen did not reach the prompt input", answer.get("untypable") is True)
+        entry.setFocus()
+        entry.clear()
+        _key_clicks(entry, turn["prompt"])
+
+    def press_send(self, entry):
+        """Sends what was typed: the supervisor's click on the send button,
+        or the key that sends struck on the screen; here (and noted) only
+        when that did not reach the app."""
         kind, control = self.send
+        if ON_SCREEN:
+            if kind == "button":
+                pressed = reached(control, lambda: ask_supervisor("press", 10.0, rect=_global_rect(control)), 1.0)
+            else:
+                pressed = reached(entry, lambda: ask_supervisor("press", 10.0, key=control), 1.0, KEY_PRESS)
+            if pressed:
+                return
+            self.note_input_here(f"a person's {'click on the send button' if kind == 'button' else control + ' key'} did not reach the app", False)
         if kind == "button":
             click(control)
             return
         modifier = CONTROL_MODIFIER if control == "Ctrl+Return" else NO_MODIFIER
-        _key_click(self.entry, KEY_RETURN, modifier)
+        _key_click(entry, KEY_RETURN, modifier)
+
+    def note_input_here(self, why, untypable):
+        """A prompt typed or sent in the app's process (the supervisor's
+        input did not reach it), for the turn's evidence. A prompt the
+        screen's keyboard cannot type (the task's own text) is no fault of
+        the answer's."""
+        self.input_here.append({"why": why, "untypable": untypable})
 
     def turn(self, index, plain=False):
         """Types turn `index` and waits for its reply. `plain` (a scenario's
         turn): none of the reset's readings around it."""
         turn = self.turns[index] = ask_turn(index)
+        self.input_here = []
         if index == 0:
             # As a person waits for the window to settle: models listed by
             # a worker thread after the window showed, say.
@@ -1409,7 +1498,11 @@ class Run:
             self.note_conversation()
             # A frame of the conversation as shown before the reset.
             checkpoint("before_reset")
-        return {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+        evidence = {"prompt_marker": turn["prompt_marker"], "reply_marker": turn["reply_marker"]}
+        if ON_SCREEN:
+            evidence["input"] = "in_process" if self.input_here else "screen"
+            evidence["input_in_process"] = self.input_here[:4]
+        return evidence
 
     def start_chat_first(self):
         """Clicks the window's "New chat" button once (its name dialog
@@ -1432,16 +1525,14 @@ class Run:
     def type_and_send(self, entry, turn, before):
         """Types the turn's prompt and sends it; whether its reply showed
         (or the app raised) within the turn's time."""
-        entry.setFocus()
-        entry.clear()
-        _key_clicks(entry, turn["prompt"])
-        self.press_send()
+        self.type_prompt(entry, turn)
+        self.press_send(entry)
         if self.send == ("key", "Ctrl+Return") and not self.took_prompt(entry, turn):
             # A multi-line input that sends on plain Return (Ctrl+Return does
             # nothing in a text edit that does not handle it).
-            _key_click(entry, KEY_RETURN, NO_MODIFIER)
             self.send = ("key", "Return")
             self.discovered["send"]["text"] = "Return"
+            self.press_send(entry)
         return wait_until(lambda: any(turn["reply_marker"] in text for _, text in visible_texts(self.window)) or bool(EXCEPTIONS.since(before)), self.turn_timeout)
 
     def took_prompt(self, entry, turn):
@@ -1747,18 +1838,11 @@ class Run:
                 return self.press_shortcut(*control), "keys"
             control.trigger()
             return "menu action triggered", "trigger"
-        watch = _ClickWatch(target)
-        APP.installEventFilter(watch)
-        try:
-            # The supervisor moves the pointer onto the control and clicks
-            # it there (press, a person's hold, release), from outside this
-            # process; the slot runs as the release is handled.
-            self.approach(target)
-            wait_until(lambda: watch.released, 3.0)
-        finally:
-            APP.removeEventFilter(watch)
+        # The supervisor moves the pointer onto the control and clicks it
+        # there (press, a person's hold, release), from outside this
+        # process; the slot runs as the release is handled.
         what = "button" if kind == "button" else "tool-bar button"
-        if watch.released:
+        if reached(target, lambda: self.approach(target), 3.0):
             return f"a person's click on the {what} (the screen's pointer, from outside the app)", "screen"
         # The fallback, decided: the click is still made here so that the
         # run goes on and its evidence explains itself, but the host gives
@@ -1913,7 +1997,12 @@ class Run:
             ("turn_4", lambda: self.turn(3)),
         ]
         # A job of three turns (an older host) has no idle step and no turn 4.
-        for name, action in steps if len(self.turns) >= 4 else steps[:9]:
+        self.run_steps(steps if len(self.turns) >= 4 else steps[:9])
+
+    def run_steps(self, steps):
+        """Runs (name, action) steps in order until one fails, then reports
+        the final frame, what was discovered and raised, and the end."""
+        for name, action in steps:
             if not self.step(name, action):
                 break
         if self.window is not None:
@@ -1941,14 +2030,7 @@ class Run:
                 steps.append((f"{kind}_{counts[kind]}", functools.partial(self.scenario_control, item)))
             elif kind == "idle":
                 steps.append(("idle", functools.partial(self.scenario_idle, item)))
-        for name, action in steps:
-            if not self.step(name, action):
-                break
-        if self.window is not None:
-            checkpoint("final")
-        report("discovered", **self.discovered)
-        report("exceptions", items=EXCEPTIONS.items[:50], dialogs=DIALOGS[:50])
-        report("done")
+        self.run_steps(steps)
 
     def scenario_control(self, item):
         """`set` or `click`: the control found by the step's pattern (its
@@ -2113,14 +2195,7 @@ class Run:
     def scenario_click(self, control):
         """A person's click through the screen, as the reset's: the
         supervisor moves the pointer there and clicks; (how, delivered)."""
-        watch = _ClickWatch(control)
-        APP.installEventFilter(watch)
-        try:
-            self.approach(control)
-            wait_until(lambda: watch.released, 3.0)
-        finally:
-            APP.removeEventFilter(watch)
-        if watch.released:
+        if reached(control, lambda: self.approach(control), 3.0):
             return "a person's click (the screen's pointer, from outside the app)", "screen"
         click(control)
         return "clicked in the app's process: the screen's click did not reach it", "in_process"

@@ -44,22 +44,26 @@ class ScreenError(Exception):
 class Screen:
     """A live copy of the server's framebuffer, kept by a reader thread."""
 
-    def __init__(self, port, connect_timeout=10.0):
+    def __init__(self, port, connect_timeout=10.0, bits=32):
+        """`bits` a pixel: 32 (B, G, R, X) for frames; 8 (B2G3R3) for a
+        connection that only types and syncs, whose every answer carries
+        what the app repainted meanwhile, a quarter of the bytes."""
         self._sock = _connect(port, connect_timeout)
         self._send_lock = threading.Lock()
         self._changed = threading.Condition()
-        self.width, self.height = self._handshake()
-        self._fb = bytearray(self.width * self.height * 4)
-        # Frames asked for, and sentinel updates seen (see `frame`).
+        self._bytes_per_pixel = bits // 8
+        self.width, self.height = self._handshake(bits)
+        self._fb = bytearray(self.width * self.height * self._bytes_per_pixel)
+        # Requests sent, and updates received: the Nth answers the Nth (`_ask`).
         self._asked = 0
         self._answered = 0
         self.error = None
         self.updates = 0
         self._thread = threading.Thread(target=self._run, name="screen-reader", daemon=True)
         self._thread.start()
-        self._request(incremental=False)
+        self._ask(self.width, self.height)
 
-    def _handshake(self):
+    def _handshake(self, bits):
         sock = self._sock
         version = _recv_exact(sock, 12)
         if not version.startswith(b"RFB 003."):
@@ -79,17 +83,16 @@ class Screen:
         _recv_exact(sock, min(name_length, 4096))
         if width == 0 or height == 0 or width * height > MAX_PIXELS:
             raise ScreenError(f"the screen is {width}x{height}, outside what can be read")
-        # 32 bits a pixel, depth 24, little-endian, true colour: B, G, R, X.
-        pixel_format = struct.pack(">BBBBHHHBBBxxx", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+        if bits == 8:
+            # 8 bits a pixel, true colour: red 3 bits, green 3, blue 2.
+            pixel_format = struct.pack(">BBBBHHHBBBxxx", 8, 8, 0, 1, 7, 7, 3, 0, 3, 6)
+        else:
+            # 32 bits a pixel, depth 24, little-endian, true colour: B, G, R, X.
+            pixel_format = struct.pack(">BBBBHHHBBBxxx", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
         with self._send_lock:
             sock.sendall(struct.pack(">Bxxx", 0) + pixel_format)
             sock.sendall(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: raw only
         return width, height
-
-    def _request(self, incremental):
-        message = struct.pack(">BBHHHH", 3, 1 if incremental else 0, 0, 0, self.width, self.height)
-        with self._send_lock:
-            self._sock.sendall(message)
 
     def _run(self):
         try:
@@ -97,7 +100,6 @@ class Screen:
                 kind = _recv_exact(self._sock, 1)[0]
                 if kind == 0:
                     self._read_update()
-                    self._request(incremental=True)
                 elif kind == 1:  # SetColourMapEntries: not used in true colour
                     _, _, count = struct.unpack(">BHH", _recv_exact(self._sock, 5))
                     _recv_exact(self._sock, 6 * count)
@@ -124,40 +126,28 @@ class Screen:
                 raise ScreenError(f"the server used encoding {encoding}, which was not asked for")
             if x + w > self.width or y + h > self.height:
                 raise ScreenError(f"a rectangle {w}x{h}+{x}+{y} lies outside the {self.width}x{self.height} screen")
-            data = _recv_exact(self._sock, w * h * 4)
+            size = self._bytes_per_pixel
+            data = _recv_exact(self._sock, w * h * size)
             with self._changed:
-                row_bytes = w * 4
+                row_bytes = w * size
                 for row in range(h):
-                    start = ((y + row) * self.width + x) * 4
+                    start = ((y + row) * self.width + x) * size
                     self._fb[start : start + row_bytes] = data[row * row_bytes : (row + 1) * row_bytes]
-            sentinel = count == 1 and (x, y, w, h) == (0, 0, 1, 1)
         with self._changed:
             self.updates += 1
-            if sentinel:
-                self._answered += 1
+            self._answered += 1
             self._changed.notify_all()
 
     def frame(self, timeout=2.0):
         """The whole screen as BGRX bytes, as it is now; None when the
         server did not answer in time.
 
-        RFB updates carry no request id, and an update the server wrote
-        before reading our request (the window repainted whole) looks like
-        its answer. So a full request goes with a second one for the single
-        pixel at (0, 0): the server answers each as it reads it, in order,
-        and the one-pixel update marks that everything before it (the full
-        screen as of our request) has arrived."""
-        with self._changed:
-            if self.error:
-                return None
-            self._asked += 1
-            wanted = self._asked
-        full = struct.pack(">BBHHHH", 3, 0, 0, 0, self.width, self.height)
-        pixel = struct.pack(">BBHHHH", 3, 0, 0, 0, 1, 1)
-        try:
-            with self._send_lock:
-                self._sock.sendall(full + pixel)
-        except OSError:
+        RFB updates carry no request id; this client only ever asks for
+        whole areas (never incremental updates), and Qt's server answers
+        such a request at once, with one update, and sends none unasked:
+        the Nth update is the answer to the Nth request (see `_ask`)."""
+        wanted = self._ask(self.width, self.height)
+        if wanted is None:
             return None
         end = time.monotonic() + timeout
         # The app answers from its event loop: on a busy machine, late.
@@ -186,19 +176,42 @@ class Screen:
             return False
         return True
 
+    def keys(self, events, timeout=1.0):
+        """Sends KeyEvents, each (X11 keysym, pressed), then waits until the
+        server has read them: Qt's server stamps each as it reads it and
+        delivers it to the focused window as a person's keyboard (Shift and
+        Control are keys of their own). The events and the sync's request
+        go in one write, so the server reads them together and answers at
+        once, before it handles the keys (the app's repaint is not waited
+        for). False when they could not be sent or were not read in time."""
+        message = b"".join(struct.pack(">BBxxI", 4, 1 if down else 0, keysym & 0xFFFFFFFF) for keysym, down in events)
+        wanted = self._ask(1, 1, before=message)
+        return wanted is not None and self._wait_answer(wanted, timeout)
+
+    def _ask(self, width, height, before=b""):
+        """Asks for the area (0, 0, width, height) as it is now (not an
+        incremental update: Qt's server keeps an incremental request open
+        until the screen changes, and then its answer could not be told
+        from the next request's); the number of the update that answers it,
+        or None when it could not be sent."""
+        with self._changed:
+            if self.error:
+                return None
+            try:
+                with self._send_lock:
+                    self._sock.sendall(before + struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+            except OSError:
+                return None
+            self._asked += 1
+            return self._asked
+
     def sync(self, timeout=1.0):
         """Waits until the server has read everything sent before: it answers
         a one-pixel request in order, after the messages ahead of it."""
-        with self._changed:
-            if self.error:
-                return False
-            self._asked += 1
-            wanted = self._asked
-        try:
-            with self._send_lock:
-                self._sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 1, 1))
-        except OSError:
-            return False
+        wanted = self._ask(1, 1)
+        return wanted is not None and self._wait_answer(wanted, timeout)
+
+    def _wait_answer(self, wanted, timeout):
         end = time.monotonic() + timeout
         with self._changed:
             while self._answered < wanted and not self.error:

@@ -100,6 +100,27 @@ POINTER_REST_S = (0.05, 0.11)
 # screen server stamps the press and the release as it reads them), then
 # released where it was pressed.
 CLICK_HOLD_S = (0.06, 0.14)
+# A person's typing, in the app's time (its clock moved before each key,
+# so the keys' timestamps are a person's pace; the wall clock spends only
+# the screen server's reading of each key): the moment before a prompt is
+# started, the gap between keys (a key is held until the next goes down)
+# and the last key's hold. Each key is read by the server before the clock
+# moves again.
+BEFORE_TYPING_SECONDS = (0.8, 2.0)
+KEY_HOLD_SECONDS = (0.05, 0.14)
+MODIFIER_LEAD_SECONDS = (0.04, 0.12)
+# The share of keys pressed before the last one is released.
+ROLL_SHARE = 0.2
+# X11 keysyms of the keys typed besides the printable ones.
+KEYSYM_RETURN = 0xFF0D
+KEYSYM_SHIFT = 0xFFE1
+KEYSYM_CONTROL = 0xFFE3
+MODIFIER_KEYSYMS = (KEYSYM_SHIFT, KEYSYM_CONTROL)
+# Characters a US keyboard types with Shift held.
+SHIFTED = set('~!@#$%^&*()_+{}|:"<>?') | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Prompts typed a run (a turn retried counts again) and the keys in all.
+MAX_TYPINGS = 16
+MAX_TYPED_KEYS = 4000
 # A message box the reset opens is read before it is answered: the app's
 # clock moves on this much (no wall clock spent) between the box showing
 # and the click on its accepting button; the pointer travels there in a
@@ -609,6 +630,14 @@ def a_while(bounds):
     return low + (high - low) * random.random()
 
 
+def key_gap():
+    """Seconds between two keys' presses: log-normal around 0.14 s (a
+    steady typist's rhythm, never uniform), within 0.04-1.2 s, and now and
+    then a pause of a word's thought."""
+    gap = min(1.2, max(0.04, random.lognormvariate(-2.0, 0.45)))
+    return gap + (a_while((0.3, 0.8)) if random.random() < 0.04 else 0.0)
+
+
 def reply_in_flight(_turn_index):
     """Called by the fake server before it answers a turn: the model took
     a few seconds, as far as the app's clock tells."""
@@ -834,6 +863,10 @@ class Frames:
         self._approached = False
         self._pointer_at = None
         self._dialogs = 0
+        self._typings = 0
+        # The connection that types (opened at the first prompt).
+        self._keyboard = None
+        self._keys = 0
         self.turns = []
         self._next_turn = 0
         # Waits until the fake server answers no request (set by main()).
@@ -900,15 +933,7 @@ class Frames:
         x, y, width, height = (int(v) for v in rect)
         target_x = x + width / 2 + (random.random() - 0.5) * min(width / 3, 12)
         target_y = y + height / 2 + (random.random() - 0.5) * min(height / 3, 6)
-        start_x, start_y = self._pointer_at or (screen.width * 0.5, screen.height * 0.55)
-        ok = True
-        for step in range(1, POINTER_STEPS + 1):
-            share = step / POINTER_STEPS
-            # Eased, with a little wobble: not a straight machine line.
-            eased = 1 - (1 - share) ** 2
-            wobble = 0 if step == POINTER_STEPS else (random.random() - 0.5) * 6
-            ok &= screen.pointer(start_x + (target_x - start_x) * eased + wobble, start_y + (target_y - start_y) * eased + wobble)
-            time.sleep(POINTER_STEP_S)
+        ok = self.travel(screen, target_x, target_y, POINTER_STEPS, 6)
         # Within the control: two small moves, then a rest.
         for _ in range(2):
             target_x += random.choice((-2, -1, 1, 2))
@@ -931,6 +956,142 @@ class Frames:
             # of the reset the judge sees.
             self.move_off(screen, x, y, width, height)
         return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
+
+    def travel(self, screen, target_x, target_y, steps, wobble_px):
+        """The pointer, from where it rests, to (target_x, target_y) in
+        `steps` eased moves with a little wobble (not a straight machine
+        line); True when every move was sent."""
+        start_x, start_y = self._pointer_at or (screen.width * 0.5, screen.height * 0.55)
+        ok = True
+        for step in range(1, steps + 1):
+            eased = 1 - (1 - step / steps) ** 2
+            wobble = 0 if step == steps else (random.random() - 0.5) * wobble_px
+            ok &= screen.pointer(start_x + (target_x - start_x) * eased + wobble, start_y + (target_y - start_y) * eased + wobble)
+            time.sleep(POINTER_STEP_S)
+        self._pointer_at = (target_x, target_y)
+        return ok
+
+    def click_at(self, screen, rect):
+        """The pointer travels into `rect` (the harness's word for where a
+        control is: a lie only misdirects the click) and clicks there as a
+        person does; [x, y] clicked, or None."""
+        x, y, width, height = (int(v) for v in rect)
+        target_x = x + width / 2 + (random.random() - 0.5) * min(width / 3, 10)
+        target_y = y + height / 2 + (random.random() - 0.5) * min(height / 3, 4)
+        ok = self.travel(screen, target_x, target_y, DIALOG_POINTER_STEPS, 4)
+        time.sleep(a_while(POINTER_REST_S))
+        ok &= screen.sync(timeout=1.0)
+        if not (ok and self.click(screen, target_x, target_y)):
+            return None
+        return [round(target_x), round(target_y)]
+
+    def type_prompt(self, rect, clear):
+        """The turn handed out last is typed as a person types it: after a
+        moment, the pointer goes into the input at `rect` and clicks there
+        (the focus a person gives it), Ctrl+A selects what it holds when
+        `clear`, then each character is a key pressed and released (Shift
+        held for capitals and shifted signs), the app's clock moved before
+        each key so that its timestamps keep a person's pace. The text is
+        this process's own (the turn it gave), never the harness's word."""
+        screen = self.screen
+        turn = self.turns[self._next_turn - 1] if 0 < self._next_turn <= len(self.turns) else None
+        if turn is None or screen is None or self._stopped or not _is_rect(rect):
+            return {"typed": 0, "why": "no screen or no turn given"}
+        if self._typings >= MAX_TYPINGS:
+            return {"typed": 0, "why": "too many prompts typed"}
+        text = turn["prompt"]
+        if any(not 0x20 <= ord(c) <= 0xFF for c in text):
+            return {"typed": 0, "why": "the prompt has characters the screen's keyboard cannot type", "untypable": True}
+        if self._keys + len(text) > MAX_TYPED_KEYS:
+            return {"typed": 0, "why": "too many keys typed"}
+        self._typings += 1
+        moved = move_clock(a_while(BEFORE_TYPING_SECONDS))
+        at = self.click_at(screen, rect)
+        if at is None:
+            return {"typed": 0, "why": "the click into the input was not read", "clock_moved": moved}
+        if clear:
+            self.chord((KEYSYM_CONTROL,), ord("a"))
+        started = time.monotonic()
+        typed = self.type_keys([(ord(c), (KEYSYM_SHIFT,) if c in SHIFTED else ()) for c in text])
+        self._keys += typed
+        return {"typed": typed, "of": len(text), "at": at, "clock_moved": moved, "ms": round((time.monotonic() - started) * 1000)}
+
+    def type_keys(self, strokes):
+        """Types `strokes`, each (keysym, held modifier keysyms), as a person
+        types, on the app's clock: a modifier goes down a moment before its
+        key, gaps between keys drawn long-tailed (a steady rhythm with the
+        odd pause), each key held its own while, released before the next
+        goes down or, now and then, just after (a typist's roll). Every
+        press and release is read (stamped) by the screen server on its
+        own, after the clock moved to its moment. How many were typed."""
+        # The moments (app seconds from now) of every key change, in order.
+        changes = []
+        now = 0.0
+        previous_up = 0.0
+        previous, previous_held = None, ()
+        for keysym, held in strokes:
+            at = now + key_gap()
+            # A key pressed again is let go first; others roll now and then.
+            if keysym == previous or held or previous_held or random.random() >= ROLL_SHARE:
+                # The last key comes up before this one goes down.
+                at = max(at, previous_up + a_while((0.005, 0.03)))
+            for modifier in held:
+                changes.append((at, modifier, True))
+                at += a_while(MODIFIER_LEAD_SECONDS)
+            changes.append((at, keysym, True))
+            up = at + a_while(KEY_HOLD_SECONDS)
+            changes.append((up, keysym, False))
+            for modifier in reversed(held):
+                up += a_while((0.01, 0.05))
+                changes.append((up, modifier, False))
+            now, previous_up, previous, previous_held = at, up, keysym, held
+        changes.sort(key=lambda change: change[0])
+        screen = self.keyboard()
+        clock = 0.0
+        typed = 0
+        for at, keysym, down in changes:
+            if screen.error:
+                break
+            move_clock(max(0.0, at - clock))
+            clock = max(clock, at)
+            # A late answer (a busy machine) does not stop the typing: the
+            # keys are sent in order.
+            screen.keys([(keysym, down)])
+            typed += down and keysym not in MODIFIER_KEYSYMS
+        return typed
+
+    def keyboard(self):
+        """A second connection to the screen server for typing: each key's
+        sync answer carries what the app repainted since the last one, and
+        at 8 bits a pixel that costs a quarter of the frames' 32. The
+        frames' connection where it cannot be opened."""
+        if self._keyboard is None:
+            try:
+                self._keyboard = screen_reader.Screen(SCREEN_PORT, connect_timeout=2.0, bits=8)
+            except (OSError, screen_reader.ScreenError):
+                self._keyboard = self.screen
+        return self._keyboard
+
+    def chord(self, held, keysym):
+        """`keysym` struck with `held` down (Ctrl+A, Ctrl+Return); whether
+        the screen took it."""
+        return self.type_keys([(keysym, held)]) == 1
+
+    def press(self, rect=None, key=None):
+        """Sends the typed prompt as a person does: a click on the send
+        control at `rect`, or the key that sends (`Return`, `Ctrl+Return`)
+        struck on the focused input."""
+        screen = self.screen
+        if screen is None or self._stopped:
+            return {"pressed": False}
+        move_clock(a_while(POINTER_REST_S))
+        if key in ("Return", "Ctrl+Return"):
+            held = (KEYSYM_CONTROL,) if key == "Ctrl+Return" else ()
+            return {"pressed": bool(self.chord(held, KEYSYM_RETURN)), "key": key}
+        if not _is_rect(rect):
+            return {"pressed": False}
+        at = self.click_at(screen, rect)
+        return {"pressed": at is not None, "at": at}
 
     def move_off(self, screen, x, y, width, height):
         """The pointer, from the control at (x, y, width, height), travels
@@ -970,21 +1131,8 @@ class Frames:
         screen = self.screen
         if screen is None or self._stopped or not _is_rect(rect):
             return {"clock_moved": moved, "clicked": False}
-        x, y, width, height = (int(v) for v in rect)
-        target_x = x + width / 2 + (random.random() - 0.5) * min(width / 3, 10)
-        target_y = y + height / 2 + (random.random() - 0.5) * min(height / 3, 4)
-        start_x, start_y = self._pointer_at or (screen.width * 0.5, screen.height * 0.55)
-        ok = True
-        for step in range(1, DIALOG_POINTER_STEPS + 1):
-            eased = 1 - (1 - step / DIALOG_POINTER_STEPS) ** 2
-            wobble = 0 if step == DIALOG_POINTER_STEPS else (random.random() - 0.5) * 4
-            ok &= screen.pointer(start_x + (target_x - start_x) * eased + wobble, start_y + (target_y - start_y) * eased + wobble)
-            time.sleep(POINTER_STEP_S)
-        time.sleep(a_while(POINTER_REST_S))
-        self._pointer_at = (target_x, target_y)
-        ok &= screen.sync(timeout=1.0)
-        clicked = ok and self.click(screen, target_x, target_y)
-        return {"clock_moved": moved, "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
+        at = self.click_at(screen, rect)
+        return {"clock_moved": moved, "at": at, "clicked": at is not None}
 
     def after_reply(self, turn_index):
         """Called by the fake server when it answered turn `turn_index`."""
@@ -1190,6 +1338,12 @@ class ReportReader:
         elif kind == "approach":
             item["approach"] = frames.approach(item.get("rect"))
             frames.answer(item["approach"])
+        elif kind == "type":
+            item["typing"] = frames.type_prompt(item.get("rect"), item.get("clear") is True)
+            frames.answer(item["typing"])
+        elif kind == "press":
+            item["pressing"] = frames.press(item.get("rect"), item.get("key"))
+            frames.answer(item["pressing"])
         elif kind == "dialog":
             # No answer line: the harness is inside the box's event loop.
             item["dialog"] = frames.dialog(item.get("rect"))

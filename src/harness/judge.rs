@@ -309,6 +309,34 @@ fn judge_run(
             behaviour.fail(FailureCode::NoResetControl, format!("click_reset: {why}"));
         }
     }
+    // The prompts are typed and sent by the supervisor on the screen, for
+    // the same reason: an answer can tell keys made in its own process.
+    if behaviour.failure.is_none() {
+        if let Some((step, why)) = &channel.input_in_process {
+            let detail = format!("{step}: {why}");
+            match scenario {
+                Some(scenario) => {
+                    // The scenario's own code for that turn (`turn_N` is
+                    // its Nth `turn` step).
+                    let nth: usize = step["turn_".len()..].parse().unwrap_or(1);
+                    let code = scenario
+                        .iter()
+                        .filter(|s| s.step == "turn")
+                        .nth(nth.saturating_sub(1))
+                        .map_or("turn_failed", ScenarioStep::failure_code);
+                    behaviour.fail(
+                        FailureCode::ExpectationFailed,
+                        format!("`{code}`: {detail}"),
+                    );
+                    behaviour.task_failure = Some(code.to_string());
+                }
+                None if matches!(step.as_str(), "turn_1" | "turn_2") => {
+                    behaviour.fail(FailureCode::HistoryBroken, detail)
+                }
+                None => behaviour.fail(FailureCode::BrokenAfterReset, detail),
+            }
+        }
+    }
     let deleted: Vec<String> = result["canaries_missing"]
         .as_array()
         .into_iter()

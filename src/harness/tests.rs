@@ -806,6 +806,44 @@ fn a_followed_window_is_reported_and_judged_from_outside_all_the_same() {
 }
 
 #[test]
+fn a_prompt_typed_in_the_apps_process_is_no_pass() {
+    // Everything else clean: the supervisor's keys did not reach the input
+    // (or its click the send button), so the harness typed or sent there.
+    let t = turns();
+    let in_process = json!({"input": "in_process", "input_in_process": [{"why": "the keys typed on the screen did not reach the prompt input"}]});
+    for (step, code) in [
+        ("turn_1", FailureCode::HistoryBroken),
+        ("turn_2", FailureCode::HistoryBroken),
+        ("turn_3", FailureCode::BrokenAfterReset),
+        ("turn_4", FailureCode::BrokenAfterReset),
+    ] {
+        let mut reports = full_steps(true, true);
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step" && r["name"] == step)
+            .unwrap();
+        reports[at]["evidence"] = in_process.clone();
+        let b = judge(&outcome(reports, conversation(&t, false)), &t, 30).unwrap();
+        assert_eq!(b.failure, Some(code), "{step}");
+        let detail = b.failure_detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains("did not reach the prompt input"),
+            "{detail}"
+        );
+        assert!(!b.passed);
+    }
+    // Typed on the screen: the clean run passes.
+    let mut reports = full_steps(true, true);
+    let at = reports
+        .iter()
+        .position(|r| r["type"] == "step" && r["name"] == "turn_2")
+        .unwrap();
+    reports[at]["evidence"] = json!({"input": "screen"});
+    let b = judge(&outcome(reports, conversation(&t, false)), &t, 30).unwrap();
+    assert!(b.passed, "{b:?}");
+}
+
+#[test]
 fn a_reset_clicked_in_the_apps_process_is_no_pass() {
     // Everything else clean: the supervisor's click did not reach the
     // control (or a box the reset opened), so the harness clicked there.

@@ -530,8 +530,9 @@ GREETING = f"Hello {name}! The conversation was reset.\nHow can I help you today
             honest.push("2026-12-06T18:23:12.123456".into());
         }
         assert_eq!(v.unexplained(&honest.join(" ")), None);
-        // The old turns as character codes, offset into the context's range.
-        let old = format!("{} {}", turns[0].prompt, turns[1].prompt);
+        // The old turns (the first one's prompt and reply, the second's
+        // prompt) as character codes, offset into the context's range.
+        let old = format!("{} {} {}", turns[0].prompt, turns[0].reply, turns[1].prompt);
         let codes: Vec<String> = old.chars().map(|c| (c as u32 + 9200).to_string()).collect();
         assert!(v.unexplained(&codes.join(",")).is_some());
     }
