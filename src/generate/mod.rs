@@ -93,6 +93,41 @@ impl Reply {
     }
 }
 
+/// The bytes of a streamed body not yet read as lines: chunks may end
+/// mid-line (mid-character even), so lines are split on bytes and handed
+/// out whole, newline included. What was handed out is dropped at the
+/// next push, not shifted out line by line.
+#[derive(Default)]
+pub(crate) struct LineBuffer {
+    pending: Vec<u8>,
+    read: usize,
+}
+
+impl LineBuffer {
+    /// Each whole line now buffered, after `bytes`, is given to `line`.
+    pub(crate) fn push<E>(
+        &mut self,
+        bytes: &[u8],
+        mut line: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.pending.drain(..self.read);
+        self.read = 0;
+        self.pending.extend_from_slice(bytes);
+        while let Some(at) = memchr::memchr(b'\n', &self.pending[self.read..]) {
+            let end = self.read + at + 1;
+            let start = std::mem::replace(&mut self.read, end);
+            line(&self.pending[start..end])?;
+        }
+        Ok(())
+    }
+
+    /// What is left once the body ended: a last line without its newline.
+    pub(crate) fn into_rest(mut self) -> Vec<u8> {
+        self.pending.drain(..self.read);
+        self.pending
+    }
+}
+
 /// Why a streamed (or whole) answer could not be read.
 #[derive(Debug)]
 pub enum StreamError {

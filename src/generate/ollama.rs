@@ -43,7 +43,7 @@ pub fn whole(body: &[u8]) -> Result<Reply, StreamError> {
 /// Reads a streamed answer as its bytes come: one JSON object a line.
 #[derive(Default)]
 pub struct Ndjson {
-    pending: Vec<u8>,
+    pending: super::LineBuffer,
     reply: Reply,
     done: bool,
 }
@@ -51,12 +51,10 @@ pub struct Ndjson {
 impl Ndjson {
     /// Takes the next bytes of the body (a chunk may end mid-line).
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        self.pending.extend_from_slice(bytes);
-        while let Some(at) = memchr::memchr(b'\n', &self.pending) {
-            let line: Vec<u8> = self.pending.drain(..=at).collect();
-            self.line(&line)?;
-        }
-        Ok(())
+        let mut lines = std::mem::take(&mut self.pending);
+        let read = lines.push(bytes, |line| self.line(line));
+        self.pending = lines;
+        read
     }
 
     fn line(&mut self, line: &[u8]) -> Result<(), StreamError> {
@@ -83,7 +81,7 @@ impl Ndjson {
     /// The whole answer once the body ended; one cut off before its
     /// `done` chunk is an error (the connection dropped mid-answer).
     pub fn finish(mut self) -> Result<Reply, StreamError> {
-        let rest = std::mem::take(&mut self.pending);
+        let rest = std::mem::take(&mut self.pending).into_rest();
         self.line(&rest)?;
         if !self.done {
             return Err(StreamError::Cut(

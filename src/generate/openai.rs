@@ -56,7 +56,7 @@ pub fn whole(body: &[u8]) -> Result<Reply, StreamError> {
 /// `data:` a chunk of JSON whose `choices[0].delta` carries the text.
 #[derive(Default)]
 pub struct Sse {
-    pending: Vec<u8>,
+    pending: super::LineBuffer,
     /// The `data:` lines of the event being read (an event may span several).
     data: Vec<String>,
     reply: Reply,
@@ -67,12 +67,10 @@ impl Sse {
     /// Takes the next bytes of the body (a chunk may end mid-line, even
     /// mid-character: lines are split on bytes, decoded whole).
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        self.pending.extend_from_slice(bytes);
-        while let Some(at) = memchr::memchr(b'\n', &self.pending) {
-            let line: Vec<u8> = self.pending.drain(..=at).collect();
-            self.line(&line)?;
-        }
-        Ok(())
+        let mut lines = std::mem::take(&mut self.pending);
+        let read = lines.push(bytes, |line| self.line(line));
+        self.pending = lines;
+        read
     }
 
     fn line(&mut self, raw: &[u8]) -> Result<(), StreamError> {
@@ -131,7 +129,7 @@ impl Sse {
     /// The whole answer once the body ended; one that ended before
     /// `data: [DONE]` is an error (the connection dropped mid-answer).
     pub fn finish(mut self) -> Result<Reply, StreamError> {
-        let rest = std::mem::take(&mut self.pending);
+        let rest = std::mem::take(&mut self.pending).into_rest();
         if !rest.is_empty() {
             self.line(&rest)?;
         }

@@ -6,27 +6,19 @@
 //! the scenario's codes and a snippet), with the reason a person reads.
 
 use crate::support::{docker, repo};
+use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_temperature_task_passes_its_check_and_says_why_answers_fail() {
-    let Some(_) = docker().await else {
-        return;
-    };
+/// `qtjudge task check NAME` in one run each: every item (the original, a
+/// reference, every answer of its manifest, at least six) got its expected
+/// verdict and the command exited 0; the report's items.
+fn checked_task(name: &str) -> Vec<Value> {
     let out = crate::support::qtjudge_cli(
         &[
-            "task",
-            "check",
-            "temperature-control",
-            "--runs",
-            "1",
-            "--format",
-            "json",
-            "--jobs",
-            "2",
+            "task", "check", name, "--runs", "1", "--format", "json", "--jobs", "2",
         ],
         None,
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "no JSON report ({e}): exit {:?}\n{}\n{}",
             out.status.code(),
@@ -34,7 +26,7 @@ async fn the_temperature_task_passes_its_check_and_says_why_answers_fail() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let items = report["items"].as_array().unwrap();
+    let items = report["items"].as_array().unwrap().clone();
     let missed: Vec<String> = items
         .iter()
         .filter(|i| i["status"] != "pass")
@@ -47,12 +39,21 @@ async fn the_temperature_task_passes_its_check_and_says_why_answers_fail() {
     );
     assert_eq!(out.status.code(), Some(0));
     let manifest =
-        std::fs::read_to_string(repo().join("fixtures/outputs/temperature-control/manifest.toml"))
+        std::fs::read_to_string(repo().join(format!("fixtures/outputs/{name}/manifest.toml")))
             .unwrap();
     let answers = manifest.matches("[[answer]]").count();
     assert!(answers >= 6, "{answers} answers");
     // The original, a reference, every answer.
     assert_eq!(items.len(), 2 + answers);
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_temperature_task_passes_its_check_and_says_why_answers_fail() {
+    let Some(_) = docker().await else {
+        return;
+    };
+    let items = checked_task("temperature-control");
     let reason = |name: &str| -> String {
         items
             .iter()
@@ -88,46 +89,7 @@ async fn the_system_prompt_task_passes_its_check_and_says_why_answers_fail() {
     let Some(_) = docker().await else {
         return;
     };
-    let out = crate::support::qtjudge_cli(
-        &[
-            "task",
-            "check",
-            "system-prompt",
-            "--runs",
-            "1",
-            "--format",
-            "json",
-            "--jobs",
-            "2",
-        ],
-        None,
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): exit {:?}\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let items = report["items"].as_array().unwrap();
-    let missed: Vec<String> = items
-        .iter()
-        .filter(|i| i["status"] != "pass")
-        .map(|i| i.to_string())
-        .collect();
-    assert!(
-        missed.is_empty(),
-        "items that missed:\n{}",
-        missed.join("\n")
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let manifest =
-        std::fs::read_to_string(repo().join("fixtures/outputs/system-prompt/manifest.toml"))
-            .unwrap();
-    let answers = manifest.matches("[[answer]]").count();
-    assert!(answers >= 6, "{answers} answers");
-    assert_eq!(items.len(), 2 + answers);
+    let items = checked_task("system-prompt");
     let expected = |name: &str| -> String {
         let item = items.iter().find(|i| i["name"] == name).unwrap();
         format!(
