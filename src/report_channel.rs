@@ -181,11 +181,19 @@ impl Channel {
                     }
                 }
                 "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" | "type"
-                | "press" => {
+                | "press" | "file_dialog" => {
                     let allowed = match kind {
                         "planes" => open == Some("check_cleared"),
                         // The reset's click, or a scenario's `click_N`.
                         "approach" => open.is_some_and(|s| s.starts_with("click_")),
+                        // A file dialog a scenario's click opened, for the
+                        // supervisor to type the step's path into.
+                        "file_dialog" => {
+                            open.is_some_and(|s| s.starts_with("click_"))
+                                && steps
+                                    .iter()
+                                    .any(|s| s.as_ref().starts_with("answer_file_dialog_"))
+                        }
                         "widget_tree" => open == Some("find_window"),
                         "idle" => open == Some("idle"),
                         // A turn is asked for, typed and sent within its step.

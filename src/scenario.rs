@@ -1,7 +1,7 @@
 //! Tasks written as data (issue 21): a task's `[[scenario]]`, the ordered
-//! steps the harness drives (`turn`, `set`, `click`, `idle`) and the
-//! expectations the host judges on the fake server's recordings after
-//! them. A task without a scenario runs the reset flow, unchanged.
+//! steps the harness drives (`turn`, `set`, `click`, `answer_file_dialog`,
+//! `idle`) and the expectations the host judges after them on the fake
+//! server's recordings and on the files the supervisor read. A task without a scenario runs the reset flow, unchanged.
 //!
 //! The language is read and checked here; the harness interprets it in
 //! the sandbox (`docker/harness/harness.py`, `run_scenario`), and the host
@@ -12,16 +12,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The steps a scenario may take, in the README's table order.
-pub const STEPS: [&str; 4] = ["turn", "set", "click", "idle"];
+pub const STEPS: [&str; 5] = ["turn", "set", "click", "answer_file_dialog", "idle"];
 
 /// The expectations a step may carry, in the README's table order.
-pub const EXPECTATIONS: [&str; 5] = ["present", "equals", "contains", "absent", "alive"];
+pub const EXPECTATIONS: [&str; 6] = [
+    "present",
+    "equals",
+    "contains",
+    "absent",
+    "alive",
+    "holds_turns",
+];
 
 /// The codes a failed step gets when the task names none, by step kind.
-pub const DEFAULT_STEP_FAILURES: [(&str, &str); 4] = [
+pub const DEFAULT_STEP_FAILURES: [(&str, &str); 5] = [
     ("turn", "turn_failed"),
     ("set", "control_not_found"),
     ("click", "control_not_found"),
+    ("answer_file_dialog", "no_file_dialog"),
     ("idle", "idle_failed"),
 ];
 
@@ -61,6 +69,10 @@ pub struct ScenarioStep {
     /// `idle`: seconds of the app's clock (default 30).
     #[serde(default)]
     pub seconds: Option<f64>,
+    /// `answer_file_dialog`: the file typed into the dialog the `click`
+    /// before it opened, `/tmp/NAME` ([`check_dialog_path`]).
+    #[serde(default)]
+    pub path: String,
     /// The code when the step cannot be done (default by kind:
     /// [`DEFAULT_STEP_FAILURES`]).
     #[serde(default)]
@@ -93,6 +105,11 @@ pub struct Expectation {
     /// The app is still running after the step.
     #[serde(default)]
     pub alive: bool,
+    /// `answer_file_dialog`: the file saved holds every turn typed before
+    /// it, each prompt's and each reply's marker (as the turns are matched
+    /// in requests: case, width and invisible characters do not hide them).
+    #[serde(default)]
+    pub holds_turns: bool,
     /// The code the verification gets when this does not hold.
     pub failure: String,
     /// The report's words: `{path}`, `{expected}`, `{found}`, `{request}`
@@ -129,6 +146,7 @@ impl Expectation {
             ("contains", self.contains.is_some()),
             ("absent", self.absent),
             ("alive", self.alive),
+            ("holds_turns", self.holds_turns),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
@@ -214,8 +232,8 @@ fn is_code(code: &str) -> bool {
 
 /// Checks a scenario as written: known steps and expectations, what each
 /// needs, patterns that compile, the limits of this slice (at most
-/// [`MAX_TURNS`] turns, one `click`, one `idle`). Each message says what
-/// to change.
+/// [`MAX_TURNS`] turns, one `click`, one `idle`; a file dialog answered
+/// right after the click that opens it). Each message says what to change.
 pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
     let mut clicks = 0;
     let mut idles = 0;
@@ -264,6 +282,20 @@ pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
             _ => {}
         }
         match step.step.as_str() {
+            "answer_file_dialog" => {
+                check_dialog_path(&step.path).map_err(|e| format!("{at}: {e}"))?;
+                if i == 0 || scenario[i - 1].step != "click" {
+                    return Err(format!(
+                        "{at}: comes right after the `click` that opens the dialog"
+                    ));
+                }
+            }
+            _ if !step.path.is_empty() => {
+                return Err(format!("{at}: only `answer_file_dialog` takes `path`"));
+            }
+            _ => {}
+        }
+        match step.step.as_str() {
             "click" => clicks += 1,
             "idle" => {
                 idles += 1;
@@ -298,6 +330,29 @@ pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
                     return Err(format!("{at}: `alive` takes no json_path"))
                 }
                 "alive" => {}
+                _ if step.step == "answer_file_dialog" => match kind {
+                    _ if !paths.is_empty() => {
+                        return Err(format!(
+                            "{at}: an expectation on the saved file takes no json_path"
+                        ))
+                    }
+                    "contains" if !expectation.contains.as_ref().is_some_and(Value::is_string) => {
+                        return Err(format!(
+                            "{at}: `contains` on the saved file is a string"
+                        ))
+                    }
+                    "present" | "contains" | "holds_turns" => {}
+                    other => {
+                        return Err(format!(
+                        "{at}: the saved file takes present, contains or holds_turns, not {other}"
+                    ))
+                    }
+                },
+                "holds_turns" => {
+                    return Err(format!(
+                        "{at}: `holds_turns` belongs to an `answer_file_dialog` step (the file it saved)"
+                    ))
+                }
                 _ if step.step != "turn" => {
                     return Err(format!(
                     "{at}: expectations on requests belong to a `turn` step (the requests it sent)"
@@ -320,6 +375,26 @@ pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Whether `path` is a file a scenario may have the app save: directly in
+/// the sandbox's `/tmp`, a plain name (letters, digits, `.`, `-`; no `_`,
+/// which the screen's keyboard types with Shift, no hidden file).
+pub fn check_dialog_path(path: &str) -> Result<(), String> {
+    let name = path.strip_prefix("/tmp/").unwrap_or("");
+    let plain = !name.is_empty()
+        && name.len() <= 60
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "path `{path}` must be `/tmp/NAME`, NAME of letters, digits, `.` and `-` (at most 60, not hidden)"
+        ))
+    }
 }
 
 /// The value at a dotted path of a JSON body (`options.temperature`,
@@ -434,6 +509,13 @@ reason = "the request after setting {expected} had {path} {found}"
             ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\nabsent = true\nfailure = \"Bad Code\"\nreason = \"r\"", "snake_case"),
             ("[[scenario]]\nstep = \"idle\"\nseconds = 0", "seconds"),
             ("[[scenario]]\nstep = \"idle\"\n[[scenario]]\nstep = \"idle\"", "at most one"),
+            ("[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/a.txt\"", "right after the `click`"),
+            ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/etc/passwd\"", "must be `/tmp/NAME`"),
+            ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/../x\"", "must be `/tmp/NAME`"),
+            ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\npath = \"/tmp/a\"", "only `answer_file_dialog` takes `path`"),
+            ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\nholds_turns = true\nfailure = \"x\"\nreason = \"r\"", "belongs to an `answer_file_dialog`"),
+            ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/a.txt\"\n[[scenario.expect]]\nabsent = true\nfailure = \"x\"\nreason = \"r\"", "not absent"),
+            ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/a.txt\"\n[[scenario.expect]]\ncontains = 3\nfailure = \"x\"\nreason = \"r\"", "is a string"),
         ];
         for (text, says) in cases {
             let error = match toml::from_str::<toml::Value>(text) {
@@ -455,6 +537,40 @@ reason = "the request after setting {expected} had {path} {found}"
         assert!(validate(&parse(&many_turns))
             .unwrap_err()
             .contains("at most"));
+    }
+
+    #[test]
+    fn a_file_dialog_after_its_click_reads_and_is_named() {
+        let scenario = parse(
+            r#"
+[[scenario]]
+step = "turn"
+[[scenario]]
+step = "click"
+control = '(?i)save'
+[[scenario]]
+step = "answer_file_dialog"
+path = "/tmp/chat-log.txt"
+[[scenario.expect]]
+holds_turns = true
+failure = "turns_not_saved"
+reason = "{path}: {found}"
+"#,
+        );
+        validate(&scenario).unwrap();
+        assert_eq!(step_names(&scenario)[5], "answer_file_dialog_1");
+        assert_eq!(scenario[2].failure_code(), "no_file_dialog");
+        assert!(check_dialog_path("/tmp/chat-log.json").is_ok());
+        for bad in [
+            "/tmp/",
+            "/tmp/.hidden",
+            "/tmp/a/b",
+            "/tmp/a_b",
+            "tmp/a",
+            "/tmp/a b",
+        ] {
+            assert!(check_dialog_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -93,6 +93,24 @@ pub struct StaticSpec {
     /// (as many as it adds matching `requested`), not only extend; a
     /// submit handler named here may change too.
     pub may_change: Vec<String>,
+    /// Kinds of unrequested change the requested change itself brings
+    /// (`reset_touches_files` for a Save button's handler), each
+    /// optionally narrowed to changes whose detail names a word
+    /// (`new_dialog:QFileDialog`): not held against an answer.
+    pub expected_changes: Vec<String>,
+}
+
+impl StaticSpec {
+    /// Whether a change of `kind` described by `detail` is one the task's
+    /// requested change brings (`expected_changes`).
+    pub fn expects(&self, kind: &str, detail: &str) -> bool {
+        self.expected_changes
+            .iter()
+            .any(|entry| match entry.split_once(':') {
+                Some((k, word)) => k == kind && detail.contains(word),
+                None => entry == kind,
+            })
+    }
 }
 
 /// Resource limits of one verification; the operator may only tighten them.
@@ -196,6 +214,17 @@ impl Task {
             return Err(TaskError::Invalid {
                 path,
                 message: format!("static.requested: {e}"),
+            });
+        }
+        if let Some(bad) = task.static_grading.expected_changes.iter().find(|entry| {
+            let kind = entry.split(':').next().unwrap_or("");
+            kind.is_empty() || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        }) {
+            return Err(TaskError::Invalid {
+                path,
+                message: format!(
+                    "static.expected_changes: `{bad}` is not a change kind (`new_dialog`, or `new_dialog:QFileDialog` for those naming it)"
+                ),
             });
         }
         if let Err(message) = crate::scenario::validate(&task.scenario) {

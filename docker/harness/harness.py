@@ -411,9 +411,18 @@ def install_patches():
         return ("", "")
 
     file_dialog = QtWidgets.QFileDialog
+    real_save = file_dialog.getSaveFileName
+
+    def save_file(*args, **kwargs):
+        # A scenario's `answer_file_dialog` is due: Qt's own dialog, typed
+        # into by the supervisor (FILE_DIALOGS); otherwise cancelled.
+        if FILE_DIALOGS.path is not None:
+            return real_save(*args, **kwargs)
+        return no_file(*args, **kwargs)
+
     file_dialog.getOpenFileNames = staticmethod(no_files)
     file_dialog.getOpenFileName = staticmethod(no_file)
-    file_dialog.getSaveFileName = staticmethod(no_file)
+    file_dialog.getSaveFileName = staticmethod(save_file)
     file_dialog.getExistingDirectory = staticmethod(lambda *a, **k: "")
 
     def text_input(*args, **_kwargs):
@@ -493,8 +502,85 @@ def _note_dialog(modal):
     DIALOGS.append({"step": EXCEPTIONS.step, "kind": type(modal).__name__, "text": getattr(modal, "text", lambda: "")()[:300] if isinstance(modal, QtWidgets.QMessageBox) else modal.windowTitle()[:300]})
 
 
+class _FileDialogs:
+    """A scenario's file dialog: armed with the step's path before the
+    click that opens it; the dialog, once shown, is reported with its file
+    name field's place, and the supervisor types the path there and strikes
+    Return (from outside this process). Still open FILE_RETURN_AGAIN_S
+    after, it is reported `again` (a completion list took the Return); one
+    still open DIALOG_FALLBACK_S after it showed is answered here, and
+    that is noted: the host gives no pass resting on it."""
+
+    def __init__(self):
+        self.path = None
+        self.dialog = None
+        self.kind = None
+        self.shown_at = None
+        self.last_report = None
+        self.agains = 0
+        self.result = None
+        self.delivered = None
+        self.busy = None
+
+    def arm(self, path):
+        self.__init__()
+        self.path = path
+
+    def find(self):
+        """The file dialog showing, if any."""
+        modal = QApplication.activeModalWidget()
+        if isinstance(modal, QtWidgets.QFileDialog):
+            return modal
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QtWidgets.QFileDialog) and widget.isVisible():
+                return widget
+        return None
+
+    def answer(self, dialog):
+        if self.dialog is None:
+            if not dialog.isVisible():
+                return
+            self.dialog, self.kind = dialog, type(dialog).__name__
+            self.shown_at = self.last_report = _wall()
+            self.busy = machine_load.Allowance(DIALOG_FALLBACK_S)
+            _note_dialog(dialog)
+            dialog.finished.connect(self._finished)
+            edit = dialog.findChild(QtWidgets.QLineEdit, "fileNameEdit")
+            if ON_SCREEN and edit is not None and edit.isVisible():
+                report("file_dialog", rect=_global_rect(edit))
+            return
+        if dialog is not self.dialog or self.result is not None:
+            return
+        now = _wall()
+        if now - self.shown_at >= self.busy.deadline(DIALOG_FALLBACK_S):
+            self.delivered = "in_process"
+            dialog.selectFile(self.path)
+            dialog.accept()
+        elif ON_SCREEN and self.agains < 2 and now - self.last_report >= FILE_RETURN_AGAIN_S:
+            self.agains += 1
+            self.last_report = now
+            report("file_dialog", again=True)
+
+    def _finished(self, result):
+        self.result = int(_flag_value(result))
+        if self.delivered is None:
+            self.delivered = "screen"
+        self.path = None
+
+
+FILE_DIALOGS = _FileDialogs()
+# Wall seconds after a file dialog was reported (or Returned) before it is
+# Returned again: the supervisor types a path in about a second.
+FILE_RETURN_AGAIN_S = 3.0
+
+
 def answer_modal_dialogs():
     """Accepts any modal dialog the app opened with exec_() (it would block)."""
+    if FILE_DIALOGS.path is not None:
+        dialog = FILE_DIALOGS.find()
+        if dialog is not None:
+            FILE_DIALOGS.answer(dialog)
+            return
     modal = QApplication.activeModalWidget()
     if modal is None:
         return
@@ -2021,20 +2107,28 @@ class Run:
         fake server's recordings: nothing here can make a pass."""
         steps = [("compile", self.compile_script), ("launch", self.launch), ("find_window", self.find_window)]
         counts = {}
-        for item in self.job.get("scenario") or []:
-            kind = item.get("step") if isinstance(item, dict) else None
+        items = [item for item in self.job.get("scenario") or [] if isinstance(item, dict)]
+        for n, item in enumerate(items):
+            kind = item.get("step")
             counts[kind] = counts.get(kind, 0) + 1
             if kind == "turn":
                 steps.append((f"turn_{counts[kind]}", functools.partial(self.turn, counts[kind] - 1, plain=True)))
             elif kind in ("set", "click"):
-                steps.append((f"{kind}_{counts[kind]}", functools.partial(self.scenario_control, item)))
+                # A click whose next step answers a file dialog arms it first.
+                following = items[n + 1] if n + 1 < len(items) else {}
+                path = following.get("path") if kind == "click" and following.get("step") == "answer_file_dialog" else None
+                steps.append((f"{kind}_{counts[kind]}", functools.partial(self.scenario_control, item, path)))
+            elif kind == "answer_file_dialog":
+                steps.append((f"{kind}_{counts[kind]}", self.scenario_file_dialog))
             elif kind == "idle":
                 steps.append(("idle", functools.partial(self.scenario_idle, item)))
         self.run_steps(steps)
 
-    def scenario_control(self, item):
+    def scenario_control(self, item, file_path=None):
         """`set` or `click`: the control found by the step's pattern (its
-        texts, or its label's), set to the value or clicked."""
+        texts, or its label's), set to the value or clicked (with the file
+        dialog it opens armed with `file_path`, if the next step answers
+        one)."""
         kind = item["step"]
         pattern = item.get("control") or ""
         if kind == "set":
@@ -2054,6 +2148,8 @@ class Run:
             how = self.set_value(control, item.get("value"))
             delivered = None
         else:
+            if file_path:
+                FILE_DIALOGS.arm(str(file_path))
             how, delivered = self.scenario_click(control)
         pump_until_idle()
         raised = EXCEPTIONS.since(before)
@@ -2199,6 +2295,34 @@ class Run:
             return "a person's click (the screen's pointer, from outside the app)", "screen"
         click(control)
         return "clicked in the app's process: the screen's click did not reach it", "in_process"
+
+    def scenario_file_dialog(self):
+        """The file dialog the click opened, answered (by the supervisor's
+        keys, or here when they did not reach it): waits for it to close,
+        then for what the app does with the answer (it saves the file)."""
+        before = len(EXCEPTIONS.items)
+        started = _wall()
+        while FILE_DIALOGS.result is None:
+            waited = _wall() - started
+            # A dialog opened a moment after the click (a timer) still counts.
+            if (FILE_DIALOGS.dialog is None and waited > 3.0) or waited > 2 * DIALOG_FALLBACK_S:
+                break
+            APP.processEvents(ALL_EVENTS, 20)
+            answer_modal_dialogs()
+            time.sleep(0.01)
+        FILE_DIALOGS.path = None
+        if FILE_DIALOGS.dialog is None:
+            raise Failure("no file dialog opened when the control was clicked (a person is asked where to save)")
+        wait_for_app_threads()
+        pump_until_idle()
+        raised = EXCEPTIONS.since(before)
+        if raised:
+            raise Failure(f"{raised[0]['type']} raised by the app after its file dialog was answered: {raised[0]['message']}", exceptions=raised)
+        if FILE_DIALOGS.result is None:
+            raise Failure("the file dialog did not close after the file name was typed and Return struck")
+        if FILE_DIALOGS.result != 1:
+            raise Failure("the file dialog closed without accepting the file name typed")
+        return {"detail": f"a {FILE_DIALOGS.kind} answered", "delivered": FILE_DIALOGS.delivered, "dialog": FILE_DIALOGS.kind}
 
     def scenario_idle(self, item):
         """Leaves the app alone while the supervisor moves its clock on the

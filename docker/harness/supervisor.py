@@ -23,6 +23,7 @@ The verdict is not computed here: the host judges from the recordings, the
 harness's step reports and the resource counters this file gathers.
 """
 
+import errno
 import json
 import math
 import random
@@ -30,6 +31,7 @@ import os
 import re
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -128,6 +130,11 @@ MAX_TYPED_KEYS = 4000
 DIALOG_READ_SECONDS = (0.7, 1.8)
 DIALOG_POINTER_STEPS = 4
 MAX_DIALOG_CLICKS = 3
+# A scenario's file dialogs: at most this many, each Returned again at most
+# MAX_FILE_RETURNS times in all, each saved file read up to this size.
+MAX_FILE_DIALOGS = 4
+MAX_FILE_RETURNS = 4
+MAX_SAVED_BYTES = 256 * 1024
 # The frame after the reset is taken once the window has settled (two
 # frames alike, read this far apart), or at the latest after this long:
 # a reset that fades the transcript out is judged on what it leaves.
@@ -204,6 +211,9 @@ def main():
     # The harness learns each turn only when it is about to type it: nothing
     # of turn 3 is in the candidate's process before turn 3 is typed.
     frames.turns = turns
+    frames.file_paths = [
+        str(step.get("path")) for step in job.get("scenario") or [] if isinstance(step, dict) and step.get("step") == "answer_file_dialog"
+    ][:MAX_FILE_DIALOGS]
     job["turns"] = [{"index": i} for i in range(len(turns))]
     deadline = job_received + float(job.get("deadline_seconds", 25))
     # A busy machine's stall moves the deadline on (at most by the cap):
@@ -293,6 +303,7 @@ def main():
             "canary_secrets": dict(CANARY_SECRETS),
             "home_changes": home_changes(home_before),
             "executed": programs.stop(),
+            "saved_files": frames.saved_files,
             "requests": recorder.snapshot(),
             "requests_dropped": recorder.dropped,
             "stdout": outputs["stdout"].text(),
@@ -826,6 +837,47 @@ def missing_canaries(planted):
     return missing
 
 
+def read_saved_file(path):
+    """{"read": path read or None, "text", "size", "error"} of the file an
+    app saved at `path` (or named like it, with its own extension)."""
+    folder, name = os.path.split(path)
+    stem = name.rsplit(".", 1)[0]
+    owner = CANDIDATE_UID if os.getuid() == 0 and "QTJUDGE_WORK_ROOT" not in os.environ else os.getuid()
+    candidates = [path]
+    try:
+        with os.scandir(folder) as listing:
+            others = []
+            for entry in listing:
+                if entry.name != name and entry.name.startswith(stem + ".") and len(others) < 50:
+                    try:
+                        others.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+                    except OSError:
+                        continue
+            candidates += [p for _, p in sorted(others, reverse=True)]
+    except OSError:
+        pass
+    why = f"no file {path}"
+    for candidate in candidates:
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if candidate == path and exc.errno != errno.ENOENT:
+                why = f"{path} could not be opened ({exc.strerror})"
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+                why = f"{candidate} is not a file the app wrote"
+                continue
+            data = os.read(fd, MAX_SAVED_BYTES)
+            return {"read": candidate, "size": st.st_size, "text": data.decode("utf-8", "replace"), "error": None}
+        except OSError as exc:
+            why = f"{candidate} could not be read ({exc.strerror})"
+        finally:
+            os.close(fd)
+    return {"read": None, "size": 0, "text": "", "error": why}
+
+
 def _is_rect(rect):
     return (
         isinstance(rect, list)
@@ -867,6 +919,13 @@ class Frames:
         # The connection that types (opened at the first prompt).
         self._keyboard = None
         self._keys = 0
+        # The paths of the scenario's file dialogs (set by main()), what was
+        # typed into each, and the files read after them.
+        self.file_paths = []
+        self._file_dialogs = 0
+        self._file_returns = 0
+        self.saved_typing = []
+        self.saved_files = []
         self.turns = []
         self._next_turn = 0
         # Waits until the fake server answers no request (set by main()).
@@ -999,7 +1058,14 @@ class Frames:
             return {"typed": 0, "why": "no screen or no turn given"}
         if self._typings >= MAX_TYPINGS:
             return {"typed": 0, "why": "too many prompts typed"}
-        text = turn["prompt"]
+        return self.type_text(rect, turn["prompt"], clear)
+
+    def type_text(self, rect, text, clear):
+        """`text` typed into the input at `rect` as a person does (see
+        type_prompt), after a moment of the app's clock."""
+        screen = self.screen
+        if screen is None or self._stopped or not _is_rect(rect):
+            return {"typed": 0, "why": "no screen, or no place to type"}
         if any(not 0x20 <= ord(c) <= 0xFF for c in text):
             return {"typed": 0, "why": "the prompt has characters the screen's keyboard cannot type", "untypable": True}
         if self._keys + len(text) > MAX_TYPED_KEYS:
@@ -1133,6 +1199,43 @@ class Frames:
             return {"clock_moved": moved, "clicked": False}
         at = self.click_at(screen, rect)
         return {"clock_moved": moved, "at": at, "clicked": at is not None}
+
+    def file_dialog(self, rect, again):
+        """A file dialog the scenario's click opened, its file name field at
+        `rect` (the harness's word: a lie only misdirects the click). The
+        name typed is this process's own copy of the step's path, then
+        Return; `again` (the dialog still open: a completion list took the
+        first Return) strikes Return once more. No answer line: the
+        harness is inside the dialog's event loop."""
+        index = self._file_dialogs
+        if again:
+            if not 0 < index <= len(self.file_paths) or self._file_returns >= MAX_FILE_RETURNS:
+                return {"pressed": False, "why": "no dialog typed into, or too many Returns"}
+            self._file_returns += 1
+            pressed = self.chord((), KEYSYM_RETURN)
+            self.saved_typing[index - 1]["pressed"] |= pressed
+            return {"pressed": pressed, "again": True}
+        if index >= len(self.file_paths):
+            return {"typed": 0, "why": "no file dialog left to answer"}
+        self._file_dialogs += 1
+        path = self.file_paths[index]
+        typing = self.type_text(rect, path, clear=True)
+        typing["pressed"] = bool(typing.get("typed")) and self.chord((), KEYSYM_RETURN)
+        typing["of"] = len(path)
+        self.saved_typing.append(typing)
+        return typing
+
+    def read_saved(self, nth):
+        """Reads the file the app saved through the `nth` file dialog, once
+        its step ended: the typed path, or (an app that puts its own
+        extension on) the newest file of the candidate's named like it.
+        Opened without following links, only a regular file of the
+        candidate's, at most MAX_SAVED_BYTES."""
+        if nth >= len(self.file_paths) or nth < len(self.saved_files):
+            return
+        path = self.file_paths[nth]
+        typing = self.saved_typing[nth] if nth < len(self.saved_typing) else None
+        self.saved_files.append({"step": f"answer_file_dialog_{nth + 1}", "path": path, "typing": typing, "file": read_saved_file(path)})
 
     def after_reply(self, turn_index):
         """Called by the fake server when it answered turn `turn_index`."""
@@ -1344,6 +1447,13 @@ class ReportReader:
         elif kind == "press":
             item["pressing"] = frames.press(item.get("rect"), item.get("key"))
             frames.answer(item["pressing"])
+        elif kind == "file_dialog":
+            # No answer line, as for a message box.
+            item["file_dialog"] = frames.file_dialog(item.get("rect"), item.get("again") is True)
+        elif kind == "step" and str(item.get("name", "")).startswith("answer_file_dialog_"):
+            name = str(item["name"])
+            if name[len("answer_file_dialog_"):].isdigit():
+                frames.read_saved(int(name[len("answer_file_dialog_"):]) - 1)
         elif kind == "dialog":
             # No answer line: the harness is inside the box's event loop.
             item["dialog"] = frames.dialog(item.get("rect"))

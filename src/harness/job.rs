@@ -145,6 +145,7 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
                     "kinds": s.kinds,
                     "value": s.value,
                     "seconds": s.seconds,
+                    "path": s.path,
                 })
             })
             .collect();

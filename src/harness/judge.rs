@@ -284,8 +284,12 @@ fn judge_run(
             let judged = super::scenario::judge_expectations(
                 scenario,
                 &channel,
-                &result["requests"],
-                &behaviour.requests,
+                &super::scenario::ScenarioEvidence {
+                    requests: &result["requests"],
+                    summaries: &behaviour.requests,
+                    saved_files: &result["saved_files"],
+                    turns,
+                },
             );
             // An expectation that did not hold outranks what stopped the
             // run later (a timeout in a later turn); a step that failed at

@@ -15,7 +15,9 @@ mod judge;
 mod no_result;
 mod request_text;
 mod requests;
+mod saved_file;
 mod scenario;
+mod server_store;
 mod unexplained;
 mod user_files;
 

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::request_text::{self, RequestImage};
+use super::server_store::ServerStore;
 use super::unexplained::{over_budget, Vocabulary};
 use super::{RequestSummary, Turn};
 use crate::report_channel::Channel;
@@ -170,6 +171,7 @@ pub(super) fn summarise_requests(
     let mut frame_texts: Vec<String> = Vec::new();
     let mut turn_one_sent = false;
     let mut vocabulary: Option<Vocabulary> = None;
+    let mut server_store = ServerStore::default();
     for request in requests.as_array().into_iter().flatten().take(1000) {
         let body = &request["body"];
         // The turn a request is for: the newest prompt marker its newest
@@ -264,6 +266,24 @@ pub(super) fn summarise_requests(
                 carries.extend(found.into_iter().map(|f| format!("turn {}: {f}", i + 1)));
             }
         }
+        // What the app stored on the model server, and what a request
+        // gets back from it by naming it (`server_store`).
+        let holds: Vec<usize> = (0..turns.len())
+            .filter(|&i| {
+                !crate::turns::traces_of(&turns[i], &searched).is_empty()
+                    || carries_context_of(body, i)
+            })
+            .map(|i| i + 1)
+            .collect();
+        for (t, name) in server_store.read(request, &whole, &holds) {
+            if Some(t - 1) != turn && !carried_turns.contains(&t) {
+                carried_turns.push(t);
+                carries.push(format!(
+                    "turn {t}: kept in the model `{name}` the app made on the server"
+                ));
+            }
+        }
+        carried_turns.sort_unstable();
         carries.truncate(12);
         summaries.push(RequestSummary {
             seq: request["seq"].as_u64().unwrap_or(0),

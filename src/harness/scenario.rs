@@ -6,9 +6,11 @@
 
 use serde_json::Value;
 
+use super::saved_file::{saved_file, unmet_on_file};
 use super::RequestSummary;
 use crate::report_channel::Channel;
 use crate::scenario::{at_path, fill, json_contains, json_equals, step_names, ScenarioStep};
+use crate::turns::Turn;
 
 /// The first thing of the scenario that did not hold, in its order: a
 /// step that failed (its code) or an expectation of a step before it.
@@ -23,14 +25,24 @@ pub(super) struct ScenarioJudgement {
     pub(super) met: bool,
 }
 
-/// Judges `scenario` against the run: `requests` are the recordings (in
-/// the order `summaries` summarised them, one for one).
+/// What the supervisor kept of a scenario's run, outside the candidate's
+/// process: the fake server's recordings (in the order `summaries`
+/// summarised them, one for one), the files it read after each file
+/// dialog, and the turns it typed.
+pub(super) struct ScenarioEvidence<'a> {
+    pub(super) requests: &'a Value,
+    pub(super) summaries: &'a [RequestSummary],
+    pub(super) saved_files: &'a Value,
+    pub(super) turns: &'a [Turn],
+}
+
+/// Judges `scenario` against the run's evidence.
 pub(super) fn judge_expectations(
     scenario: &[ScenarioStep],
     channel: &Channel,
-    requests: &Value,
-    summaries: &[RequestSummary],
+    evidence: &ScenarioEvidence,
 ) -> ScenarioJudgement {
+    let (requests, summaries) = (evidence.requests, evidence.summaries);
     let names = step_names(scenario);
     let recorded: Vec<&Value> = requests
         .as_array()
@@ -39,6 +51,7 @@ pub(super) fn judge_expectations(
         .take(1000)
         .collect();
     let mut turn = 0usize;
+    let mut dialogs = 0usize;
     for (step, name) in scenario.iter().zip(&names[3..]) {
         let this_turn = (step.step == "turn").then(|| {
             turn += 1;
@@ -78,7 +91,39 @@ pub(super) fn judge_expectations(
                 met: false,
             };
         }
+        let saved = (step.step == "answer_file_dialog").then(|| {
+            dialogs += 1;
+            saved_file(evidence.saved_files, dialogs - 1)
+        });
+        if let Some(saved) = &saved {
+            // As a click: no pass rests on a file name typed in the app.
+            let why = if reported.evidence["delivered"].as_str() != Some("screen") {
+                Some("the file name was entered in the app's process: the screen's keys did not reach the dialog's file name field")
+            } else if !saved.typed {
+                Some("the supervisor could not type the file name into the dialog and press Return")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return ScenarioJudgement {
+                    failure: Some((step.failure_code().to_string(), format!("{name}: {why}"))),
+                    step_failed: false,
+                    met: false,
+                };
+            }
+        }
         for expectation in &step.expect {
+            if let Some(saved) = &saved {
+                let before = &evidence.turns[..turn.min(evidence.turns.len())];
+                if let Some(why) = unmet_on_file(expectation, &step.path, saved, before) {
+                    return ScenarioJudgement {
+                        failure: Some((expectation.failure.clone(), why)),
+                        step_failed: false,
+                        met: false,
+                    };
+                }
+                continue;
+            }
             if expectation.alive {
                 if !channel.done {
                     let filled = fill(&expectation.reason, &[("turn", turn.to_string())]);
@@ -202,6 +247,19 @@ mod tests {
     use crate::report_channel::Channel;
     use crate::scenario::{step_names, ScenarioStep};
 
+    fn evidence<'a>(
+        requests: &'a Value,
+        summaries: &'a [super::RequestSummary],
+        turns: &'a [crate::turns::Turn],
+    ) -> super::ScenarioEvidence<'a> {
+        super::ScenarioEvidence {
+            requests,
+            summaries,
+            saved_files: &Value::Null,
+            turns,
+        }
+    }
+
     fn scenario() -> Vec<ScenarioStep> {
         #[derive(serde::Deserialize)]
         struct File {
@@ -252,7 +310,11 @@ mod tests {
         assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
         let requests = requests(&turns, temperatures);
         let summaries = super::super::requests::summarise_requests(&requests, &turns, &[]);
-        judge_expectations(&scenario, &channel, &requests, &summaries)
+        judge_expectations(
+            &scenario,
+            &channel,
+            &evidence(&requests, &summaries, &turns),
+        )
     }
 
     #[test]
@@ -297,10 +359,31 @@ mod tests {
                 .to_vec(),
         );
         let summaries = super::super::requests::summarise_requests(&requests, &turns, &[]);
-        let judged = judge_expectations(&scenario, &channel, &requests, &summaries);
+        let judged = judge_expectations(
+            &scenario,
+            &channel,
+            &evidence(&requests, &summaries, &turns),
+        );
         let (code, why) = judged.failure.unwrap();
         assert_eq!(code, "temperature_not_sent");
         assert!(why.contains("no request carrying turn 2"), "{why}");
+    }
+
+    /// A file dialog is reported only in a click of a scenario that
+    /// answers one: elsewhere the line is not the harness's.
+    #[test]
+    fn a_file_dialog_report_where_none_is_due_is_tampering() {
+        let scenario = scenario();
+        let mut reports = reports(&scenario, None);
+        let at = reports
+            .iter()
+            .position(|r| r["type"] == "step_start" && r["name"] == "set_1")
+            .unwrap();
+        reports.insert(at + 1, json!({"type": "file_dialog", "rect": [1, 2, 3, 4]}));
+        let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
+        assert!(channel
+            .tampering
+            .is_some_and(|why| why.contains("`file_dialog`")));
     }
 
     #[test]
@@ -327,6 +410,7 @@ mod click_and_job {
             kinds: Vec::new(),
             value: None,
             seconds: None,
+            path: String::new(),
             failure: "no_stop_button".into(),
             reason: String::new(),
             expect: Vec::new(),
@@ -348,7 +432,16 @@ mod click_and_job {
         reports.push(json!({"type": "done"}));
         let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
         assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
-        judge_expectations(&scenario, &channel, &json!([]), &[])
+        judge_expectations(
+            &scenario,
+            &channel,
+            &super::ScenarioEvidence {
+                requests: &json!([]),
+                summaries: &[],
+                saved_files: &json!([]),
+                turns: &[],
+            },
+        )
     }
 
     /// As the reset's: a click that reached the control only inside the
@@ -360,6 +453,70 @@ mod click_and_job {
         let (code, why) = judged.failure.unwrap();
         assert_eq!(code, "no_stop_button");
         assert!(why.contains("did not reach the control"), "{why}");
+    }
+
+    /// A file dialog's step: the name typed by the supervisor and the step
+    /// done outside the app, then the file's expectations; a name entered
+    /// in-process, or keys the supervisor did not all type, pass nothing.
+    #[test]
+    fn a_file_dialog_passes_only_typed_from_the_screen_with_the_file_saved() {
+        let scenario: Vec<ScenarioStep> = serde_json::from_value(json!([
+            {"step": "click", "control": "(?i)save", "failure": "no_save_button"},
+            {"step": "answer_file_dialog", "path": "/tmp/chat-log.txt", "expect": [
+                {"present": true, "failure": "file_not_saved", "reason": "nothing at {path}: {found}"},
+                {"contains": "hello", "failure": "not_hello", "reason": "{path} lacks {expected}: {found}"},
+            ]},
+        ]))
+        .unwrap();
+        let judged = |delivered: &str, typed: u64, text: Option<&str>| {
+            let mut reports = Vec::new();
+            for name in step_names(&scenario) {
+                reports.push(json!({"type": "step_start", "name": name}));
+                let mut evidence = json!({});
+                if name == "click_1" {
+                    reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]}));
+                    reports.push(json!({"type": "file_dialog", "rect": [1, 2, 3, 4]}));
+                    evidence = json!({"delivered": "screen"});
+                }
+                if name == "answer_file_dialog_1" {
+                    evidence = json!({"delivered": delivered});
+                }
+                reports.push(json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok", "evidence": evidence}));
+            }
+            reports.push(json!({"type": "done"}));
+            let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
+            assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
+            let saved = json!([{
+                "typing": {"typed": typed, "of": 17, "pressed": true},
+                "file": {"read": text.map(|_| "/tmp/chat-log.txt"), "text": text.unwrap_or(""), "error": text.map_or(Some("no file /tmp/chat-log.txt"), |_| None)},
+            }]);
+            judge_expectations(
+                &scenario,
+                &channel,
+                &super::ScenarioEvidence {
+                    requests: &json!([]),
+                    summaries: &[],
+                    saved_files: &saved,
+                    turns: &[],
+                },
+            )
+        };
+        assert!(judged("screen", 17, Some("Hello there")).met);
+        let (code, why) = judged("in_process", 17, Some("hello")).failure.unwrap();
+        assert_eq!(code, "no_file_dialog");
+        assert!(why.contains("entered in the app's process"), "{why}");
+        let (code, why) = judged("screen", 5, Some("hello")).failure.unwrap();
+        assert_eq!(code, "no_file_dialog");
+        assert!(why.contains("could not type"), "{why}");
+        let (code, why) = judged("screen", 17, None).failure.unwrap();
+        assert_eq!(code, "file_not_saved");
+        assert_eq!(
+            why,
+            "nothing at /tmp/chat-log.txt: no file (no file /tmp/chat-log.txt)"
+        );
+        let (code, why) = judged("screen", 17, Some("bye")).failure.unwrap();
+        assert_eq!(code, "not_hello");
+        assert!(why.contains("lacks \"hello\": \"bye\""), "{why}");
     }
 
     /// The reset's job is what it was (no scenario); a scenario's job

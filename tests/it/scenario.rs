@@ -1,4 +1,5 @@
-//! Issue 21's tasks written as data: `temperature-control`'s gold and
+//! Issue 21's tasks written as data: `temperature-control`'s gold,
+//! `save-conversation`'s (a file dialog, a file read) and
 //! `system-prompt`'s (on an app of its own), through the real binary and
 //! the real sandbox. Each original fails with
 //! the task's own code, its reference gets tier 1, and every fixture
@@ -133,5 +134,44 @@ async fn the_system_prompt_task_passes_its_check_and_says_why_answers_fail() {
     assert!(
         lost.starts_with("`system_prompt_lost_after_clear`: after Clear, the first message of turn 3's request was"),
         "{lost}"
+    );
+}
+
+/// The third task written as data: a Save button whose file dialog gets a
+/// path typed by the supervisor's keys, and whose file the supervisor reads
+/// (the app never reports it): every turn must be in it, whatever format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_save_task_types_into_the_file_dialog_and_reads_the_file_saved() {
+    let Some(_) = docker().await else {
+        return;
+    };
+    let items = checked_task("save-conversation");
+    let reason = |name: &str| -> String {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .and_then(|i| i["runs"][0]["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let last = reason("last-answer");
+    assert!(
+        last.starts_with("`turns_not_saved`: the file saved at /tmp/chat-log.txt should hold both turns, prompts and replies, but has no turn 1's prompt, turn 1's reply, turn 2's prompt"),
+        "{last}"
+    );
+    let prompts = reason("prompts-only");
+    assert!(
+        prompts.contains("no turn 1's reply, turn 2's reply") && !prompts.contains("prompt,"),
+        "{prompts}"
+    );
+    let beside = reason("beside-logs");
+    assert!(
+        beside.starts_with("`file_not_saved`: nothing was saved at /tmp/chat-log.txt: no file"),
+        "{beside}"
+    );
+    let fixed = reason("fixed-path");
+    assert!(
+        fixed.starts_with("`no_file_dialog`: the app did not ask where to save"),
+        "{fixed}"
     );
 }

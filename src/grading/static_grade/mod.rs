@@ -179,6 +179,8 @@ pub struct OriginalIndex {
     /// False for a task with no original (`generic-reset`): there is
     /// nothing to compare with, so only syntax and the reset control are read.
     has_original: bool,
+    /// The task's `[static]` table (its expected changes).
+    static_spec: crate::task::StaticSpec,
 }
 
 impl OriginalIndex {
@@ -225,6 +227,7 @@ impl OriginalIndex {
             comments,
             history_attributes: task.app.history_attributes.clone(),
             has_original: task.has_original(),
+            static_spec: task.static_grading.clone(),
         }
     }
 }
@@ -304,6 +307,9 @@ fn grade_reusing(candidate: &str, index: &OriginalIndex, reuse: bool) -> StaticR
     grading.new_methods(&reset_names, &mut changes);
     grading.new_dialogs(&mut changes);
     grading.new_imports(&mut changes);
+    // What the requested change brings with it (a Save button's handler
+    // writes a file through a file dialog) is not unrequested.
+    changes.retain(|c| !index.static_spec.expects(&c.kind, &c.detail));
     report.unrequested_changes = changes;
     report.suspicious = grading.tampering();
     report
