@@ -395,12 +395,13 @@ def make_handler(recorder, conversation):
             return [[str(k)[:256], str(v)[:MAX_HEADER_VALUE]] for k, v in list(self.headers.items())[:MAX_HEADERS]]
 
         def _send_json(self, status, payload):
-            data = json.dumps(payload).encode()
+            data = _go_json(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def _send_text(self, status, text):
             # Go's plain answers (Gin's 404, Ollama's "is running").
@@ -464,12 +465,8 @@ def make_handler(recorder, conversation):
             else:
                 self._send_text(404, "404 page not found")
 
-        def do_HEAD(self):
-            self._record_bodiless()
-            if self.path.split("?")[0].rstrip("/") == "":
-                self._send_text(200, "Ollama is running")
-            else:
-                self._send_text(404, "404 page not found")
+        # Ollama routes HEAD as GET (its headers, no body).
+        do_HEAD = do_GET
 
         def _other(self):
             # Recorded like a POST (its body searched too); Ollama has no
@@ -522,11 +519,11 @@ def make_handler(recorder, conversation):
                 self._send_json(200, dict({"model": model, "created_at": now, "message": {"role": "assistant", "content": reply}, "done_reason": "stop", "done": True}, **stats))
                 return
             chunks = [
-                json.dumps({"model": model, "created_at": _created_at(conversation.clock), "message": {"role": "assistant", "content": piece}, "done": False}) + "\n"
+                _go_json({"model": model, "created_at": _created_at(conversation.clock), "message": {"role": "assistant", "content": piece}, "done": False}) + "\n"
                 for piece in _pieces(reply)
             ]
             done = {"model": model, "created_at": _created_at(conversation.clock), "message": {"role": "assistant", "content": ""}, "done_reason": "stop", "done": True}
-            chunks.append(json.dumps(dict(done, **stats)) + "\n")
+            chunks.append(_go_json(dict(done, **stats)) + "\n")
             self._send_stream(chunks)
 
         def _generate(self, model, reply, index, stream, stats):
@@ -537,11 +534,11 @@ def make_handler(recorder, conversation):
                 self._send_json(200, dict(done, **stats))
                 return
             chunks = [
-                json.dumps({"model": model, "created_at": _created_at(conversation.clock), "response": piece, "done": False}) + "\n"
+                _go_json({"model": model, "created_at": _created_at(conversation.clock), "response": piece, "done": False}) + "\n"
                 for piece in _pieces(reply)
             ]
             done = {"model": model, "created_at": _created_at(conversation.clock), "response": "", "done": True, "done_reason": "stop", "context": context}
-            chunks.append(json.dumps(dict(done, **stats)) + "\n")
+            chunks.append(_go_json(dict(done, **stats)) + "\n")
             self._send_stream(chunks)
 
         def _openai(self, model, reply, stream, stats):
@@ -573,8 +570,8 @@ def make_handler(recorder, conversation):
             head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_ollama"}
             for piece in _pieces(reply):
                 delta = dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}])
-                chunks.append("data: " + json.dumps(delta) + "\n\n")
-            chunks.append("data: " + json.dumps(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + "\n\n")
+                chunks.append("data: " + _go_json(delta) + "\n\n")
+            chunks.append("data: " + _go_json(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + "\n\n")
             chunks.append("data: [DONE]\n\n")
             self._send_stream(chunks, "text/event-stream")
 
@@ -584,6 +581,15 @@ def make_handler(recorder, conversation):
 def _pieces(text):
     words = text.split(" ")
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
+def _go_json(value):
+    """`value` as Go's encoding/json writes it (Ollama's replies): compact,
+    non-ASCII as UTF-8, and <, >, &, U+2028, U+2029 escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
 
 
 def _rfc3339_nano(seconds):
