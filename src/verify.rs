@@ -267,7 +267,9 @@ pub async fn verify_input(
     let (extracted, bundle, compared): (Extracted, Bundle, Option<String>) = match input {
         Input::Answer(answer) => match extract::extract(answer, original) {
             Ok(e) => {
-                let bundle = Bundle::script("candidate.py", &e.script);
+                // Named as a person names their script: the app can read
+                // its own `__file__`, and "candidate" would name the judge.
+                let bundle = Bundle::script("app.py", &e.script);
                 (e, bundle, None)
             }
             Err(_) => {

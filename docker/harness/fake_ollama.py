@@ -9,6 +9,7 @@ tell the turns apart.
 
 import json
 import os
+import random
 import re
 import threading
 import time
@@ -42,10 +43,20 @@ MAX_HEADERS = 64
 MAX_HEADER_VALUE = 8 * 1024
 MAX_RECORDINGS = 200
 
-# One id per server, random: nothing the app receives names the judge.
-_COMPLETION_ID = os.urandom(6).hex()
-
 MODELS = ["llama3:latest", "qwen2.5-coder:7b", "mistral:latest"]
+# What Ollama's /api/tags says of each (sizes, families, quantisations as a
+# real pull of these has them); a model the app names that is not listed
+# gets the first one's.
+MODEL_FACTS = {
+    "llama3:latest": (4661224676, "llama", "8.0B", "Q4_0"),
+    "qwen2.5-coder:7b": (4683087332, "qwen2", "7.6B", "Q4_K_M"),
+    "mistral:latest": (4113301824, "llama", "7.2B", "Q4_0"),
+}
+# Per run, random and stable: a model's digest (sha256 hex) and when it was
+# pulled (days before the run). Zeros or fixed dates name a fake server.
+_DIGESTS = {}
+_PULLED_DAYS_AGO = {}
+_FACTS_LOCK = threading.Lock()
 
 _LARGE_PARSE = threading.Lock()
 # `\ud800`-`\udfff` written as escapes: only then can a lone surrogate
@@ -254,8 +265,13 @@ class Conversation:
         # supervisor takes a frame of the screen a moment later).
         self.on_reply = None
         # Told the index of each turn about to be answered (the supervisor
-        # moves the app's clock: the model took seconds, as real ones do).
+        # moves the app's clock: the model took seconds, as real ones do);
+        # returns those seconds, which the reply's durations then add up to.
         self.before_reply = None
+        # The app's clock (epoch seconds): the supervisor moves it on, and
+        # the replies' times and `Date` headers must follow it, or an app
+        # comparing them with its own clock tells the judge.
+        self.clock = time.time
 
     def configure(self, prompts, replies):
         self.prompts = list(prompts)
@@ -279,6 +295,13 @@ def make_handler(recorder, conversation):
 
         def log_message(self, *args):
             pass
+
+        def send_response(self, code, message=None):
+            # As Go's net/http: a `Date` (the app's clock) and no `Server`
+            # header (BaseHTTPRequestHandler's names Python).
+            self.log_request(code)
+            self.send_response_only(code, message)
+            self.send_header("Date", self.date_time_string(conversation.clock()))
 
         def _read_body(self):
             """(raw bytes, why they are not the whole body or None)."""
@@ -372,12 +395,23 @@ def make_handler(recorder, conversation):
             return [[str(k)[:256], str(v)[:MAX_HEADER_VALUE]] for k, v in list(self.headers.items())[:MAX_HEADERS]]
 
         def _send_json(self, status, payload):
-            data = json.dumps(payload).encode()
+            data = _go_json(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _send_text(self, status, text):
+            # Go's plain answers (Gin's 404, Ollama's "is running").
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def _send_stream(self, chunks, content_type="application/x-ndjson"):
             self.send_response(200)
@@ -414,36 +448,32 @@ def make_handler(recorder, conversation):
             self._record_bodiless()
             path = self.path.split("?")[0].rstrip("/")
             if path == "/api/tags":
-                self._send_json(200, {"models": [_model_entry(name) for name in MODELS]})
+                self._send_json(200, {"models": [_model_entry(name, conversation.clock) for name in MODELS]})
             elif path == "/api/ps":
                 # The `ollama` package's `ps()`: nothing loaded yet.
                 self._send_json(200, {"models": []})
             elif path == "/api/version":
                 self._send_json(200, {"version": "0.6.8"})
             elif path in ("/v1/models", "/models"):
+                clock = conversation.clock
                 self._send_json(
                     200,
-                    {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "library"} for m in MODELS]},
+                    {"object": "list", "data": [{"id": m, "object": "model", "created": _pulled_at(m, clock), "owned_by": "library"} for m in MODELS]},
                 )
             elif path == "":
-                self.send_response(200)
-                self.send_header("Content-Length", "17")
-                self.end_headers()
-                self.wfile.write(b"Ollama is running")
+                self._send_text(200, "Ollama is running")
             else:
-                self._send_json(404, {"error": "not found"})
+                self._send_text(404, "404 page not found")
 
-        def do_HEAD(self):
-            self._record_bodiless()
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        # Ollama routes HEAD as GET (its headers, no body).
+        do_HEAD = do_GET
 
         def _other(self):
             # Recorded like a POST (its body searched too); Ollama has no
-            # such route.
+            # such route, and Gin answers an unrouted method as it does an
+            # unknown path.
             self._take_body()
-            self._send_json(405, {"error": "method not allowed"})
+            self._send_text(404, "404 page not found")
 
         do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _other
 
@@ -459,75 +489,89 @@ def make_handler(recorder, conversation):
             if path == "/api/show":
                 # Apps check the chosen model with `ollama.show()` before chatting.
                 name = body.get("model") or body.get("name") or MODELS[0]
-                entry = _model_entry(name)
+                entry = _model_entry(name, conversation.clock)
                 self._send_json(200, {"modelfile": f"FROM {name}", "parameters": "", "template": "{{ .Prompt }}", "details": entry["details"], "model_info": {}, "modified_at": entry["modified_at"]})
                 return
             index, reply = conversation.reply_for(body)
             model = body.get("model") or MODELS[0]
             stream = body.get("stream", path.startswith("/api/"))
             known = path in ("/api/chat", "/api/generate", "/v1/chat/completions", "/chat/completions")
+            took = None
             if index is not None and known and conversation.before_reply is not None:
-                conversation.before_reply(index)
+                took = conversation.before_reply(index)
+            stats = _stats(body, reply, took)
             if path == "/api/chat":
-                self._chat(model, reply, stream)
+                self._chat(model, reply, stream, stats)
             elif path == "/api/generate":
-                self._generate(model, reply, index, stream)
+                self._generate(model, reply, index, stream, stats)
             elif path in ("/v1/chat/completions", "/chat/completions"):
-                self._openai(model, reply, bool(body.get("stream", False)))
+                self._openai(model, reply, bool(body.get("stream", False)), stats)
             else:
-                self._send_json(404, {"error": "not found"})
+                self._send_text(404, "404 page not found")
                 return
             if index is not None and conversation.on_reply is not None:
                 conversation.on_reply(index)
 
-        def _chat(self, model, reply, stream):
-            done = {"model": model, "created_at": _now(), "done": True, "done_reason": "stop"}
+        def _chat(self, model, reply, stream, stats):
+            # The fields and their order as Ollama writes them.
+            now = _created_at(conversation.clock)
             if not stream:
-                self._send_json(200, dict(done, message={"role": "assistant", "content": reply}))
+                self._send_json(200, dict({"model": model, "created_at": now, "message": {"role": "assistant", "content": reply}, "done_reason": "stop", "done": True}, **stats))
                 return
             chunks = [
-                json.dumps({"model": model, "created_at": _now(), "message": {"role": "assistant", "content": piece}, "done": False}) + "\n"
+                _go_json({"model": model, "created_at": _created_at(conversation.clock), "message": {"role": "assistant", "content": piece}, "done": False}) + "\n"
                 for piece in _pieces(reply)
             ]
-            chunks.append(json.dumps(dict(done, message={"role": "assistant", "content": ""})) + "\n")
+            done = {"model": model, "created_at": _created_at(conversation.clock), "message": {"role": "assistant", "content": ""}, "done_reason": "stop", "done": True}
+            chunks.append(_go_json(dict(done, **stats)) + "\n")
             self._send_stream(chunks)
 
-        def _generate(self, model, reply, index, stream):
+        def _generate(self, model, reply, index, stream, stats):
             # A context array unique to the turn: a reset must stop sending it.
             context = [9000 + 100 * (index if index is not None else 99) + i for i in range(8)]
-            done = {"model": model, "created_at": _now(), "done": True, "context": context}
             if not stream:
-                self._send_json(200, dict(done, response=reply))
+                done = {"model": model, "created_at": _created_at(conversation.clock), "response": reply, "done": True, "done_reason": "stop", "context": context}
+                self._send_json(200, dict(done, **stats))
                 return
             chunks = [
-                json.dumps({"model": model, "created_at": _now(), "response": piece, "done": False}) + "\n"
+                _go_json({"model": model, "created_at": _created_at(conversation.clock), "response": piece, "done": False}) + "\n"
                 for piece in _pieces(reply)
             ]
-            chunks.append(json.dumps(dict(done, response="")) + "\n")
+            done = {"model": model, "created_at": _created_at(conversation.clock), "response": "", "done": True, "done_reason": "stop", "context": context}
+            chunks.append(_go_json(dict(done, **stats)) + "\n")
             self._send_stream(chunks)
 
-        def _openai(self, model, reply, stream):
+        def _openai(self, model, reply, stream, stats):
+            # Ollama's OpenAI routes: a small random id, its fingerprint,
+            # token counts from the run's statistics.
+            completion_id = f"chatcmpl-{random.randrange(999)}"
+            created = int(conversation.clock())
             if not stream:
                 self._send_json(
                     200,
                     {
-                        "id": "chatcmpl-" + _COMPLETION_ID,
+                        "id": completion_id,
                         "object": "chat.completion",
-                        "created": int(time.time()),
+                        "created": created,
                         "model": model,
+                        "system_fingerprint": "fp_ollama",
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": len(_pieces(reply)), "total_tokens": 1 + len(_pieces(reply))},
+                        "usage": {
+                            "prompt_tokens": stats["prompt_eval_count"],
+                            "completion_tokens": stats["eval_count"],
+                            "total_tokens": stats["prompt_eval_count"] + stats["eval_count"],
+                        },
                     },
                 )
                 return
             chunks = []
             # The fields the `openai` package's chunk type declares, so that
             # clients that validate strictly accept them too.
-            head = {"id": "chatcmpl-" + _COMPLETION_ID, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+            head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_ollama"}
             for piece in _pieces(reply):
                 delta = dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}])
-                chunks.append("data: " + json.dumps(delta) + "\n\n")
-            chunks.append("data: " + json.dumps(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + "\n\n")
+                chunks.append("data: " + _go_json(delta) + "\n\n")
+            chunks.append("data: " + _go_json(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + "\n\n")
             chunks.append("data: [DONE]\n\n")
             self._send_stream(chunks, "text/event-stream")
 
@@ -539,18 +583,69 @@ def _pieces(text):
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
 
-def _now():
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+def _go_json(value):
+    """`value` as Go's encoding/json writes it (Ollama's replies): compact,
+    non-ASCII as UTF-8, and <, >, &, U+2028, U+2029 escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
 
 
-def _model_entry(name):
+def _rfc3339_nano(seconds):
+    """Go's RFC3339Nano in UTC (as Ollama writes times): nanoseconds with
+    the trailing zeros dropped."""
+    whole = int(seconds)
+    nanos = f"{int(round((seconds - whole) * 1e9)) % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ("." + nanos if nanos else "") + "Z"
+
+
+def _created_at(clock):
+    # A clock read is never a whole microsecond: the last digits vary.
+    return _rfc3339_nano(clock() + random.randrange(1000) * 1e-9)
+
+
+def _digest(name):
+    with _FACTS_LOCK:
+        return _DIGESTS.setdefault(name, os.urandom(32).hex())
+
+
+def _pulled_at(name, clock):
+    """When `name` was pulled, in epoch seconds: days before the run."""
+    with _FACTS_LOCK:
+        ago = _PULLED_DAYS_AGO.setdefault(name, random.uniform(3, 120) * 86400)
+    return int(clock() - ago)
+
+
+def _model_entry(name, clock):
+    size, family, parameters, quantisation = MODEL_FACTS.get(name, MODEL_FACTS[MODELS[0]])
     return {
         "name": name,
         "model": name,
-        "modified_at": "2025-01-01T00:00:00Z",
-        "size": 4661224676,
-        "digest": "0" * 64,
-        "details": {"format": "gguf", "family": "llama", "parameter_size": "8B", "quantization_level": "Q4_0"},
+        "modified_at": _rfc3339_nano(_pulled_at(name, clock) + random.Random(name).random()),
+        "size": size,
+        "digest": _digest(name),
+        "details": {"parent_model": "", "format": "gguf", "family": family, "families": [family], "parameter_size": parameters, "quantization_level": quantisation},
+    }
+
+
+def _stats(body, reply, took):
+    """The run statistics Ollama adds to a reply's last chunk (nanoseconds,
+    token counts), made to add up to the `took` seconds the app's clock was
+    moved while the reply was in flight."""
+    prompt_tokens = max(1, len(json.dumps(body.get("messages") or body.get("prompt") or "")) // 4)
+    eval_tokens = max(1, round(len(reply) / 3.6))
+    total = int((took if isinstance(took, (int, float)) and took > 0 else random.uniform(1.0, 3.5)) * 1e9)
+    load = random.randrange(8_000_000, 30_000_000)
+    prompt_eval = min(total // 4, prompt_tokens * random.randrange(300_000, 900_000))
+    eval_duration = max(1, total - load - prompt_eval - random.randrange(2_000_000, 9_000_000))
+    return {
+        "total_duration": total,
+        "load_duration": load,
+        "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": prompt_eval,
+        "eval_count": eval_tokens,
+        "eval_duration": eval_duration,
     }
 
 

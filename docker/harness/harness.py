@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import re
-import runpy
 import sys
 import threading
 import time
@@ -171,7 +170,9 @@ QtCore.qInstallMessageHandler(_qt_messages)
 APP = QApplication(["python3", "-platform", CONFIG.get("platform", "offscreen")])
 APP.setStyle("Fusion")
 APP.setFont(QtGui.QFont("DejaVu Sans", 10))
-APP.setQuitOnLastWindowClosed(False)
+# quitOnLastWindowClosed stays Qt's default (an app may read it): closing
+# the last window quits only an event loop started by QApplication.exec(),
+# which never runs here (_exec_instead), so the harness stays in control.
 # Held, so that the same wrapper answers every identity check against it.
 MAIN_THREAD = APP.thread()
 
@@ -207,8 +208,50 @@ class Exceptions:
 
 
 EXCEPTIONS = Exceptions()
-sys.excepthook = EXCEPTIONS.hook
-threading.excepthook = EXCEPTIONS.thread_hook
+
+
+# Plain functions named as the hooks they stand in for (a bound method's
+# repr names the harness's class), each one object: `sys.excepthook is
+# sys.__excepthook__` must hold once both are it.
+def excepthook(exc_type, exc, tb):
+    EXCEPTIONS.hook(exc_type, exc, tb)
+
+
+def _excepthook(args):
+    EXCEPTIONS.thread_hook(args)
+
+
+excepthook.__module__ = "sys"
+_excepthook.__module__ = "_thread"
+sys.excepthook = excepthook
+threading.excepthook = _excepthook
+
+
+def _prime_binding_hook():
+    """PyQt notes `sys.__excepthook__` the first time a slot raises, and
+    aborts the process whenever `sys.excepthook` is that one. A slot raises
+    once here, so that it notes Python's own hook before the harness's
+    takes that name too (an app comparing the two would tell the judge)."""
+    raised = []
+
+    def raise_once():
+        raised.append(True)
+        raise RuntimeError("qtjudge: priming the binding's exception hook")
+
+    QtCore.QTimer.singleShot(0, raise_once)
+    for _ in range(50):
+        APP.processEvents(ALL_EVENTS, 10)
+        if raised:
+            break
+    APP.processEvents(ALL_EVENTS, 10)
+    with EXCEPTIONS._lock:
+        del EXCEPTIONS.items[:]
+    if raised:
+        sys.__excepthook__ = excepthook
+        threading.__excepthook__ = _excepthook
+
+
+_prime_binding_hook()
 
 
 # --- Neutralising the blocking parts of a Qt script -------------------------
@@ -224,14 +267,40 @@ def _exec_instead(*_args, **_kwargs):
     return 0
 
 
+# Whether the app has made its QApplication (or its entry has run): until
+# then `instance()` is None and `startingUp()` true, as in a fresh process.
+_APP_MADE = []
+# What `arguments()` gives: the list the app passed to QApplication(...),
+# else the script's path (argv[0] of `python3 app.py`).
+_APP_ARGUMENTS = ["python3"]
+
+
 class _SingleApplication(type(QApplication)):
     """`QApplication(...)` in the candidate returns the harness's instance."""
 
-    def __call__(cls, *_args, **_kwargs):
+    def __call__(cls, *args, **_kwargs):
+        given = args[0] if args else None
+        if isinstance(given, (list, tuple)) and all(isinstance(a, str) for a in given):
+            _APP_ARGUMENTS[:] = [a for a in given if a]
+        _APP_MADE.append(True)
         return APP
 
     def __instancecheck__(cls, obj):
         return isinstance(obj, QApplication)
+
+
+# Named as the binding's own metaclass: `type(QApplication)` is looked at.
+for _attribute in ("__name__", "__qualname__", "__module__"):
+    setattr(_SingleApplication, _attribute, getattr(type(QApplication), _attribute))
+
+
+def _as_binding_method(function, owner, name):
+    """`function` named as `owner.name`, the binding's method it stands in for."""
+    function.__name__ = name
+    function.__qualname__ = f"{owner.__name__}.{name}"
+    function.__module__ = owner.__module__
+    function.__doc__ = getattr(getattr(owner, name, None), "__doc__", None)
+    return staticmethod(function)
 
 
 _DIALOG_TIMER = None
@@ -385,7 +454,20 @@ def install_patches():
         setattr(QApplication, name, _exec_instead)
         setattr(QtCore.QCoreApplication, name, _exec_instead)
         setattr(QtGui.QGuiApplication, name, _exec_instead)
-    QtWidgets.QApplication = _SingleApplication("QApplication", (QApplication,), {})
+    # Named as the binding's class (`__module__` would otherwise be the
+    # harness's `__main__`).
+    QtWidgets.QApplication = _SingleApplication(
+        "QApplication",
+        (QApplication,),
+        {"__module__": QApplication.__module__, "__qualname__": QApplication.__qualname__, "__doc__": QApplication.__doc__},
+    )
+    core = QtCore.QCoreApplication
+    # As in a fresh process, until the app makes its application: no
+    # instance yet (the harness's was made before the answer came).
+    core.instance = _as_binding_method(lambda: APP if _APP_MADE else None, core, "instance")
+    core.startingUp = _as_binding_method(lambda: not _APP_MADE, core, "startingUp")
+    # Qt keeps the argv the harness's QApplication was made with.
+    core.arguments = _as_binding_method(lambda: list(_APP_ARGUMENTS), core, "arguments")
     # The platform a desktop app sees on Linux: `vnc` (or `offscreen`)
     # would name the judge to any app that asked.
     QtGui.QGuiApplication.platformName = staticmethod(lambda: "xcb")
@@ -747,8 +829,8 @@ def _is_app_function(value):
 
 def _is_app_class(value):
     """A class the candidate defined: its module is one of the app's files,
-    or one of its own functions is the candidate's code (runpy runs the
-    entry as `__main__`, whose module is gone from sys.modules after)."""
+    or one of its own functions is the candidate's code (a package entry,
+    run by runpy as `__main__`, has its module gone from sys.modules after)."""
     if not isinstance(value, type) or globals().get(value.__name__) is value:
         return False  # not a class, or the harness's own
     module = sys.modules.get(getattr(value, "__module__", None) or "")
@@ -882,7 +964,7 @@ def memory_places(window, markers, context):
         for name, value in list(namespace.items()):
             if not name.startswith("__"):
                 find_markers(value, markers, f"module.{name}", found, 1, seen, context, budget)
-    application = QApplication.instance()
+    application = APP
     for obj in [application] + window.findChildren(QtCore.QObject)[:2000]:
         if obj is None or id(obj) in seen:
             continue
@@ -893,7 +975,8 @@ def memory_places(window, markers, context):
 
 def _app_globals(window):
     """The candidate module's globals, reached through the window class's
-    own methods (runpy's module is gone once the script's sys.exit ran)."""
+    own methods (a package entry's module, run by runpy, is gone once the
+    script's sys.exit ran)."""
     for klass in type(window).__mro__:
         if klass.__module__.split(".", 1)[0] in qt_binding.NAMES + ("sip", "shiboken2", "shiboken6", "Shiboken", "builtins"):
             continue
@@ -1282,7 +1365,7 @@ class Run:
         APP_DIR = app_dir
         files = self.job.get("files")
         if files is None:  # a one-script job
-            files = [{"path": self.job.get("filename") or "candidate.py", "data": base64.b64encode(self.job["script"].encode("utf-8")).decode()}]
+            files = [{"path": self.job.get("filename") or "app.py", "data": base64.b64encode(self.job["script"].encode("utf-8")).decode()}]
         entry = self.job.get("entry") or files[0]["path"]
         written = {}
         for item in files:
@@ -1345,8 +1428,12 @@ class Run:
     def launch(self):
         install_patches()
         before = len(EXCEPTIONS.items)
-        sys.argv = [self.path]
         package = self.package_entry()
+        # The command line of `python3 app.py` (or `python3 -m pkg.main`).
+        sys.argv = [self.path]
+        sys.orig_argv = ["python3", "-m", package[1]] if package else ["python3", self.path]
+        _APP_ARGUMENTS[:] = [self.path]
+        APP.setApplicationName(os.path.basename(self.path))
         if package and package[0].startswith(APP_DIR):
             # Run from the package's parent, as `python -m` is.
             self.app_dir = package[0]
@@ -1355,9 +1442,12 @@ class Run:
         try:
             HARNESS_THREADS.update(threading.enumerate())
             if package:
+                # `python -m` runs it through runpy: runpy is loaded then too.
+                import runpy
+
                 self.module = runpy.run_module(package[1], run_name="__main__", alter_sys=True)
             else:
-                self.module = runpy.run_path(self.path, run_name="__main__")
+                self.module = run_as_main(self.path)
         except SystemExit as exc:
             if not HELD_WINDOWS and not visible_windows():
                 raise Failure(f"the script exited (sys.exit({exc.code!r})) before showing a window", exit_code=str(exc.code))
@@ -1368,6 +1458,10 @@ class Run:
             raise Failure(f"the script raised ModuleNotFoundError while starting: {exc}", missing_modules=missing, traceback=traceback.format_exc()[-6000:])
         except BaseException as exc:  # noqa: B902 - any exception here is the candidate's
             raise Failure(f"the script raised {type(exc).__name__} while starting: {exc}", traceback=traceback.format_exc()[-6000:])
+        finally:
+            # An entry that only defines its window: the harness builds it,
+            # and its code finds the application there.
+            _APP_MADE.append(True)
         # What the start-up posted (show, layout, queued slots) is handled.
         pump_until_idle()
         raised = EXCEPTIONS.since(before)
@@ -2438,6 +2532,31 @@ def _is_alive(widget):
         return True
     except RuntimeError:  # the C++ object was deleted
         return False
+
+
+# The harness's own `__main__` module, held once the app's takes its name.
+_HARNESS_MODULES = []
+
+
+def run_as_main(path):
+    """Runs the entry as `python3 path` does (runpy would be a module
+    `python3 app.py` never loads): a `__main__` module with the same
+    attributes, left in sys.modules as `__main__`. Returns its globals."""
+    import builtins
+    import importlib.machinery
+
+    module = types.ModuleType("__main__")
+    module.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    module.__annotations__ = {}
+    module.__builtins__ = builtins
+    module.__file__ = path
+    module.__cached__ = None
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    _HARNESS_MODULES.append(sys.modules.get("__main__"))
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+    return module.__dict__
 
 
 def own_window_classes(namespace):

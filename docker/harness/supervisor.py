@@ -207,6 +207,7 @@ def main():
     frames = Frames(child_stdin=None)
     conversation.on_reply = frames.after_reply
     conversation.before_reply = reply_in_flight
+    conversation.clock = app_time
     frames.settle_requests = recorder.wait_idle
     # The harness learns each turn only when it is about to type it: nothing
     # of turn 3 is in the candidate's process before turn 3 is typed.
@@ -517,7 +518,10 @@ def spawn_harness(report_fd, binding, platform):
         env=env,
         cwd=work_root,
         preexec_fn=become_candidate,
-        start_new_session=True,
+        # Its own process group (kill_tree kills the group), but not its own
+        # session: an app a shell starts does not lead one, and `os.getsid`
+        # would tell.
+        process_group=0,
     )
     size = screen_reader.DEFAULT_SIZE
     config = {
@@ -651,8 +655,15 @@ def key_gap():
 
 def reply_in_flight(_turn_index):
     """Called by the fake server before it answers a turn: the model took
-    a few seconds, as far as the app's clock tells."""
-    move_clock(a_while(REPLY_SECONDS))
+    a few seconds, as far as the app's clock tells (returned, so that the
+    reply's durations say as much; None where the clock is not moved)."""
+    seconds = a_while(REPLY_SECONDS)
+    return seconds if move_clock(seconds) else None
+
+
+def app_time():
+    """The app's clock (epoch seconds): this one moved on by the judge."""
+    return time.time() + CLOCK_AHEAD[0]
 
 
 def start_exec_watch():
@@ -1324,7 +1335,7 @@ def wait_exit(child, timeout):
 
 
 def kill_tree(child):
-    """Kills the harness and whatever it started in its session."""
+    """Kills the harness and whatever it started in its process group."""
     for target in (lambda: os.killpg(child.pid, signal.SIGKILL), child.kill):
         try:
             target()

@@ -158,7 +158,7 @@ async fn a_pooled_container_is_handed_out_only_after_its_harness_said_ready() {
     let sandbox = (*cold).clone().with_warm_pool(PoolConfig::with_size(1));
     let task = crate::support::task();
     let script = fixture("correct.py");
-    let app = qtjudge::bundle::Bundle::script("candidate.py", &script);
+    let app = qtjudge::bundle::Bundle::script("app.py", &script);
     for n in 0..4 {
         let turns = qtjudge::harness::new_turns();
         let outcome = sandbox
