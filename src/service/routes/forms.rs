@@ -227,7 +227,9 @@ async fn read_form(
         // Anything else (a browser extension's field) is not ours.
     }
     let mut field = |name: &str| text.remove(name).filter(|v| !v.trim().is_empty());
-    let output = field("output");
+    // A browser sends a textarea's line breaks as CRLF whatever was typed
+    // or pasted: the answer as the person gave it has LF.
+    let output = field("output").map(|o| o.replace("\r\n", "\n"));
     let file = match (file, &output) {
         (Some(_), Some(_)) => {
             return Err(ApiError::Unprocessable {
@@ -349,12 +351,12 @@ mod tests {
         let (ct, body) = form(&[
             ("task", None, "reset-conversation"),
             ("model", None, ""),
-            ("output", None, "print(1)"),
+            ("output", None, "import sys\r\nprint(1)"),
             ("file", Some(""), ""),
             ("entry", None, ""),
         ]);
         let (request, file) = read_form(&ct, body).await.unwrap();
-        assert_eq!(request.output.as_deref(), Some("print(1)"));
+        assert_eq!(request.output.as_deref(), Some("import sys\nprint(1)"));
         assert_eq!(request.task.as_deref(), Some("reset-conversation"));
         assert_eq!((request.model, request.entry, file), (None, None, None));
 
