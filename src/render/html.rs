@@ -5,11 +5,14 @@
 //! the service's records as the pages show them, so this room imports
 //! nothing of the service.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 
 use crate::grading::leaderboard::{Leaderboard, Rate};
 use crate::harness::Artifact;
 use crate::render::board::{self, Cells};
+use crate::render::diff;
 use crate::render::Counts;
 use crate::verify::Verification;
 
@@ -64,6 +67,8 @@ pub struct Job<'a> {
     /// RFC 3339.
     pub created: Option<String>,
     pub result: Option<&'a Verification>,
+    /// The verification this one runs again (a page's re-run).
+    pub rerun_of: Option<&'a str>,
 }
 
 impl<'a> Job<'a> {
@@ -81,9 +86,19 @@ impl<'a> Job<'a> {
             error: None,
             created: None,
             result: Some(v),
+            rerun_of: rerun_of(v.metadata.as_ref()),
         }
     }
 }
+
+/// The verification a re-run's metadata names (`rerun_of`).
+pub fn rerun_of(metadata: Option<&serde_json::Value>) -> Option<&str> {
+    metadata?.get(RERUN_OF)?.as_str()
+}
+
+/// The metadata key a re-run carries its original's id in (it travels to
+/// every output, as all metadata does).
+pub const RERUN_OF: &str = "rerun_of";
 
 /// A batch as its page shows it.
 pub struct Batch<'a> {
@@ -162,21 +177,35 @@ impl<'a> JobRow<'a> {
     }
 }
 
+/// A task the index page's form offers.
+pub struct TaskOption {
+    pub id: String,
+    pub title: String,
+}
+
 #[derive(Template)]
 #[template(path = "index.html", config = "src/render/templates/askama.toml")]
 struct IndexPage<'a> {
     title: &'a str,
     refresh: bool,
+    tasks: &'a [TaskOption],
     /// (id, task, created, jobs, finished), newest first.
     batches: Vec<(&'a str, &'a str, &'a str, usize, usize)>,
     jobs: Vec<JobRow<'a>>,
 }
 
-/// The recent batches and verifications, newest first.
-pub fn index_page(batches: &[BatchLine], jobs: &[Job<'_>]) -> askama::Result<String> {
+/// The form that submits an answer or an app, and the recent batches and
+/// verifications, newest first.
+pub fn index_page(
+    tasks: &[TaskOption],
+    batches: &[BatchLine],
+    jobs: &[Job<'_>],
+) -> askama::Result<String> {
     IndexPage {
         title: "qtjudge",
-        refresh: jobs.iter().any(|j| !j.finished),
+        // Never refreshed: it would wipe an answer being pasted.
+        refresh: false,
+        tasks,
         batches: batches
             .iter()
             .map(|b| {
@@ -204,6 +233,10 @@ struct VerificationPage<'a> {
     refresh: bool,
     job: &'a Job<'a>,
     badge: Badge,
+    /// The answer beside its task's original …
+    diff: Option<diff::SideBySide<'a>>,
+    /// … or why it is not shown.
+    no_diff: Option<String>,
 }
 
 impl VerificationPage<'_> {
@@ -232,13 +265,68 @@ impl VerificationPage<'_> {
     }
 }
 
-/// One verification's page.
-pub fn verification_page(job: &Job<'_>) -> askama::Result<String> {
+/// One verification's page; with its task's `original`, the script as
+/// run beside it, the unrequested changes the static grader named
+/// highlighted at their lines.
+pub fn verification_page(job: &Job<'_>, original: Option<&str>) -> askama::Result<String> {
+    let flagged = job.result.map(flagged_lines).unwrap_or_default();
+    let script = job.result.and_then(|v| v.script.as_deref());
+    let compared = original
+        .filter(|o| !o.is_empty())
+        .zip(script)
+        .map(|(original, script)| diff::side_by_side(original, script, &flagged));
+    let (diff, no_diff) = match compared {
+        Some(Ok(d)) => (Some(d), None),
+        Some(Err(too_large)) => (None, Some(too_large.to_string())),
+        None => (None, None),
+    };
     VerificationPage {
         title: job.model,
         refresh: !job.finished,
         job,
         badge: Badge::of(job.status, job.result),
+        diff,
+        no_diff,
+    }
+    .render()
+}
+
+/// The script's lines the static grader named as unrequested changes,
+/// each with the kinds named there.
+fn flagged_lines(v: &Verification) -> BTreeMap<usize, String> {
+    let mut lines: BTreeMap<usize, String> = BTreeMap::new();
+    for change in v
+        .unrequested_changes
+        .iter()
+        .filter(|c| c.source == "static")
+    {
+        if let Some(line) = change.line.filter(|&l| l > 0) {
+            let kinds = lines.entry(line).or_default();
+            if !kinds.is_empty() {
+                kinds.push_str(", ");
+            }
+            kinds.push_str(&change.kind);
+        }
+    }
+    lines
+}
+
+#[derive(Template)]
+#[template(path = "error.html", config = "src/render/templates/askama.toml")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    status: &'a str,
+    message: &'a str,
+}
+
+/// Why a form's submission was refused (`status`: its code and reason).
+pub fn error_page(status: &str, message: &str) -> askama::Result<String> {
+    ErrorPage {
+        title: "not submitted",
+        refresh: false,
+        status,
+        message,
     }
     .render()
 }
@@ -332,7 +420,7 @@ pub fn batch_page(batch: &Batch<'_>) -> askama::Result<String> {
 /// page, or the batch page of several with pass@k for each of `pass_at`.
 pub fn results(results: &[Verification], pass_at: &[usize]) -> String {
     let rendered = match results {
-        [one] => verification_page(&Job::bare(one)),
+        [one] => verification_page(&Job::bare(one), None),
         many => batch_page(&Batch {
             id: "",
             tasks: {

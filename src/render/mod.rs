@@ -7,6 +7,7 @@
 
 mod board;
 mod compare;
+mod diff;
 pub mod html;
 mod json;
 mod junit;

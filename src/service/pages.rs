@@ -1,5 +1,6 @@
 //! The pages a person opens (server-rendered HTML, no script build): the
-//! recent verifications and batches, one verification, one batch (its
+//! form that submits an answer and the recent verifications and batches,
+//! one verification (beside its task's original), one batch (its
 //! leaderboard with the pass@k of `?pass_at=`); and the
 //! headers every page carries. The store's records are handed to the
 //! render room (`render::html`), which holds the templates.
@@ -11,12 +12,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::render::html::{self, BatchLine, IMAGE_FAILED, IMAGE_LOADED};
+use crate::render::html::{self, BatchLine, TaskOption, IMAGE_FAILED, IMAGE_LOADED};
 use crate::service::api_error::{ApiError, ApiPath, ApiQuery};
 use crate::service::limits::parse_pass_at;
 use crate::service::state::AppState;
 use crate::service::store::{BatchDetail, BatchRecord, JobRecord, Status};
 use crate::service::views::{batch_status, batch_tasks, rfc3339};
+use crate::task::Task;
 
 /// Pages are HTML the service wrote: no other script may run in them (only
 /// the two image handlers of `render::html`, by hash), and no other site
@@ -38,7 +40,7 @@ pub(super) fn secure_page(headers: &mut HeaderMap) {
         let policy = format!(
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
              script-src 'unsafe-hashes' 'sha256-{}' 'sha256-{}'; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
             hash(IMAGE_LOADED),
             hash(IMAGE_FAILED)
         );
@@ -56,7 +58,7 @@ pub(super) fn secure_page(headers: &mut HeaderMap) {
 
 /// A page as the response; a page that cannot be rendered is a fault of
 /// the service (logged once by `ApiError`).
-fn page(rendered: askama::Result<String>) -> Result<Response, ApiError> {
+pub(super) fn page(rendered: askama::Result<String>) -> Result<Response, ApiError> {
     let html = rendered.map_err(|e| ApiError::Internal(format!("rendering a page: {e}")))?;
     Ok((
         [(
@@ -82,6 +84,7 @@ fn job_page(job: &JobRecord) -> html::Job<'_> {
         error: job.error.as_deref(),
         created: Some(rfc3339(job.created_at)),
         result: job.result.as_ref(),
+        rerun_of: html::rerun_of(job.metadata.as_ref()),
     }
 }
 
@@ -117,7 +120,28 @@ pub(super) async fn index_page(State(state): State<AppState>) -> Result<Response
         })
         .collect();
     let jobs: Vec<html::Job> = jobs.iter().map(job_page).collect();
-    page(html::index_page(&batches, &jobs))
+    page(html::index_page(
+        &task_options(&state).await?,
+        &batches,
+        &jobs,
+    ))
+}
+
+/// The tasks the service knows, for the form's choice.
+async fn task_options(state: &AppState) -> Result<Vec<TaskOption>, ApiError> {
+    let dir = state.config.tasks_dir.clone();
+    // Reading the task folders is blocking IO.
+    tokio::task::spawn_blocking(move || {
+        Task::list(&dir)
+            .into_iter()
+            .map(|id| TaskOption {
+                title: Task::load(&dir, &id).map(|t| t.title).unwrap_or_default(),
+                id,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("listing tasks: {e}")))
 }
 
 pub(super) async fn verification_page(
@@ -128,7 +152,14 @@ pub(super) async fn verification_page(
         what: "verification",
         id,
     })?;
-    page(html::verification_page(&job_page(&job)))
+    // The original its script is shown beside: none for a task without
+    // one (`generic-reset`), or one no longer there.
+    let prepared = match job.result.as_ref().and_then(|v| v.script.as_ref()) {
+        Some(_) if !job.task.is_empty() => state.jobs.prepared_task(&job.task).await.ok(),
+        _ => None,
+    };
+    let original = prepared.as_ref().map(|p| p.task.original_source.as_str());
+    page(html::verification_page(&job_page(&job), original))
 }
 
 /// A batch page's query: the pass@k of its leaderboard, as the batch's
@@ -166,7 +197,7 @@ mod tests {
 
     /// A verification's page as its route renders it.
     fn verification_html(job: &JobRecord) -> String {
-        html::verification_page(&job_page(job)).unwrap()
+        html::verification_page(&job_page(job), None).unwrap()
     }
 
     /// A batch's page as its route renders it.
@@ -228,6 +259,29 @@ mod tests {
             html.contains("<span id=\"L2\">   2  print(&#39;&lt;b&gt;&#39;)</span>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn a_verification_page_shows_its_script_beside_the_original_and_what_it_reruns() {
+        let mut job = finished_job("m");
+        job.metadata = Some(json!({"rerun_of": "job-0<x>"}));
+        let html = html::verification_page(&job_page(&job), Some("import sys\n")).unwrap();
+        assert!(
+            html.contains("<table id=\"diff\" class=\"diff\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr class=\"added\"><td class=\"n\"></td><td class=\"code\"></td><td class=\"n\">2</td><td class=\"code flagged\" id=\"D2\" title=\"unrequested change: new_layout\">print(&#39;&lt;b&gt;&#39;)</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("re-run of <a href=\"/verifications/job-0&lt;x&gt;\">job-0&lt;x&gt;</a>"),
+            "{html}"
+        );
+        assert!(html.contains("<form method=\"post\" action=\"/verifications/job-1/rerun\">"));
+        // No original (`generic-reset`): no diff; the script is listed.
+        let html = verification_html(&job);
+        assert!(!html.contains("id=\"diff\"") && html.contains("id=\"script\""));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod hostile;
 mod lib_volume;
 mod load;
 mod outage;
+mod pages;
 mod python_client;
 mod remote_grade;
 mod replicas;

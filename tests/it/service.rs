@@ -718,7 +718,7 @@ async fn sigterm_lets_the_running_verification_finish_and_keeps_the_queue_on_dis
 
 /// Debian's chromium (scripts/setup installs it), or `None` with a loud
 /// message outside CI; in CI a missing browser is a failure.
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .map(|name| Path::new("/usr/bin").join(name))
@@ -735,7 +735,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// The page's DOM after a real browser loaded it (images included).
-async fn rendered(chromium: &Path, profile: &Path, url: &str) -> String {
+pub(crate) async fn rendered(chromium: &Path, profile: &Path, url: &str) -> String {
     let output = tokio::process::Command::new(chromium)
         .args([
             "--headless",

@@ -1,5 +1,6 @@
 //! The router: the v1 JSON API (`verifications`, `batches`, tasks), the
-//! probes (healthz, metrics), the OpenAPI document and the pages, behind
+//! probes (healthz, metrics), the OpenAPI document and the pages with
+//! their forms (an answer submitted, a verification re-run), behind
 //! the token check and the request-head limits. Handlers turn requests
 //! into jobs and jobs into JSON; they never run or unpack a verification.
 
@@ -22,12 +23,14 @@ use crate::service::state::AppState;
 use crate::task::Task;
 
 mod batches;
+mod forms;
 mod submit;
 #[cfg(test)]
 mod tests;
 mod verifications;
 
 use batches::{compare_batches, create_batch, get_batch};
+use forms::{rerun, submit_form};
 use verifications::{create_verification, get_artifact, get_verification};
 
 /// The whole HTTP surface, testable without a socket.
@@ -51,7 +54,12 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", get(list_tasks));
     let pages = Router::new()
         .route("/", get(index_page))
+        .route(
+            "/verifications",
+            post(submit_form).layer(DefaultBodyLimit::max(verification_limit)),
+        )
         .route("/verifications/{id}", get(verification_page))
+        .route("/verifications/{id}/rerun", post(rerun))
         .route("/batches/{id}", get(batch_page))
         .layer(middleware::from_fn(page_headers));
     Router::new()

@@ -1,6 +1,7 @@
 //! `POST /v1/verifications` (one answer or app, optionally waiting for its
 //! result), `GET /v1/verifications/{id}` and its screenshots.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -20,6 +21,7 @@ use crate::service::pages::secure_page;
 use crate::service::state::AppState;
 use crate::service::store::{NewJob, Status};
 use crate::service::views::{job_report, verification_link, verification_view};
+use crate::task::TaskChoice;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +41,7 @@ pub(super) async fn create_verification(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let (mut request, upload) = if content_type
+    let (request, upload) = if content_type
         .to_ascii_lowercase()
         .starts_with("multipart/form-data")
     {
@@ -47,6 +49,31 @@ pub(super) async fn create_verification(
     } else {
         (parse_json::<VerificationRequest>(&body)?, None)
     };
+    let (id, choice) = enqueue_one(&state, request, upload).await?;
+    let wait = requested_wait(query.wait, &headers);
+    if !wait.is_zero() {
+        if let Some(job) = state.jobs.wait_for_job(&id, wait).await? {
+            if job.status.is_finished() {
+                return Ok((StatusCode::OK, Json(verification_view(&job))).into_response());
+            }
+        }
+    }
+    let location = verification_link(&id);
+    let body = json!({"id": id, "status": Status::Queued, "task_choice": choice, "links": {"self": location}});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// One answer or app checked, its task chosen, admitted and enqueued (the
+/// API's submission and the index page's form): its id and task choice.
+pub(super) async fn enqueue_one(
+    state: &AppState,
+    mut request: VerificationRequest,
+    upload: Option<(String, Bytes)>,
+) -> Result<(String, Option<TaskChoice>), ApiError> {
     let (output, upload, _declared) = request_input(&mut request, upload, state.config.max_body)?;
     check_fields(
         request.model.as_deref(),
@@ -58,14 +85,14 @@ pub(super) async fn create_verification(
     let sample = sample_text(&request.sample, "the request")?;
     let callback_url = check_callback_url(request.callback_url.as_deref())?;
     let choice = choose_tasks(
-        &state,
+        state,
         request.task.as_deref(),
         vec![upload.is_none().then_some(output.clone())],
     )
     .await?
     .remove(0);
     admit(
-        &state,
+        state,
         choice
             .as_ref()
             .map_or(crate::task::FALLBACK_TASK, |c| &c.task),
@@ -84,22 +111,8 @@ pub(super) async fn create_verification(
         callback_url,
         upload,
     };
-    let id = submit(&state, vec![job], None).await?.remove(0);
-    let wait = requested_wait(query.wait, &headers);
-    if !wait.is_zero() {
-        if let Some(job) = state.jobs.wait_for_job(&id, wait).await? {
-            if job.status.is_finished() {
-                return Ok((StatusCode::OK, Json(verification_view(&job))).into_response());
-            }
-        }
-    }
-    let location = verification_link(&id);
-    let body = json!({"id": id, "status": Status::Queued, "task_choice": choice, "links": {"self": location}});
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(LOCATION, value);
-    }
-    Ok(response)
+    let id = submit(state, vec![job], None).await?.remove(0);
+    Ok((id, choice))
 }
 
 #[derive(Debug, Default, Deserialize)]

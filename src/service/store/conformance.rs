@@ -20,6 +20,7 @@ macro_rules! job_store_tests {
         $crate::service::store::conformance::job_store_tests!(
             $open;
             an_accepted_job_reads_back_as_it_was_given,
+            a_jobs_input_reads_back_to_run_it_again,
             a_full_queue_refuses_the_whole_submission,
             jobs_are_claimed_oldest_first_each_under_a_new_lease,
             jobs_left_running_by_a_crash_are_queued_again_then_given_up,
@@ -113,6 +114,42 @@ pub(crate) async fn an_accepted_job_reads_back_as_it_was_given(store: &dyn JobSt
     assert_eq!((record.attempts, record.callback), (0, None));
     assert!(record.result.is_none() && record.started_at.is_none());
     assert!(store.job("no-such-job").await.unwrap().is_none());
+}
+
+/// A page's re-run submits what the job was given: its answer, or its
+/// app still compressed, as enqueued.
+pub(crate) async fn a_jobs_input_reads_back_to_run_it_again(store: &dyn JobStore) {
+    let upload = crate::bundle::Upload {
+        kind: crate::bundle::InputKind::Zip,
+        name: "app.zip".into(),
+        entry: Some("main.py".into()),
+        bytes: vec![b'P', b'K', 0, 1, 2, 255],
+    };
+    let app = NewJob {
+        output: String::new(),
+        upload: Some(upload.clone()),
+        ..job(None)
+    };
+    let ids = store.enqueue(vec![job(None), app], None, 10).await.unwrap();
+    let answer = store
+        .job_input(&ids[0])
+        .await
+        .unwrap()
+        .expect("the job is there");
+    assert_eq!(
+        answer,
+        super::JobInput {
+            output: "Sorry, I cannot help with that.".into(),
+            upload: None
+        }
+    );
+    let app = store
+        .job_input(&ids[1])
+        .await
+        .unwrap()
+        .expect("the job is there");
+    assert_eq!((app.output.as_str(), app.upload), ("", Some(upload)));
+    assert!(store.job_input("no-such-job").await.unwrap().is_none());
 }
 
 pub(crate) async fn a_full_queue_refuses_the_whole_submission(store: &dyn JobStore) {

@@ -27,8 +27,8 @@ pub use error::{BackendError, StoreError};
 pub use postgres::DEFAULT_LEASE_TTL;
 pub use records::{
     BatchDetail, BatchListing, BatchRecord, CallbackAttempt, CallbackStatus, Claimed,
-    DeliveryState, Depth, JobRecord, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Status,
-    BATCH_FINISHED, VERIFICATION_FINISHED,
+    DeliveryState, Depth, JobInput, JobRecord, Lease, NewBatch, NewJob, PendingDelivery, Recovered,
+    Status, BATCH_FINISHED, VERIFICATION_FINISHED,
 };
 pub use sqlite::DB_FILE;
 
@@ -174,6 +174,9 @@ pub trait JobStore: Send + Sync {
     fn release_claims(&self) -> BoxFuture<'_, Result<usize>>;
 
     fn job<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobRecord>>>;
+
+    /// What a job was given to verify (`None`: no such job).
+    fn job_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInput>>>;
 
     /// One artifact of a job, by name.
     fn artifact<'a>(

@@ -71,6 +71,14 @@ pub struct NewJob {
     pub task_choice: Option<TaskChoice>,
 }
 
+/// What a job was given to verify, read back to run it again (a page's
+/// re-run): the raw answer, or the app still compressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobInput {
+    pub output: String,
+    pub upload: Option<crate::bundle::Upload>,
+}
+
 /// A batch to create with its jobs.
 #[derive(Debug, Clone)]
 pub struct NewBatch {

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::columns::{from_json, to_json, to_json_opt};
 use super::{
     new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackAttempt,
-    CallbackStatus, Claimed, DeliveryState, Depth, JobRecord, JobStore, Lease, NewBatch, NewJob,
-    PendingDelivery, Recovered, Result, Status, StoreError, StoreEvent, BATCH_FINISHED,
+    CallbackStatus, Claimed, DeliveryState, Depth, JobInput, JobRecord, JobStore, Lease, NewBatch,
+    NewJob, PendingDelivery, Recovered, Result, Status, StoreError, StoreEvent, BATCH_FINISHED,
     MAX_ATTEMPTS, VERIFICATION_FINISHED,
 };
 use crate::task::TaskChoice;
@@ -814,6 +814,25 @@ impl JobStore for PostgresStore {
                 .await
                 .map_err(pg("reading a job"))?;
             Ok(row.as_ref().map(job_record))
+        })
+    }
+
+    fn job_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInput>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT output, upload FROM jobs WHERE id = $1", &[&id])
+                .await
+                .map_err(pg("reading a job's input"))?;
+            Ok(row.map(|r| {
+                // Stored as bytes (an answer may hold NUL, which text refuses).
+                let output: Vec<u8> = r.get("output");
+                let upload: Option<String> = r.get("upload");
+                JobInput {
+                    output: String::from_utf8_lossy(&output).into_owned(),
+                    upload: from_json(upload),
+                }
+            }))
         })
     }
 

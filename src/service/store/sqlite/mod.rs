@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::columns::{from_json, to_json, to_json_opt};
 use super::{
     new_id, now_ms, ArtifactData, BatchDetail, BatchListing, BatchRecord, CallbackAttempt, Claimed,
-    Depth, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered, Result,
-    Status, StoreError, MAX_ATTEMPTS,
+    Depth, JobInput, JobRecord, JobStore, Lease, NewBatch, NewJob, PendingDelivery, Recovered,
+    Result, Status, StoreError, MAX_ATTEMPTS,
 };
 use crate::task::TaskChoice;
 use crate::verify::Verification;
@@ -403,6 +403,25 @@ impl JobStore for SqliteStore {
             )
             .optional()
             .map_err(sql("reading a job"))
+        }))
+    }
+
+    fn job_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobInput>>> {
+        let id = id.to_string();
+        Box::pin(self.call(move |conn| {
+            conn.query_row(
+                "SELECT output, upload FROM jobs WHERE id = ?1",
+                params![id],
+                |r| {
+                    let upload: Option<String> = r.get("upload")?;
+                    Ok(JobInput {
+                        output: r.get("output")?,
+                        upload: from_json(upload),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("reading a job's input"))
         }))
     }
 
