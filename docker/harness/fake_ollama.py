@@ -585,8 +585,11 @@ def _pieces(text):
 
 def _go_json(value):
     """`value` as Go's encoding/json writes it (Ollama's replies): compact,
-    non-ASCII as UTF-8, and <, >, &, U+2028, U+2029 escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    <, >, &, U+2028, U+2029 escaped. Non-ASCII is escaped too, unlike Go:
+    the replies carry block glyphs for the screen, and an app that decodes a
+    `text/event-stream` as Latin-1 (requests' default for `text/*`) would
+    otherwise show them garbled through no fault of its own."""
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, escape)
     return text
