@@ -175,3 +175,38 @@ async fn the_save_task_types_into_the_file_dialog_and_reads_the_file_saved() {
         "{fixed}"
     );
 }
+
+/// The fourth task, added as data alone: a drop-down of the server's
+/// models on TinyChat 1.1; the model picked must name the next request,
+/// and switching must keep the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_selector_task_added_as_data_alone_passes_its_check() {
+    let Some(_) = docker().await else {
+        return;
+    };
+    let items = checked_task("model-selector");
+    let reason = |name: &str| -> String {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .and_then(|i| i["runs"][0]["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let not_wired = reason("not-wired");
+    assert!(
+        not_wired.starts_with("`model_not_sent`: after picking \"qwen2.5-coder:7b\", turn 2's request named the model \"llama3.2\""),
+        "{not_wired}"
+    );
+    let fixed = reason("fixed-list");
+    assert!(
+        fixed.starts_with("`no_model_selector`: no drop-down listing the server's models")
+            && fixed.contains("has no item"),
+        "{fixed}"
+    );
+    let switch = reason("clears-on-switch");
+    assert!(
+        switch.starts_with("`history_lost_on_switch`: switching the model should keep the conversation"),
+        "{switch}"
+    );
+}
