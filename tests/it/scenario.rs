@@ -206,7 +206,9 @@ async fn the_model_selector_task_added_as_data_alone_passes_its_check() {
     );
     let switch = reason("clears-on-switch");
     assert!(
-        switch.starts_with("`history_lost_on_switch`: switching the model should keep the conversation"),
+        switch.starts_with(
+            "`history_lost_on_switch`: switching the model should keep the conversation"
+        ),
         "{switch}"
     );
 }
