@@ -750,7 +750,13 @@ mod tests {
     #[test]
     fn a_folder_task_comes_before_the_built_in_ones() {
         let ids = Task::list(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tasks"));
-        assert_eq!(ids.first().map(String::as_str), Some("reset-conversation"));
-        assert!(ids.iter().any(|id| id == "generic-reset"));
+        let builtin = ids
+            .iter()
+            .position(|id| id == "generic-reset")
+            .expect("generic-reset is listed");
+        let folders = &ids[..builtin];
+        assert!(folders.contains(&"reset-conversation".to_string()));
+        assert!(folders.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids[builtin..].iter().all(|id| is_builtin(id)), "{ids:?}");
     }
 }
