@@ -15,13 +15,15 @@ use serde_json::Value;
 pub const STEPS: [&str; 5] = ["turn", "set", "click", "answer_file_dialog", "idle"];
 
 /// The expectations a step may carry, in the README's table order.
-pub const EXPECTATIONS: [&str; 6] = [
+pub const EXPECTATIONS: [&str; 8] = [
     "present",
     "equals",
     "contains",
     "absent",
     "alive",
     "holds_turns",
+    "shows_turns",
+    "hides_turns",
 ];
 
 /// The codes a failed step gets when the task names none, by step kind.
@@ -34,13 +36,15 @@ pub const DEFAULT_STEP_FAILURES: [(&str, &str); 5] = [
 ];
 
 /// The controls a `set` step may drive, as Qt names their classes.
-pub const SET_KINDS: [&str; 6] = [
+pub const SET_KINDS: [&str; 8] = [
     "QSpinBox",
     "QDoubleSpinBox",
     "QSlider",
     "QComboBox",
     "QCheckBox",
     "QLineEdit",
+    "QTextEdit",
+    "QPlainTextEdit",
 ];
 
 /// At most this many `turn` steps (the turns `turns::new_turns` draws).
@@ -56,14 +60,15 @@ pub struct ScenarioStep {
     /// `turn`, `set`, `click` or `idle`.
     pub step: String,
     /// `set`, `click`: a regex (Rust's and Python's) on the control's text,
-    /// tooltip, accessible name, objectName in words, or its label's text.
+    /// tooltip, accessible name, objectName in words, placeholder, or its
+    /// label's text.
     #[serde(default)]
     pub control: String,
     /// `set`: the Qt classes the control may be (default: all of [`SET_KINDS`]).
     #[serde(default)]
     pub kinds: Vec<String>,
     /// `set`: the value (a number, a bool for a check box, a string for a
-    /// combo box's item or a line edit).
+    /// combo box's item, a line edit or a text edit).
     #[serde(default)]
     pub value: Option<Value>,
     /// `idle`: seconds of the app's clock (default 30).
@@ -110,6 +115,14 @@ pub struct Expectation {
     /// in requests: case, width and invisible characters do not hide them).
     #[serde(default)]
     pub holds_turns: bool,
+    /// `turn`, `click`: the screen shows these turns' replies (1 is the
+    /// first turn typed) after the step, read from pixels outside the app:
+    /// the supervisor's frame after the turn's reply, or after its click.
+    #[serde(default)]
+    pub shows_turns: Vec<usize>,
+    /// `turn`, `click`: the screen shows none of these turns' replies then.
+    #[serde(default)]
+    pub hides_turns: Vec<usize>,
     /// The code the verification gets when this does not hold.
     pub failure: String,
     /// The report's words: `{path}`, `{expected}`, `{found}`, `{request}`
@@ -147,6 +160,8 @@ impl Expectation {
             ("absent", self.absent),
             ("alive", self.alive),
             ("holds_turns", self.holds_turns),
+            ("shows_turns", !self.shows_turns.is_empty()),
+            ("hides_turns", !self.hides_turns.is_empty()),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
@@ -164,6 +179,13 @@ impl Expectation {
                 many.join(", ")
             )),
         }
+    }
+}
+
+impl Expectation {
+    /// Whether this is judged on the screen's pixels.
+    pub fn on_screen(&self) -> bool {
+        !self.shows_turns.is_empty() || !self.hides_turns.is_empty()
     }
 }
 
@@ -237,7 +259,9 @@ fn is_code(code: &str) -> bool {
 pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
     let mut clicks = 0;
     let mut idles = 0;
+    let mut turns = 0;
     for (i, step) in scenario.iter().enumerate() {
+        turns += usize::from(step.step == "turn");
         let at = format!("scenario step {} (`{}`)", i + 1, step.step);
         if !STEPS.contains(&step.step.as_str()) {
             return Err(format!(
@@ -352,6 +376,25 @@ pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
                     return Err(format!(
                         "{at}: `holds_turns` belongs to an `answer_file_dialog` step (the file it saved)"
                     ))
+                }
+                "shows_turns" | "hides_turns" => {
+                    if step.step != "turn" && step.step != "click" {
+                        return Err(format!(
+                            "{at}: `{kind}` belongs to a `turn` or `click` step (the screen after it)"
+                        ));
+                    }
+                    if !paths.is_empty() {
+                        return Err(format!("{at}: `{kind}` takes no json_path"));
+                    }
+                    let listed = expectation
+                        .shows_turns
+                        .iter()
+                        .chain(&expectation.hides_turns);
+                    if let Some(bad) = listed.into_iter().find(|&&t| t == 0 || t > turns) {
+                        return Err(format!(
+                            "{at}: turn {bad} is not one typed by then (turns 1 to {turns})"
+                        ));
+                    }
                 }
                 _ if step.step != "turn" => {
                     return Err(format!(

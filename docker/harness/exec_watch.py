@@ -94,7 +94,10 @@ def running_here(name):
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return False
+    own = str(os.getpid())
     for pid in pids:
+        if pid == own:  # the supervisor, whose name is a shell's
+            continue
         try:
             with open(f"/proc/{pid}/comm", "rb") as f:
                 if f.read().rstrip(b"\n") == comm:

@@ -38,6 +38,10 @@ import traceback
 import types
 import weakref
 
+# Started as `python3 harness.py` (no `-I`, which `sys.flags` would show):
+# its folder is first on sys.path, where `python3 app.py` puts the app's.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
 CONFIG = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
 REPORT = os.fdopen(int(CONFIG["report_fd"]), "w", buffering=1)
 # What the candidate starts does not inherit the report pipe, nor the clock
@@ -47,6 +51,16 @@ os.set_inheritable(REPORT.fileno(), False)
 os.environ.pop("LD_PRELOAD", None)
 # Our own reference: the candidate may rebind `time.monotonic`.
 _CLOCK = time.monotonic
+# The app's stdout is a pipe, so block-buffered (no `-u`): what it printed
+# reaches the supervisor at each report, and before the process ends.
+_APP_STDOUT = sys.stdout
+
+
+def flush_app_stdout():
+    try:
+        _APP_STDOUT.flush()
+    except Exception:  # noqa: BLE001 - a closed or broken stdout is the app's
+        pass
 WORK_ROOT = CONFIG.get("work_root", "/tmp")
 
 
@@ -60,12 +74,12 @@ def report(kind, **fields):
         REPORT.flush()
     except (OSError, ValueError):
         pass
+    flush_app_stdout()
 
 
 def prepare_dirs():
     for path in (os.environ["HOME"], os.environ["XDG_CACHE_HOME"], os.environ["XDG_CONFIG_HOME"]):
-        # The home is a link to a folder of the run's tmpfs, made here.
-        os.makedirs(os.path.realpath(path), exist_ok=True)
+        os.makedirs(path, exist_ok=True)
     runtime = os.environ["XDG_RUNTIME_DIR"]
     os.makedirs(runtime, mode=0o700, exist_ok=True)
     os.chmod(runtime, 0o700)
@@ -90,6 +104,7 @@ def _load_own(name):
 
 qt_binding = _load_own("qt_binding")
 machine_load = _load_own("machine_load")
+proc_title = _load_own("proc_title")
 QT = qt_binding.load(CONFIG.get("binding", "PyQt5"))
 QtCore, QtGui, QtWidgets, QTest, Qt = QT.QtCore, QT.QtGui, QT.QtWidgets, QT.QTest, QT.Qt
 QApplication = QtWidgets.QApplication
@@ -1317,7 +1332,8 @@ def _safe_relative(path):
 
 
 # The controls a scenario's `set` step drives (src/scenario.rs, SET_KINDS).
-SET_KINDS = ("QSpinBox", "QDoubleSpinBox", "QSlider", "QComboBox", "QCheckBox", "QLineEdit")
+SET_KINDS = ("QSpinBox", "QDoubleSpinBox", "QSlider", "QComboBox", "QCheckBox", "QLineEdit", "QTextEdit", "QPlainTextEdit")
+TEXT_EDITS = (QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
 
 
 def value_pattern(value):
@@ -1368,7 +1384,7 @@ class Run:
         """Writes the app's files under the work dir (tmpfs) and compiles
         every Python file, so a syntax error anywhere is one."""
         global APP_DIR
-        app_dir = os.path.join(WORK_ROOT, "work", "app")
+        app_dir = CONFIG.get("app_dir") or os.path.join(WORK_ROOT, "work", "app")
         os.makedirs(app_dir, exist_ok=True)
         APP_DIR = app_dir
         files = self.job.get("files")
@@ -1440,6 +1456,7 @@ class Run:
         # The command line of `python3 app.py` (or `python3 -m pkg.main`).
         sys.argv = [self.path]
         sys.orig_argv = ["python3", "-m", package[1]] if package else ["python3", self.path]
+        proc_title.set_command_line(sys.orig_argv)
         _APP_ARGUMENTS[:] = [self.path]
         APP.setApplicationName(os.path.basename(self.path))
         if package and package[0].startswith(APP_DIR):
@@ -2271,7 +2288,13 @@ class Run:
             if not isinstance(widget, wanted) or _is_inner_editor(widget):
                 continue
             parts = label_parts(widget) + self.labels_of(widget)
+            if hasattr(widget, "placeholderText") and widget.placeholderText():
+                parts.append(widget.placeholderText())
             if not any(re.search(pattern, part) for part in parts):
+                continue
+            if isinstance(widget, TEXT_EDITS) and widget.isReadOnly():
+                # A transcript, not a field: the search goes on past it.
+                seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is read-only")
                 continue
             if not (widget.isVisible() and widget.isEnabled()):
                 seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is hidden or disabled")
@@ -2358,6 +2381,20 @@ class Run:
             _key_clicks(control, str(value))
             _key_click(control, KEY_RETURN, NO_MODIFIER)
             return f"line edit typed {str(value)!r}"
+        if isinstance(control, TEXT_EDITS):
+            # Typed line by line, Return between the lines; no Return after
+            # the last, which would add a line, not confirm.
+            control.setFocus()
+            control.selectAll()
+            text = str(value)
+            for n, line in enumerate(text.split("\n")):
+                if n:
+                    _key_click(control, KEY_RETURN, NO_MODIFIER)
+                _key_clicks(control, line)
+            pump_until_idle()
+            if control.toPlainText() != text:
+                raise Failure(f"typing {text[:80]!r} into the {type(control).__name__} left it holding {control.toPlainText()[:80]!r}: a person could not set it")
+            return f"{type(control).__name__} typed {text[:80]!r}"
         raise Failure(f"a {type(control).__name__} cannot be set")
 
     def move_slider(self, slider, value):
@@ -2645,6 +2682,7 @@ def main():
     line = sys.stdin.buffer.readline()
     job = json.loads(line.decode("utf-8"))
     Run(job).run()
+    flush_app_stdout()
     REPORT.flush()
     os._exit(0)  # skip interpreter teardown: the candidate's objects may hang it
 

@@ -5,8 +5,8 @@ would otherwise trip over: Qt 6 moved `QAction` and `QShortcut` from
 QtWidgets to QtGui, PyQt6 only accepts scoped enums (`Qt.Key.Key_Return`)
 while PySide2 and PyQt5 know the unscoped ones best, the event loop is
 `exec_` in some and `exec` in others, and signals are `pyqtSignal` or
-`Signal`. Loaded by path (the harness runs with `python -I`), so it never
-sits on the candidate's sys.path.
+`Signal`. Loaded by path (the harness takes its own folder off sys.path),
+so it never sits on the candidate's sys.path.
 """
 
 import importlib

@@ -43,6 +43,7 @@ sys.path.insert(0, HERE)
 import exec_watch  # noqa: E402
 import fake_ollama  # noqa: E402
 import machine_load  # noqa: E402
+import proc_title  # noqa: E402
 import screen_reader  # noqa: E402
 CANDIDATE_UID = int(os.environ.get("QTJUDGE_CANDIDATE_UID", "1000"))
 # Weight 15 against the supervisor's 1024 in the container's cgroup: even
@@ -166,6 +167,11 @@ def main():
     # Moments of this run (time.monotonic(), the harness's clock too): the
     # host reads where the time went from them (`timings`).
     moments = {"started": time.monotonic()}
+    if "QTJUDGE_WORK_ROOT" not in os.environ:
+        # The app's parent, as the app sees it (/proc/<ppid>/comm and
+        # cmdline): the shell a user starts it from.
+        proc_title.set_name("bash")
+        proc_title.set_command_line(["bash"])
     output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
     recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
     plant_canaries()
@@ -215,6 +221,11 @@ def main():
     frames.file_paths = [
         str(step.get("path")) for step in job.get("scenario") or [] if isinstance(step, dict) and step.get("step") == "answer_file_dialog"
     ][:MAX_FILE_DIALOGS]
+    # A scenario's expectations on the screen after its click are judged on
+    # a frame taken here once the click is done (`click:1`).
+    frames.frame_after_click = any(
+        isinstance(step, dict) and step.get("step") == "click" and step.get("screen_after") is True for step in job.get("scenario") or []
+    )
     job["turns"] = [{"index": i} for i in range(len(turns))]
     deadline = job_received + float(job.get("deadline_seconds", 25))
     # A busy machine's stall moves the deadline on (at most by the cap):
@@ -435,9 +446,9 @@ def spawn_harness(report_fd, binding, platform):
     Nothing of the judge is in the candidate's environment: the harness's
     settings come as the first line on its stdin (`config`), which it reads
     before any candidate code exists."""
-    # A desktop session's environment (the home links to /tmp/home): what
-    # an app may look at to tell a judge from a user's desktop looks alike.
-    home = "/home/user"
+    # A desktop session's environment: what an app may look at to tell a
+    # judge from a user's desktop looks alike.
+    home = home_dir()
     work_root = os.environ.get("QTJUDGE_WORK_ROOT", "/tmp")
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -510,7 +521,13 @@ def spawn_harness(report_fd, binding, platform):
             no_memory_programs()
 
     child = subprocess.Popen(
-        [sys.executable, "-I", "-u", os.path.join(HERE, "harness.py")],
+        # Plain `python3 script.py`, as a user starts an app: `-I` or `-u`
+        # would show in `sys.flags`. The harness takes its own folder off
+        # sys.path and flushes the app's stdout itself. The last argument
+        # only reserves room: the harness writes the app's command line
+        # over these strings (/proc/self/cmdline), and a long entry's path
+        # must fit.
+        [sys.executable, os.path.join(HERE, "harness.py"), "." * 512],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -528,6 +545,7 @@ def spawn_harness(report_fd, binding, platform):
         "report_fd": report_fd,
         "binding": binding,
         "work_root": work_root,
+        "app_dir": app_dir(work_root),
         "platform": f"vnc:size={size[0]}x{size[1]}:port={SCREEN_PORT}" if platform == "vnc" else "offscreen",
     }
     try:
@@ -706,9 +724,34 @@ SENSITIVE_DIRS = (
 HOME_SNAPSHOT_MAX = 2000
 
 
+# The candidate's home in the container: a tmpfs of its own (mounted by
+# the host, src/sandbox/docker/hardening.rs), not a link into /tmp.
+CANDIDATE_HOME = "/home/user"
+# Where the app's files go in it, as a user keeps a project.
+CONTAINER_APP_DIR = CANDIDATE_HOME + "/projects/app"
+
+
 def home_dir():
     root = os.environ.get("QTJUDGE_WORK_ROOT")
-    return os.path.join(root, "home") if root else "/tmp/home"
+    if root:
+        return os.path.join(root, "home")
+    # A container started without the home's mount (a `docker run` by
+    # hand) keeps it in /tmp: the root file system is read-only.
+    return CANDIDATE_HOME if os.path.ismount(CANDIDATE_HOME) else "/tmp/home"
+
+
+def app_dir(work_root):
+    """Where the harness writes the app's files: a project folder in the
+    home, as a user keeps one, when the home is a folder of its own."""
+    home = home_dir()
+    return CONTAINER_APP_DIR if home == CANDIDATE_HOME else os.path.join(work_root, "work", "app")
+
+
+def give_to_candidate(path):
+    """The path becomes the candidate's, as a user's own files are (in the
+    container only: the local sandbox runs as the developer)."""
+    if os.getuid() == 0 and "QTJUDGE_WORK_ROOT" not in os.environ:
+        os.chown(path, CANDIDATE_UID, CANDIDATE_UID, follow_symlinks=False)
 
 
 def home_snapshot():
@@ -782,25 +825,37 @@ def plant_canaries():
     import secrets
 
     home = home_dir()
+    os.makedirs(home, exist_ok=True)
+    made = []
     for relative, template in CANARY_TEMPLATES.items():
         secret = secrets.token_hex(16)
         CANARY_SECRETS[relative] = secret
         CANARIES[relative] = template.format(secret=secret)
         path = os.path.join(home, relative)
+        # A desktop's modes: private keys and their folder the user's alone.
+        private = relative.startswith(".ssh/")
         try:
             folder = home
             for part in relative.split("/")[:-1]:
                 folder = os.path.join(folder, part)
                 os.makedirs(folder, exist_ok=True)
-                os.chmod(folder, 0o777)
-            os.chmod(home, 0o777)
+                os.chmod(folder, 0o700 if private else 0o755)
+                made.append(folder)
             with open(path, "w") as f:
                 f.write(CANARIES[relative])
-            os.chmod(path, 0o666)
+            os.chmod(path, 0o600 if private else 0o644)
+            made.append(path)
             back = time.time_ns() - 1_000_000_000
             os.utime(path, ns=(back, back))
         except OSError:
             continue
+    # Given away last: once a folder is the candidate's, root (without
+    # CAP_DAC_OVERRIDE) cannot write in it.
+    for path in made + [home]:
+        try:
+            give_to_candidate(path)
+        except OSError:
+            pass
 
 
 def canary_stats():
@@ -922,6 +977,8 @@ class Frames:
         self._lock = threading.Lock()
         self._checkpoints = list(CHECKPOINTS)
         self._replies = {}
+        # {(frame name, nth reply): timer} of the frames due after replies.
+        self._pending_replies = {}
         self._stopped = False
         self._approached = False
         self._pointer_at = None
@@ -939,6 +996,7 @@ class Frames:
         self.saved_files = []
         self.turns = []
         self._next_turn = 0
+        self.frame_after_click = False
         # Waits until the fake server answers no request (set by main()).
         self.settle_requests = None
         self.settled = None
@@ -976,6 +1034,7 @@ class Frames:
 
     def checkpoint(self, name):
         """A frame the harness asked for; True when the name was due."""
+        self.take_pending_replies()
         if name not in self._checkpoints:
             return False
         # Names before it are skipped for good: no going back.
@@ -993,6 +1052,7 @@ class Frames:
         person's). `rect` is where the harness says the control is (x, y,
         width, height on the screen): a lie only misdirects the pointer and
         the click; no rect (a shortcut, a menu action) moves only the clock."""
+        self.take_pending_replies()
         if self._approached:
             return {}
         self._approached = True
@@ -1025,6 +1085,10 @@ class Frames:
             # when it is left (undo the reset on leaveEvent, say) is part
             # of the reset the judge sees.
             self.move_off(screen, x, y, width, height)
+            if self.frame_after_click:
+                # The window once what the click did has settled; the moment
+                # is this process's, whatever the harness reports.
+                self.take("click:1", settle=True)
         return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
 
     def travel(self, screen, target_x, target_y, steps, wobble_px):
@@ -1063,6 +1127,7 @@ class Frames:
         held for capitals and shifted signs), the app's clock moved before
         each key so that its timestamps keep a person's pace. The text is
         this process's own (the turn it gave), never the harness's word."""
+        self.take_pending_replies()
         screen = self.screen
         turn = self.turns[self._next_turn - 1] if 0 < self._next_turn <= len(self.turns) else None
         if turn is None or screen is None or self._stopped or not _is_rect(rect):
@@ -1158,6 +1223,7 @@ class Frames:
         """Sends the typed prompt as a person does: a click on the send
         control at `rect`, or the key that sends (`Return`, `Ctrl+Return`)
         struck on the focused input."""
+        self.take_pending_replies()
         screen = self.screen
         if screen is None or self._stopped:
             return {"pressed": False}
@@ -1201,6 +1267,7 @@ class Frames:
         person's while of the app's clock, then the pointer travels to the
         button and clicks it. Nothing is answered to the harness, which is
         inside the box's event loop until the click closes it."""
+        self.take_pending_replies()
         if self._dialogs >= MAX_DIALOG_CLICKS:
             return {"clicked": False, "why": "too many dialogs"}
         self._dialogs += 1
@@ -1218,6 +1285,7 @@ class Frames:
         Return; `again` (the dialog still open: a completion list took the
         first Return) strikes Return once more. No answer line: the
         harness is inside the dialog's event loop."""
+        self.take_pending_replies()
         index = self._file_dialogs
         if again:
             if not 0 < index <= len(self.file_paths) or self._file_returns >= MAX_FILE_RETURNS:
@@ -1255,9 +1323,29 @@ class Frames:
             if count >= 2:
                 return
             self._replies[turn_index] = count + 1
-        timer = threading.Timer(FRAME_AFTER_REPLY_S, self.take, args=(f"reply:{turn_index + 1}",))
+        key = (f"reply:{turn_index + 1}", count)
+        timer = threading.Timer(FRAME_AFTER_REPLY_S, self._take_reply, args=(key,))
         timer.daemon = True
+        with self._lock:
+            self._pending_replies[key] = timer
         timer.start()
+
+    def _take_reply(self, key):
+        with self._lock:
+            if self._pending_replies.pop(key, None) is None:
+                return  # taken already, before an action
+        self.take(key[0])
+
+    def take_pending_replies(self):
+        """Before the supervisor acts on the app again (a click, keys, the
+        next turn): the frames still due after a reply are taken now, so
+        that each shows the reply's moment, not what the action did."""
+        with self._lock:
+            due = list(self._pending_replies.items())
+            self._pending_replies.clear()
+        for key, timer in due:
+            timer.cancel()
+            self.take(key[0])
 
     def answer(self, payload=None):
         """One JSON line to the harness: the answer to what it asked."""
@@ -1273,6 +1361,7 @@ class Frames:
         (up to SETTLE_REQUESTS_S): an app still loading its models when its
         window showed is typed into only when it has them, as a person would
         wait (the harness has already waited for the app's threads)."""
+        self.take_pending_replies()
         if index != self._next_turn or not 0 <= index < len(self.turns):
             return None
         if index == 0 and self.settle_requests is not None:

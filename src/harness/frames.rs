@@ -21,37 +21,18 @@ pub(super) fn read_frames(
     turns: &[Turn],
 ) -> (ScreenCheck, Vec<Artifact>) {
     let mut check = ScreenCheck::default();
-    let screen = &result["screen"];
     let unreadable = |why: String| {
         Some(format!(
             "the window's pixels could not be read from outside the app: {why}"
         ))
     };
-    if screen["platform"].as_str() != Some("vnc") {
-        check.unreadable = unreadable(
-            "its Qt binding has no `vnc` platform plugin in the sandbox image (see README, Security model)".into(),
-        );
-        return (check, Vec::new());
-    }
-    if let Some(error) = screen["error"].as_str() {
-        check.unreadable = unreadable(error.chars().take(300).collect());
-        return (check, Vec::new());
-    }
-    if screen["frames_dropped"].as_u64().unwrap_or(0) > 0 {
-        check.unreadable = unreadable("the frames were larger than the judge keeps".into());
-        return (check, Vec::new());
-    }
-    let mut frames = Vec::new();
-    for record in result["frames"].as_array().into_iter().flatten().take(32) {
-        match Frame::decode(record) {
-            Ok(frame) => frames.push(frame),
-            Err(e) => {
-                check.unreadable = unreadable(e.to_string());
-                return (check, Vec::new());
-            }
+    let frames = match decode_frames(result) {
+        Ok(frames) => frames,
+        Err(why) => {
+            check.unreadable = unreadable(why);
+            return (check, Vec::new());
         }
-    }
-    frames.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    };
     check.frames = frames.len();
     let third_reply_at = result["requests"]
         .as_array()
@@ -144,4 +125,29 @@ pub(super) fn read_frames(
     .filter(|a| a.size > 0)
     .collect();
     (check, artifacts)
+}
+
+/// The supervisor's frames of a run, in the order taken, or why the screen
+/// could not be read (no `vnc` platform, a reading error, frames dropped
+/// or malformed): a pass on the screen needs every one read.
+pub(super) fn decode_frames(result: &Value) -> Result<Vec<Frame>, String> {
+    let screen = &result["screen"];
+    if screen["platform"].as_str() != Some("vnc") {
+        return Err("its Qt binding has no `vnc` platform plugin in the sandbox image (see README, Security model)".into());
+    }
+    if let Some(error) = screen["error"].as_str() {
+        return Err(error.chars().take(300).collect());
+    }
+    if screen["frames_dropped"].as_u64().unwrap_or(0) > 0 {
+        return Err("the frames were larger than the judge keeps".into());
+    }
+    let mut frames = result["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(32)
+        .map(|record| Frame::decode(record).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    frames.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    Ok(frames)
 }

@@ -146,6 +146,9 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
                     "value": s.value,
                     "seconds": s.seconds,
                     "path": s.path,
+                    // The supervisor takes a frame after a click judged
+                    // on the screen.
+                    "screen_after": s.expect.iter().any(|e| e.on_screen()),
                 })
             })
             .collect();

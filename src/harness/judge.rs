@@ -289,6 +289,7 @@ fn judge_run(
                     summaries: &behaviour.requests,
                     saved_files: &result["saved_files"],
                     turns,
+                    frames: &super::frames::decode_frames(result),
                 },
             );
             // An expectation that did not hold outranks what stopped the

@@ -17,6 +17,7 @@ mod request_text;
 mod requests;
 mod saved_file;
 mod scenario;
+mod screen_expect;
 mod server_store;
 mod unexplained;
 mod user_files;

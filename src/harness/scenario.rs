@@ -7,7 +7,9 @@
 use serde_json::Value;
 
 use super::saved_file::{saved_file, unmet_on_file};
+use super::screen_expect::unmet_on_screen;
 use super::RequestSummary;
+use crate::grading::screen::Frame;
 use crate::report_channel::Channel;
 use crate::scenario::{at_path, fill, json_contains, json_equals, step_names, ScenarioStep};
 use crate::turns::Turn;
@@ -34,6 +36,8 @@ pub(super) struct ScenarioEvidence<'a> {
     pub(super) summaries: &'a [RequestSummary],
     pub(super) saved_files: &'a Value,
     pub(super) turns: &'a [Turn],
+    /// The supervisor's frames of the screen, or why they were not read.
+    pub(super) frames: &'a Result<Vec<Frame>, String>,
 }
 
 /// Judges `scenario` against the run's evidence.
@@ -116,6 +120,18 @@ pub(super) fn judge_expectations(
             if let Some(saved) = &saved {
                 let before = &evidence.turns[..turn.min(evidence.turns.len())];
                 if let Some(why) = unmet_on_file(expectation, &step.path, saved, before) {
+                    return ScenarioJudgement {
+                        failure: Some((expectation.failure.clone(), why)),
+                        step_failed: false,
+                        met: false,
+                    };
+                }
+                continue;
+            }
+            if expectation.on_screen() {
+                if let Some(why) =
+                    unmet_on_screen(expectation, &step.step, name, turn, evidence.frames)
+                {
                     return ScenarioJudgement {
                         failure: Some((expectation.failure.clone(), why)),
                         step_failed: false,
@@ -247,6 +263,10 @@ mod tests {
     use crate::report_channel::Channel;
     use crate::scenario::{step_names, ScenarioStep};
 
+    /// A run whose screen showed nothing (no expectation here is on it).
+    pub(super) static NO_FRAMES: Result<Vec<crate::grading::screen::Frame>, String> =
+        Ok(Vec::new());
+
     fn evidence<'a>(
         requests: &'a Value,
         summaries: &'a [super::RequestSummary],
@@ -257,6 +277,7 @@ mod tests {
             summaries,
             saved_files: &Value::Null,
             turns,
+            frames: &NO_FRAMES,
         }
     }
 
@@ -400,6 +421,7 @@ mod click_and_job {
     use serde_json::json;
 
     use super::judge_expectations;
+    use super::tests::NO_FRAMES;
     use crate::report_channel::Channel;
     use crate::scenario::{step_names, ScenarioStep};
 
@@ -440,6 +462,7 @@ mod click_and_job {
                 summaries: &[],
                 saved_files: &json!([]),
                 turns: &[],
+                frames: &NO_FRAMES,
             },
         )
     }
@@ -498,6 +521,7 @@ mod click_and_job {
                     summaries: &[],
                     saved_files: &saved,
                     turns: &[],
+                    frames: &NO_FRAMES,
                 },
             )
         };

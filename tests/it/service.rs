@@ -345,8 +345,17 @@ async fn each_kind_of_bad_request_gets_its_4xx_json(kind: Kind) {
             "{what}: {body}"
         );
     }
+    // Every folder task is listed, sorted by id, before the built-in ones.
     let tasks = server.get_json("/v1/tasks").await;
-    assert_eq!(tasks[0]["id"], "reset-conversation");
+    let ids: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    let builtin = ids.iter().position(|id| *id == "generic-reset").unwrap();
+    assert!(ids[..builtin].contains(&"reset-conversation"), "{ids:?}");
+    assert!(ids[..builtin].windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     server.stop();
     store.finish().await;
 }

@@ -1,5 +1,5 @@
 //! The hardened container every answer runs in: no network, a read-only
-//! root, a capped noexec tmpfs, the supervisor's three capabilities and
+//! root, capped noexec tmpfs mounts, the supervisor's five capabilities and
 //! none for the candidate, the task's limits, labels for the reaper.
 
 use std::collections::HashMap;
@@ -10,8 +10,13 @@ use super::{LABEL, LABEL_OWNER, LABEL_RUN, LABEL_SANDBOX};
 use crate::task::Limits;
 
 /// Linux capabilities the supervisor keeps to drop to the candidate's uid
-/// and to kill it; the candidate itself has none.
-const SUPERVISOR_CAPABILITIES: [&str; 3] = ["SETUID", "SETGID", "KILL"];
+/// and to kill it, to hand the home it furnished to that uid, and to read
+/// back what the app did there (a `.ssh` of mode 0700, as on a desktop);
+/// the candidate itself has none.
+const SUPERVISOR_CAPABILITIES: [&str; 5] = ["SETUID", "SETGID", "KILL", "CHOWN", "DAC_READ_SEARCH"];
+
+/// The candidate's home: a folder of its own, not a link into /tmp.
+const CANDIDATE_HOME: &str = "/home/user";
 
 /// The hardened container: no network, read-only root, a capped tmpfs
 /// (noexec: no program written by the app runs from it),
@@ -35,6 +40,11 @@ pub(super) fn container_config(
     tmpfs.insert(
         "/tmp".to_string(),
         format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", limits.tmpfs_mb),
+    );
+    // Furnished by the supervisor as root, then given to the candidate.
+    tmpfs.insert(
+        CANDIDATE_HOME.to_string(),
+        format!("rw,noexec,nosuid,nodev,size={}m,mode=0755", limits.tmpfs_mb),
     );
     let file_size = (limits.file_size_mb * mib) as i64;
     let host_config = HostConfig {
