@@ -1160,6 +1160,18 @@ def too_small_for_a_person(button):
     return None
 
 
+def too_small_to_use(control):
+    """`too_small_for_a_person` for any control: a field or slider a few
+    pixels across, or lower than half a line of its text, is not one a
+    person sees (None when it is)."""
+    if isinstance(control, QtWidgets.QAbstractButton):
+        return too_small_for_a_person(control)
+    width, height = qcall(control, "width"), qcall(control, "height")
+    if width * height < 64 or width < 12 or height < 0.6 * control.fontMetrics().height():
+        return f"{width}x{height} px on the screen"
+    return None
+
+
 def why_a_person_cannot_use(control):
     """Why a person could not change `control` with the mouse or keyboard
     (None when they can): it lets the mouse through (it or its editor), or
@@ -2298,6 +2310,13 @@ class Run:
                 continue
             if not (widget.isVisible() and widget.isEnabled()):
                 seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is hidden or disabled")
+                continue
+            # What a person sees and can reach: a field of a pixel, or one
+            # under another widget, is a decoy (the one in view is passed by).
+            small = too_small_to_use(widget)
+            hit = widget_under_centre(widget)
+            if small or not (hit is widget or (hit is not None and widget.isAncestorOf(hit))):
+                seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is {small or 'covered by another widget'}")
                 continue
             return widget, seen
         return None, seen

@@ -159,6 +159,28 @@ CANARY_TEMPLATES = {
 }
 CANARIES = {}
 CANARY_SECRETS = {}
+# The candidate's groups: its own, then adm, cdrom, sudo, dip, plugdev and
+# users, as a desktop's first user has them. None gives a device or a file
+# of the read-only image that matters.
+DESKTOP_GROUPS = (CANDIDATE_UID, 4, 24, 27, 30, 46, 100)
+# The X server's socket a desktop with DISPLAY=:0 has; bound, never
+# listened on (a client is refused, as by a server that went away).
+X_SOCKET = "/tmp/.X11-unix/X0"
+_HELD_SOCKETS = []
+
+
+def furnish_desktop():
+    """What a desktop's /tmp holds that an app may look at."""
+    import socket
+
+    try:
+        os.makedirs(os.path.dirname(X_SOCKET), exist_ok=True)
+        os.chmod(os.path.dirname(X_SOCKET), 0o1777)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(X_SOCKET)
+        _HELD_SOCKETS.append(listener)
+    except OSError:
+        pass
 
 
 def main():
@@ -172,6 +194,7 @@ def main():
         # cmdline): the shell a user starts it from.
         proc_title.set_name("bash")
         proc_title.set_command_line(["bash"])
+        furnish_desktop()
     output_cap = int(os.environ.get("QTJUDGE_OUTPUT_CAP_BYTES", str(64 * 1024)))
     recorder, conversation = fake_ollama.start(ports=FAKE_PORTS)
     plant_canaries()
@@ -515,7 +538,9 @@ def spawn_harness(report_fd, binding, platform):
         if limits["nofile"]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
         if drop:
-            os.setgroups([])
+            # A desktop's first user, as `id -G` shows it (the image's
+            # /etc/group lists `user` in these).
+            os.setgroups(list(DESKTOP_GROUPS))
             os.setgid(CANDIDATE_UID)
             os.setuid(CANDIDATE_UID)
             no_memory_programs()
@@ -1534,6 +1559,7 @@ class ReportReader:
             frames.checkpoint(str(item.get("name")))
             frames.answer()
         elif kind == "idle":
+            frames.take_pending_replies()
             if not self._idle_done:
                 self._idle_done = True
                 item["clock_moved"] = move_clock(idle_seconds(item.get("seconds")))
