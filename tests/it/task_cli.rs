@@ -59,8 +59,8 @@ fn tasks_lists_the_shipped_tasks_with_their_answers_by_tier() {
     assert_eq!(system["original"], "original.py");
     assert_eq!(system["scenario"], true);
     assert_eq!(system["references"], 1);
-    assert_eq!(system["answers"], 8, "{system}");
-    assert_eq!(system["tiers"], serde_json::json!([2, 1, 5]), "{system}");
+    assert_eq!(system["answers"], 12, "{system}");
+    assert_eq!(system["tiers"], serde_json::json!([3, 1, 8]), "{system}");
     assert!(system["prompt"]
         .as_str()
         .unwrap()
@@ -84,7 +84,7 @@ fn tasks_lists_the_shipped_tasks_with_their_answers_by_tier() {
     );
     assert!(
         text.contains(
-            "original: original.py · scenario · 1 reference(s) · 8 answer(s) (tier 1 ×2, tier 2 ×1, tier 3 ×5)"
+            "original: original.py · scenario · 1 reference(s) · 12 answer(s) (tier 1 ×3, tier 2 ×1, tier 3 ×8)"
         ),
         "{text}"
     );
