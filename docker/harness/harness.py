@@ -1216,6 +1216,13 @@ def widget_under_centre(widget):
     return top.childAt(point)
 
 
+def under_its_centre(widget):
+    """Whether a click at the widget's centre lands on it (or a child of
+    it), not on something drawn over it."""
+    hit = widget_under_centre(widget)
+    return hit is widget or (hit is not None and widget.isAncestorOf(hit))
+
+
 EDITABLE = (QtWidgets.QLineEdit, QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
 SEND_PATTERN = r"\b(send|submit|ask|go|enter|post)\b|[\u27a4\u27a2\u279c\u2192\u25b6\u23ce\u21b5\u2708]"
 # A reset label that also names the conversation beats a bare "Clear".
@@ -1818,8 +1825,7 @@ class Run:
                 "enabled": button.isEnabled(),
             }
             if state["in_window"] and state["visible"] and state["enabled"]:
-                hit = widget_under_centre(button)
-                state["under_click_point"] = hit is button or (hit is not None and button.isAncestorOf(hit))
+                state["under_click_point"] = under_its_centre(button)
                 small = too_small_for_a_person(button)
                 if small:
                     state["too_small"] = small
@@ -1865,8 +1871,7 @@ class Run:
             state = {"text": qcall(control, "text"), "class": type(control).__name__, "in_window": qcall(control, "window") is self.window,
                      "visible": control.isVisible(), "enabled": control.isEnabled()}
             if state["in_window"] and state["visible"] and state["enabled"]:
-                hit = widget_under_centre(control)
-                state["under_click_point"] = hit is control or (hit is not None and control.isAncestorOf(hit))
+                state["under_click_point"] = under_its_centre(control)
             if state.get("under_click_point"):
                 self.reset_control = ("button", control)
                 self.discovered["reset"] = describe_control(self.window, control, "button", "configured")
@@ -2314,8 +2319,7 @@ class Run:
             # What a person sees and can reach: a field of a pixel, or one
             # under another widget, is a decoy (the one in view is passed by).
             small = too_small_to_use(widget)
-            hit = widget_under_centre(widget)
-            if small or not (hit is widget or (hit is not None and widget.isAncestorOf(hit))):
+            if small or not under_its_centre(widget):
                 seen.append(f"{type(widget).__name__} {' / '.join(parts)[:60]!r} is {small or 'covered by another widget'}")
                 continue
             return widget, seen

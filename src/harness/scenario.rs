@@ -56,7 +56,7 @@ pub(super) fn judge_expectations(
         .collect();
     let mut turn = 0usize;
     let mut dialogs = 0usize;
-    for (step, name) in scenario.iter().zip(&names[3..]) {
+    for (at, (step, name)) in scenario.iter().zip(&names[3..]).enumerate() {
         let this_turn = (step.step == "turn").then(|| {
             turn += 1;
             turn - 1
@@ -129,9 +129,20 @@ pub(super) fn judge_expectations(
                 continue;
             }
             if expectation.on_screen() {
-                if let Some(why) =
-                    unmet_on_screen(expectation, &step.step, name, turn, evidence.frames)
-                {
+                // A turn hidden stays hidden to the run's end, unless a
+                // later step expects it shown again.
+                let shown_later: Vec<usize> = scenario[at + 1..]
+                    .iter()
+                    .flat_map(|s| &s.expect)
+                    .flat_map(|e| e.shows_turns.iter().copied())
+                    .collect();
+                let place = super::screen_expect::StepPlace {
+                    step: &step.step,
+                    name,
+                    turn,
+                    shown_later: &shown_later,
+                };
+                if let Some(why) = unmet_on_screen(expectation, &place, evidence.frames) {
                     return ScenarioJudgement {
                         failure: Some((expectation.failure.clone(), why)),
                         step_failed: false,

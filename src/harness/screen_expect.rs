@@ -29,14 +29,32 @@ fn listed(turns: &[usize]) -> String {
     }
 }
 
-/// Why `expectation` does not hold on the screen after `step_name`, if it
-/// does not. `turn` is the number of turns typed by then; `frames` the
-/// run's frames, or why they could not be read (then nothing holds).
+/// Where in the scenario a screen expectation is judged.
+pub(super) struct StepPlace<'a> {
+    /// `turn` or `click`.
+    pub(super) step: &'a str,
+    /// The harness's name of the step (`turn_3`, `click_1`).
+    pub(super) name: &'a str,
+    /// How many turns were typed by then.
+    pub(super) turn: usize,
+    /// Turns a later step expects shown again: hidden only until then.
+    pub(super) shown_later: &'a [usize],
+}
+
+/// The turns whose reply marks a frame shows (1 is the first).
+fn shown_in(frame: &Frame) -> Vec<usize> {
+    let marks = frame.marks();
+    (1..=marks.len()).filter(|&t| marks[t - 1]).collect()
+}
+
+/// Why `expectation` does not hold on the screen after the step, if it
+/// does not. `frames` are the run's frames in the order taken, or why they
+/// could not be read (then nothing holds). A turn hidden after the step
+/// must stay hidden in every later frame (the final one too): an old
+/// reply drawn again after the supervisor's frame is seen.
 pub(super) fn unmet_on_screen(
     expectation: &Expectation,
-    step: &str,
-    step_name: &str,
-    turn: usize,
+    place: &StepPlace,
     frames: &Result<Vec<Frame>, String>,
 ) -> Option<String> {
     let wanted = if expectation.shows_turns.is_empty() {
@@ -48,7 +66,7 @@ pub(super) fn unmet_on_screen(
         fill(
             &expectation.reason,
             &[
-                ("turn", turn.to_string()),
+                ("turn", place.turn.to_string()),
                 ("expected", listed(wanted)),
                 ("found", found),
             ],
@@ -63,42 +81,64 @@ pub(super) fn unmet_on_screen(
             ))
         }
     };
-    let name = frame_after(step, turn);
-    let Some(frame) = frames.iter().rev().find(|f| f.name == name) else {
+    let name = frame_after(place.step, place.turn);
+    let Some(index) = frames.iter().rposition(|f| f.name == name) else {
         return Some(format!(
-            "{} (the supervisor took no frame of the screen after {step_name})",
-            reason("no frame".into())
+            "{} (the supervisor took no frame of the screen after {})",
+            reason("no frame".into()),
+            place.name
         ));
     };
-    let marks = frame.marks();
-    let shown: Vec<usize> = (1..=marks.len()).filter(|&t| marks[t - 1]).collect();
-    let missing = expectation.shows_turns.iter().any(|t| !shown.contains(t));
-    let still = expectation.hides_turns.iter().any(|t| shown.contains(t));
+    let unmet = |frame: &Frame, shown: &[usize]| {
+        format!(
+            "{} (frame `{}` at {:.0} ms showed {})",
+            reason(listed(shown)),
+            frame.name,
+            frame.at_ms,
+            listed(shown)
+        )
+    };
+    let frame = &frames[index];
+    let shown = shown_in(frame);
+    if expectation.shows_turns.iter().any(|t| !shown.contains(t)) {
+        return Some(unmet(frame, &shown));
+    }
+    if expectation.hides_turns.iter().any(|t| shown.contains(t)) {
+        return Some(unmet(frame, &shown));
+    }
     // A reply never recognised on the screen proves nothing by its absence
     // (drawn too small, elided): each hidden turn was seen before.
-    let seen_before = |t: usize| {
-        frames
-            .iter()
-            .filter(|f| f.at_ms < frame.at_ms)
-            .any(|f| f.marks()[t - 1])
-    };
+    let before: Vec<Vec<usize>> = frames[..index]
+        .iter()
+        .filter(|f| f.at_ms < frame.at_ms)
+        .map(shown_in)
+        .collect();
     if let Some(never) = expectation
         .hides_turns
         .iter()
-        .find(|&&t| !still && !seen_before(t))
+        .find(|t| !before.iter().any(|b| b.contains(t)))
     {
         return Some(format!(
             "{} (turn {never}'s reply was never recognisable on the screen before frame `{name}`, so its absence there proves nothing)",
             reason(listed(&shown))
         ));
     }
-    (missing || still).then(|| {
-        format!(
-            "{} (frame `{name}` at {:.0} ms showed {})",
-            reason(listed(&shown)),
-            frame.at_ms,
-            listed(&shown)
-        )
+    // Later frames: the turns a later step expects back are free.
+    let stays_hidden: Vec<usize> = expectation
+        .hides_turns
+        .iter()
+        .copied()
+        .filter(|t| !place.shown_later.contains(t))
+        .collect();
+    if stays_hidden.is_empty() {
+        return None;
+    }
+    frames[index + 1..].iter().find_map(|later| {
+        let seen = shown_in(later);
+        stays_hidden
+            .iter()
+            .any(|t| seen.contains(t))
+            .then(|| unmet(later, &seen))
     })
 }
 
@@ -123,6 +163,15 @@ mod tests {
         }
     }
 
+    fn place(step: &'static str, name: &'static str, turn: usize) -> StepPlace<'static> {
+        StepPlace {
+            step,
+            name,
+            turn,
+            shown_later: &[],
+        }
+    }
+
     /// Frames taken 100 ms apart, in the order given.
     fn frames(list: &[(&str, &[usize])]) -> Result<Vec<Frame>, String> {
         Ok(list
@@ -139,14 +188,15 @@ mod tests {
         let after_click = frames(&[("reply:2", &[1, 2]), ("click:1", &[])]);
         let hides = expectation(&[], &[1, 2]);
         assert_eq!(
-            unmet_on_screen(&hides, "click", "click_1", 2, &after_click),
+            unmet_on_screen(&hides, &place("click", "click_1", 2), &after_click),
             None
         );
         let still = frames(&[("reply:2", &[1, 2]), ("click:1", &[2])]);
-        let why = unmet_on_screen(&hides, "click", "click_1", 2, &still).expect("turn 2 shown");
+        let why =
+            unmet_on_screen(&hides, &place("click", "click_1", 2), &still).expect("turn 2 shown");
         assert!(why.contains("showed turn 2's reply"), "{why}");
         let never_seen = frames(&[("reply:2", &[2]), ("click:1", &[])]);
-        let why = unmet_on_screen(&hides, "click", "click_1", 2, &never_seen)
+        let why = unmet_on_screen(&hides, &place("click", "click_1", 2), &never_seen)
             .expect("turn 1 was never seen");
         assert!(
             why.contains("turn 1's reply was never recognisable"),
@@ -154,22 +204,51 @@ mod tests {
         );
         let shows = expectation(&[1, 2], &[]);
         assert_eq!(
-            unmet_on_screen(&shows, "turn", "turn_2", 2, &after_click),
+            unmet_on_screen(&shows, &place("turn", "turn_2", 2), &after_click),
             None
         );
-        let why = unmet_on_screen(&shows, "turn", "turn_2", 2, &frames(&[("reply:2", &[2])]))
-            .expect("turn 1 missing");
+        let why = unmet_on_screen(
+            &shows,
+            &place("turn", "turn_2", 2),
+            &frames(&[("reply:2", &[2])]),
+        )
+        .expect("turn 1 missing");
         assert!(why.contains("frame `reply:2`"), "{why}");
+    }
+
+    /// An old reply drawn again after the step's frame (a timer, the
+    /// next event) is seen in a later frame, the final one too; unless a
+    /// later step expects that turn shown again.
+    #[test]
+    fn a_turn_hidden_stays_hidden_to_the_end_unless_expected_back() {
+        let hides = expectation(&[], &[1, 2]);
+        let back = frames(&[
+            ("reply:2", &[1, 2]),
+            ("click:1", &[]),
+            ("checkpoint:final", &[1, 2]),
+        ]);
+        let why = unmet_on_screen(&hides, &place("click", "click_1", 2), &back)
+            .expect("the old turns came back");
+        assert!(why.contains("frame `checkpoint:final`"), "{why}");
+        let expected_back = StepPlace {
+            shown_later: &[1, 2],
+            ..place("click", "click_1", 2)
+        };
+        assert_eq!(unmet_on_screen(&hides, &expected_back, &back), None);
     }
 
     #[test]
     fn nothing_holds_without_the_steps_frame_or_a_readable_screen() {
         let hides = expectation(&[], &[1]);
-        let why = unmet_on_screen(&hides, "turn", "turn_2", 2, &frames(&[("reply:1", &[1])]))
-            .expect("no frame after turn 2");
+        let why = unmet_on_screen(
+            &hides,
+            &place("turn", "turn_2", 2),
+            &frames(&[("reply:1", &[1])]),
+        )
+        .expect("no frame after turn 2");
         assert!(why.contains("no frame of the screen after turn_2"), "{why}");
         let unreadable = Err("no vnc".to_string());
-        let why = unmet_on_screen(&hides, "click", "click_1", 2, &unreadable)
+        let why = unmet_on_screen(&hides, &place("click", "click_1", 2), &unreadable)
             .expect("an unreadable screen proves nothing");
         assert!(why.contains("could not be read"), "{why}");
     }
