@@ -98,6 +98,8 @@ impl Channel {
         let mut next_step = 0;
         let mut stopped = false;
         let mut seen_once: Vec<&str> = Vec::new();
+        // (kind, step) of the reports a step may send once.
+        let mut seen_in_step: Vec<(String, String)> = Vec::new();
         // The steps a `screen_text` report came in (one in each at most).
         let mut screen_text_in: Vec<String> = Vec::new();
         for report in reports {
@@ -195,7 +197,8 @@ impl Channel {
                                     .any(|s| s.as_ref().starts_with("answer_file_dialog_"))
                         }
                         "widget_tree" => open == Some("find_window"),
-                        "idle" => open == Some("idle"),
+                        // The reset's idle step, or a scenario's `idle_N`.
+                        "idle" => open.is_some_and(|s| s == "idle" || s.starts_with("idle_")),
                         // A turn is asked for, typed and sent within its step.
                         "turn" | "type" | "press" => open.is_some_and(|s| s.starts_with("turn_")),
                         // before_reset in turn 2, after_reset in check_cleared,
@@ -208,8 +211,14 @@ impl Channel {
                                 | (Some("final"), None)
                         ),
                     };
-                    let once = matches!(kind, "planes" | "widget_tree" | "idle" | "approach");
-                    if !allowed || (once && seen_once.contains(&kind)) {
+                    let once = matches!(kind, "planes" | "widget_tree");
+                    // One pointer trip per click step, one clock jump per idle.
+                    let once_a_step = matches!(kind, "idle" | "approach");
+                    let step_key = (kind.to_string(), open.unwrap_or("").to_string());
+                    if !allowed
+                        || (once && seen_once.contains(&kind))
+                        || (once_a_step && seen_in_step.contains(&step_key))
+                    {
                         channel.tamper(format!(
                             "a `{kind}` report came where the harness sends none (during {})",
                             open.unwrap_or("no step")
@@ -217,6 +226,9 @@ impl Channel {
                         break;
                     }
                     seen_once.push(kind);
+                    if once_a_step {
+                        seen_in_step.push(step_key);
+                    }
                     match kind {
                         "planes" => {
                             channel.planes = Some((
@@ -498,6 +510,57 @@ mod tests {
             let channel = Channel::read(&reports, 0);
             assert!(
                 channel.tampering.is_some(),
+                "{forged} in {step} went unseen"
+            );
+        }
+    }
+
+    /// A scenario of several clicks and idle steps: each click step gets
+    /// one pointer trip, each idle step one clock jump, never a second.
+    #[test]
+    fn each_click_and_idle_step_of_a_scenario_acts_once() {
+        let steps = [
+            "compile",
+            "launch",
+            "find_window",
+            "click_1",
+            "idle_1",
+            "click_2",
+            "idle_2",
+        ];
+        let run = |extra: Option<(&str, Value)>| {
+            let mut reports = Vec::new();
+            for name in steps {
+                reports.push(json!({"type": "step_start", "name": name, "at_ms": 0.0}));
+                if name.starts_with("click_") {
+                    reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]}));
+                }
+                if name.starts_with("idle_") {
+                    reports.push(json!({"type": "idle", "seconds": 30}));
+                }
+                if let Some((step, forged)) = &extra {
+                    if *step == name {
+                        reports.push(forged.clone());
+                    }
+                }
+                reports.push(
+                    json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok"}),
+                );
+            }
+            reports.push(json!({"type": "discovered"}));
+            reports.push(json!({"type": "exceptions", "items": [], "dialogs": []}));
+            reports.push(json!({"type": "done"}));
+            Channel::read_steps(&reports, 0, &steps)
+        };
+        assert_eq!(run(None).tampering, None);
+        for (step, forged) in [
+            ("click_2", json!({"type": "approach", "rect": null})),
+            ("idle_1", json!({"type": "idle"})),
+            ("idle_2", json!({"type": "approach", "rect": null})),
+            ("click_1", json!({"type": "idle"})),
+        ] {
+            assert!(
+                run(Some((step, forged.clone()))).tampering.is_some(),
                 "{forged} in {step} went unseen"
             );
         }

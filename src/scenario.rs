@@ -50,6 +50,11 @@ pub const SET_KINDS: [&str; 8] = [
 /// At most this many `turn` steps (the turns `turns::new_turns` draws).
 pub const MAX_TURNS: usize = crate::turns::TURN_COUNT;
 
+/// At most this many `click` steps, and as many `idle` steps, in a
+/// scenario (the supervisor moves its pointer and the app's clock no more
+/// often: `MAX_SCENARIO_CLICKS` in `docker/harness/supervisor.py`).
+pub const MAX_CLICKS: usize = 8;
+
 /// The longest a scenario's `idle` may move the app's clock, in seconds.
 pub const MAX_IDLE_SECONDS: f64 = 3600.0;
 
@@ -203,8 +208,8 @@ impl ScenarioStep {
 }
 
 /// The harness's step names for a scenario, in order: `compile`, `launch`,
-/// `find_window`, then `turn_N`, `set_N`, `click_N` (counted per kind) and
-/// `idle`. `harness.py`'s `run_scenario` names them the same way.
+/// `find_window`, then `turn_N`, `set_N`, `click_N`, `idle_N` (counted per
+/// kind). `harness.py`'s `run_scenario` names them the same way.
 pub fn step_names(scenario: &[ScenarioStep]) -> Vec<String> {
     let mut names: Vec<String> = ["compile", "launch", "find_window"]
         .iter()
@@ -214,10 +219,7 @@ pub fn step_names(scenario: &[ScenarioStep]) -> Vec<String> {
     for step in scenario {
         let count = counts.entry(step.step.as_str()).or_default();
         *count += 1;
-        names.push(match step.step.as_str() {
-            "idle" => "idle".to_string(),
-            kind => format!("{kind}_{count}"),
-        });
+        names.push(format!("{}_{count}", step.step));
     }
     names
 }
@@ -254,8 +256,9 @@ fn is_code(code: &str) -> bool {
 
 /// Checks a scenario as written: known steps and expectations, what each
 /// needs, patterns that compile, the limits of this slice (at most
-/// [`MAX_TURNS`] turns, one `click`, one `idle`; a file dialog answered
-/// right after the click that opens it). Each message says what to change.
+/// [`MAX_TURNS`] turns, [`MAX_CLICKS`] `click` and as many `idle` steps;
+/// a file dialog answered right after the click that opens it). Each
+/// message says what to change.
 pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
     let mut clicks = 0;
     let mut idles = 0;
@@ -411,11 +414,10 @@ pub fn validate(scenario: &[ScenarioStep]) -> Result<(), String> {
     if turn_count(scenario) > MAX_TURNS {
         return Err(format!("a scenario types at most {MAX_TURNS} turns"));
     }
-    if clicks > 1 || idles > 1 {
-        return Err(
-            "a scenario has at most one `click` and one `idle` step (the supervisor's pointer and clock move once a run)"
-                .into(),
-        );
+    if clicks > MAX_CLICKS || idles > MAX_CLICKS {
+        return Err(format!(
+            "a scenario has at most {MAX_CLICKS} `click` and {MAX_CLICKS} `idle` steps (the supervisor moves its pointer and the app's clock no more often)"
+        ));
     }
     Ok(())
 }
@@ -540,6 +542,7 @@ reason = "the request after setting {expected} had {path} {found}"
 
     #[test]
     fn a_scenario_that_cannot_run_is_refused_with_what_to_change() {
+        let too_many_idles = "[[scenario]]\nstep = \"idle\"\n".repeat(MAX_CLICKS + 1);
         let cases = [
             ("[[scenario]]\nstep = \"jump\"", "unknown step"),
             ("[[scenario]]\nstep = \"set\"\nvalue = 1", "needs `control`"),
@@ -551,7 +554,7 @@ reason = "the request after setting {expected} had {path} {found}"
             ("[[scenario]]\nstep = \"idle\"\n[[scenario.expect]]\njson_path = \"a\"\nabsent = true\nfailure = \"x\"\nreason = \"r\"", "belong to a `turn`"),
             ("[[scenario]]\nstep = \"turn\"\n[[scenario.expect]]\nabsent = true\nfailure = \"Bad Code\"\nreason = \"r\"", "snake_case"),
             ("[[scenario]]\nstep = \"idle\"\nseconds = 0", "seconds"),
-            ("[[scenario]]\nstep = \"idle\"\n[[scenario]]\nstep = \"idle\"", "at most one"),
+            (too_many_idles.as_str(), "at most 8"),
             ("[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/a.txt\"", "right after the `click`"),
             ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/etc/passwd\"", "must be `/tmp/NAME`"),
             ("[[scenario]]\nstep = \"click\"\ncontrol = 'x'\n[[scenario]]\nstep = \"answer_file_dialog\"\npath = \"/tmp/../x\"", "must be `/tmp/NAME`"),

@@ -2239,7 +2239,7 @@ class Run:
         """The task's own steps instead of the reset's: compile, launch and
         find the window, then each `turn`, `set`, `click` and `idle` in
         order (named as the host names them: `turn_N`, `set_N`, `click_N`,
-        `idle`). What must hold after them is judged on the host, from the
+        `idle_N`). What must hold after them is judged on the host, from the
         fake server's recordings: nothing here can make a pass."""
         steps = [("compile", self.compile_script), ("launch", self.launch), ("find_window", self.find_window)]
         counts = {}
@@ -2257,7 +2257,7 @@ class Run:
             elif kind == "answer_file_dialog":
                 steps.append((f"{kind}_{counts[kind]}", self.scenario_file_dialog))
             elif kind == "idle":
-                steps.append(("idle", functools.partial(self.scenario_idle, item)))
+                steps.append((f"idle_{counts[kind]}", functools.partial(self.scenario_idle, item)))
         self.run_steps(steps)
 
     def scenario_control(self, item, file_path=None):

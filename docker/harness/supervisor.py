@@ -134,6 +134,9 @@ MAX_DIALOG_CLICKS = 3
 # A scenario's file dialogs: at most this many, each Returned again at most
 # MAX_FILE_RETURNS times in all, each saved file read up to this size.
 MAX_FILE_DIALOGS = 4
+# A scenario's clicks and idle steps the supervisor carries out, at most
+# (the host allows no more: scenario::MAX_CLICKS).
+MAX_SCENARIO_CLICKS = 8
 MAX_FILE_RETURNS = 4
 MAX_SAVED_BYTES = 256 * 1024
 # The frame after the reset is taken once the window has settled (two
@@ -244,11 +247,15 @@ def main():
     frames.file_paths = [
         str(step.get("path")) for step in job.get("scenario") or [] if isinstance(step, dict) and step.get("step") == "answer_file_dialog"
     ][:MAX_FILE_DIALOGS]
-    # A scenario's expectations on the screen after its click are judged on
-    # a frame taken here once the click is done (`click:1`).
-    frames.frame_after_click = any(
-        isinstance(step, dict) and step.get("step") == "click" and step.get("screen_after") is True for step in job.get("scenario") or []
-    )
+    # A scenario's expectations on the screen after its Nth click are
+    # judged on a frame taken here once that click is done (`click:N`).
+    scenario = [step for step in job.get("scenario") or [] if isinstance(step, dict)]
+    clicks = [step for step in scenario if step.get("step") == "click"]
+    frames.frame_after_clicks = {n for n, step in enumerate(clicks, 1) if step.get("screen_after") is True}
+    # The pointer clicks, and the clock jumps, as many times as the job has
+    # such steps (the reset's job: once each), never more.
+    frames.clicks_allowed = min(len(clicks), MAX_SCENARIO_CLICKS) if scenario else 1
+    frames.idles_allowed = min(sum(step.get("step") == "idle" for step in scenario), MAX_SCENARIO_CLICKS) if scenario else 1
     job["turns"] = [{"index": i} for i in range(len(turns))]
     deadline = job_received + float(job.get("deadline_seconds", 25))
     # A busy machine's stall moves the deadline on (at most by the cap):
@@ -463,6 +470,14 @@ def screen_port():
         return probe.getsockname()[1]
 
 
+def runtime_dir():
+    """The candidate's XDG_RUNTIME_DIR: where a desktop's login makes it,
+    when the host mounted it (the docker sandbox does, owned by the
+    candidate), else under /tmp."""
+    mounted = f"/run/user/{CANDIDATE_UID}"
+    return mounted if os.path.isdir(mounted) else "/tmp/runtime-user"
+
+
 def spawn_harness(report_fd, binding, platform):
     """Starts harness.py as the candidate user, with its own output pipes.
 
@@ -482,7 +497,7 @@ def spawn_harness(report_fd, binding, platform):
         "SHELL": "/bin/bash",
         "DISPLAY": ":0",
         "XDG_SESSION_TYPE": "x11",
-        "XDG_RUNTIME_DIR": "/tmp/runtime-user",
+        "XDG_RUNTIME_DIR": runtime_dir(),
         "XDG_CACHE_HOME": home + "/.cache",
         "XDG_CONFIG_HOME": home + "/.config",
         "QT_FONT_DPI": "96",
@@ -1005,7 +1020,10 @@ class Frames:
         # {(frame name, nth reply): timer} of the frames due after replies.
         self._pending_replies = {}
         self._stopped = False
-        self._approached = False
+        self._approaches = 0
+        self.clicks_allowed = 1
+        self._idles = 0
+        self.idles_allowed = 1
         self._pointer_at = None
         self._dialogs = 0
         self._typings = 0
@@ -1021,7 +1039,7 @@ class Frames:
         self.saved_files = []
         self.turns = []
         self._next_turn = 0
-        self.frame_after_click = False
+        self.frame_after_clicks = set()
         # Waits until the fake server answers no request (set by main()).
         self.settle_requests = None
         self.settled = None
@@ -1067,8 +1085,18 @@ class Frames:
         self.take("checkpoint:" + name, settle=name == "after_reset")
         return True
 
+    def idle(self, seconds):
+        """An idle step: the app's clock jumps on (once a step, as many
+        steps as the job has); whether it moved."""
+        self.take_pending_replies()
+        if self._idles >= self.idles_allowed:
+            return False
+        self._idles += 1
+        return move_clock(idle_seconds(seconds))
+
     def approach(self, rect):
-        """Before the reset is pressed, once: the app's clock moves on a few
+        """Before the reset (or a scenario's click) is pressed, once a
+        click step, as many as the job has: the app's clock moves on a few
         seconds (a person reads the reply, then reaches for the control),
         and the pointer travels onto the control and a little within it,
         with a short rest, as real pointer events over the screen; then the
@@ -1078,9 +1106,10 @@ class Frames:
         width, height on the screen): a lie only misdirects the pointer and
         the click; no rect (a shortcut, a menu action) moves only the clock."""
         self.take_pending_replies()
-        if self._approached:
+        if self._approaches >= self.clicks_allowed:
             return {}
-        self._approached = True
+        self._approaches += 1
+        nth = self._approaches
         moved = move_clock(a_while(BEFORE_RESET_SECONDS))
         screen = self.screen
         if screen is None or self._stopped or not _is_rect(rect):
@@ -1110,10 +1139,10 @@ class Frames:
             # when it is left (undo the reset on leaveEvent, say) is part
             # of the reset the judge sees.
             self.move_off(screen, x, y, width, height)
-            if self.frame_after_click:
+            if nth in self.frame_after_clicks:
                 # The window once what the click did has settled; the moment
                 # is this process's, whatever the harness reports.
-                self.take("click:1", settle=True)
+                self.take(f"click:{nth}", settle=True)
         return {"clock_moved": moved, "pointer": bool(ok), "at": [round(target_x), round(target_y)], "clicked": bool(clicked)}
 
     def travel(self, screen, target_x, target_y, steps, wobble_px):
@@ -1507,7 +1536,6 @@ class ReportReader:
         self.platform = "offscreen"
         # Set once the job is handed over: serves checkpoints and the clock.
         self.frames = None
-        self._idle_done = False
         self.done = threading.Event()
         self._ready = threading.Event()
         self.ready_seen = False
@@ -1559,10 +1587,7 @@ class ReportReader:
             frames.checkpoint(str(item.get("name")))
             frames.answer()
         elif kind == "idle":
-            frames.take_pending_replies()
-            if not self._idle_done:
-                self._idle_done = True
-                item["clock_moved"] = move_clock(idle_seconds(item.get("seconds")))
+            item["clock_moved"] = frames.idle(item.get("seconds"))
             frames.answer()
         elif kind == "approach":
             item["approach"] = frames.approach(item.get("rect"))

@@ -9,12 +9,11 @@ use crate::grading::screen::Frame;
 use crate::scenario::{fill, Expectation};
 
 /// The frame judged after a scenario's step: the last one the supervisor
-/// took after the `turn`'s reply, or after the `click`.
-pub(super) fn frame_after(step: &str, turn_number: usize) -> String {
-    if step == "click" {
-        "click:1".to_string()
-    } else {
-        format!("reply:{turn_number}")
+/// took after the `turn`'s reply, or after the Nth click (`click_N`).
+pub(super) fn frame_after(place: &StepPlace) -> String {
+    match place.name.strip_prefix("click_") {
+        Some(nth) if place.step == "click" => format!("click:{nth}"),
+        _ => format!("reply:{}", place.turn),
     }
 }
 
@@ -81,7 +80,7 @@ pub(super) fn unmet_on_screen(
             ))
         }
     };
-    let name = frame_after(place.step, place.turn);
+    let name = frame_after(place);
     let Some(index) = frames.iter().rposition(|f| f.name == name) else {
         return Some(format!(
             "{} (the supervisor took no frame of the screen after {})",
@@ -214,6 +213,32 @@ mod tests {
         )
         .expect("turn 1 missing");
         assert!(why.contains("frame `reply:2`"), "{why}");
+    }
+
+    /// Each click is judged on its own frame: the second click's
+    /// expectation reads `click:2`, not the first click's frame.
+    #[test]
+    fn each_click_is_judged_on_the_frame_after_it() {
+        let hides = expectation(&[], &[3]);
+        let run = frames(&[
+            ("reply:2", &[1, 2]),
+            ("click:1", &[]),
+            ("reply:3", &[3]),
+            ("click:2", &[3]),
+        ]);
+        let why = unmet_on_screen(&hides, &place("click", "click_2", 3), &run)
+            .expect("the second click left turn 3 on the screen");
+        assert!(why.contains("frame `click:2`"), "{why}");
+        let cleared = frames(&[
+            ("reply:2", &[1, 2]),
+            ("click:1", &[]),
+            ("reply:3", &[3]),
+            ("click:2", &[]),
+        ]);
+        assert_eq!(
+            unmet_on_screen(&hides, &place("click", "click_2", 3), &cleared),
+            None
+        );
     }
 
     /// An old reply drawn again after the step's frame (a timer, the

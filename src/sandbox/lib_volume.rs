@@ -13,9 +13,8 @@
 //! The volume is named after the image's id, so an image rebuilt under the
 //! same tag gets a fresh copy. A container of the image copies its
 //! `/usr/lib` in, then writes a marker that tells a complete volume from
-//! one whose copy was cut off. (Not all of `/usr`: the engine binds its
-//! init at `/sbin/docker-init`, which is `/usr/sbin` in this image, and
-//! cannot exec it from a read-only volume.)
+//! one whose copy was cut off. (Only `/usr/lib`: the programs of
+//! `/usr/bin` and `/usr/sbin` are small and mapped once per container.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

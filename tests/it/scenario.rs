@@ -5,6 +5,7 @@
 //! the task's own code, its reference gets tier 1, and every fixture
 //! answer its manifest's verdict (tier 1 in two styles, tier 2, tier 3 by
 //! the scenario's codes and a snippet), with the reason a person reads.
+//! A scenario of several clicks and idle steps runs each of them.
 
 use crate::support::{docker, repo};
 use serde_json::Value;
@@ -210,5 +211,105 @@ async fn the_model_selector_task_added_as_data_alone_passes_its_check() {
             "`history_lost_on_switch`: switching the model should keep the conversation"
         ),
         "{switch}"
+    );
+}
+
+/// A scenario clicks and idles as often as it says: the save task copied
+/// with a second idle, Save and file dialog after its last turn (the
+/// second file must hold all three turns) and a last idle. The reference
+/// saves twice and passes; an answer whose Save works only once fails at
+/// the second dialog, with the task's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_clicks_and_idles_as_often_as_it_says() {
+    let Some(_) = docker().await else {
+        return;
+    };
+    let from = repo().join("fixtures/tasks/save-conversation");
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("save-twice");
+    std::fs::create_dir_all(dir.join("reference")).unwrap();
+    std::fs::create_dir_all(dir.join("answers")).unwrap();
+    std::fs::copy(from.join("original.py"), dir.join("original.py")).unwrap();
+    let reference = std::fs::read_to_string(from.join("reference/correct.py")).unwrap();
+    std::fs::write(dir.join("reference/correct.py"), &reference).unwrap();
+    let handler = "    def save_conversation(self):\n        \"\"\"Writes every message of the conversation to a file the user picks.\"\"\"\n";
+    assert!(reference.contains(handler), "the reference's handler moved");
+    let once = reference.replacen(
+        handler,
+        &format!("{handler}        if getattr(self, \"_saved_once\", False):\n            return\n        self._saved_once = True\n"),
+        1,
+    );
+    std::fs::write(dir.join("answers/saves-once.py"), once).unwrap();
+    std::fs::write(
+        dir.join("answers/manifest.toml"),
+        "[[answer]]\nfile = \"saves-once.py\"\nmodel = \"saves-once\"\ntier = 3\nfailure = \"no_file_dialog\"\nwhy = \"its Save works the first time only\"\n",
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(from.join("task.toml"))
+        .unwrap()
+        .replace("id = \"save-conversation\"", "id = \"save-twice\"")
+        .replace(
+            "answers = \"../../outputs/save-conversation\"",
+            "answers = \"answers\"",
+        );
+    let more = r#"
+[[scenario]]
+step = "idle"
+seconds = 20
+
+[[scenario]]
+step = "click"
+control = '(?i)\b(save|export)\b'
+failure = "no_save_button"
+reason = "no button to save the conversation a second time"
+
+[[scenario]]
+step = "answer_file_dialog"
+path = "/tmp/chat-log-2.txt"
+failure = "no_file_dialog"
+reason = "the app did not ask where to save the second time"
+
+[[scenario.expect]]
+holds_turns = true
+failure = "turns_not_saved"
+reason = "the second file, saved at {path}, should hold all three turns, but has {found}"
+
+[[scenario]]
+step = "idle"
+"#;
+    std::fs::write(dir.join("task.toml"), toml + more).unwrap();
+    let out = crate::support::qtjudge_cli(
+        &[
+            "task",
+            "check",
+            dir.to_str().unwrap(),
+            "--runs",
+            "1",
+            "--format",
+            "json",
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): exit {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let items = report["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().filter_map(|i| i["kind"].as_str()).collect();
+    assert_eq!(kinds, ["original", "reference", "answer"], "{report}");
+    for item in items {
+        assert_eq!(item["status"], "pass", "{item}");
+    }
+    assert_eq!(out.status.code(), Some(0));
+    let once = items[2]["runs"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        once.contains("the app did not ask where to save the second time")
+            && once.contains("answer_file_dialog_2"),
+        "{once}"
     );
 }

@@ -18,6 +18,17 @@ const SUPERVISOR_CAPABILITIES: [&str; 5] = ["SETUID", "SETGID", "KILL", "CHOWN",
 /// The candidate's home: a folder of its own, not a link into /tmp.
 const CANDIDATE_HOME: &str = "/home/user";
 
+/// The candidate's `XDG_RUNTIME_DIR`, where a desktop's login puts it:
+/// its own, mode 0700 (the candidate's uid is 1000, `CANDIDATE_UID`).
+const CANDIDATE_RUNTIME_DIR: &str = "/run/user/1000";
+
+/// The hard limit on open files a Linux login gets by default (the
+/// kernel's 1024:4096; systemd sessions raise the hard one further); the
+/// soft one is the task's. Equal soft and hard limits would tell a
+/// container from a desktop. Not higher: an engine may not raise its
+/// containers' limits past its own (one at 20000 refused 524288).
+const DESKTOP_OPEN_FILES_HARD: i64 = 4096;
+
 /// The hardened container: no network, read-only root, a capped tmpfs
 /// (noexec: no program written by the app runs from it),
 /// no capabilities for the candidate, and the task's limits.
@@ -46,6 +57,13 @@ pub(super) fn container_config(
         CANDIDATE_HOME.to_string(),
         format!("rw,noexec,nosuid,nodev,size={}m,mode=0755", limits.tmpfs_mb),
     );
+    tmpfs.insert(
+        CANDIDATE_RUNTIME_DIR.to_string(),
+        format!(
+            "rw,noexec,nosuid,nodev,size={}m,mode=0700,uid=1000,gid=1000",
+            limits.tmpfs_mb
+        ),
+    );
     let file_size = (limits.file_size_mb * mib) as i64;
     let host_config = HostConfig {
         network_mode: Some("none".into()),
@@ -67,7 +85,7 @@ pub(super) fn container_config(
             ResourcesUlimits {
                 name: Some("nofile".into()),
                 soft: Some(limits.open_files as i64),
-                hard: Some(limits.open_files as i64),
+                hard: Some(DESKTOP_OPEN_FILES_HARD.max(limits.open_files as i64)),
             },
             ResourcesUlimits {
                 name: Some("fsize".into()),
@@ -80,7 +98,9 @@ pub(super) fn container_config(
                 hard: Some(0),
             },
         ]),
-        init: Some(true),
+        // Our own init (docker/harness/init.py): Docker's would name the
+        // supervisor in pid 1's command line, which every process can read.
+        init: Some(false),
         runtime: runtime.map(String::from),
         mounts: lib_volume.map(|name| vec![crate::sandbox::lib_volume::mount(name)]),
         // Output goes to the attached client only; nothing is logged to disk.
@@ -95,7 +115,7 @@ pub(super) fn container_config(
         cmd: Some(vec![
             "python3".into(),
             "-I".into(),
-            "/opt/qtjudge/supervisor.py".into(),
+            "/opt/qtjudge/init.py".into(),
         ]),
         user: Some("0".into()),
         // Not the container's id, Docker's default: a name as a desktop has.
