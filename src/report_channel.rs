@@ -183,7 +183,7 @@ impl Channel {
                     }
                 }
                 "planes" | "widget_tree" | "checkpoint" | "idle" | "turn" | "approach" | "type"
-                | "press" | "file_dialog" => {
+                | "press" | "file_dialog" | "type_value" => {
                     let allowed = match kind {
                         "planes" => open == Some("check_cleared"),
                         // The reset's click, or a scenario's `click_N`.
@@ -199,6 +199,8 @@ impl Channel {
                         "widget_tree" => open == Some("find_window"),
                         // The reset's idle step, or a scenario's `idle_N`.
                         "idle" => open.is_some_and(|s| s == "idle" || s.starts_with("idle_")),
+                        // A `set` step's value, typed by the supervisor.
+                        "type_value" => open.is_some_and(|s| s.starts_with("set_")),
                         // A turn is asked for, typed and sent within its step.
                         "turn" | "type" | "press" => open.is_some_and(|s| s.starts_with("turn_")),
                         // before_reset in turn 2, after_reset in check_cleared,
@@ -213,7 +215,7 @@ impl Channel {
                     };
                     let once = matches!(kind, "planes" | "widget_tree");
                     // One pointer trip per click step, one clock jump per idle.
-                    let once_a_step = matches!(kind, "idle" | "approach");
+                    let once_a_step = matches!(kind, "idle" | "approach" | "type_value");
                     let step_key = (kind.to_string(), open.unwrap_or("").to_string());
                     if !allowed
                         || (once && seen_once.contains(&kind))
@@ -558,6 +560,7 @@ mod tests {
             ("idle_1", json!({"type": "idle"})),
             ("idle_2", json!({"type": "approach", "rect": null})),
             ("click_1", json!({"type": "idle"})),
+            ("click_1", json!({"type": "type_value", "rect": null})),
         ] {
             assert!(
                 run(Some((step, forged.clone()))).tampering.is_some(),

@@ -1738,7 +1738,10 @@ class Run:
         pattern = r"(?i)^\W*(\+\s*)?(new|start)\s+(a\s+)?(chat|conversation|session)\b|^\s*\+\s*$"
         for button in self.window.findChildren(QtWidgets.QAbstractButton):
             if button.isVisible() and button.isEnabled() and re.search(pattern, control_label(button, with_name=False)):
-                click(button)
+                # The screen's pointer, as a person's; in the app's process
+                # only where it did not reach the button.
+                if not (ON_SCREEN and reached(button, lambda: ask_supervisor("press", 10.0, rect=_global_rect(button)), 1.0)):
+                    click(button)
                 pump_until_idle()
                 wait_for_app_threads()
                 self.chat_started = qcall(button, "text") or control_label(button)
@@ -2280,6 +2283,7 @@ class Run:
         described = describe_control(self.window, control, kind, "discovered")
         self.discovered.setdefault("scenario", []).append(described)
         before = len(EXCEPTIONS.items)
+        self.set_input = None
         if kind == "set":
             how = self.set_value(control, item.get("value"))
             delivered = None
@@ -2294,6 +2298,10 @@ class Run:
         evidence = {"detail": how, "control": described}
         if delivered is not None:
             evidence["delivered"] = delivered
+        if self.set_input is not None:
+            # How the value was typed: `screen` (the supervisor's keys),
+            # `in_process` or `untypable`.
+            evidence["input"] = self.set_input
         return evidence
 
     def find_scenario_control(self, pattern, wanted):
@@ -2387,11 +2395,14 @@ class Run:
             editor = control.findChild(QtWidgets.QLineEdit)
             typed = False
             if editor is not None:
-                control.setFocus()
-                editor.selectAll()
-                _key_clicks(editor, control.textFromValue(number))
-                _key_click(editor, KEY_RETURN, NO_MODIFIER)
-                pump_until_idle()
+
+                def here():
+                    control.setFocus()
+                    editor.selectAll()
+                    _key_clicks(editor, control.textFromValue(number))
+                    _key_click(editor, KEY_RETURN, NO_MODIFIER)
+
+                self.keys_into(editor, control, True, here)
                 typed = abs(float(control.value()) - number) <= 1e-9 * max(1.0, abs(number))
             if not typed:
                 raise Failure(f"typing {control.textFromValue(number)!r} and Return into the {type(control).__name__} left it at {control.value()!r}: a person could not set it")
@@ -2399,26 +2410,54 @@ class Run:
         if isinstance(control, QtWidgets.QAbstractSlider):
             return self.move_slider(control, float(value))
         if isinstance(control, QtWidgets.QLineEdit):
-            control.setFocus()
-            control.selectAll()
-            _key_clicks(control, str(value))
-            _key_click(control, KEY_RETURN, NO_MODIFIER)
+
+            def here():
+                control.setFocus()
+                control.selectAll()
+                _key_clicks(control, str(value))
+                _key_click(control, KEY_RETURN, NO_MODIFIER)
+
+            self.keys_into(control, control, True, here)
             return f"line edit typed {str(value)!r}"
         if isinstance(control, TEXT_EDITS):
             # Typed line by line, Return between the lines; no Return after
             # the last, which would add a line, not confirm.
-            control.setFocus()
-            control.selectAll()
             text = str(value)
-            for n, line in enumerate(text.split("\n")):
-                if n:
-                    _key_click(control, KEY_RETURN, NO_MODIFIER)
-                _key_clicks(control, line)
-            pump_until_idle()
+
+            def here():
+                control.setFocus()
+                control.selectAll()
+                for n, line in enumerate(text.split("\n")):
+                    if n:
+                        _key_click(control, KEY_RETURN, NO_MODIFIER)
+                    _key_clicks(control, line)
+
+            self.keys_into(control, control, False, here)
             if control.toPlainText() != text:
                 raise Failure(f"typing {text[:80]!r} into the {type(control).__name__} left it holding {control.toPlainText()[:80]!r}: a person could not set it")
             return f"{type(control).__name__} typed {text[:80]!r}"
         raise Failure(f"a {type(control).__name__} cannot be set")
+
+    def keys_into(self, target, focus, enter, here):
+        """A `set` step's value typed as a person types it: by the
+        supervisor's keys over the screen, into `target` (the keys reach
+        `focus`), Return after it when `enter`. Where they do not reach the
+        control, `here()` types it in the app's process so that the run goes
+        on and explains itself, and the step says so (`input`): the host
+        gives no pass resting on a value typed in the app's process."""
+        said = {}
+
+        def ask():
+            said.update(ask_supervisor("type_value", 30.0, rect=_global_rect(target), enter=enter) or {})
+
+        if ON_SCREEN and reached(focus, ask, 1.0, KEY_PRESS):
+            pump_until_idle()
+            self.set_input = "screen"
+            return
+        # A value the screen's keyboard cannot type is no fault of the app's.
+        self.set_input = "untypable" if said.get("untypable") is True else "in_process"
+        here()
+        pump_until_idle()
 
     def move_slider(self, slider, value):
         """A slider holds whole steps: the value times 1, 10, 100 or 1000.

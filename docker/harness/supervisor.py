@@ -252,6 +252,7 @@ def main():
     scenario = [step for step in job.get("scenario") or [] if isinstance(step, dict)]
     clicks = [step for step in scenario if step.get("step") == "click"]
     frames.frame_after_clicks = {n for n, step in enumerate(clicks, 1) if step.get("screen_after") is True}
+    frames.set_values = [step.get("value") for step in scenario if step.get("step") == "set"]
     # The pointer clicks, and the clock jumps, as many times as the job has
     # such steps (the reset's job: once each), never more.
     frames.clicks_allowed = min(len(clicks), MAX_SCENARIO_CLICKS) if scenario else 1
@@ -688,6 +689,19 @@ def move_clock(seconds):
         return True
 
 
+def value_text(value):
+    """A `set` step's value as a person types it: a whole number without
+    its `.0`, a fraction as written, a string as it is; None for what is
+    not typed (a check box's true or false)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value if isinstance(value, str) else None
+
+
 def idle_seconds(asked):
     """How far the idle step moves the app's clock: the reset's
     IDLE_JUMP_SECONDS, or what a task's scenario asks (a number of seconds
@@ -1040,6 +1054,10 @@ class Frames:
         self.turns = []
         self._next_turn = 0
         self.frame_after_clicks = set()
+        # The values of the scenario's `set` steps, in order (set by main()),
+        # and the step the harness said it started last.
+        self.set_values = []
+        self.open_step = ""
         # Waits until the fake server answers no request (set by main()).
         self.settle_requests = None
         self.settled = None
@@ -1211,6 +1229,39 @@ class Frames:
         typed = self.type_keys([(ord(c), (KEYSYM_SHIFT,) if c in SHIFTED else ()) for c in text])
         self._keys += typed
         return {"typed": typed, "of": len(text), "at": at, "clock_moved": moved, "ms": round((time.monotonic() - started) * 1000)}
+
+    def type_value(self, rect, enter):
+        """The open `set_N` step's value, typed as a person types it into
+        the control at `rect`: a click into it, Ctrl+A over what it holds,
+        the value's characters (Return between a text's lines), then Return
+        when `enter`. The value is the job's (the task's), never the
+        harness's word; once a step."""
+        self.take_pending_replies()
+        screen = self.screen
+        step = self.open_step
+        if not step.startswith("set_") or not step[len("set_"):].isdigit():
+            return {"typed": 0, "why": "no set step is open"}
+        nth = int(step[len("set_"):]) - 1
+        text = value_text(self.set_values[nth]) if 0 <= nth < len(self.set_values) else None
+        if text is None:
+            return {"typed": 0, "why": "the step's value is not text to type"}
+        if screen is None or self._stopped or not _is_rect(rect):
+            return {"typed": 0, "why": "no screen, or no place to type"}
+        if any(c != "\n" and not 0x20 <= ord(c) <= 0xFF for c in text):
+            return {"typed": 0, "why": "the value has characters the screen's keyboard cannot type", "untypable": True}
+        if self._keys + len(text) > MAX_TYPED_KEYS:
+            return {"typed": 0, "why": "too many keys typed"}
+        moved = move_clock(a_while(BEFORE_TYPING_SECONDS))
+        at = self.click_at(screen, rect)
+        if at is None:
+            return {"typed": 0, "why": "the click into the control was not read", "clock_moved": moved}
+        self.chord((KEYSYM_CONTROL,), ord("a"))
+        strokes = [(KEYSYM_RETURN, ()) if c == "\n" else (ord(c), (KEYSYM_SHIFT,) if c in SHIFTED else ()) for c in text]
+        if enter:
+            strokes.append((KEYSYM_RETURN, ()))
+        typed = self.type_keys(strokes)
+        self._keys += typed
+        return {"typed": typed, "of": len(strokes), "at": at, "clock_moved": moved}
 
     def type_keys(self, strokes):
         """Types `strokes`, each (keysym, held modifier keysyms), as a person
@@ -1598,6 +1649,11 @@ class ReportReader:
         elif kind == "press":
             item["pressing"] = frames.press(item.get("rect"), item.get("key"))
             frames.answer(item["pressing"])
+        elif kind == "type_value":
+            item["typing"] = frames.type_value(item.get("rect"), item.get("enter") is True)
+            frames.answer(item["typing"])
+        elif kind == "step_start":
+            frames.open_step = str(item.get("name", ""))
         elif kind == "file_dialog":
             # No answer line, as for a message box.
             item["file_dialog"] = frames.file_dialog(item.get("rect"), item.get("again") is True)

@@ -95,6 +95,17 @@ pub(super) fn judge_expectations(
                 met: false,
             };
         }
+        if step.step == "set" && reported.evidence["input"].as_str() == Some("in_process") {
+            // As a turn's prompt: no pass rests on a value typed in the app.
+            return ScenarioJudgement {
+                failure: Some((
+                    step.failure_code().to_string(),
+                    format!("{name}: a person's keys on the screen did not reach the control (covered, off the screen, or its key events dropped); the value was typed in the app's process instead"),
+                )),
+                step_failed: false,
+                met: false,
+            };
+        }
         let saved = (step.step == "answer_file_dialog").then(|| {
             dialogs += 1;
             saved_file(evidence.saved_files, dialogs - 1)
@@ -487,6 +498,49 @@ mod click_and_job {
         let (code, why) = judged.failure.unwrap();
         assert_eq!(code, "no_stop_button");
         assert!(why.contains("did not reach the control"), "{why}");
+    }
+
+    /// As a turn's prompt: a `set` value typed in the app's process (the
+    /// screen's keys did not reach the control) is no pass; one the
+    /// screen's keyboard cannot type is no fault of the answer's.
+    #[test]
+    fn a_typed_value_passes_only_through_the_screen() {
+        let scenario: Vec<ScenarioStep> = serde_json::from_value(json!([
+            {"step": "set", "control": "(?i)system", "value": "Be brief.", "failure": "no_system_prompt_field"},
+        ]))
+        .unwrap();
+        let judged = |input: &str| {
+            let mut reports = Vec::new();
+            for name in step_names(&scenario) {
+                reports.push(json!({"type": "step_start", "name": name}));
+                let mut evidence = json!({});
+                if name == "set_1" {
+                    reports
+                        .push(json!({"type": "type_value", "rect": [1, 2, 3, 4], "enter": true}));
+                    evidence = json!({"input": input});
+                }
+                reports.push(json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok", "evidence": evidence}));
+            }
+            reports.push(json!({"type": "done"}));
+            let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
+            assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
+            judge_expectations(
+                &scenario,
+                &channel,
+                &super::ScenarioEvidence {
+                    requests: &json!([]),
+                    summaries: &[],
+                    saved_files: &json!([]),
+                    turns: &[],
+                    frames: &NO_FRAMES,
+                },
+            )
+        };
+        assert!(judged("screen").met);
+        assert!(judged("untypable").met);
+        let (code, why) = judged("in_process").failure.unwrap();
+        assert_eq!(code, "no_system_prompt_field");
+        assert!(why.contains("typed in the app's process"), "{why}");
     }
 
     /// A file dialog's step: the name typed by the supervisor and the step

@@ -59,8 +59,28 @@ fn tasks_lists_the_shipped_tasks_with_their_answers_by_tier() {
     assert_eq!(system["original"], "original.py");
     assert_eq!(system["scenario"], true);
     assert_eq!(system["references"], 1);
-    assert_eq!(system["answers"], 12, "{system}");
-    assert_eq!(system["tiers"], serde_json::json!([3, 1, 8]), "{system}");
+    // Counted from the manifest here, as a person would count them: the
+    // listing must agree with it, whatever answers are added later.
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(repo().join("fixtures/outputs/system-prompt/manifest.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let answers = manifest["answer"].as_array().unwrap();
+    let tiers: Vec<usize> = (1..=3)
+        .map(|tier| {
+            answers
+                .iter()
+                .filter(|a| a["tier"].as_integer() == Some(tier))
+                .count()
+        })
+        .collect();
+    assert!(
+        answers.len() >= 6 && tiers.iter().all(|&n| n > 0),
+        "{tiers:?}"
+    );
+    assert_eq!(system["answers"], answers.len(), "{system}");
+    assert_eq!(system["tiers"], serde_json::json!(tiers), "{system}");
     assert!(system["prompt"]
         .as_str()
         .unwrap()
@@ -82,12 +102,14 @@ fn tasks_lists_the_shipped_tasks_with_their_answers_by_tier() {
         text.contains("system-prompt  Add a system prompt field sent as the first message"),
         "{text}"
     );
-    assert!(
-        text.contains(
-            "original: original.py · scenario · 1 reference(s) · 12 answer(s) (tier 1 ×3, tier 2 ×1, tier 3 ×8)"
-        ),
-        "{text}"
+    let listed = format!(
+        "original: original.py · scenario · 1 reference(s) · {} answer(s) (tier 1 ×{}, tier 2 ×{}, tier 3 ×{})",
+        answers.len(),
+        tiers[0],
+        tiers[1],
+        tiers[2]
     );
+    assert!(text.contains(&listed), "{listed} not in {text}");
     assert!(
         text.contains("original: none (built in: any Qt chat app)"),
         "{text}"
