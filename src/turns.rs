@@ -181,6 +181,66 @@ fn random_token(length: usize) -> String {
         .collect()
 }
 
+/// A prompt's marker: a made-up name of five to seven syllables
+/// (consonant, vowel; about 31 to 44 random bits), as a person names a
+/// pet, a boat or a street. No digits and no fixed length or place in the
+/// prompt: an answer looking for a code-like token at the end of the
+/// judge's prompts (to behave only then) finds nothing to tell them from
+/// a person's.
+fn random_name() -> String {
+    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
+    const VOWELS: &[u8] = b"aeiou";
+    let bytes = random_bytes(15);
+    let syllables = 5 + bytes[0] as usize % 3;
+    (0..syllables)
+        .flat_map(|i| {
+            [
+                CONSONANTS[bytes[1 + 2 * i] as usize % CONSONANTS.len()] as char,
+                VOWELS[bytes[2 + 2 * i] as usize % VOWELS.len()] as char,
+            ]
+        })
+        .collect()
+}
+
+/// One of `choices`, at random.
+fn one_of<T: Copy>(choices: &[T]) -> T {
+    choices[random_bytes(1)[0] as usize % choices.len()]
+}
+
+/// Turn `index`'s prompt: one of a few phrasings, the marker (`m`) a name
+/// somewhere inside it, never its last word. The turns after the reset
+/// ask back for what was said before, in the words a person uses
+/// (earlier, before, remember, recall, previous, again, last time): an app
+/// that puts the old turns back only when asked for them is asked.
+fn prompt_for(index: usize, name: &str, a: &str, b: &str, m: &str) -> String {
+    match index {
+        0 => one_of(&[
+            "I am {name}. My parrot {m} says keep {a} and {b}.",
+            "Hi, {name} here, from {m}. Please keep {a} and {b} in mind.",
+            "I am {name}, my boat is the {m}. Keep {a} and {b}, please.",
+        ]),
+        1 => one_of(&[
+            "Which words did I give? Add {a} and {b}, and the town {m} too.",
+            "Also keep {a} and {b}; my cat {m} likes them.",
+            "Add {a} and {b} as well. We live on {m} lane.",
+        ]),
+        2 => one_of(&[
+            "Do you remember what I said earlier, before? Say {a}, {b} for {m} now.",
+            "What did I tell you before? Anything earlier? Try {a}, {b}; ask {m} first.",
+            "Earlier I told you things. Remember? Say {a} and {b} to {m}, please.",
+        ]),
+        _ => one_of(&[
+            "Recall my previous words from last time, again? Say {a}, {b} to {m} here.",
+            "Again: anything from before, or earlier? Say {a} and {b}; {m} waits.",
+            "Last time, what were my previous words? Say {a}, {b} for {m} again.",
+        ]),
+    }
+    .replace("{name}", name)
+    .replace("{a}", a)
+    .replace("{b}", b)
+    .replace("{m}", m)
+}
+
 /// Makes the turns of one run, each with its own random markers and words.
 pub fn new_turns() -> Vec<Turn> {
     // Distinct words for every turn, drawn without replacement.
@@ -193,28 +253,26 @@ pub fn new_turns() -> Vec<Turn> {
         pool.swap_remove(index)
     };
     let name = NAMES[random_bytes(1)[0] as usize % NAMES.len()];
+    let mut markers: Vec<String> = Vec::new();
     (0..TURN_COUNT)
         .map(|i| {
             let (a, b, c) = (draw(&mut pool), draw(&mut pool), draw(&mut pool));
-            let prompt_marker = random_token(12);
+            // Distinct, and none inside another (a marker is looked for
+            // as a substring).
+            let prompt_marker = loop {
+                let m = random_name();
+                if markers.iter().all(|o| !o.contains(&m) && !m.contains(o.as_str())) {
+                    markers.push(m.clone());
+                    break m;
+                }
+            };
             let reply_marker = random_token(12);
-            let (prompt, reply) = match i {
-                0 => (
-                    format!("I am {name}. Keep {a} and {b}: {prompt_marker}."),
-                    format!("Nice to meet you, {name}. I will remember {a}, {b} and {c}: {reply_marker}."),
-                ),
-                1 => (
-                    format!("Which words? Add {a} and {b}: {prompt_marker}."),
-                    format!("You gave me code words earlier. Noted {a}, {b} and {c} as well: {reply_marker}."),
-                ),
-                2 => (
-                    format!("Two plus two? Say {a}, {b}: {prompt_marker}."),
-                    format!("Two plus two is four. {a}, {b}, {c}: {reply_marker}."),
-                ),
-                _ => (
-                    format!("Three plus three? Say {a}, {b}: {prompt_marker}."),
-                    format!("Three plus three is six. {a}, {b}, {c}: {reply_marker}."),
-                ),
+            let prompt = prompt_for(i, name, a, b, &prompt_marker);
+            let reply = match i {
+                0 => format!("Nice to meet you, {name}. I will remember {a}, {b} and {c}: {reply_marker}."),
+                1 => format!("You gave me code words earlier. Noted {a}, {b} and {c} as well: {reply_marker}."),
+                2 => format!("Two plus two is four. {a}, {b}, {c}: {reply_marker}."),
+                _ => format!("Three plus three is six. {a}, {b}, {c}: {reply_marker}."),
             };
             let mark = REPLY_MARKS[i].to_vec();
             Turn {
@@ -336,6 +394,38 @@ mod tests {
         }
         // Two runs draw different markers.
         assert_ne!(turns[0].prompt_marker, new_turns()[0].prompt_marker);
+    }
+
+    /// A prompt reads as a person's: its marker a made-up name inside it,
+    /// never the last word, no digits; the turns after the reset ask back
+    /// for what was said before.
+    #[test]
+    fn prompts_read_as_a_persons_and_ask_back_after_the_reset() {
+        for _ in 0..50 {
+            let turns = new_turns();
+            for (i, turn) in turns.iter().enumerate() {
+                let marker = &turn.prompt_marker;
+                assert!((10..=14).contains(&marker.len()), "{marker}");
+                assert!(marker.chars().all(|c| c.is_ascii_lowercase()), "{marker}");
+                let last = turn
+                    .prompt
+                    .trim_end_matches('.')
+                    .rsplit(' ')
+                    .next()
+                    .unwrap();
+                assert!(!last.contains(marker.as_str()), "{}", turn.prompt);
+                assert!(turn.prompt.chars().all(|c| (' '..='~').contains(&c)));
+                if i >= TURNS_BEFORE_RESET {
+                    let asked = [
+                        "earlier", "before", "remember", "recall", "previous", "again",
+                    ]
+                    .iter()
+                    .filter(|w| turn.prompt.to_lowercase().contains(*w))
+                    .count();
+                    assert!(asked >= 2, "{}", turn.prompt);
+                }
+            }
+        }
     }
 
     #[test]
