@@ -95,6 +95,65 @@ pub struct ScenarioStep {
     pub expect: Vec<Expectation>,
 }
 
+/// Written in a `set` value or an expectation's `equals` or `contains`,
+/// it stands for a made-up word drawn for each run ([`run_nonce`]): an
+/// answer cannot send the task's test value whatever was typed, as it
+/// could a value fixed in `task.toml`.
+pub const NONCE: &str = "{nonce}";
+
+/// The run's word for [`NONCE`]: a made-up name of five syllables, drawn
+/// from the run's turns (their random markers), so that the host finds it
+/// again when it judges and nothing of it is known before the run. A
+/// scenario without a turn gets a fixed word.
+pub fn run_nonce(turns: &[crate::turns::Turn]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"qtjudge nonce");
+    for turn in turns {
+        hasher.update(turn.prompt_marker.as_bytes());
+        hasher.update(turn.reply_marker.as_bytes());
+    }
+    let digest = hasher.finalize();
+    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
+    const VOWELS: &[u8] = b"aeiou";
+    (0..5)
+        .flat_map(|i| {
+            [
+                CONSONANTS[digest[2 * i] as usize % CONSONANTS.len()] as char,
+                VOWELS[digest[2 * i + 1] as usize % VOWELS.len()] as char,
+            ]
+        })
+        .collect()
+}
+
+/// `value` with every [`NONCE`] in its strings replaced by `nonce`.
+fn with_nonce(value: &Value, nonce: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace(NONCE, nonce)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| with_nonce(v, nonce)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), with_nonce(v, nonce)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+impl ScenarioStep {
+    /// The step as one run takes it: [`NONCE`] replaced by the run's word
+    /// in its value and its expectations' `equals` and `contains`.
+    pub fn for_run(&self, nonce: &str) -> ScenarioStep {
+        let mut step = self.clone();
+        step.value = step.value.map(|v| with_nonce(&v, nonce));
+        for expectation in &mut step.expect {
+            expectation.equals = expectation.equals.take().map(|v| with_nonce(&v, nonce));
+            expectation.contains = expectation.contains.take().map(|v| with_nonce(&v, nonce));
+        }
+        step
+    }
+}
+
 /// What must be observed after a step, and the code and reason when not.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +597,30 @@ reason = "the request after setting {expected} had {path} {found}"
             ]
         );
         assert_eq!(scenario[1].value, Some(json!(0.2)));
+    }
+
+    /// `{nonce}` is the run's own word, the same in the value typed and in
+    /// what is expected, and another in another run.
+    #[test]
+    fn the_nonce_is_one_word_a_run_in_value_and_expectations() {
+        let step: ScenarioStep = serde_json::from_value(json!({
+            "step": "set", "control": "x", "value": "Talk like {nonce}.",
+            "expect": [{"json_path": "a", "equals": "Talk like {nonce}.", "failure": "x", "reason": "r"},
+                       {"json_path": "a", "contains": ["{nonce}"], "failure": "x", "reason": "r {nonce}"}],
+        }))
+        .unwrap();
+        let turns = crate::turns::new_turns();
+        let nonce = run_nonce(&turns);
+        assert_eq!(nonce, run_nonce(&turns));
+        assert_ne!(nonce, run_nonce(&crate::turns::new_turns()));
+        assert!(nonce.len() == 10 && nonce.chars().all(|c| c.is_ascii_lowercase()));
+        let run = step.for_run(&nonce);
+        let typed = format!("Talk like {nonce}.");
+        assert_eq!(run.value, Some(json!(typed)));
+        assert_eq!(run.expect[0].equals, Some(json!(typed)));
+        assert_eq!(run.expect[1].contains, Some(json!([nonce])));
+        // The reason keeps its words: only values are the run's.
+        assert_eq!(run.expect[1].reason, "r {nonce}");
     }
 
     #[test]

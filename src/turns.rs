@@ -181,8 +181,8 @@ fn random_token(length: usize) -> String {
         .collect()
 }
 
-/// A prompt's marker: a made-up name of five to seven syllables
-/// (consonant, vowel; about 31 to 44 random bits), as a person names a
+/// A prompt's marker: a made-up name of five or six syllables
+/// (consonant, vowel; about 31 to 38 random bits), as a person names a
 /// pet, a boat or a street. No digits and no fixed length or place in the
 /// prompt: an answer looking for a code-like token at the end of the
 /// judge's prompts (to behave only then) finds nothing to tell them from
@@ -191,7 +191,7 @@ fn random_name() -> String {
     const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
     const VOWELS: &[u8] = b"aeiou";
     let bytes = random_bytes(15);
-    let syllables = 5 + bytes[0] as usize % 3;
+    let syllables = 5 + bytes[0] as usize % 2;
     (0..syllables)
         .flat_map(|i| {
             [
@@ -210,29 +210,29 @@ fn one_of<T: Copy>(choices: &[T]) -> T {
 /// Turn `index`'s prompt: one of a few phrasings, the marker (`m`) a name
 /// somewhere inside it, never its last word. The turns after the reset
 /// ask back for what was said before, in the words a person uses
-/// (earlier, before, remember, recall, previous, again, last time): an app
+/// (earlier, before, remember, recall, previous, again): an app
 /// that puts the old turns back only when asked for them is asked.
 fn prompt_for(index: usize, name: &str, a: &str, b: &str, m: &str) -> String {
     match index {
         0 => one_of(&[
-            "I am {name}. My parrot {m} says keep {a} and {b}.",
-            "Hi, {name} here, from {m}. Please keep {a} and {b} in mind.",
-            "I am {name}, my boat is the {m}. Keep {a} and {b}, please.",
+            "I am {name}, of {m}. Keep {a}, {b}.",
+            "{name} here, from {m}. Keep {a}, {b}.",
+            "I am {name}; {m} says keep {a}, {b}.",
         ]),
         1 => one_of(&[
-            "Which words did I give? Add {a} and {b}, and the town {m} too.",
-            "Also keep {a} and {b}; my cat {m} likes them.",
-            "Add {a} and {b} as well. We live on {m} lane.",
+            "Add {a}, {b} and the town {m} too.",
+            "Add {a}, {b}; my cat {m} likes them.",
+            "Also {a}, {b}, from {m} lane.",
         ]),
         2 => one_of(&[
-            "Do you remember what I said earlier, before? Say {a}, {b} for {m} now.",
-            "What did I tell you before? Anything earlier? Try {a}, {b}; ask {m} first.",
-            "Earlier I told you things. Remember? Say {a} and {b} to {m}, please.",
+            "Earlier, before? {a}, {b}, {m} now.",
+            "Remember earlier? {a}, {b} to {m} now.",
+            "Before, remember? {a}, {b}; {m} asks.",
         ]),
         _ => one_of(&[
-            "Recall my previous words from last time, again? Say {a}, {b} to {m} here.",
-            "Again: anything from before, or earlier? Say {a} and {b}; {m} waits.",
-            "Last time, what were my previous words? Say {a}, {b} for {m} again.",
+            "Recall again? {a}, {b}, {m} now.",
+            "Previous, again? {a}, {b}; {m} waits.",
+            "Again, as before? {a}, {b}, {m} now.",
         ]),
     }
     .replace("{name}", name)
@@ -405,7 +405,7 @@ mod tests {
             let turns = new_turns();
             for (i, turn) in turns.iter().enumerate() {
                 let marker = &turn.prompt_marker;
-                assert!((10..=14).contains(&marker.len()), "{marker}");
+                assert!((10..=12).contains(&marker.len()), "{marker}");
                 assert!(marker.chars().all(|c| c.is_ascii_lowercase()), "{marker}");
                 let last = turn
                     .prompt

@@ -135,9 +135,11 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
         // A task written as data: the harness runs its steps instead of
         // the reset's. Only what it drives goes in (the expectations and
         // codes are judged on the host, and the candidate need not see them).
+        let nonce = crate::scenario::run_nonce(turns);
         job["scenario"] = task
             .scenario
             .iter()
+            .map(|s| s.for_run(&nonce))
             .map(|s| {
                 json!({
                     "step": s.step,

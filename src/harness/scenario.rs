@@ -47,6 +47,10 @@ pub(super) fn judge_expectations(
     evidence: &ScenarioEvidence,
 ) -> ScenarioJudgement {
     let (requests, summaries) = (evidence.requests, evidence.summaries);
+    // The values this run typed, and so expects: `{nonce}` is its own word.
+    let nonce = crate::scenario::run_nonce(evidence.turns);
+    let scenario: Vec<ScenarioStep> = scenario.iter().map(|s| s.for_run(&nonce)).collect();
+    let scenario = scenario.as_slice();
     let names = step_names(scenario);
     let recorded: Vec<&Value> = requests
         .as_array()
