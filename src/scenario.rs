@@ -113,17 +113,7 @@ pub fn run_nonce(turns: &[crate::turns::Turn]) -> String {
         hasher.update(turn.prompt_marker.as_bytes());
         hasher.update(turn.reply_marker.as_bytes());
     }
-    let digest = hasher.finalize();
-    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
-    const VOWELS: &[u8] = b"aeiou";
-    (0..5)
-        .flat_map(|i| {
-            [
-                CONSONANTS[digest[2 * i] as usize % CONSONANTS.len()] as char,
-                VOWELS[digest[2 * i + 1] as usize % VOWELS.len()] as char,
-            ]
-        })
-        .collect()
+    crate::turns::name_from(&hasher.finalize(), 5)
 }
 
 /// `value` with every [`NONCE`] in its strings replaced by `nonce`.

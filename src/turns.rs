@@ -188,15 +188,22 @@ fn random_token(length: usize) -> String {
 /// judge's prompts (to behave only then) finds nothing to tell them from
 /// a person's.
 fn random_name() -> String {
+    let bytes = random_bytes(13);
+    name_from(&bytes[1..], 5 + bytes[0] as usize % 2)
+}
+
+/// A made-up name of `syllables` syllables (consonant, vowel) spelled by
+/// `bytes`, two a syllable: lower case, no digits, pronounceable.
+pub fn name_from(bytes: &[u8], syllables: usize) -> String {
     const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
     const VOWELS: &[u8] = b"aeiou";
-    let bytes = random_bytes(15);
-    let syllables = 5 + bytes[0] as usize % 2;
-    (0..syllables)
-        .flat_map(|i| {
+    bytes
+        .chunks_exact(2)
+        .take(syllables)
+        .flat_map(|pair| {
             [
-                CONSONANTS[bytes[1 + 2 * i] as usize % CONSONANTS.len()] as char,
-                VOWELS[bytes[2 + 2 * i] as usize % VOWELS.len()] as char,
+                CONSONANTS[pair[0] as usize % CONSONANTS.len()] as char,
+                VOWELS[pair[1] as usize % VOWELS.len()] as char,
             ]
         })
         .collect()
