@@ -69,6 +69,9 @@ pub struct Channel {
     /// Where the harness read the old turns in the window's widgets again
     /// after the reset (after turn 3, the idle step, turn 4): a hint.
     pub screen_text_hits: Vec<String>,
+    /// A scenario's steps after which the harness read turns it expects
+    /// hidden in the window's widgets, with where it read them: a hint.
+    pub read_back: Vec<(String, String)>,
     /// Why the reset (or a message box it opened) was clicked inside the
     /// app's process rather than by the supervisor's click on the screen,
     /// when the harness says so: a hint that only takes a pass away.
@@ -102,6 +105,7 @@ impl Channel {
         let mut seen_in_step: Vec<(String, String)> = Vec::new();
         // The steps a `screen_text` report came in (one in each at most).
         let mut screen_text_in: Vec<String> = Vec::new();
+        let is_reset = steps.iter().map(AsRef::as_ref).eq(STEPS);
         for report in reports {
             let kind = report["type"].as_str().unwrap_or("");
             if channel.done {
@@ -162,9 +166,12 @@ impl Channel {
                 }
                 "screen_text" => {
                     let step = open.unwrap_or("");
-                    if !matches!(step, "turn_3" | "idle" | "turn_4")
-                        || screen_text_in.iter().any(|s| s == step)
-                    {
+                    // The reset's turns 3, 4 and idle step; a scenario's
+                    // `turn_N` and `click_N` (those with `hides_turns`).
+                    let in_scenario =
+                        !is_reset && (step.starts_with("click_") || step.starts_with("turn_"));
+                    let in_reset = is_reset && matches!(step, "turn_3" | "idle" | "turn_4");
+                    if !(in_reset || in_scenario) || screen_text_in.iter().any(|s| s == step) {
                         channel.tamper(format!(
                             "a `screen_text` report came where the harness sends none (during {})",
                             open.unwrap_or("no step")
@@ -179,6 +186,19 @@ impl Channel {
                             .chars()
                             .take(60)
                             .collect();
+                        if in_scenario {
+                            let widgets: Vec<String> = report["hits"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|h| h["widget"].as_str())
+                                .take(4)
+                                .map(|w| w.chars().take(60).collect())
+                                .collect();
+                            channel
+                                .read_back
+                                .push((step.to_string(), widgets.join(", ")));
+                        }
                         channel.screen_text_hits.push(place);
                     }
                 }

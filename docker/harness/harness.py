@@ -2119,12 +2119,14 @@ class Run:
             pass
         return [(name, text) for name, text in texts if isinstance(text, str) and text]
 
-    def old_text_hits(self):
-        """What a person could read of turns 1 and 2 anywhere on the app's
-        windows now: a marker, or two of their distinctive words in one
-        text (a hint: it can fail the screen plane, never pass it)."""
-        markers = self.old_markers()
-        words = [w for t in self.turns[:2] if isinstance(t, dict) for w in t.get("words") or [] if isinstance(w, str) and len(w) >= 3]
+    def old_text_hits(self, old_turns=None):
+        """What a person could read of turns 1 and 2 (or of `old_turns`,
+        0-based) anywhere on the app's windows now: a marker, or two of
+        their distinctive words in one text (a hint: it can fail the screen
+        plane, never pass it)."""
+        old = [t for i, t in enumerate(self.turns) if (i < 2 if old_turns is None else i in old_turns) and isinstance(t, dict)]
+        markers = [t[key] for t in old for key in ("prompt_marker", "reply_marker") if isinstance(t.get(key), str)]
+        words = [w for t in old for w in t.get("words") or [] if isinstance(w, str) and len(w) >= 3]
         patterns = [re.compile(r"(?<![^\W_])" + re.escape(w) + r"(?![^\W_])", re.IGNORECASE) for w in words]
         hits = []
         for name, text in self.shown_anywhere():
@@ -2250,18 +2252,32 @@ class Run:
         for n, item in enumerate(items):
             kind = item.get("step")
             counts[kind] = counts.get(kind, 0) + 1
+            hidden = [t - 1 for t in item.get("hides_turns") or [] if isinstance(t, int) and 0 < t <= len(self.turns)]
             if kind == "turn":
-                steps.append((f"turn_{counts[kind]}", functools.partial(self.turn, counts[kind] - 1, plain=True)))
+                name = f"turn_{counts[kind]}"
+                action = functools.partial(self.turn, counts[kind] - 1, plain=True)
+                steps.append((name, functools.partial(self.read_back_after, action, name, hidden) if hidden else action))
             elif kind in ("set", "click"):
                 # A click whose next step answers a file dialog arms it first.
                 following = items[n + 1] if n + 1 < len(items) else {}
                 path = following.get("path") if kind == "click" and following.get("step") == "answer_file_dialog" else None
-                steps.append((f"{kind}_{counts[kind]}", functools.partial(self.scenario_control, item, path)))
+                name = f"{kind}_{counts[kind]}"
+                action = functools.partial(self.scenario_control, item, path)
+                steps.append((name, functools.partial(self.read_back_after, action, name, hidden) if hidden else action))
             elif kind == "answer_file_dialog":
                 steps.append((f"{kind}_{counts[kind]}", self.scenario_file_dialog))
             elif kind == "idle":
                 steps.append((f"idle_{counts[kind]}", functools.partial(self.scenario_idle, item)))
         self.run_steps(steps)
+
+    def read_back_after(self, action, name, hidden):
+        """A step after which the scenario expects turns gone from the
+        screen: once it is done, the window's widgets are read for them
+        (a hint: it can fail the expectation, never meet it)."""
+        evidence = action()
+        hits = self.old_text_hits(hidden)
+        report("screen_text", where=name, cleared=not hits, hits=hits[:8])
+        return evidence
 
     def scenario_control(self, item, file_path=None):
         """`set` or `click`: the control found by the step's pattern (its

@@ -48,6 +48,9 @@ pub struct Frame {
     /// When it was taken, in ms after the job arrived (supervisor's clock).
     pub at_ms: f64,
     pub image: Rgb,
+    /// [`Frame::marks`], read once: a scenario asks it of the same frame
+    /// for each of its screen expectations.
+    marks: std::sync::OnceLock<[bool; TURN_COUNT]>,
 }
 
 /// Why a frame was not read.
@@ -110,12 +113,13 @@ impl Frame {
                 height,
                 pixels,
             },
+            marks: Default::default(),
         })
     }
 
     /// Which turns' reply marks this frame shows (index 0 is turn 1).
     pub fn marks(&self) -> [bool; TURN_COUNT] {
-        marks_in(&self.image)
+        *self.marks.get_or_init(|| marks_in(&self.image))
     }
 }
 

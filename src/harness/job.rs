@@ -151,6 +151,9 @@ pub fn job(task: &Task, bundle: &Bundle, turns: &[Turn]) -> Value {
                     // The supervisor takes a frame after a click judged
                     // on the screen.
                     "screen_after": s.expect.iter().any(|e| e.on_screen()),
+                    // Turns the harness reads the widgets for after the
+                    // step: a hint that can only fail `hides_turns`.
+                    "hides_turns": s.expect.iter().flat_map(|e| e.hides_turns.iter().copied()).collect::<Vec<usize>>(),
                 })
             })
             .collect();

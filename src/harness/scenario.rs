@@ -157,7 +157,22 @@ pub(super) fn judge_expectations(
                     turn,
                     shown_later: &shown_later,
                 };
-                if let Some(why) = unmet_on_screen(expectation, &place, evidence.frames) {
+                let read_back = || {
+                    // The harness read them in the widgets after the step:
+                    // a hint, so it can only fail the expectation.
+                    let (_, widgets) = channel
+                        .read_back
+                        .iter()
+                        .find(|(at, _)| at == name && !expectation.hides_turns.is_empty())?;
+                    let found = format!("them in the window's widgets ({widgets})");
+                    Some(format!(
+                        "{} (the harness read the turns in the app's widgets after `{name}`: text scrolled or hidden out of sight is still there)",
+                        fill(&expectation.reason, &[("turn", turn.to_string()), ("found", found)])
+                    ))
+                };
+                if let Some(why) =
+                    unmet_on_screen(expectation, &place, evidence.frames).or_else(read_back)
+                {
                     return ScenarioJudgement {
                         failure: Some((expectation.failure.clone(), why)),
                         step_failed: false,
@@ -491,6 +506,67 @@ mod click_and_job {
                 frames: &NO_FRAMES,
             },
         )
+    }
+
+    /// Turns a click must hide, gone from the pixels but read by the
+    /// harness in the widgets after it (scrolled out of sight): the hint
+    /// fails the expectation; without it the pixels alone meet it.
+    #[test]
+    fn turns_read_back_in_the_widgets_fail_hides_turns() {
+        let scenario: Vec<ScenarioStep> = serde_json::from_value(json!([
+            {"step": "click", "control": "(?i)clear", "failure": "no_clear_button",
+             "expect": [{"hides_turns": [1], "failure": "transcript_not_cleared", "reason": "after Clear the screen showed {found}"}]},
+        ]))
+        .unwrap();
+        let frames: Vec<_> = [("reply:1", 1.0, vec![1]), ("click:1", 2.0, vec![])]
+            .iter()
+            .map(|(name, at, turns)| {
+                crate::grading::screen::Frame::decode(&crate::harness::tests_support::frame(
+                    name, *at, turns,
+                ))
+                .unwrap()
+            })
+            .collect();
+        let judged = |read_back: Option<bool>| {
+            let mut reports = Vec::new();
+            for name in step_names(&scenario) {
+                reports.push(json!({"type": "step_start", "name": name}));
+                let mut evidence = json!({});
+                if name == "click_1" {
+                    reports.push(json!({"type": "approach", "rect": [1, 2, 3, 4]}));
+                    if let Some(cleared) = read_back {
+                        reports.push(
+                            json!({"type": "screen_text", "where": "click_1", "cleared": cleared,
+                                            "hits": [{"widget": "QPlainTextEdit", "text": "…"}]}),
+                        );
+                    }
+                    evidence = json!({"delivered": "screen"});
+                }
+                reports.push(json!({"type": "step", "name": name, "ok": true, "ms": 1.0, "detail": "ok", "evidence": evidence}));
+            }
+            reports.push(json!({"type": "done"}));
+            let channel = Channel::read_steps(&reports, 0, &step_names(&scenario));
+            assert!(channel.tampering.is_none(), "{:?}", channel.tampering);
+            judge_expectations(
+                &scenario,
+                &channel,
+                &super::ScenarioEvidence {
+                    requests: &json!([]),
+                    summaries: &[],
+                    saved_files: &json!([]),
+                    turns: &[],
+                    frames: &Ok(frames.clone()),
+                },
+            )
+        };
+        assert!(judged(None).met);
+        assert!(judged(Some(true)).met);
+        let (code, why) = judged(Some(false)).failure.unwrap();
+        assert_eq!(code, "transcript_not_cleared");
+        assert!(
+            why.contains("widgets (QPlainTextEdit)") && why.contains("`click_1`"),
+            "{why}"
+        );
     }
 
     /// As the reset's: a click that reached the control only inside the

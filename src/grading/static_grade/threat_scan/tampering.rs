@@ -109,9 +109,33 @@ const BINDING_ALIASES: [(&str, &str); 3] = [
     ("Property", "pyqtProperty"),
 ];
 
+/// Tests that tell a function written in Python from one built into Qt or
+/// the interpreter: nothing a chat app needs, and how the judge's patched
+/// Qt methods are told from the binding's own.
+const FUNCTION_KIND_TESTS: [&str; 14] = [
+    "inspect.isbuiltin",
+    "inspect.isfunction",
+    "inspect.isroutine",
+    "inspect.ismethoddescriptor",
+    "inspect.getsource",
+    "inspect.getsourcefile",
+    "inspect.getfile",
+    "types.FunctionType",
+    "types.LambdaType",
+    "types.BuiltinFunctionType",
+    "types.BuiltinMethodType",
+    "types.MethodDescriptorType",
+    "types.WrapperDescriptorType",
+    "types.MethodWrapperType",
+];
+
+/// A function's insides: read only by code that looks at how a function
+/// was made (the judge's patches are Python functions).
+const FUNCTION_INSIDES: [&str; 3] = ["__code__", "__closure__", "__globals__"];
+
 /// The last names of what [`introspection_of_the_judge`], `sys.modules`
 /// and `os.environ` look for.
-pub(super) const INTROSPECTED_NAMES: [&str; 19] = [
+pub(super) const INTROSPECTED_NAMES: [&str; 33] = [
     "_getframe",
     "_current_frames",
     "stack",
@@ -131,6 +155,20 @@ pub(super) const INTROSPECTED_NAMES: [&str; 19] = [
     "setprofile",
     "modules",
     "environ",
+    "isbuiltin",
+    "isfunction",
+    "isroutine",
+    "ismethoddescriptor",
+    "getsource",
+    "getsourcefile",
+    "getfile",
+    "FunctionType",
+    "LambdaType",
+    "BuiltinFunctionType",
+    "BuiltinMethodType",
+    "MethodDescriptorType",
+    "WrapperDescriptorType",
+    "MethodWrapperType",
 ];
 
 impl<'t> ThreatScan<'t> {
@@ -296,6 +334,14 @@ impl<'t> ThreatScan<'t> {
                 FailureCode::Tampering,
                 node,
                 format!("walks stack frames ({last})"),
+            );
+            return;
+        }
+        if FUNCTION_INSIDES.contains(&last) {
+            self.report(
+                FailureCode::Tampering,
+                node,
+                format!("reads a function's insides ({last}): how the judge's patched Qt methods are told from the binding's built-in ones"),
             );
             return;
         }
@@ -471,6 +517,10 @@ pub(super) fn introspection_of_the_judge(name: &str) -> Option<String> {
         Some(format!("searches the heap for other objects ({name})"))
     } else if INTERPRETER_HOOKS.contains(&name) {
         Some(format!("hooks the interpreter ({name})"))
+    } else if FUNCTION_KIND_TESTS.contains(&name) {
+        Some(format!(
+            "tells Python functions from built-in ones ({name}): how the judge's patched Qt methods are found"
+        ))
     } else {
         None
     }
@@ -546,9 +596,11 @@ fn judge_name() -> &'static Regex {
     // The judge's name, and the app clock's controls (the idle step moves
     // the clock through them: an app that touches them dodges the step).
     PATTERN.get_or_init(|| {
+        // Also a function's insides looked up by name, and the type names
+        // that tell a built-in function from the judge's Python patches.
         // Also the container's fingerprints: an app that behaves one way in
         // a container and another on a desktop is gaming the judge.
-        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock|\.dockerenv|\.containerenv|/proc/(?:1|self)/(?:cgroup|mountinfo|sched)")
+        Regex::new(r"(?i)qtjudge|faketime|ld_preload|/tmp/\.clock|\.dockerenv|\.containerenv|/proc/(?:1|self)/(?:cgroup|mountinfo|sched)|^__(?:code|closure|globals)__$|builtin_function_or_method|method_descriptor")
             .expect("a valid pattern")
     })
 }
