@@ -275,14 +275,11 @@ pub fn new_turns() -> Vec<Turn> {
             };
             let reply_marker = random_token(12);
             let prompt = prompt_for(i, name, a, b, &prompt_marker);
-            // Each reply opens with a sentence of its own: one old turn,
-            // prompt and reply, is then always longer than the budget of
-            // unexplained text, however it is enciphered after the reset.
             let reply = match i {
-                0 => format!("Your list is safe with me; ask for it whenever you like and I shall read it out. Nice to meet you, {name}. I will remember {a}, {b} and {c}: {reply_marker}."),
-                1 => format!("That makes six words so far, kept in the order you gave them to me today. You gave me code words earlier. Noted {a}, {b} and {c} as well: {reply_marker}."),
-                2 => format!("Arithmetic is easy compared with keeping track of a long conversation. Two plus two is four. {a}, {b}, {c}: {reply_marker}."),
-                _ => format!("Sums like these are the quiet part of my day, so do send another one soon. Three plus three is six. {a}, {b}, {c}: {reply_marker}."),
+                0 => format!("Nice to meet you, {name}. I will remember {a}, {b} and {c}: {reply_marker}."),
+                1 => format!("You gave me code words earlier. Noted {a}, {b} and {c} as well: {reply_marker}."),
+                2 => format!("Two plus two is four. {a}, {b}, {c}: {reply_marker}."),
+                _ => format!("Three plus three is six. {a}, {b}, {c}: {reply_marker}."),
             };
             let mark = REPLY_MARKS[i].to_vec();
             Turn {

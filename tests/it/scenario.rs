@@ -128,12 +128,12 @@ async fn the_system_prompt_task_passes_its_check_and_says_why_answers_fail() {
     );
     let repeated = reason("repeated");
     assert!(
-        repeated.contains("turn 2's request carried more than one system message: its second message had role \"system\""),
+        repeated.contains("turn 3's request carried more than one system message: its second message had role \"system\""),
         "{repeated}"
     );
     let lost = reason("lost-after-clear");
     assert!(
-        lost.starts_with("`system_prompt_lost_after_clear`: after Clear, the first message of turn 3's request was"),
+        lost.starts_with("`system_prompt_lost_after_clear`: after Clear, the first message of turn 2's request was"),
         "{lost}"
     );
 }
