@@ -243,7 +243,14 @@ fn an_image_of_the_old_turns_in_a_request_after_the_reset_fails_it() {
 
 #[test]
 fn old_turns_in_disguise_after_the_reset_fail_closed() {
-    let t = turns();
+    // A first reply longer than the shortest: a short first turn
+    // enciphered alone can fit the budget of unexplained text (README,
+    // Not promised).
+    let mut t = turns();
+    t[0].reply = format!(
+        "Your list is safe with me; ask for it whenever you like. {}",
+        t[0].reply
+    );
     let rot13 = |text: &str| -> String {
         text.chars()
             .map(|c| match c {
